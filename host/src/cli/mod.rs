@@ -1,0 +1,67 @@
+//! The `nodecache` command line.
+
+mod args;
+mod commands;
+
+pub use args::Cli;
+use clap::Parser;
+
+/// Exit status: 0 success, 1 runtime error, 2 usage error, 3 nodes without data.
+#[derive(Debug)]
+pub struct Failure {
+    pub code: i32,
+    pub error: anyhow::Error,
+}
+
+impl From<anyhow::Error> for Failure {
+    fn from(error: anyhow::Error) -> Self {
+        Failure { code: 1, error }
+    }
+}
+
+impl Failure {
+    pub fn usage(error: anyhow::Error) -> Self {
+        Failure { code: 2, error }
+    }
+}
+
+/// Parses the command line, runs it, and returns the exit status.
+pub fn main() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => {
+            let _ = error.print();
+            return error.exit_code();
+        }
+    };
+    init_logging(cli.verbose);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("nodecache: cannot start the async runtime: {error}");
+            return 1;
+        }
+    };
+    match runtime.block_on(commands::run(cli)) {
+        Ok(()) => 0,
+        Err(failure) => {
+            eprintln!("nodecache: {:#}", failure.error);
+            failure.code
+        }
+    }
+}
+
+fn init_logging(verbose: u8) {
+    let level = match verbose {
+        0 => "warn",
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("NODECACHE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}

@@ -1,0 +1,101 @@
+//! `cpu-flags`: gather every member, let the policy intersect, and report
+//! each node's provenance.
+
+use std::sync::Arc;
+
+use anyhow::Result;
+use serde::Serialize;
+
+use crate::api::cpu_summary::CpuSummary;
+use crate::capabilities::Capabilities;
+use crate::cluster::Cluster;
+use crate::gather::{Gathered, gather};
+use crate::model::{FetchError, NodeReport, ResolvedNode, Verdict};
+use crate::runtime::PolicyRuntime;
+
+/// The cluster's common flags and how every node took part.
+#[derive(Debug, Clone, Serialize)]
+pub struct CpuFlagsReport {
+    pub arch: String,
+    pub flags: Vec<String>,
+    pub nodes: Vec<NodeStatus>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct NodeStatus {
+    pub name: String,
+    /// `cache`, `local`, `remote`, `stale`, `error` or `excluded`.
+    pub source: String,
+    pub age_seconds: Option<u64>,
+    pub arch: Option<String>,
+    pub error: Option<String>,
+}
+
+impl CpuFlagsReport {
+    /// Nodes the common set cannot vouch for.
+    pub fn nodes_without_data(&self) -> Vec<&NodeStatus> {
+        self.nodes.iter().filter(|node| node.source == "error").collect()
+    }
+}
+
+pub async fn cpu_flags(
+    runtime: &PolicyRuntime,
+    capabilities: Arc<Capabilities>,
+    cluster: &Cluster,
+    architecture: &str,
+    concurrency: usize,
+) -> Result<CpuFlagsReport> {
+    let members: Vec<_> = cluster.members.iter().map(|m| m.as_member()).collect();
+    let gathered = gather(runtime, capabilities.clone(), &members, concurrency).await?;
+    let reports: Vec<NodeReport> = gathered.iter().map(to_report).collect();
+    let common = runtime
+        .cluster_cpu_flags(capabilities, &reports, architecture)
+        .await?;
+    let nodes = reports
+        .iter()
+        .zip(&common.verdicts)
+        .map(|(report, (_, verdict))| node_status(report, verdict))
+        .collect();
+    Ok(CpuFlagsReport {
+        arch: common.architecture,
+        flags: common.flags,
+        nodes,
+    })
+}
+
+fn to_report(gathered: &Gathered) -> NodeReport {
+    let outcome = gathered.outcome.clone().and_then(|resources| {
+        let cpu = CpuSummary::from_document(&resources.document)
+            .map_err(|e| FetchError::BadResponse(format!("unreadable resources document: {e}")))?;
+        Ok(ResolvedNode {
+            source: resources.source,
+            age_ms: resources.age_ms,
+            refresh_error: resources.refresh_error,
+            cpu,
+        })
+    });
+    NodeReport {
+        name: gathered.member.name.to_string(),
+        outcome,
+    }
+}
+
+fn node_status(report: &NodeReport, verdict: &Verdict) -> NodeStatus {
+    let resolved = report.outcome.as_ref().ok();
+    let (source, error) = match (verdict, &report.outcome) {
+        (Verdict::Included, Ok(node)) => (
+            node.source.to_string(),
+            node.refresh_error.as_ref().map(|e| e.to_string()),
+        ),
+        (Verdict::ExcludedArch(_), _) => ("excluded".to_string(), None),
+        (Verdict::NoData(why), _) => ("error".to_string(), Some(why.clone())),
+        (Verdict::Included, Err(e)) => ("error".to_string(), Some(e.to_string())),
+    };
+    NodeStatus {
+        name: report.name.clone(),
+        source,
+        age_seconds: resolved.map(|node| node.age_ms / 1000),
+        arch: resolved.map(|node| node.cpu.architecture.clone()),
+        error,
+    }
+}

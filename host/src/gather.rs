@@ -1,0 +1,49 @@
+//! Asks the policy for every member's resources at once: one plugin
+//! instance per node, bounded concurrency, results in membership order.
+
+use std::sync::Arc;
+
+use anyhow::{Result, bail};
+use futures::stream::{self, StreamExt};
+
+use crate::capabilities::Capabilities;
+use crate::model::{FetchError, Member, NodeResources, PolicyFailure};
+use crate::runtime::PolicyRuntime;
+
+/// How many members are asked at the same time.
+pub const DEFAULT_CONCURRENCY: usize = 64;
+
+/// One member's outcome: its document, or why there is none.
+#[derive(Debug, Clone)]
+pub struct Gathered {
+    pub member: Member,
+    pub outcome: Result<NodeResources, FetchError>,
+}
+
+/// Runs `get-node-resources` for every member. A node that cannot be had is
+/// an outcome, not an error; a broken policy (trap, bad configuration) is.
+pub async fn gather(
+    runtime: &PolicyRuntime,
+    capabilities: Arc<Capabilities>,
+    members: &[Member],
+    concurrency: usize,
+) -> Result<Vec<Gathered>> {
+    let calls = members.iter().map(|member| {
+        let capabilities = capabilities.clone();
+        async move {
+            let result = runtime.get_node_resources(capabilities, member).await;
+            (member.clone(), result)
+        }
+    });
+    let results: Vec<_> = stream::iter(calls).buffered(concurrency.max(1)).collect().await;
+    let mut gathered = Vec::with_capacity(results.len());
+    for (member, result) in results {
+        let outcome = match result? {
+            Ok(resources) => Ok(resources),
+            Err(PolicyFailure::Unavailable(error)) => Err(error),
+            Err(failure @ PolicyFailure::BadConfig(_)) => bail!("{failure}"),
+        };
+        gathered.push(Gathered { member, outcome });
+    }
+    Ok(gathered)
+}

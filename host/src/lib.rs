@@ -1,0 +1,17 @@
+//! nodecache: what hardware each node has, and which CPU flags a VM may use
+//! so it can live-migrate to any node. The cache policy and the flag
+//! intersection run as a sandboxed WebAssembly component (see `runtime`).
+
+pub mod api;
+pub mod capabilities;
+pub mod cli;
+pub mod cluster;
+pub mod cpu_flags;
+pub mod format;
+pub mod gather;
+pub mod model;
+pub mod node_name;
+pub mod probe;
+pub mod remote;
+pub mod runtime;
+pub mod store;

@@ -1,0 +1,123 @@
+//! What the host and a policy exchange, independent of any contract version:
+//! each `runtime::vX_Y` module converts between these and its bindings.
+
+use std::fmt;
+
+use crate::api::cpu_summary::CpuSummary;
+
+/// Why the host could not get a node's document.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FetchError {
+    #[error("invalid node: {0}")]
+    InvalidNode(String),
+    #[error("probe failed: {0}")]
+    ProbeFailed(String),
+    #[error("unreachable: {0}")]
+    Unreachable(String),
+    #[error("timed out: {0}")]
+    TimedOut(String),
+    #[error("remote error: {0}")]
+    RemoteError(String),
+    #[error("bad response: {0}")]
+    BadResponse(String),
+    #[error("storage: {0}")]
+    Storage(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    Cache,
+    Local,
+    Remote,
+    Stale,
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Source::Cache => "cache",
+            Source::Local => "local",
+            Source::Remote => "remote",
+            Source::Stale => "stale",
+        })
+    }
+}
+
+/// A node's document and where the policy got it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeResources {
+    pub document: String,
+    pub source: Source,
+    pub age_ms: u64,
+    pub refresh_error: Option<FetchError>,
+}
+
+/// Why the policy could not produce a node's document.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PolicyFailure {
+    #[error("{0}")]
+    Unavailable(FetchError),
+    #[error("bad policy configuration: {0}")]
+    BadConfig(String),
+}
+
+/// A node that produced a document, summarised for the intersection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResolvedNode {
+    pub source: Source,
+    pub age_ms: u64,
+    pub refresh_error: Option<FetchError>,
+    pub cpu: CpuSummary,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeReport {
+    pub name: String,
+    pub outcome: Result<ResolvedNode, FetchError>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    Included,
+    ExcludedArch(String),
+    NoData(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterFlags {
+    pub architecture: String,
+    pub flags: Vec<String>,
+    /// Same order as the reports given.
+    pub verdicts: Vec<(String, Verdict)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Parameter {
+    pub name: String,
+    pub default_value: String,
+    pub description: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyInfo {
+    pub name: String,
+    pub version: String,
+    pub parameters: Vec<Parameter>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogLevel {
+    Trace,
+    Debug,
+    Info,
+    Warn,
+    Error,
+}
+
+/// A cluster member as a policy sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    pub name: crate::node_name::NodeName,
+    /// This machine: probed, never fetched.
+    pub local: bool,
+}

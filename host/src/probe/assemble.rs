@@ -1,0 +1,134 @@
+//! Builds the `api.Resources` document from what the probe read.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io;
+
+use super::flags::{LocalCpus, local_cpus};
+use super::{system, topology};
+use crate::api::resources::{AddressSizes, Cpu, CpuCache, CpuCore, CpuSocket, CpuThread, Resources};
+
+/// Probes this machine. Blocking: reads /proc and /sys and pins threads.
+pub fn probe_resources() -> io::Result<Resources> {
+    let cpus = local_cpus()?;
+    Ok(Resources {
+        cpu: cpu_section(&cpus),
+        memory: system::memory(),
+        load: system::load(),
+        ..Resources::default()
+    })
+}
+
+fn cpu_section(cpus: &LocalCpus) -> Cpu {
+    // socket -> (die, core) -> logical CPUs
+    let mut layout: BTreeMap<u64, BTreeMap<(u64, u64), Vec<&topology::CpuPlace>>> = BTreeMap::new();
+    for place in &cpus.places {
+        layout
+            .entry(place.socket)
+            .or_default()
+            .entry((place.die, place.core))
+            .or_default()
+            .push(place);
+    }
+    let sockets = layout
+        .into_iter()
+        .map(|(socket, cores)| socket_section(cpus, socket, cores))
+        .collect();
+    Cpu {
+        architecture: std::env::consts::ARCH.to_string(),
+        sockets,
+        total: cpus.places.len() as u64,
+    }
+}
+
+fn socket_section(
+    cpus: &LocalCpus,
+    socket: u64,
+    cores: BTreeMap<(u64, u64), Vec<&topology::CpuPlace>>,
+) -> CpuSocket {
+    let first = cores.values().flatten().map(|p| p.cpu).min().unwrap_or(0);
+    let reading = cpus.readings.get(&first);
+    let kernel = cpus.kernel.get(&first);
+    let pick = |a: Option<&String>, b: Option<&String>| {
+        a.filter(|s| !s.is_empty()).or(b).cloned().unwrap_or_default()
+    };
+    let address_bits = kernel
+        .and_then(|k| k.address_bits)
+        .or(reading.and_then(|r| r.address_bits));
+    let (frequency_turbo, frequency_minimum) = topology::frequency_mhz(first);
+    CpuSocket {
+        name: pick(kernel.map(|k| &k.model_name), reading.map(|r| &r.brand)),
+        vendor: pick(kernel.map(|k| &k.vendor), reading.map(|r| &r.vendor)),
+        socket,
+        address_sizes: address_bits.map(|(physical, virt)| AddressSizes {
+            physical_bits: physical.into(),
+            virtual_bits: virt.into(),
+        }),
+        cache: topology::caches(first)
+            .into_iter()
+            .map(|c| CpuCache {
+                level: c.level,
+                kind: c.kind,
+                size: c.size,
+            })
+            .collect(),
+        cores: cores
+            .into_iter()
+            .map(|((die, core), threads)| core_section(cpus, die, core, &threads))
+            .collect(),
+        frequency: 0,
+        frequency_minimum,
+        frequency_turbo,
+    }
+}
+
+/// A core's flags are those all of its threads have: a guest vCPU may land on any.
+fn core_section(cpus: &LocalCpus, die: u64, core: u64, threads: &[&topology::CpuPlace]) -> CpuCore {
+    let mut flags: Option<BTreeSet<String>> = None;
+    for place in threads {
+        if let Some(cpu) = cpus.flags.iter().find(|f| f.cpu == place.cpu) {
+            let effective = cpu.effective();
+            flags = Some(match flags {
+                None => effective.clone(),
+                Some(so_far) => so_far.intersection(effective).cloned().collect(),
+            });
+        }
+    }
+    CpuCore {
+        core,
+        die,
+        threads: threads
+            .iter()
+            .enumerate()
+            .map(|(index, place)| CpuThread {
+                id: place.cpu as i64,
+                numa_node: place.numa_node,
+                thread: index as u64,
+                online: place.online,
+                isolated: place.isolated,
+            })
+            .collect(),
+        frequency: 0,
+        flags: flags.map(|set| set.into_iter().collect()),
+    }
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_probe_counts_every_online_cpu_once() {
+        let resources = probe_resources().unwrap();
+        let threads: usize = resources
+            .cpu
+            .sockets
+            .iter()
+            .flat_map(|s| &s.cores)
+            .map(|c| c.threads.len())
+            .sum();
+        assert_eq!(threads, topology::online_cpus().len());
+        assert_eq!(resources.cpu.total as usize, threads);
+        assert_eq!(resources.cpu.architecture, std::env::consts::ARCH);
+        assert!(resources.memory.total > 0);
+    }
+}

@@ -1,0 +1,109 @@
+//! Which CPUID bit is which Linux flag name.
+//!
+//! The table is derived from the kernel's `cpufeatures.h` by
+//! `scripts/gen-cpuid-flags.py` and kept in the repository; flags the kernel
+//! synthesises (no single CPUID bit) are not in it and come from /proc/cpuinfo.
+
+use std::sync::OnceLock;
+
+const TABLE: &str = include_str!("x86_cpuid_flags.tsv");
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Register {
+    Eax,
+    Ebx,
+    Ecx,
+    Edx,
+}
+
+/// One named CPUID feature bit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CpuidBit {
+    pub name: &'static str,
+    pub leaf: u32,
+    pub subleaf: u32,
+    pub register: Register,
+    pub bit: u8,
+}
+
+/// Every named bit, in the table's order.
+pub fn cpuid_bits() -> &'static [CpuidBit] {
+    static BITS: OnceLock<Vec<CpuidBit>> = OnceLock::new();
+    BITS.get_or_init(|| {
+        TABLE
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.is_empty())
+            .map(parse_row)
+            .collect()
+    })
+}
+
+/// True when the name is one CPUID bit (not a kernel-synthesised flag).
+pub fn is_cpuid_flag(name: &str) -> bool {
+    cpuid_bits().iter().any(|bit| bit.name == name)
+}
+
+fn parse_row(line: &'static str) -> CpuidBit {
+    let fields: Vec<&'static str> = line.split('\t').collect();
+    let bad = || -> ! { panic!("x86_cpuid_flags.tsv: malformed row {line:?}") };
+    if fields.len() != 5 {
+        bad();
+    }
+    let register = match fields[3] {
+        "eax" => Register::Eax,
+        "ebx" => Register::Ebx,
+        "ecx" => Register::Ecx,
+        "edx" => Register::Edx,
+        _ => bad(),
+    };
+    CpuidBit {
+        name: fields[0],
+        leaf: u32::from_str_radix(fields[1].trim_start_matches("0x"), 16).unwrap_or_else(|_| bad()),
+        subleaf: fields[2].parse().unwrap_or_else(|_| bad()),
+        register,
+        bit: fields[4]
+            .parse()
+            .ok()
+            .filter(|b| *b < 32)
+            .unwrap_or_else(|| bad()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_table_parses_and_names_are_unique() {
+        let bits = cpuid_bits();
+        assert!(bits.len() > 200, "{}", bits.len());
+        let mut names: Vec<_> = bits.iter().map(|b| b.name).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), bits.len());
+    }
+
+    #[test]
+    fn well_known_bits_are_where_intel_and_amd_put_them() {
+        let find = |name: &str| cpuid_bits().iter().find(|b| b.name == name).unwrap().clone();
+        let sse4_2 = find("sse4_2");
+        assert_eq!(
+            (sse4_2.leaf, sse4_2.subleaf, sse4_2.register, sse4_2.bit),
+            (1, 0, Register::Ecx, 20)
+        );
+        let avx512f = find("avx512f");
+        assert_eq!(
+            (avx512f.leaf, avx512f.register, avx512f.bit),
+            (7, Register::Ebx, 16)
+        );
+        let lm = find("lm");
+        assert_eq!((lm.leaf, lm.register, lm.bit), (0x8000_0001, Register::Edx, 29));
+        let bf16 = find("avx512_bf16");
+        assert_eq!(
+            (bf16.leaf, bf16.subleaf, bf16.register, bf16.bit),
+            (7, 1, Register::Eax, 5)
+        );
+        assert!(!is_cpuid_flag("constant_tsc"));
+        assert!(is_cpuid_flag("pclmulqdq"));
+    }
+}

@@ -1,0 +1,17 @@
+//! This machine's hardware as an Incus `api.Resources` document.
+//!
+//! Flags come per logical CPU from CPUID (the probing thread pinned to that
+//! CPU) reconciled with the kernel's /proc/cpuinfo line for the same CPU;
+//! topology, caches and NUMA from /sys; memory and load from /proc.
+
+pub mod cpuid;
+pub mod cpuinfo;
+pub mod flag_table;
+pub mod flags;
+pub mod system;
+pub mod topology;
+
+mod assemble;
+
+pub use assemble::probe_resources;
+pub use flags::{CpuFlags, local_cpu_flags};

@@ -1,0 +1,181 @@
+//! The wasmtime side: one engine, each policy compiled once and
+//! pre-instantiated, a fresh sandboxed instance for every call.
+//!
+//! One module per contract version (`v0_1`), as Zed's extension host does:
+//! `contract` decides which one a component was built against.
+
+pub mod contract;
+mod sandbox;
+pub mod v0_1;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use wasmtime::component::{Component, Linker};
+use wasmtime::{Config, Engine, Store};
+
+use crate::capabilities::Capabilities;
+use crate::model::{ClusterFlags, Member, NodeReport, NodeResources, PolicyFailure, PolicyInfo};
+pub use sandbox::Limits;
+use sandbox::PluginState;
+
+/// The default policy, built from `plugin/default` when the host is built.
+pub const DEFAULT_POLICY: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/default_policy.wasm"));
+
+/// A loaded policy, ready to instantiate.
+pub struct PolicyRuntime {
+    engine: Engine,
+    pre: v0_1::PolicyPluginPre<PluginState>,
+    contract: contract::ContractVersion,
+    limits: Limits,
+    origin: String,
+}
+
+impl PolicyRuntime {
+    pub fn engine() -> Result<Engine> {
+        let mut config = Config::new();
+        config.consume_fuel(true);
+        config.concurrency_support(false);
+        Engine::new(&config)
+            .map_err(anyhow::Error::from)
+            .context("cannot start wasmtime")
+    }
+
+    /// The policy embedded in the binary.
+    pub fn default_policy(limits: Limits) -> Result<Self> {
+        Self::from_bytes(DEFAULT_POLICY, "the embedded default policy", limits)
+    }
+
+    pub fn from_file(path: &Path, limits: Limits) -> Result<Self> {
+        let bytes = std::fs::read(path).with_context(|| format!("cannot read policy {}", path.display()))?;
+        Self::from_bytes(&bytes, &path.display().to_string(), limits)
+    }
+
+    /// Checks, compiles and pre-instantiates a policy; `origin` names it in errors.
+    pub fn from_bytes(bytes: &[u8], origin: &str, limits: Limits) -> Result<Self> {
+        contract::check_binary_kind(bytes).with_context(|| format!("policy {origin}"))?;
+        let engine = Self::engine()?;
+        let component = Component::new(&engine, bytes)
+            .map_err(anyhow::Error::from)
+            .with_context(|| format!("policy {origin}: not a valid component"))?;
+        let contract =
+            contract::contract_of(&component, &engine).with_context(|| format!("policy {origin}"))?;
+        let mut linker = Linker::new(&engine);
+        sandbox::add_wasi(&mut linker)?;
+        v0_1::add_to_linker(&mut linker)?;
+        let instance_pre = linker
+            .instantiate_pre(&component)
+            .map_err(anyhow::Error::from)
+            .with_context(|| format!("policy {origin}: its imports cannot be satisfied"))?;
+        let pre = v0_1::PolicyPluginPre::new(instance_pre)
+            .map_err(anyhow::Error::from)
+            .with_context(|| format!("policy {origin}: it lacks an export of contract {contract}"))?;
+        Ok(PolicyRuntime {
+            engine,
+            pre,
+            contract,
+            limits,
+            origin: origin.to_string(),
+        })
+    }
+
+    pub fn contract(&self) -> &contract::ContractVersion {
+        &self.contract
+    }
+
+    pub fn origin(&self) -> &str {
+        &self.origin
+    }
+
+    async fn instantiate(
+        &self,
+        capabilities: Arc<Capabilities>,
+    ) -> Result<(Store<PluginState>, v0_1::PolicyPlugin)> {
+        let mut store = Store::new(&self.engine, PluginState::new(capabilities, &self.limits));
+        sandbox::apply_limits(&mut store, &self.limits)?;
+        let plugin = self
+            .pre
+            .instantiate_async(&mut store)
+            .await
+            .map_err(anyhow::Error::from)
+            .with_context(|| format!("policy {}: instantiation failed", self.origin))?;
+        Ok((store, plugin))
+    }
+
+    /// Runs `call` on a fresh instance, bounded by the call deadline; a trap is an error of this call.
+    async fn with_instance<R>(
+        &self,
+        capabilities: Arc<Capabilities>,
+        what: &str,
+        call: impl AsyncFnOnce(&mut Store<PluginState>, &v0_1::PolicyPlugin) -> wasmtime::Result<R>,
+    ) -> Result<R> {
+        let deadline = self.limits.call_deadline;
+        let run = async {
+            let (mut store, plugin) = self.instantiate(capabilities).await?;
+            call(&mut store, &plugin)
+                .await
+                .map_err(|e| sandbox::describe_trap(e, &store))
+                .with_context(|| format!("policy {}: {what} failed", self.origin))
+        };
+        tokio::time::timeout(deadline, run).await.map_err(|_| {
+            anyhow::anyhow!(
+                "policy {}: {what} ran past its {} deadline",
+                self.origin,
+                seconds(deadline)
+            )
+        })?
+    }
+
+    pub async fn get_node_resources(
+        &self,
+        capabilities: Arc<Capabilities>,
+        member: &Member,
+    ) -> Result<Result<NodeResources, PolicyFailure>> {
+        let node = v0_1::member_to_wit(member);
+        self.with_instance(
+            capabilities,
+            &format!("get-node-resources({})", member.name),
+            async |store, plugin| {
+                let result = plugin
+                    .nodecache_policy_policy()
+                    .call_get_node_resources(store, &node)
+                    .await?;
+                Ok(result
+                    .map(v0_1::node_resources_from_wit)
+                    .map_err(v0_1::policy_error_from_wit))
+            },
+        )
+        .await
+    }
+
+    pub async fn cluster_cpu_flags(
+        &self,
+        capabilities: Arc<Capabilities>,
+        reports: &[NodeReport],
+        architecture: &str,
+    ) -> Result<ClusterFlags> {
+        let reports: Vec<_> = reports.iter().map(v0_1::report_to_wit).collect();
+        self.with_instance(capabilities, "cluster-cpu-flags", async |store, plugin| {
+            let result = plugin
+                .nodecache_policy_policy()
+                .call_cluster_cpu_flags(store, &reports, architecture)
+                .await?;
+            Ok(v0_1::cluster_flags_from_wit(result))
+        })
+        .await
+    }
+
+    pub async fn describe(&self, capabilities: Arc<Capabilities>) -> Result<PolicyInfo> {
+        self.with_instance(capabilities, "describe", async |store, plugin| {
+            let info = plugin.nodecache_policy_policy().call_describe(store).await?;
+            Ok(v0_1::policy_info_from_wit(info))
+        })
+        .await
+    }
+}
+
+fn seconds(duration: Duration) -> String {
+    format!("{:.1} s", duration.as_secs_f64())
+}

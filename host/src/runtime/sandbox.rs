@@ -1,0 +1,122 @@
+//! The sandbox each plugin instance runs in: WASI with nothing granted (no
+//! files, sockets, environment or real clock), a memory cap, and a fuel
+//! budget so a runaway policy traps instead of hanging the host.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Result;
+use wasmtime::component::{Linker, ResourceTable};
+use wasmtime::{Store, StoreLimits, StoreLimitsBuilder};
+use wasmtime_wasi::{HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+use crate::capabilities::Capabilities;
+
+/// Per-call resource limits of a plugin instance.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Linear memory a single instance may grow to.
+    pub memory_bytes: usize,
+    /// Guest instructions (roughly) a single call may execute.
+    pub fuel: u64,
+    /// Wall-clock bound on a whole call, host imports included.
+    pub call_deadline: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            memory_bytes: 64 << 20,
+            fuel: 2_000_000_000,
+            call_deadline: Duration::from_secs(120),
+        }
+    }
+}
+
+/// How often a running guest yields to tokio, so deadlines can fire.
+const FUEL_YIELD_INTERVAL: u64 = 10_000_000;
+
+pub struct PluginState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    limits: StoreLimits,
+    pub capabilities: Arc<Capabilities>,
+}
+
+impl PluginState {
+    pub fn new(capabilities: Arc<Capabilities>, limits: &Limits) -> Self {
+        let wasi = WasiCtxBuilder::new()
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .wall_clock(StoppedClock)
+            .monotonic_clock(StoppedClock)
+            .build();
+        PluginState {
+            wasi,
+            table: ResourceTable::new(),
+            limits: StoreLimitsBuilder::new()
+                .memory_size(limits.memory_bytes)
+                .instances(16)
+                .build(),
+            capabilities,
+        }
+    }
+}
+
+impl WasiView for PluginState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// WASI's clocks read zero: the policy's only time is the host's `now-ms` import.
+struct StoppedClock;
+
+impl HostWallClock for StoppedClock {
+    fn resolution(&self) -> Duration {
+        Duration::from_secs(1)
+    }
+    fn now(&self) -> Duration {
+        Duration::ZERO
+    }
+}
+
+impl HostMonotonicClock for StoppedClock {
+    fn resolution(&self) -> u64 {
+        1_000_000_000
+    }
+    fn now(&self) -> u64 {
+        0
+    }
+}
+
+pub fn add_wasi(linker: &mut Linker<PluginState>) -> Result<()> {
+    wasmtime_wasi::p2::add_to_linker_async(linker).map_err(anyhow::Error::from)
+}
+
+pub fn apply_limits(store: &mut Store<PluginState>, limits: &Limits) -> Result<()> {
+    store.limiter(|state| &mut state.limits);
+    store.set_fuel(limits.fuel).map_err(anyhow::Error::from)?;
+    store
+        .fuel_async_yield_interval(Some(FUEL_YIELD_INTERVAL))
+        .map_err(anyhow::Error::from)?;
+    Ok(())
+}
+
+/// Turns a wasmtime error into one that says what limit or trap stopped the guest.
+pub fn describe_trap(error: wasmtime::Error, store: &Store<PluginState>) -> anyhow::Error {
+    let error = anyhow::Error::from(error);
+    match error.downcast_ref::<wasmtime::Trap>() {
+        Some(wasmtime::Trap::OutOfFuel) => error.context("the policy used up its instruction budget"),
+        Some(trap) => {
+            let fuel_left = store.get_fuel().unwrap_or(0);
+            let context = format!("the policy trapped ({trap}; {fuel_left} fuel left)");
+            error.context(context)
+        }
+        None => error,
+    }
+}

@@ -1,0 +1,210 @@
+//! Contract `nodecache:policy@0.1.x`: generated bindings, the host imports,
+//! and conversions between the bindings and the host's own model.
+
+use wasmtime::component::{HasSelf, Linker};
+
+use super::sandbox::PluginState;
+use crate::api::cpu_summary::CpuSummary;
+use crate::model;
+
+wasmtime::component::bindgen!({
+    path: "../wit/v0.1.0",
+    world: "policy-plugin",
+    imports: { default: async },
+    exports: { default: async },
+});
+
+use nodecache::policy::types as wit;
+
+pub fn add_to_linker(linker: &mut Linker<PluginState>) -> anyhow::Result<()> {
+    PolicyPlugin::add_to_linker::<PluginState, HasSelf<PluginState>>(linker, |state| state)
+        .map_err(anyhow::Error::from)
+}
+
+impl wit::Host for PluginState {}
+
+impl nodecache::policy::host::Host for PluginState {
+    async fn probe_local(&mut self) -> Result<String, wit::HostError> {
+        self.capabilities.probe_local().await.map_err(fetch_error_to_wit)
+    }
+
+    async fn fetch_remote(&mut self, node: wit::Member) -> Result<String, wit::HostError> {
+        self.capabilities
+            .fetch_remote(&node.name)
+            .await
+            .map_err(fetch_error_to_wit)
+    }
+
+    async fn cache_read(&mut self, node: String) -> Result<Option<wit::CacheEntry>, wit::CacheFault> {
+        match self.capabilities.cache_read(&node) {
+            Ok(entry) => Ok(entry.map(|e| wit::CacheEntry {
+                document: e.document,
+                age_ms: e.age_ms,
+            })),
+            Err(fault @ crate::store::CacheFault::Corrupt { .. }) => {
+                Err(wit::CacheFault::Corrupt(fault.to_string()))
+            }
+            Err(fault) => Err(wit::CacheFault::Unreadable(fault.to_string())),
+        }
+    }
+
+    async fn cache_write(&mut self, node: String, document: String) -> Result<(), wit::HostError> {
+        self.capabilities
+            .cache_write(&node, &document)
+            .map_err(fetch_error_to_wit)
+    }
+
+    async fn cache_remove(&mut self, node: String) -> Result<(), wit::HostError> {
+        self.capabilities.cache_remove(&node).map_err(fetch_error_to_wit)
+    }
+
+    async fn now_ms(&mut self) -> u64 {
+        crate::store::now_ms()
+    }
+
+    async fn log(&mut self, level: wit::LogLevel, message: String) {
+        let level = match level {
+            wit::LogLevel::Trace => model::LogLevel::Trace,
+            wit::LogLevel::Debug => model::LogLevel::Debug,
+            wit::LogLevel::Info => model::LogLevel::Info,
+            wit::LogLevel::Warn => model::LogLevel::Warn,
+            wit::LogLevel::Error => model::LogLevel::Error,
+        };
+        self.capabilities.log(level, &message);
+    }
+
+    async fn config(&mut self, key: String) -> Option<String> {
+        self.capabilities.config(&key)
+    }
+}
+
+pub fn member_to_wit(member: &model::Member) -> wit::Member {
+    wit::Member {
+        name: member.name.to_string(),
+        local: member.local,
+    }
+}
+
+fn fetch_error_to_wit(error: model::FetchError) -> wit::HostError {
+    use model::FetchError as E;
+    match error {
+        E::InvalidNode(m) => wit::HostError::InvalidNode(m),
+        E::ProbeFailed(m) => wit::HostError::ProbeFailed(m),
+        E::Unreachable(m) => wit::HostError::Unreachable(m),
+        E::TimedOut(m) => wit::HostError::TimedOut(m),
+        E::RemoteError(m) => wit::HostError::RemoteError(m),
+        E::BadResponse(m) => wit::HostError::BadResponse(m),
+        E::Storage(m) => wit::HostError::Storage(m),
+    }
+}
+
+fn fetch_error_from_wit(error: wit::HostError) -> model::FetchError {
+    use model::FetchError as E;
+    match error {
+        wit::HostError::InvalidNode(m) => E::InvalidNode(m),
+        wit::HostError::ProbeFailed(m) => E::ProbeFailed(m),
+        wit::HostError::Unreachable(m) => E::Unreachable(m),
+        wit::HostError::TimedOut(m) => E::TimedOut(m),
+        wit::HostError::RemoteError(m) => E::RemoteError(m),
+        wit::HostError::BadResponse(m) => E::BadResponse(m),
+        wit::HostError::Storage(m) => E::Storage(m),
+    }
+}
+
+fn source_from_wit(source: wit::Source) -> model::Source {
+    match source {
+        wit::Source::Cache => model::Source::Cache,
+        wit::Source::Local => model::Source::Local,
+        wit::Source::Remote => model::Source::Remote,
+        wit::Source::Stale => model::Source::Stale,
+    }
+}
+
+fn source_to_wit(source: model::Source) -> wit::Source {
+    match source {
+        model::Source::Cache => wit::Source::Cache,
+        model::Source::Local => wit::Source::Local,
+        model::Source::Remote => wit::Source::Remote,
+        model::Source::Stale => wit::Source::Stale,
+    }
+}
+
+pub fn node_resources_from_wit(resources: wit::NodeResources) -> model::NodeResources {
+    model::NodeResources {
+        document: resources.document,
+        source: source_from_wit(resources.source),
+        age_ms: resources.age_ms,
+        refresh_error: resources.refresh_error.map(fetch_error_from_wit),
+    }
+}
+
+pub fn policy_error_from_wit(error: wit::PolicyError) -> model::PolicyFailure {
+    match error {
+        wit::PolicyError::Unavailable(e) => model::PolicyFailure::Unavailable(fetch_error_from_wit(e)),
+        wit::PolicyError::BadConfig(m) => model::PolicyFailure::BadConfig(m),
+    }
+}
+
+fn summary_to_wit(summary: &CpuSummary) -> wit::CpuSummary {
+    wit::CpuSummary {
+        architecture: summary.architecture.clone(),
+        core_groups: summary
+            .core_groups
+            .iter()
+            .map(|g| wit::CoreGroup {
+                cores: g.cores,
+                flags: g.flags.clone(),
+            })
+            .collect(),
+    }
+}
+
+pub fn report_to_wit(report: &model::NodeReport) -> wit::NodeReport {
+    wit::NodeReport {
+        name: report.name.clone(),
+        outcome: match &report.outcome {
+            Ok(node) => Ok(wit::ResolvedNode {
+                source: source_to_wit(node.source),
+                age_ms: node.age_ms,
+                refresh_error: node.refresh_error.clone().map(fetch_error_to_wit),
+                cpu: summary_to_wit(&node.cpu),
+            }),
+            Err(error) => Err(fetch_error_to_wit(error.clone())),
+        },
+    }
+}
+
+pub fn cluster_flags_from_wit(flags: wit::ClusterFlags) -> model::ClusterFlags {
+    model::ClusterFlags {
+        architecture: flags.architecture,
+        flags: flags.flags,
+        verdicts: flags
+            .nodes
+            .into_iter()
+            .map(|node| {
+                let verdict = match node.verdict {
+                    wit::NodeVerdict::Included => model::Verdict::Included,
+                    wit::NodeVerdict::ExcludedArch(arch) => model::Verdict::ExcludedArch(arch),
+                    wit::NodeVerdict::NoData(why) => model::Verdict::NoData(why),
+                };
+                (node.name, verdict)
+            })
+            .collect(),
+    }
+}
+
+pub fn policy_info_from_wit(info: wit::PolicyInfo) -> model::PolicyInfo {
+    model::PolicyInfo {
+        name: info.name,
+        version: info.version,
+        parameters: info
+            .parameters
+            .into_iter()
+            .map(|p| model::Parameter {
+                name: p.name,
+                default_value: p.default_value,
+                description: p.description,
+            })
+            .collect(),
+    }
+}

@@ -1,0 +1,280 @@
+//! The cache: one file per node under `<cache-dir>/resources/`, replaced
+//! atomically (temp file in the same directory, then rename) so a reader
+//! never sees a torn entry.
+//!
+//! A file is a one-line JSON header, then the document:
+//! `{"format":"nodecache-cache/1","node":"n1","fetched_at_ms":…,"length":…}\n{…api.Resources…}`
+//! The header lets a read check the entry is whole and take the document
+//! without re-serialising it.
+
+use std::fs;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::node_name::NodeName;
+
+const FORMAT: &str = "nodecache-cache/1";
+/// An entry larger than this is not a resources document: treat it as corrupt.
+const MAX_ENTRY_BYTES: u64 = 64 << 20;
+/// Fetch times this far in the future are clock trouble, not a fresh entry.
+const FUTURE_TOLERANCE_MS: u64 = 5 * 60 * 1000;
+
+#[derive(Debug, Clone)]
+pub struct CacheStore {
+    resources_dir: PathBuf,
+}
+
+/// A cache entry that was read whole.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CachedEntry {
+    pub document: String,
+    pub fetched_at_ms: u64,
+    pub age_ms: u64,
+}
+
+/// Why an existing entry cannot be used. The policy treats both as a miss.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CacheFault {
+    #[error("{path}: corrupt cache entry: {problem}")]
+    Corrupt { path: String, problem: String },
+    #[error("{path}: unreadable cache entry: {problem}")]
+    Unreadable { path: String, problem: String },
+}
+
+#[derive(Serialize, Deserialize)]
+struct Header {
+    format: String,
+    node: String,
+    fetched_at_ms: u64,
+    length: usize,
+}
+
+impl CacheStore {
+    /// A store rooted at `root` (the `resources/` directory is made on first write).
+    pub fn new(root: &Path) -> CacheStore {
+        CacheStore {
+            resources_dir: root.join("resources"),
+        }
+    }
+
+    /// `$XDG_CACHE_HOME/nodecache`, else `~/.cache/nodecache`.
+    pub fn default_root() -> Result<PathBuf> {
+        if let Some(xdg) = std::env::var_os("XDG_CACHE_HOME").filter(|v| !v.is_empty()) {
+            return Ok(PathBuf::from(xdg).join("nodecache"));
+        }
+        let home = std::env::var_os("HOME")
+            .filter(|v| !v.is_empty())
+            .context("cannot place the cache: neither XDG_CACHE_HOME nor HOME is set (use --cache-dir)")?;
+        Ok(PathBuf::from(home).join(".cache").join("nodecache"))
+    }
+
+    pub fn path_of(&self, node: &NodeName) -> PathBuf {
+        self.resources_dir.join(format!("{node}.json"))
+    }
+
+    pub fn read(&self, node: &NodeName, now_ms: u64) -> Result<Option<CachedEntry>, CacheFault> {
+        let path = self.path_of(node);
+        let unreadable = |e: io::Error| CacheFault::Unreadable {
+            path: path.display().to_string(),
+            problem: e.to_string(),
+        };
+        let size = match fs::metadata(&path) {
+            Ok(meta) => meta.len(),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(unreadable(e)),
+        };
+        let corrupt = |problem: String| CacheFault::Corrupt {
+            path: path.display().to_string(),
+            problem,
+        };
+        if size > MAX_ENTRY_BYTES {
+            return Err(corrupt(format!(
+                "{size} bytes is larger than any resources document"
+            )));
+        }
+        let bytes = match fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(unreadable(e)),
+        };
+        let entry = parse_entry(bytes, node, now_ms).map_err(corrupt)?;
+        Ok(Some(entry))
+    }
+
+    pub fn write(&self, node: &NodeName, document: &str, fetched_at_ms: u64) -> Result<()> {
+        serde_json::from_str::<serde::de::IgnoredAny>(document)
+            .with_context(|| format!("refusing to cache a document for {node} that is not JSON"))?;
+        fs::create_dir_all(&self.resources_dir)
+            .with_context(|| format!("cannot create {}", self.resources_dir.display()))?;
+        let header = Header {
+            format: FORMAT.into(),
+            node: node.to_string(),
+            fetched_at_ms,
+            length: document.len(),
+        };
+        let path = self.path_of(node);
+        let mut temp = tempfile::Builder::new()
+            .prefix(".tmp-")
+            .tempfile_in(&self.resources_dir)
+            .with_context(|| {
+                format!(
+                    "cannot create a temporary file in {}",
+                    self.resources_dir.display()
+                )
+            })?;
+        let written = (|| -> io::Result<()> {
+            serde_json::to_writer(&mut temp, &header)?;
+            temp.write_all(b"\n")?;
+            temp.write_all(document.as_bytes())?;
+            temp.as_file().sync_all()
+        })();
+        written.with_context(|| format!("cannot write the cache entry for {node}"))?;
+        temp.persist(&path)
+            .map_err(|e| e.error)
+            .with_context(|| format!("cannot replace {}", path.display()))?;
+        Ok(())
+    }
+
+    pub fn remove(&self, node: &NodeName) -> Result<()> {
+        let path = self.path_of(node);
+        match fs::remove_file(&path) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                Err(e).with_context(|| format!("cannot remove {}", path.display()))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+fn parse_entry(mut bytes: Vec<u8>, node: &NodeName, now_ms: u64) -> Result<CachedEntry, String> {
+    let newline = bytes.iter().position(|&b| b == b'\n').ok_or("no header line")?;
+    let header: Header = serde_json::from_slice(&bytes[..newline]).map_err(|e| format!("bad header: {e}"))?;
+    if header.format != FORMAT {
+        return Err(format!("format {:?}, expected {FORMAT:?}", header.format));
+    }
+    if header.node != node.as_str() {
+        return Err(format!("entry is for node {:?}", header.node));
+    }
+    let body_len = bytes.len() - newline - 1;
+    if body_len != header.length {
+        return Err(format!(
+            "document is {body_len} bytes, header says {}",
+            header.length
+        ));
+    }
+    if header.fetched_at_ms > now_ms.saturating_add(FUTURE_TOLERANCE_MS) {
+        return Err("fetch time is in the future".into());
+    }
+    bytes.drain(..=newline);
+    let document = String::from_utf8(bytes).map_err(|_| "document is not UTF-8".to_string())?;
+    serde_json::from_str::<serde::de::IgnoredAny>(&document)
+        .map_err(|e| format!("document is not JSON: {e}"))?;
+    Ok(CachedEntry {
+        document,
+        fetched_at_ms: header.fetched_at_ms,
+        age_ms: now_ms.saturating_sub(header.fetched_at_ms),
+    })
+}
+
+/// Milliseconds since the Unix epoch by this machine's clock.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn setup() -> (tempfile::TempDir, CacheStore, NodeName) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = CacheStore::new(dir.path());
+        (dir, store, NodeName::parse("n1").unwrap())
+    }
+
+    #[test]
+    fn a_written_entry_reads_back_with_its_age() {
+        let (_dir, store, node) = setup();
+        store.write(&node, "{\"cpu\":{}}", 1_000).unwrap();
+        let entry = store.read(&node, 4_000).unwrap().unwrap();
+        assert_eq!(entry.document, "{\"cpu\":{}}");
+        assert_eq!(entry.age_ms, 3_000);
+    }
+
+    #[test]
+    fn a_missing_entry_is_none() {
+        let (_dir, store, node) = setup();
+        assert_eq!(store.read(&node, 0), Ok(None));
+    }
+
+    #[test]
+    fn damaged_entries_are_corrupt() {
+        let (_dir, store, node) = setup();
+        store.write(&node, "{\"cpu\":{}}", 1_000).unwrap();
+        let path = store.path_of(&node);
+        let good = fs::read(&path).unwrap();
+        let cases: Vec<Vec<u8>> = vec![
+            good[..good.len() - 2].to_vec(),
+            b"garbage".to_vec(),
+            vec![0xff; 100],
+            String::from_utf8(good.clone())
+                .unwrap()
+                .replace("\"n1\"", "\"n2\"")
+                .into_bytes(),
+            String::from_utf8(good.clone())
+                .unwrap()
+                .replace("{\"cpu\":{}}", "{\"cpu\":{]]")
+                .into_bytes(),
+            Vec::new(),
+        ];
+        for bytes in cases {
+            fs::write(&path, &bytes).unwrap();
+            assert!(
+                matches!(store.read(&node, 2_000), Err(CacheFault::Corrupt { .. })),
+                "{bytes:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_future_fetch_time_is_corrupt() {
+        let (_dir, store, node) = setup();
+        store.write(&node, "{}", 10 * FUTURE_TOLERANCE_MS).unwrap();
+        assert!(matches!(store.read(&node, 0), Err(CacheFault::Corrupt { .. })));
+    }
+
+    #[test]
+    fn writes_replace_and_leave_no_temporary_files() {
+        let (dir, store, node) = setup();
+        store.write(&node, "{\"v\":1}", 1).unwrap();
+        store.write(&node, "{\"v\":2}", 2).unwrap();
+        assert_eq!(store.read(&node, 2).unwrap().unwrap().document, "{\"v\":2}");
+        let names: Vec<_> = fs::read_dir(dir.path().join("resources"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["n1.json"]);
+    }
+
+    #[test]
+    fn non_json_documents_are_not_cached() {
+        let (_dir, store, node) = setup();
+        assert!(store.write(&node, "not json", 1).is_err());
+        assert_eq!(store.read(&node, 1), Ok(None));
+    }
+
+    #[test]
+    fn remove_forgets_and_tolerates_absence() {
+        let (_dir, store, node) = setup();
+        store.write(&node, "{}", 1).unwrap();
+        store.remove(&node).unwrap();
+        store.remove(&node).unwrap();
+        assert_eq!(store.read(&node, 1), Ok(None));
+    }
+}
