@@ -1,1 +1,236 @@
+//! End-to-end tests of the `nodecache` binary with the real embedded policy
+//! component, the real probe and a real cache directory.
 
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+const CPUID_TABLE: &str = include_str!("../host/src/probe/x86_cpuid_flags.tsv");
+
+struct Run {
+    cache: tempfile::TempDir,
+}
+
+impl Run {
+    fn new() -> Run {
+        Run { cache: tempfile::tempdir().unwrap() }
+    }
+
+    fn nodecache(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_nodecache"))
+            .arg("--cache-dir")
+            .arg(self.cache.path())
+            .args(args)
+            .output()
+            .expect("run nodecache")
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let output = self.nodecache(args);
+        assert!(output.status.success(), "nodecache {args:?} failed: {}", stderr(&output));
+        String::from_utf8(output.stdout).unwrap()
+    }
+
+    fn json(&self, args: &[&str]) -> Value {
+        serde_json::from_str(&self.ok(args)).unwrap()
+    }
+
+    fn entry_path(&self, node: &str) -> PathBuf {
+        self.cache.path().join("resources").join(format!("{node}.json"))
+    }
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// Flags every processor block of /proc/cpuinfo lists.
+fn proc_cpuinfo_common_flags() -> BTreeSet<String> {
+    let text = std::fs::read_to_string("/proc/cpuinfo").unwrap();
+    let mut sets = text.lines().filter(|l| l.starts_with("flags")).map(|line| {
+        line.split_once(':').unwrap().1.split_whitespace().map(str::to_string).collect::<BTreeSet<_>>()
+    });
+    let first = sets.next().expect("/proc/cpuinfo has flags");
+    sets.fold(first, |acc, set| acc.intersection(&set).cloned().collect())
+}
+
+fn lines(text: &str) -> BTreeSet<String> {
+    text.lines().map(str::to_string).collect()
+}
+
+fn default_policy_file() -> PathBuf {
+    // target/release/nodecache -> target/wasm-policy/... (built by host/build.rs)
+    let exe = Path::new(env!("CARGO_BIN_EXE_nodecache"));
+    let target = exe.parent().unwrap().parent().unwrap();
+    target.join("wasm-policy/wasm32-wasip2/release/nodecache_policy_default.wasm")
+}
+
+#[test]
+fn one_node_cpu_flags_equal_the_kernels_flags() {
+    let run = Run::new();
+    let flags = lines(&run.ok(&["cpu-flags"]));
+    assert_eq!(flags, proc_cpuinfo_common_flags());
+}
+
+#[test]
+fn the_list_is_sorted_one_flag_per_line() {
+    let run = Run::new();
+    let text = run.ok(&["cpu-flags", "--format", "list"]);
+    let listed: Vec<&str> = text.lines().collect();
+    let mut sorted = listed.clone();
+    sorted.sort_unstable();
+    sorted.dedup();
+    assert_eq!(listed, sorted);
+}
+
+#[test]
+fn the_cpuid_probe_sees_every_cpuid_based_kernel_flag() {
+    let run = Run::new();
+    let cpuid_names: BTreeSet<&str> =
+        CPUID_TABLE.lines().filter(|l| !l.starts_with('#')).filter_map(|l| l.split('\t').next()).collect();
+    let from_cpuid = lines(&run.ok(&["probe", "--source", "cpuid"]));
+    let missing: Vec<_> = proc_cpuinfo_common_flags()
+        .into_iter()
+        .filter(|flag| cpuid_names.contains(flag.as_str()) && !from_cpuid.contains(flag))
+        .collect();
+    assert!(missing.is_empty(), "CPUID probe misses kernel flags {missing:?}");
+}
+
+#[test]
+fn probe_both_lists_the_kernels_own_flags() {
+    let run = Run::new();
+    let text = run.ok(&["probe", "--source", "both"]);
+    assert!(text.contains("# CPUID reports, the kernel hides"));
+    assert!(text.contains("# the kernel reports, no CPUID bit names"));
+    if proc_cpuinfo_common_flags().contains("constant_tsc") {
+        assert!(text.lines().any(|l| l == "constant_tsc"), "{text}");
+    }
+}
+
+#[test]
+fn the_second_call_is_served_from_the_cache() {
+    let run = Run::new();
+    let first = run.json(&["cpu-flags", "--format", "json"]);
+    assert_eq!(first["nodes"][0]["source"], "local");
+    assert_eq!(first["nodes"][0]["age_seconds"], 0);
+    assert_eq!(first["arch"], std::env::consts::ARCH);
+    let second = run.json(&["cpu-flags", "--format", "json"]);
+    assert_eq!(second["nodes"][0]["source"], "cache");
+    assert_eq!(second["nodes"][0]["error"], Value::Null);
+    assert_eq!(first["flags"], second["flags"]);
+}
+
+#[test]
+fn max_age_from_the_command_line_forces_a_refresh() {
+    let run = Run::new();
+    run.ok(&["cpu-flags"]);
+    let refreshed = run.json(&["--set", "max-age=0", "cpu-flags", "--format", "json"]);
+    assert_eq!(refreshed["nodes"][0]["source"], "local");
+}
+
+#[test]
+fn a_corrupted_cache_entry_is_refetched_without_error() {
+    let run = Run::new();
+    let first = run.json(&["cpu-flags", "--format", "json"]);
+    let node = first["nodes"][0]["name"].as_str().unwrap().to_string();
+    let entry = run.entry_path(&node);
+    let good = std::fs::read(&entry).unwrap();
+    std::fs::write(&entry, &good[..good.len() / 2]).unwrap();
+    let again = run.json(&["cpu-flags", "--format", "json"]);
+    assert_eq!(again["nodes"][0]["source"], "local");
+    assert_eq!(again["flags"], first["flags"]);
+    let repaired = run.json(&["cpu-flags", "--format", "json"]);
+    assert_eq!(repaired["nodes"][0]["source"], "cache");
+}
+
+#[test]
+fn resources_print_an_incus_document() {
+    let run = Run::new();
+    let document = run.json(&["resources"]);
+    assert_eq!(document["cpu"]["architecture"], std::env::consts::ARCH);
+    let cores = document["cpu"]["sockets"][0]["cores"].as_array().unwrap();
+    assert!(cores[0]["flags"].as_array().unwrap().len() > 10);
+    assert!(document["memory"]["total"].as_u64().unwrap() > 0);
+}
+
+#[test]
+fn hostile_node_names_are_rejected_before_touching_a_path() {
+    let run = Run::new();
+    for name in ["../../etc/passwd", "a/b", ".hidden", "-x", "", &"n".repeat(64), "name with space"] {
+        let output = run.nodecache(&["resources", "--", name]);
+        assert_eq!(output.status.code(), Some(2), "{name:?}: {}", stderr(&output));
+        assert!(stderr(&output).contains("invalid node name"), "{name:?}: {}", stderr(&output));
+    }
+    assert!(!run.cache.path().join("resources").exists());
+}
+
+#[test]
+fn an_unknown_member_is_named_in_the_error() {
+    let run = Run::new();
+    let output = run.nodecache(&["resources", "no-such-node"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr(&output).contains("\"no-such-node\" is not a member"), "{}", stderr(&output));
+}
+
+#[test]
+fn policy_check_describes_the_default_policy() {
+    let run = Run::new();
+    let file = default_policy_file();
+    let text = run.ok(&["policy", "check", file.to_str().unwrap()]);
+    assert!(text.contains("policy: default"), "{text}");
+    assert!(text.contains("contract: nodecache:policy@0.1.0"), "{text}");
+    assert!(text.contains("max-age (default 24h)"), "{text}");
+}
+
+#[test]
+fn policy_check_rejects_files_that_are_not_components() {
+    let run = Run::new();
+    let dir = tempfile::tempdir().unwrap();
+    let cases: [(&str, &[u8], &str); 3] = [
+        ("text.wasm", b"hello, not wasm", "not a WebAssembly file"),
+        ("core.wasm", b"\0asm\x01\0\0\0", "core WebAssembly module, not a component"),
+        ("torn.wasm", b"\0asm\x0d\0\x01\0\x07", "not a valid component"),
+    ];
+    for (name, bytes, expected) in cases {
+        let path = dir.path().join(name);
+        std::fs::write(&path, bytes).unwrap();
+        let output = run.nodecache(&["policy", "check", path.to_str().unwrap()]);
+        assert_eq!(output.status.code(), Some(1), "{name}");
+        let message = stderr(&output);
+        assert!(message.contains(expected) && message.contains(name), "{name}: {message}");
+        assert_eq!(message.trim().lines().count(), 1, "one line: {message}");
+    }
+}
+
+#[test]
+fn an_explicit_policy_file_is_used() {
+    let run = Run::new();
+    let file = default_policy_file();
+    let flags = lines(&run.ok(&["--policy", file.to_str().unwrap(), "cpu-flags"]));
+    assert_eq!(flags, proc_cpuinfo_common_flags());
+    let output = run.nodecache(&["--policy", "/nonexistent/policy.wasm", "cpu-flags"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(stderr(&output).contains("/nonexistent/policy.wasm"));
+}
+
+#[test]
+fn a_bad_policy_setting_is_a_clear_error() {
+    let run = Run::new();
+    let output = run.nodecache(&["--set", "max-age=soon", "cpu-flags"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(stderr(&output).contains("max-age"), "{}", stderr(&output));
+    let output = run.nodecache(&["--set", "novalue", "cpu-flags"]);
+    assert_eq!(output.status.code(), Some(2));
+}
+
+#[test]
+fn usage_errors_exit_2_and_every_command_has_help() {
+    let run = Run::new();
+    assert_eq!(run.nodecache(&["cpu-flags", "--format", "yaml"]).status.code(), Some(2));
+    assert_eq!(run.nodecache(&["no-such-command"]).status.code(), Some(2));
+    for command in [&["--help"][..], &["resources", "--help"], &["cpu-flags", "--help"], &["probe", "--help"], &["policy", "check", "--help"]] {
+        assert!(run.nodecache(command).status.success(), "{command:?}");
+    }
+}

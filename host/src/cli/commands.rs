@@ -87,7 +87,7 @@ async fn resources(cli: &Cli, config: BTreeMap<String, String>, node: Option<&st
             let name = NodeName::parse(name).map_err(|e| Failure::usage(e.into()))?;
             cluster.find(&name).ok_or_else(|| {
                 Failure::usage(anyhow!(
-                    "node {name:?} is not a member of the cluster (members: {})",
+                    "node \"{name}\" is not a member of the cluster (members: {})",
                     cluster.names()
                 ))
             })?
