@@ -15,7 +15,9 @@ struct Run {
 
 impl Run {
     fn new() -> Run {
-        Run { cache: tempfile::tempdir().unwrap() }
+        Run {
+            cache: tempfile::tempdir().unwrap(),
+        }
     }
 
     fn nodecache(&self, args: &[&str]) -> Output {
@@ -29,7 +31,11 @@ impl Run {
 
     fn ok(&self, args: &[&str]) -> String {
         let output = self.nodecache(args);
-        assert!(output.status.success(), "nodecache {args:?} failed: {}", stderr(&output));
+        assert!(
+            output.status.success(),
+            "nodecache {args:?} failed: {}",
+            stderr(&output)
+        );
         String::from_utf8(output.stdout).unwrap()
     }
 
@@ -50,7 +56,12 @@ fn stderr(output: &Output) -> String {
 fn proc_cpuinfo_common_flags() -> BTreeSet<String> {
     let text = std::fs::read_to_string("/proc/cpuinfo").unwrap();
     let mut sets = text.lines().filter(|l| l.starts_with("flags")).map(|line| {
-        line.split_once(':').unwrap().1.split_whitespace().map(str::to_string).collect::<BTreeSet<_>>()
+        line.split_once(':')
+            .unwrap()
+            .1
+            .split_whitespace()
+            .map(str::to_string)
+            .collect::<BTreeSet<_>>()
     });
     let first = sets.next().expect("/proc/cpuinfo has flags");
     sets.fold(first, |acc, set| acc.intersection(&set).cloned().collect())
@@ -88,8 +99,11 @@ fn the_list_is_sorted_one_flag_per_line() {
 #[test]
 fn the_cpuid_probe_sees_every_cpuid_based_kernel_flag() {
     let run = Run::new();
-    let cpuid_names: BTreeSet<&str> =
-        CPUID_TABLE.lines().filter(|l| !l.starts_with('#')).filter_map(|l| l.split('\t').next()).collect();
+    let cpuid_names: BTreeSet<&str> = CPUID_TABLE
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split('\t').next())
+        .collect();
     let from_cpuid = lines(&run.ok(&["probe", "--source", "cpuid"]));
     let missing: Vec<_> = proc_cpuinfo_common_flags()
         .into_iter()
@@ -158,10 +172,22 @@ fn resources_print_an_incus_document() {
 #[test]
 fn hostile_node_names_are_rejected_before_touching_a_path() {
     let run = Run::new();
-    for name in ["../../etc/passwd", "a/b", ".hidden", "-x", "", &"n".repeat(64), "name with space"] {
+    for name in [
+        "../../etc/passwd",
+        "a/b",
+        ".hidden",
+        "-x",
+        "",
+        &"n".repeat(64),
+        "name with space",
+    ] {
         let output = run.nodecache(&["resources", "--", name]);
         assert_eq!(output.status.code(), Some(2), "{name:?}: {}", stderr(&output));
-        assert!(stderr(&output).contains("invalid node name"), "{name:?}: {}", stderr(&output));
+        assert!(
+            stderr(&output).contains("invalid node name"),
+            "{name:?}: {}",
+            stderr(&output)
+        );
     }
     assert!(!run.cache.path().join("resources").exists());
 }
@@ -171,7 +197,11 @@ fn an_unknown_member_is_named_in_the_error() {
     let run = Run::new();
     let output = run.nodecache(&["resources", "no-such-node"]);
     assert_eq!(output.status.code(), Some(2));
-    assert!(stderr(&output).contains("\"no-such-node\" is not a member"), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("\"no-such-node\" is not a member"),
+        "{}",
+        stderr(&output)
+    );
 }
 
 #[test]
@@ -190,7 +220,11 @@ fn policy_check_rejects_files_that_are_not_components() {
     let dir = tempfile::tempdir().unwrap();
     let cases: [(&str, &[u8], &str); 3] = [
         ("text.wasm", b"hello, not wasm", "not a WebAssembly file"),
-        ("core.wasm", b"\0asm\x01\0\0\0", "core WebAssembly module, not a component"),
+        (
+            "core.wasm",
+            b"\0asm\x01\0\0\0",
+            "core WebAssembly module, not a component",
+        ),
         ("torn.wasm", b"\0asm\x0d\0\x01\0\x07", "not a valid component"),
     ];
     for (name, bytes, expected) in cases {
@@ -199,7 +233,10 @@ fn policy_check_rejects_files_that_are_not_components() {
         let output = run.nodecache(&["policy", "check", path.to_str().unwrap()]);
         assert_eq!(output.status.code(), Some(1), "{name}");
         let message = stderr(&output);
-        assert!(message.contains(expected) && message.contains(name), "{name}: {message}");
+        assert!(
+            message.contains(expected) && message.contains(name),
+            "{name}: {message}"
+        );
         assert_eq!(message.trim().lines().count(), 1, "one line: {message}");
     }
 }
@@ -228,9 +265,18 @@ fn a_bad_policy_setting_is_a_clear_error() {
 #[test]
 fn usage_errors_exit_2_and_every_command_has_help() {
     let run = Run::new();
-    assert_eq!(run.nodecache(&["cpu-flags", "--format", "yaml"]).status.code(), Some(2));
+    assert_eq!(
+        run.nodecache(&["cpu-flags", "--format", "yaml"]).status.code(),
+        Some(2)
+    );
     assert_eq!(run.nodecache(&["no-such-command"]).status.code(), Some(2));
-    for command in [&["--help"][..], &["resources", "--help"], &["cpu-flags", "--help"], &["probe", "--help"], &["policy", "check", "--help"]] {
+    for command in [
+        &["--help"][..],
+        &["resources", "--help"],
+        &["cpu-flags", "--help"],
+        &["probe", "--help"],
+        &["policy", "check", "--help"],
+    ] {
         assert!(run.nodecache(command).status.success(), "{command:?}");
     }
 }

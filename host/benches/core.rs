@@ -17,7 +17,13 @@ use nodecache::store::{CacheStore, now_ms};
 
 const MAX_AGE_MS: u64 = 86_400_000;
 
-fn setup() -> (tempfile::TempDir, Arc<Capabilities>, PolicyRuntime, Cluster, tokio::runtime::Runtime) {
+fn setup() -> (
+    tempfile::TempDir,
+    Arc<Capabilities>,
+    PolicyRuntime,
+    Cluster,
+    tokio::runtime::Runtime,
+) {
     let dir = tempfile::tempdir().unwrap();
     let capabilities = Arc::new(Capabilities {
         store: CacheStore::new(dir.path()),
@@ -26,9 +32,20 @@ fn setup() -> (tempfile::TempDir, Arc<Capabilities>, PolicyRuntime, Cluster, tok
     });
     let runtime = PolicyRuntime::default_policy(Limits::default()).unwrap();
     let cluster = Cluster::this_machine();
-    let tokio = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let tokio = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     // Fill the cache once, so every measured call is a hit.
-    tokio.block_on(cpu_flags(&runtime, capabilities.clone(), &cluster, std::env::consts::ARCH, 64)).unwrap();
+    tokio
+        .block_on(cpu_flags(
+            &runtime,
+            capabilities.clone(),
+            &cluster,
+            std::env::consts::ARCH,
+            64,
+        ))
+        .unwrap();
     (dir, capabilities, runtime, cluster, tokio)
 }
 
@@ -43,19 +60,30 @@ fn benches(c: &mut Criterion) {
     c.bench_function("warm cpu-flags, one node, in-process", |b| {
         b.iter(|| {
             let report = tokio
-                .block_on(cpu_flags(&runtime, capabilities.clone(), &cluster, std::env::consts::ARCH, 64))
+                .block_on(cpu_flags(
+                    &runtime,
+                    capabilities.clone(),
+                    &cluster,
+                    std::env::consts::ARCH,
+                    64,
+                ))
                 .unwrap();
             assert_eq!(report.nodes[0].source, "cache");
             black_box(report)
         })
     });
 
-    c.bench_function("policy per node: instantiate + get-node-resources (cache hit)", |b| {
-        b.iter(|| {
-            let resources = tokio.block_on(runtime.get_node_resources(capabilities.clone(), &member)).unwrap();
-            black_box(resources.unwrap())
-        })
-    });
+    c.bench_function(
+        "policy per node: instantiate + get-node-resources (cache hit)",
+        |b| {
+            b.iter(|| {
+                let resources = tokio
+                    .block_on(runtime.get_node_resources(capabilities.clone(), &member))
+                    .unwrap();
+                black_box(resources.unwrap())
+            })
+        },
+    );
 
     c.bench_function("policy: instantiate + describe()", |b| {
         b.iter(|| black_box(tokio.block_on(runtime.describe(capabilities.clone())).unwrap()))

@@ -60,7 +60,9 @@ impl PolicyRuntime {
             .consume_fuel(true)
             .concurrency_support(false)
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
-        Engine::new(&config).map_err(anyhow::Error::from).context("cannot start wasmtime")
+        Engine::new(&config)
+            .map_err(anyhow::Error::from)
+            .context("cannot start wasmtime")
     }
 
     /// The policy embedded in the binary.
@@ -198,4 +200,97 @@ impl PolicyRuntime {
 
 fn seconds(duration: Duration) -> String {
     format!("{:.1} s", duration.as_secs_f64())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::remote::RemoteFetcher;
+    use crate::store::CacheStore;
+
+    fn capabilities(dir: &Path) -> Arc<Capabilities> {
+        Arc::new(Capabilities {
+            store: CacheStore::new(dir),
+            config: Default::default(),
+            remote: RemoteFetcher::default(),
+        })
+    }
+
+    /// The default policy with one string of its binary replaced by another of the same length.
+    fn patched_default(from: &str, to: &str) -> Vec<u8> {
+        assert_eq!(from.len(), to.len());
+        let mut bytes = DEFAULT_POLICY.to_vec();
+        let mut replaced = 0;
+        let mut at = 0;
+        while let Some(offset) = bytes[at..].windows(from.len()).position(|w| w == from.as_bytes()) {
+            let start = at + offset;
+            bytes[start..start + from.len()].copy_from_slice(to.as_bytes());
+            at = start + from.len();
+            replaced += 1;
+        }
+        assert!(replaced > 0, "{from} not found in the component");
+        bytes
+    }
+
+    #[tokio::test]
+    async fn the_default_policy_describes_itself() {
+        let dir = tempfile::tempdir().unwrap();
+        let runtime = PolicyRuntime::default_policy(Limits::default()).unwrap();
+        assert_eq!(runtime.contract().to_string(), "nodecache:policy@0.1.0");
+        let info = runtime.describe(capabilities(dir.path())).await.unwrap();
+        assert_eq!(info.name, "default");
+    }
+
+    #[test]
+    fn another_contract_version_is_rejected_by_name() {
+        let bytes = patched_default("nodecache:policy/policy@0.1.0", "nodecache:policy/policy@0.9.0");
+        let error = PolicyRuntime::from_bytes(&bytes, "patched.wasm", Limits::default())
+            .err()
+            .unwrap();
+        let message = format!("{error:#}");
+        assert!(message.contains("patched.wasm"), "{message}");
+        assert!(
+            message.contains("built against contract nodecache:policy@0.9.0"),
+            "{message}"
+        );
+        assert!(message.contains("accepts nodecache:policy@0.1.x"), "{message}");
+    }
+
+    #[test]
+    fn a_component_without_the_policy_export_is_rejected() {
+        let bytes = patched_default("nodecache:policy/policy@0.1.0", "nodecache:policy/polizy@0.1.0");
+        let error = PolicyRuntime::from_bytes(&bytes, "other.wasm", Limits::default())
+            .err()
+            .unwrap();
+        assert!(
+            format!("{error:#}").contains("does not export nodecache:policy/policy"),
+            "{error:#}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_policy_out_of_fuel_is_an_error_of_that_call() {
+        let dir = tempfile::tempdir().unwrap();
+        let limits = Limits {
+            fuel: 1_000,
+            ..Limits::default()
+        };
+        let runtime = PolicyRuntime::default_policy(limits).unwrap();
+        let error = runtime.describe(capabilities(dir.path())).await.unwrap_err();
+        assert!(format!("{error:#}").contains("instruction budget"), "{error:#}");
+        // The runtime stays usable: the next instance gets a fresh budget.
+        assert!(runtime.describe(capabilities(dir.path())).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn a_memory_cap_below_the_policys_needs_fails_cleanly() {
+        let dir = tempfile::tempdir().unwrap();
+        let limits = Limits {
+            memory_bytes: 64 << 10,
+            ..Limits::default()
+        };
+        let runtime = PolicyRuntime::default_policy(limits).unwrap();
+        let error = runtime.describe(capabilities(dir.path())).await.unwrap_err();
+        assert!(format!("{error:#}").contains("instantiation failed"), "{error:#}");
+    }
 }
