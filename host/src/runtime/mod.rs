@@ -282,15 +282,17 @@ mod tests {
         assert!(runtime.describe(capabilities(dir.path())).await.is_err());
     }
 
-    #[tokio::test]
-    async fn a_memory_cap_below_the_policys_needs_fails_cleanly() {
-        let dir = tempfile::tempdir().unwrap();
+    #[test]
+    fn a_memory_cap_below_the_policys_needs_fails_cleanly_at_load() {
         let limits = Limits {
             memory_bytes: 64 << 10,
             ..Limits::default()
         };
-        let runtime = PolicyRuntime::default_policy(limits).unwrap();
-        let error = runtime.describe(capabilities(dir.path())).await.unwrap_err();
-        assert!(format!("{error:#}").contains("instantiation failed"), "{error:#}");
+        let error = PolicyRuntime::default_policy(limits).err().unwrap();
+        let message = format!("{error:#}");
+        assert!(
+            message.contains("the embedded default policy") && message.contains("exceeds the limit"),
+            "{message}"
+        );
     }
 }

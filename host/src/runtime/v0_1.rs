@@ -14,7 +14,7 @@ wasmtime::component::bindgen!({
     exports: { default: async },
 });
 
-use nodecache::policy::types as wit;
+use self::nodecache::policy::types as wit;
 
 pub fn add_to_linker(linker: &mut Linker<PluginState>) -> anyhow::Result<()> {
     PolicyPlugin::add_to_linker::<PluginState, HasSelf<PluginState>>(linker, |state| state)
@@ -23,7 +23,7 @@ pub fn add_to_linker(linker: &mut Linker<PluginState>) -> anyhow::Result<()> {
 
 impl wit::Host for PluginState {}
 
-impl nodecache::policy::host::Host for PluginState {
+impl self::nodecache::policy::host::Host for PluginState {
     async fn probe_local(&mut self) -> Result<String, wit::HostError> {
         self.capabilities.probe_local().await.map_err(fetch_error_to_wit)
     }
