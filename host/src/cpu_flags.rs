@@ -18,6 +18,8 @@ use crate::runtime::PolicyRuntime;
 pub struct CpuFlagsReport {
     pub arch: String,
     pub flags: Vec<String>,
+    /// True when some node had no data: the flags were computed over the rest.
+    pub partial: bool,
     pub nodes: Vec<NodeStatus>,
 }
 
@@ -51,14 +53,16 @@ pub async fn cpu_flags(
     let common = runtime
         .cluster_cpu_flags(capabilities, &reports, architecture)
         .await?;
-    let nodes = reports
+    let nodes: Vec<NodeStatus> = reports
         .iter()
         .zip(&common.verdicts)
         .map(|(report, (_, verdict))| node_status(report, verdict))
         .collect();
+    let partial = nodes.iter().any(|node| node.source == "error");
     Ok(CpuFlagsReport {
         arch: common.architecture,
         flags: common.flags,
+        partial,
         nodes,
     })
 }

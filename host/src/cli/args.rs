@@ -22,6 +22,15 @@ pub struct Cli {
     #[arg(long, global = true, env = "NODECACHE_POLICY", value_name = "FILE.wasm")]
     pub policy: Option<PathBuf>,
 
+    /// The cluster file (TOML: members, deadlines, certificates); default: this machine alone.
+    #[arg(long, global = true, env = "NODECACHE_CLUSTER", value_name = "FILE")]
+    pub cluster: Option<PathBuf>,
+
+    /// State directory: server certificate and trust store
+    /// (default: $XDG_STATE_HOME/nodecache, else ~/.local/state/nodecache).
+    #[arg(long, global = true, env = "NODECACHE_STATE_DIR", value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+
     /// A policy parameter, e.g. --set max-age=1h (see `nodecache policy check`).
     #[arg(long = "set", global = true, value_name = "KEY=VALUE")]
     pub settings: Vec<String>,
@@ -39,7 +48,11 @@ pub enum Command {
     /// Print a node's resources (Incus api.Resources JSON) through the policy and cache.
     Resources {
         /// The member to describe (default: this machine).
+        #[arg(conflicts_with = "all")]
         node: Option<String>,
+        /// Every member, asked concurrently: a JSON array of outcomes.
+        #[arg(long)]
+        all: bool,
     },
     /// Print the CPU flags every core of every node shares.
     CpuFlags {
@@ -57,11 +70,44 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = ProbeSource::Kernel)]
         source: ProbeSource,
     },
+    /// Serve this node's GET /1.0 and GET /1.0/resources over HTTPS (mutual TLS).
+    Serve {
+        /// Address and port to listen on.
+        #[arg(long, default_value = "[::]:8443", value_name = "ADDR:PORT")]
+        listen: String,
+        /// Server certificate (PEM); default: made in the state directory on first start.
+        #[arg(long, requires = "tls_key", value_name = "FILE")]
+        tls_cert: Option<PathBuf>,
+        /// Server private key (PEM).
+        #[arg(long, requires = "tls_cert", value_name = "FILE")]
+        tls_key: Option<PathBuf>,
+        /// Serve plain HTTP (loopback addresses only), for tests.
+        #[arg(long, conflicts_with_all = ["tls_cert", "tls_key"])]
+        insecure_http: bool,
+        /// Serve this recorded document (bare api.Resources or Incus envelope) instead of probing.
+        #[arg(long, value_name = "FILE")]
+        resources_file: Option<PathBuf>,
+    },
+    /// Manage the client certificates `serve` answers.
+    Trust {
+        #[command(subcommand)]
+        command: TrustCommand,
+    },
     /// Inspect policy components.
     Policy {
         #[command(subcommand)]
         command: PolicyCommand,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TrustCommand {
+    /// Trust the certificate(s) in a PEM file.
+    Add { cert: PathBuf },
+    /// List trusted certificates by SHA-256 fingerprint.
+    List,
+    /// Stop trusting a certificate, by fingerprint or a unique prefix of it.
+    Remove { fingerprint: String },
 }
 
 #[derive(Debug, Subcommand)]

@@ -7,35 +7,54 @@ use std::sync::Arc;
 use anyhow::{Context, anyhow};
 
 use super::Failure;
-use super::args::{Cli, Command, FlagsFormat, PolicyCommand, ProbeSource};
+use super::args::{Cli, Command, FlagsFormat, PolicyCommand, ProbeSource, TrustCommand};
 use crate::capabilities::Capabilities;
-use crate::cluster::Cluster;
 use crate::cpu_flags::cpu_flags;
 use crate::format;
 use crate::gather::DEFAULT_CONCURRENCY;
+use crate::membership::Membership;
 use crate::model::PolicyFailure;
 use crate::node_name::NodeName;
 use crate::probe;
 use crate::remote::RemoteFetcher;
 use crate::runtime::{Limits, PolicyRuntime};
+use crate::serve::{ResourcesSource, TlsSetup, serve};
 use crate::store::CacheStore;
+use crate::trust::{self, TrustStore};
 
 pub async fn run(cli: Cli) -> Result<(), Failure> {
-    let config = parse_settings(&cli.settings)?;
+    let settings = parse_settings(&cli.settings)?;
     match &cli.command {
-        Command::Resources { node } => resources(&cli, config, node.as_deref()).await,
+        Command::Serve { .. } => return serve_command(&cli).await,
+        Command::Trust { command } => return trust_command(&cli, command),
+        Command::Probe { source } => return probe_command(*source).await,
+        Command::Policy {
+            command: PolicyCommand::Check { file },
+        } => return policy_check(file).await,
+        _ => {}
+    }
+    let membership = match &cli.cluster {
+        Some(path) => Membership::load(path).map_err(Failure::usage)?,
+        None => Membership::this_machine(),
+    };
+    let mut config = membership.policy.clone();
+    config.extend(settings);
+    match &cli.command {
+        Command::Resources { node, all: false } => {
+            resources(&cli, &membership, config, node.as_deref()).await
+        }
+        Command::Resources { all: true, .. } => resources_all(&cli, &membership, config).await,
         Command::CpuFlags {
             format,
             arch,
             allow_partial,
         } => {
             let arch = arch.clone().unwrap_or_else(|| std::env::consts::ARCH.to_string());
-            cpu_flags_command(&cli, config, *format, &arch, *allow_partial).await
+            cpu_flags_command(&cli, &membership, config, *format, &arch, *allow_partial).await
         }
-        Command::Probe { source } => probe_command(*source).await,
-        Command::Policy {
-            command: PolicyCommand::Check { file },
-        } => policy_check(file).await,
+        Command::Serve { .. } | Command::Trust { .. } | Command::Probe { .. } | Command::Policy { .. } => {
+            unreachable!("handled above")
+        }
     }
 }
 
@@ -54,21 +73,17 @@ fn parse_settings(settings: &[String]) -> Result<BTreeMap<String, String>, Failu
 fn capabilities(
     cli: &Cli,
     config: BTreeMap<String, String>,
-    cluster: &Cluster,
+    membership: &Membership,
 ) -> anyhow::Result<Arc<Capabilities>> {
     let root = match &cli.cache_dir {
         Some(dir) => dir.clone(),
         None => CacheStore::default_root()?,
     };
-    let urls = cluster
-        .members
-        .iter()
-        .filter_map(|m| Some((m.name.clone(), m.url.clone()?)))
-        .collect();
+    let remote = RemoteFetcher::for_membership(membership)?;
     Ok(Arc::new(Capabilities {
         store: CacheStore::new(&root),
         config,
-        remote: RemoteFetcher::new(urls),
+        remote,
     }))
 }
 
@@ -79,10 +94,17 @@ fn load_policy(cli: &Cli) -> anyhow::Result<PolicyRuntime> {
     }
 }
 
-async fn resources(cli: &Cli, config: BTreeMap<String, String>, node: Option<&str>) -> Result<(), Failure> {
-    let cluster = Cluster::this_machine();
+async fn resources(
+    cli: &Cli,
+    membership: &Membership,
+    config: BTreeMap<String, String>,
+    node: Option<&str>,
+) -> Result<(), Failure> {
+    let cluster = &membership.cluster;
     let member = match node {
-        None => cluster.local().context("the cluster has no local member")?,
+        None => cluster
+            .local()
+            .context("the cluster file names no local member: give a NODE")?,
         Some(name) => {
             let name = NodeName::parse(name).map_err(|e| Failure::usage(e.into()))?;
             cluster.find(&name).ok_or_else(|| {
@@ -93,7 +115,7 @@ async fn resources(cli: &Cli, config: BTreeMap<String, String>, node: Option<&st
             })?
         }
     };
-    let capabilities = capabilities(cli, config, &cluster)?;
+    let capabilities = capabilities(cli, config, membership)?;
     let runtime = load_policy(cli)?;
     let outcome = runtime
         .get_node_resources(capabilities, &member.as_member())
@@ -114,15 +136,22 @@ async fn resources(cli: &Cli, config: BTreeMap<String, String>, node: Option<&st
 
 async fn cpu_flags_command(
     cli: &Cli,
+    membership: &Membership,
     config: BTreeMap<String, String>,
     output: FlagsFormat,
     arch: &str,
     allow_partial: bool,
 ) -> Result<(), Failure> {
-    let cluster = Cluster::this_machine();
-    let capabilities = capabilities(cli, config, &cluster)?;
+    let capabilities = capabilities(cli, config, membership)?;
     let runtime = load_policy(cli)?;
-    let report = cpu_flags(&runtime, capabilities, &cluster, arch, DEFAULT_CONCURRENCY).await?;
+    let report = cpu_flags(
+        &runtime,
+        capabilities,
+        &membership.cluster,
+        arch,
+        DEFAULT_CONCURRENCY,
+    )
+    .await?;
     let missing: Vec<String> = report
         .nodes_without_data()
         .iter()
@@ -189,17 +218,10 @@ async fn probe_command(source: ProbeSource) -> Result<(), Failure> {
 
 async fn policy_check(file: &std::path::Path) -> Result<(), Failure> {
     let runtime = PolicyRuntime::from_file(file, Limits::default())?;
-    let cluster = Cluster::this_machine();
     let capabilities = Arc::new(Capabilities {
         store: CacheStore::new(&std::env::temp_dir().join("nodecache-policy-check")),
         config: BTreeMap::new(),
-        remote: RemoteFetcher::new(
-            cluster
-                .members
-                .iter()
-                .filter_map(|m| Some((m.name.clone(), m.url.clone()?)))
-                .collect(),
-        ),
+        remote: RemoteFetcher::default(),
     });
     let info = runtime.describe(capabilities).await?;
     let mut text = format!(
@@ -227,4 +249,101 @@ fn print(text: &str) -> Result<(), Failure> {
         }
         _ => Ok(()),
     }
+}
+
+async fn resources_all(
+    cli: &Cli,
+    membership: &Membership,
+    config: BTreeMap<String, String>,
+) -> Result<(), Failure> {
+    let capabilities = capabilities(cli, config, membership)?;
+    let runtime = load_policy(cli)?;
+    let members: Vec<_> = membership.cluster.members.iter().map(|m| m.as_member()).collect();
+    let gathered = crate::gather::gather(&runtime, capabilities, &members, DEFAULT_CONCURRENCY).await?;
+    let mut outcomes = Vec::with_capacity(gathered.len());
+    for node in gathered {
+        let entry = match node.outcome {
+            Ok(resources) => serde_json::json!({
+                "name": node.member.name.as_str(),
+                "source": resources.source.to_string(),
+                "age_seconds": resources.age_ms / 1000,
+                "error": resources.refresh_error.map(|e| e.to_string()),
+                "resources": serde_json::from_str::<serde_json::Value>(&resources.document)
+                    .context("the policy returned a document that is not JSON")?,
+            }),
+            Err(error) => serde_json::json!({
+                "name": node.member.name.as_str(), "source": "error", "age_seconds": null,
+                "error": error.to_string(), "resources": null,
+            }),
+        };
+        outcomes.push(entry);
+    }
+    print(&format!(
+        "{}\n",
+        serde_json::to_string_pretty(&outcomes).context("serialise")?
+    ))
+}
+
+async fn serve_command(cli: &Cli) -> Result<(), Failure> {
+    let Command::Serve {
+        listen,
+        tls_cert,
+        tls_key,
+        insecure_http,
+        resources_file,
+    } = &cli.command
+    else {
+        unreachable!()
+    };
+    let address: std::net::SocketAddr = listen
+        .parse()
+        .map_err(|e| Failure::usage(anyhow!("--listen {listen:?}: {e}")))?;
+    if *insecure_http && !address.ip().is_loopback() {
+        return Err(Failure::usage(anyhow!(
+            "--insecure-http is only allowed on a loopback address, not {address}"
+        )));
+    }
+    let source = match resources_file {
+        Some(path) => ResourcesSource::from_file(path)?,
+        None => ResourcesSource::Probe,
+    };
+    let tls = if *insecure_http {
+        None
+    } else {
+        let state_dir = state_dir(cli)?;
+        let (cert, key) = match (tls_cert, tls_key) {
+            (Some(cert), Some(key)) => (cert.clone(), key.clone()),
+            _ => trust::ensure_server_identity(&state_dir)?,
+        };
+        Some(TlsSetup {
+            config: trust::server_config(&cert, &key)?,
+            trust: TrustStore::new(&state_dir),
+        })
+    };
+    let listener = tokio::net::TcpListener::bind(address)
+        .await
+        .with_context(|| format!("cannot listen on {address}"))?;
+    eprintln!(
+        "nodecache: listening on {}",
+        listener.local_addr().context("listener address")?
+    );
+    serve(listener, source, tls).await?;
+    Ok(())
+}
+
+fn state_dir(cli: &Cli) -> anyhow::Result<std::path::PathBuf> {
+    match &cli.state_dir {
+        Some(dir) => Ok(dir.clone()),
+        None => trust::default_state_dir(),
+    }
+}
+
+fn trust_command(cli: &Cli, command: &TrustCommand) -> Result<(), Failure> {
+    let store = TrustStore::new(&state_dir(cli)?);
+    let text = match command {
+        TrustCommand::Add { cert } => store.add(cert)?.iter().map(|f| format!("added {f}\n")).collect(),
+        TrustCommand::List => store.list()?.iter().map(|f| format!("{f}\n")).collect(),
+        TrustCommand::Remove { fingerprint } => format!("removed {}\n", store.remove(fingerprint)?),
+    };
+    print(&text)
 }

@@ -1,0 +1,301 @@
+//! The cluster file (`--cluster FILE`, `NODECACHE_CLUSTER`): who the members
+//! are, where they answer, and how to talk to them.
+//!
+//! ```toml
+//! local = "node-a"                      # optional: which member is this machine
+//! deadline = "5s"                       # optional: per-node fetch deadline
+//! max-response-bytes = 16777216         # optional: larger answers are refused
+//! [policy]                              # optional: policy parameters
+//! max-age = "1h"
+//! [tls]                                 # optional: for https:// members
+//! client-cert = "client.crt"
+//! client-key = "client.key"
+//! server-certs = ["cluster.crt"]        # pinned server certificates
+//! [[member]]
+//! name = "node-a"
+//! url = "https://10.0.0.1:8443"
+//! ```
+//! Every error names the file, the line and the key.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow};
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::cluster::{Cluster, ClusterMember};
+use crate::node_name::NodeName;
+
+/// Defaults for talking to members.
+pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(10);
+pub const DEFAULT_MAX_RESPONSE_BYTES: u64 = 16 << 20;
+
+/// Everything the cluster file says.
+#[derive(Debug, Clone)]
+pub struct Membership {
+    pub cluster: Cluster,
+    pub deadline: Duration,
+    pub max_response_bytes: u64,
+    pub policy: BTreeMap<String, String>,
+    pub tls: TlsFiles,
+}
+
+/// Certificate files named by the cluster file, resolved against its directory.
+#[derive(Debug, Clone, Default)]
+pub struct TlsFiles {
+    pub client_cert: Option<PathBuf>,
+    pub client_key: Option<PathBuf>,
+    pub server_certs: Vec<PathBuf>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct FileShape {
+    local: Option<Spanned<String>>,
+    deadline: Option<Spanned<String>>,
+    max_response_bytes: Option<u64>,
+    #[serde(default)]
+    policy: BTreeMap<String, toml::Value>,
+    tls: Option<TlsShape>,
+    #[serde(default)]
+    member: Vec<MemberShape>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct TlsShape {
+    client_cert: Option<PathBuf>,
+    client_key: Option<PathBuf>,
+    #[serde(default)]
+    server_certs: Vec<PathBuf>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MemberShape {
+    name: Spanned<String>,
+    url: Option<Spanned<String>>,
+}
+
+impl Membership {
+    /// This machine alone, with default settings.
+    pub fn this_machine() -> Membership {
+        Membership {
+            cluster: Cluster::this_machine(),
+            deadline: DEFAULT_DEADLINE,
+            max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
+            policy: BTreeMap::new(),
+            tls: TlsFiles::default(),
+        }
+    }
+
+    pub fn load(path: &Path) -> Result<Membership> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read cluster file {}", path.display()))?;
+        parse(&text, path.parent().unwrap_or(Path::new("."))).map_err(|e| anyhow!("{}: {e}", path.display()))
+    }
+}
+
+fn parse(text: &str, base: &Path) -> Result<Membership, String> {
+    let shape: FileShape = toml::from_str(text).map_err(|e| e.to_string().trim_end().replace('\n', " "))?;
+    let at = |span: Range<usize>| {
+        format!(
+            "line {}",
+            text[..span.start.min(text.len())].lines().count().max(1)
+        )
+    };
+    let mut members = Vec::new();
+    let mut seen = BTreeSet::new();
+    for member in &shape.member {
+        let name = NodeName::parse(member.name.get_ref())
+            .map_err(|e| format!("{}, key member.name: {e}", at(member.name.span())))?;
+        if !seen.insert(name.clone()) {
+            return Err(format!(
+                "{}, key member.name: {name} is listed twice",
+                at(member.name.span())
+            ));
+        }
+        let url = match &member.url {
+            Some(url) => Some(
+                check_url(url.get_ref()).map_err(|e| format!("{}, key member.url: {e}", at(url.span())))?,
+            ),
+            None => None,
+        };
+        members.push(ClusterMember {
+            name,
+            local: false,
+            url,
+        });
+    }
+    if let Some(local) = &shape.local {
+        let found = members.iter_mut().find(|m| m.name.as_str() == local.get_ref());
+        let member = found.ok_or_else(|| {
+            format!(
+                "{}, key local: {:?} is not a listed member",
+                at(local.span()),
+                local.get_ref()
+            )
+        })?;
+        member.local = true;
+    }
+    if let Some(member) = members.iter().find(|m| !m.local && m.url.is_none()) {
+        return Err(format!(
+            "member {} has no url (only the local member may omit it)",
+            member.name
+        ));
+    }
+    let deadline = match &shape.deadline {
+        Some(text_value) => parse_duration(text_value.get_ref())
+            .map_err(|e| format!("{}, key deadline: {e}", at(text_value.span())))?,
+        None => DEFAULT_DEADLINE,
+    };
+    let policy = shape
+        .policy
+        .into_iter()
+        .map(|(key, value)| {
+            let value = match value {
+                toml::Value::String(s) => s,
+                other => other.to_string(),
+            };
+            (key, value)
+        })
+        .collect();
+    let resolve = |p: PathBuf| if p.is_absolute() { p } else { base.join(p) };
+    let tls = shape.tls.map_or_else(TlsFiles::default, |tls| TlsFiles {
+        client_cert: tls.client_cert.map(resolve),
+        client_key: tls.client_key.map(resolve),
+        server_certs: tls.server_certs.into_iter().map(resolve).collect(),
+    });
+    Ok(Membership {
+        cluster: Cluster { members },
+        deadline,
+        max_response_bytes: shape.max_response_bytes.unwrap_or(DEFAULT_MAX_RESPONSE_BYTES),
+        policy,
+        tls,
+    })
+}
+
+/// `https://host:port` for any host; `http://` only for loopback addresses.
+fn check_url(url: &str) -> Result<String, String> {
+    let parsed = reqwest::Url::parse(url).map_err(|e| format!("{url:?} is not a URL: {e}"))?;
+    match parsed.scheme() {
+        "https" => {}
+        "http" => {
+            let host = parsed.host_str().unwrap_or("").trim_matches(['[', ']']);
+            let loopback = host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback());
+            if !loopback {
+                return Err(format!(
+                    "{url:?}: plain http:// is only allowed to a loopback address"
+                ));
+            }
+        }
+        other => return Err(format!("{url:?}: scheme {other:?} is not https")),
+    }
+    if parsed.host().is_none() {
+        return Err(format!("{url:?} has no host"));
+    }
+    Ok(url.trim_end_matches('/').to_string())
+}
+
+/// `500ms`, `5s`, `2m` (a bare number is seconds).
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: f64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration like 500ms, 5s or 2m"))?;
+    let seconds = match unit {
+        "ms" => number / 1000.0,
+        "" | "s" => number,
+        "m" => number * 60.0,
+        other => return Err(format!("unknown unit {other:?} in {text:?} (use ms, s or m)")),
+    };
+    Duration::try_from_secs_f64(seconds).map_err(|e| format!("{text:?}: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_ok(text: &str) -> Membership {
+        parse(text, Path::new("/etc/nodecache")).unwrap()
+    }
+
+    fn parse_err(text: &str) -> String {
+        parse(text, Path::new("/etc/nodecache")).unwrap_err()
+    }
+
+    #[test]
+    fn the_documented_shape_parses() {
+        let membership = parse_ok(
+            r#"
+local = "node-a"
+deadline = "1500ms"
+[policy]
+max-age = "1h"
+[tls]
+client-cert = "client.crt"
+server-certs = ["/abs/cluster.crt"]
+[[member]]
+name = "node-a"
+url = "https://10.0.0.1:8443"
+[[member]]
+name = "node-b"
+url = "http://127.0.0.1:9001/"
+"#,
+        );
+        let members = &membership.cluster.members;
+        assert_eq!(members.len(), 2);
+        assert!(members[0].local && !members[1].local);
+        assert_eq!(members[1].url.as_deref(), Some("http://127.0.0.1:9001"));
+        assert_eq!(membership.deadline, Duration::from_millis(1500));
+        assert_eq!(membership.policy["max-age"], "1h");
+        assert_eq!(
+            membership.tls.client_cert.unwrap(),
+            Path::new("/etc/nodecache/client.crt")
+        );
+        assert_eq!(membership.tls.server_certs[0], Path::new("/abs/cluster.crt"));
+    }
+
+    #[test]
+    fn errors_name_the_line_and_key() {
+        let error = parse_err("[[member]]\nname = \"ok\"\nurl = \"http://10.1.2.3:80\"\n");
+        assert!(
+            error.contains("line 3") && error.contains("member.url") && error.contains("loopback"),
+            "{error}"
+        );
+        let error = parse_err("[[member]]\nname = \"../x\"\nurl = \"https://a:1\"\n");
+        assert!(
+            error.contains("line 2") && error.contains("member.name"),
+            "{error}"
+        );
+        let error = parse_err("[[member]]\nnmae = \"x\"\n");
+        assert!(error.contains("line 2") && error.contains("nmae"), "{error}");
+        let error = parse_err("local = \"c\"\n[[member]]\nname = \"a\"\nurl = \"https://a:1\"\n");
+        assert!(error.contains("line 1") && error.contains("key local"), "{error}");
+        let error = parse_err("deadline = \"soon\"\n");
+        assert!(error.contains("key deadline"), "{error}");
+    }
+
+    #[test]
+    fn members_need_a_url_and_unique_names() {
+        assert!(parse_err("[[member]]\nname = \"a\"\n").contains("no url"));
+        let twice = "[[member]]\nname = \"a\"\nurl = \"https://a:1\"\n[[member]]\nname = \"a\"\nurl = \"https://b:1\"\n";
+        assert!(parse_err(twice).contains("listed twice"));
+    }
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("2"), Ok(Duration::from_secs(2)));
+        assert_eq!(parse_duration("1m"), Ok(Duration::from_secs(60)));
+        assert!(parse_duration("x").is_err());
+    }
+}

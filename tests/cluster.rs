@@ -1,0 +1,421 @@
+//! Cluster tests with real processes on loopback: several `nodecache serve`
+//! members serving recorded CPUs, and misbehaving peers.
+
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+const INCUS: &str = include_str!("fixtures/incus-6.0.4-resources.envelope.json");
+const BIN: &str = env!("CARGO_BIN_EXE_nodecache");
+
+/// A `nodecache serve` process, killed on drop.
+struct Server {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn spawn_serve(args: &[&str]) -> Server {
+    let mut child = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn nodecache serve");
+    let mut line = String::new();
+    BufReader::new(child.stderr.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let address = line
+        .trim()
+        .strip_prefix("nodecache: listening on ")
+        .unwrap_or_else(|| panic!("{line}"));
+    let scheme = if args.contains(&"--insecure-http") {
+        "http"
+    } else {
+        "https"
+    };
+    Server {
+        child,
+        url: format!("{scheme}://{address}"),
+    }
+}
+
+/// A recorded node: the Incus fixture with its per-core flags replaced.
+fn recorded_node(dir: &Path, name: &str, architecture: &str, flags: &[&str]) -> PathBuf {
+    let mut document: Value = serde_json::from_str(INCUS).unwrap();
+    let metadata = &mut document["metadata"];
+    metadata["cpu"]["architecture"] = json!(architecture);
+    for core in metadata["cpu"]["sockets"][0]["cores"].as_array_mut().unwrap() {
+        core["flags"] = json!(flags);
+    }
+    let path = dir.join(format!("{name}.json"));
+    std::fs::write(&path, serde_json::to_vec(&document).unwrap()).unwrap();
+    path
+}
+
+struct Cluster {
+    dir: tempfile::TempDir,
+    servers: Vec<(String, Option<Server>)>,
+    extra: String,
+}
+
+impl Cluster {
+    fn file(&self) -> PathBuf {
+        let mut text = format!("deadline = \"1s\"\n{}\n", self.extra);
+        for (name, server) in &self.servers {
+            let url = server
+                .as_ref()
+                .map_or("http://127.0.0.1:9".to_string(), |s| s.url.clone());
+            text.push_str(&format!("[[member]]\nname = \"{name}\"\nurl = \"{url}\"\n"));
+        }
+        let path = self.dir.path().join("cluster.toml");
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        let cluster = self.file();
+        Command::new(BIN)
+            .arg("--cache-dir")
+            .arg(self.dir.path().join("cache"))
+            .arg("--cluster")
+            .arg(&cluster)
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
+    fn json(&self, args: &[&str]) -> Value {
+        let output = self.run(args);
+        assert!(
+            output.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        serde_json::from_slice(&output.stdout).unwrap()
+    }
+}
+
+/// Flag sets of different generations and vendors (from real /proc/cpuinfo lines, trimmed).
+const SKYLAKE: &[&str] = &[
+    "fpu",
+    "sse2",
+    "ssse3",
+    "sse4_1",
+    "sse4_2",
+    "avx",
+    "avx2",
+    "bmi1",
+    "bmi2",
+    "aes",
+    "rdseed",
+    "adx",
+    "clflushopt",
+    "constant_tsc",
+];
+const ZEN2: &[&str] = &[
+    "fpu",
+    "sse2",
+    "ssse3",
+    "sse4_1",
+    "sse4_2",
+    "avx",
+    "avx2",
+    "bmi1",
+    "bmi2",
+    "aes",
+    "rdseed",
+    "adx",
+    "clzero",
+    "sse4a",
+    "constant_tsc",
+];
+const ZEN4: &[&str] = &[
+    "fpu",
+    "sse2",
+    "ssse3",
+    "sse4_1",
+    "sse4_2",
+    "avx",
+    "avx2",
+    "bmi1",
+    "bmi2",
+    "aes",
+    "rdseed",
+    "adx",
+    "avx512f",
+    "avx512_bf16",
+    "constant_tsc",
+];
+const HASWELL: &[&str] = &[
+    "fpu",
+    "sse2",
+    "ssse3",
+    "sse4_1",
+    "sse4_2",
+    "avx",
+    "avx2",
+    "bmi1",
+    "bmi2",
+    "aes",
+    "constant_tsc",
+];
+const ARM: &[&str] = &["fp", "asimd", "aes"];
+
+fn five_node_cluster() -> Cluster {
+    let dir = tempfile::tempdir().unwrap();
+    let nodes = [
+        ("skylake", "x86_64", SKYLAKE),
+        ("zen2", "x86_64", ZEN2),
+        ("zen4", "x86_64", ZEN4),
+        ("haswell", "x86_64", HASWELL),
+        ("graviton", "aarch64", ARM),
+    ];
+    let servers = nodes
+        .iter()
+        .map(|(name, arch, flags)| {
+            let file = recorded_node(dir.path(), name, arch, flags);
+            let server = spawn_serve(&["--insecure-http", "--resources-file", file.to_str().unwrap()]);
+            (name.to_string(), Some(server))
+        })
+        .collect();
+    Cluster {
+        dir,
+        servers,
+        extra: String::new(),
+    }
+}
+
+fn expected_common() -> Vec<String> {
+    let sets =
+        [SKYLAKE, ZEN2, ZEN4, HASWELL].map(|s| s.iter().map(|f| f.to_string()).collect::<BTreeSet<_>>());
+    let first = sets[0].clone();
+    sets.iter()
+        .fold(first, |acc, s| acc.intersection(s).cloned().collect())
+        .into_iter()
+        .collect()
+}
+
+fn node<'a>(report: &'a Value, name: &str) -> &'a Value {
+    report["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["name"] == name)
+        .unwrap()
+}
+
+#[test]
+fn five_members_intersect_exactly_and_the_second_run_is_cached() {
+    let cluster = five_node_cluster();
+    let report = cluster.json(&["cpu-flags", "--format", "json"]);
+    assert_eq!(report["flags"], json!(expected_common()));
+    assert_eq!(report["partial"], false);
+    assert_eq!(node(&report, "zen4")["source"], "remote");
+    assert_eq!(node(&report, "graviton")["source"], "excluded");
+    assert_eq!(node(&report, "graviton")["arch"], "aarch64");
+    let again = cluster.json(&["cpu-flags", "--format", "json"]);
+    assert_eq!(node(&again, "zen4")["source"], "cache");
+    assert_eq!(again["flags"], report["flags"]);
+    let arm = cluster.json(&["cpu-flags", "--format", "json", "--arch", "aarch64"]);
+    assert_eq!(arm["flags"], json!(["aes", "asimd", "fp"]));
+}
+
+#[test]
+fn a_dead_member_is_served_stale_then_fails_the_run() {
+    let mut cluster = five_node_cluster();
+    cluster.json(&["cpu-flags", "--format", "json"]);
+    cluster.servers[3].1 = None; // haswell dies
+    let report = cluster.json(&["--set", "max-age=0", "cpu-flags", "--format", "json"]);
+    let haswell = node(&report, "haswell");
+    assert_eq!(haswell["source"], "stale");
+    assert!(
+        haswell["error"].as_str().unwrap().contains("unreachable"),
+        "{haswell}"
+    );
+    assert_eq!(report["flags"], json!(expected_common()));
+
+    std::fs::remove_file(cluster.dir.path().join("cache/resources/haswell.json")).unwrap();
+    let output = cluster.run(&["cpu-flags"]);
+    assert_eq!(output.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("haswell"));
+    let partial = cluster.json(&["cpu-flags", "--format", "json", "--allow-partial"]);
+    assert_eq!(partial["partial"], true);
+    assert_eq!(node(&partial, "haswell")["source"], "error");
+    assert!(
+        partial["flags"].as_array().unwrap().contains(&json!("rdseed")),
+        "without haswell, rdseed is common"
+    );
+}
+
+/// A TCP peer that answers every connection with `response` (or never, when None).
+fn misbehaving_peer(response: Option<Vec<u8>>) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let response = response.clone();
+            std::thread::spawn(move || {
+                let mut stream = stream;
+                let mut buffer = [0u8; 4096];
+                let _ = stream.read(&mut buffer);
+                match response {
+                    Some(bytes) => {
+                        let _ = stream.write_all(&bytes);
+                    }
+                    None => std::thread::sleep(Duration::from_secs(30)),
+                }
+            });
+        }
+    });
+    format!("http://{address}")
+}
+
+#[test]
+fn misbehaving_members_are_reported_for_that_member_only() {
+    let mut cluster = five_node_cluster();
+    let garbage = b"HTTP/1.1 200 OK\r\nContent-Length: 12\r\n\r\nnot json!!!!".to_vec();
+    let mut huge = b"HTTP/1.1 200 OK\r\nContent-Length: 104857600\r\n\r\n".to_vec();
+    huge.extend(std::iter::repeat_n(b'x', 1 << 20));
+    let peers = [("garbage", Some(garbage)), ("huge", Some(huge)), ("silent", None)];
+    let mut extra_members = String::new();
+    for (name, response) in peers {
+        let url = misbehaving_peer(response);
+        extra_members.push_str(&format!("[[member]]\nname = \"{name}\"\nurl = \"{url}\"\n"));
+    }
+    cluster.servers.truncate(4);
+    let started = Instant::now();
+    let file = cluster.file();
+    let mut text = std::fs::read_to_string(&file).unwrap();
+    text.push_str(&extra_members);
+    std::fs::write(&file, text).unwrap();
+    let output = Command::new(BIN)
+        .arg("--cache-dir")
+        .arg(cluster.dir.path().join("cache"))
+        .arg("--cluster")
+        .arg(&file)
+        .args(["cpu-flags", "--format", "json", "--allow-partial"])
+        .output()
+        .unwrap();
+    let elapsed = started.elapsed();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert!(
+        node(&report, "garbage")["error"]
+            .as_str()
+            .unwrap()
+            .contains("bad response"),
+        "{report}"
+    );
+    assert!(
+        node(&report, "huge")["error"].as_str().unwrap().contains("cap"),
+        "{report}"
+    );
+    assert!(
+        node(&report, "silent")["error"]
+            .as_str()
+            .unwrap()
+            .contains("timed out"),
+        "{report}"
+    );
+    assert_eq!(node(&report, "zen2")["source"], "remote");
+    assert_eq!(report["flags"], json!(expected_common()));
+    assert!(
+        elapsed < Duration::from_secs(8),
+        "took {elapsed:?} with a 1 s deadline"
+    );
+}
+
+#[test]
+fn an_untrusted_client_gets_403_and_a_trusted_one_its_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("server-state");
+    let file = recorded_node(dir.path(), "tls", "x86_64", HASWELL);
+    let server = spawn_serve(&[
+        "--state-dir",
+        state.to_str().unwrap(),
+        "--resources-file",
+        file.to_str().unwrap(),
+    ]);
+    // A client identity: another node's generated certificate.
+    let (client_cert, client_key) = make_identity(&dir.path().join("client"));
+    let cluster_file = dir.path().join("cluster.toml");
+    std::fs::write(
+        &cluster_file,
+        format!(
+            "deadline = \"2s\"\n[tls]\nclient-cert = \"{}\"\nclient-key = \"{}\"\nserver-certs = [\"{}\"]\n[[member]]\nname = \"tls\"\nurl = \"{}\"\n",
+            client_cert.display(),
+            client_key.display(),
+            state.join("server.crt").display(),
+            server.url
+        ),
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        Command::new(BIN)
+            .arg("--cache-dir")
+            .arg(dir.path().join("cache"))
+            .arg("--cluster")
+            .arg(&cluster_file)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let denied = run(&["cpu-flags", "--format", "json", "--allow-partial"]);
+    let report: Value = serde_json::from_slice(&denied.stdout).unwrap();
+    assert!(
+        node(&report, "tls")["error"]
+            .as_str()
+            .unwrap()
+            .contains("403 not authorized"),
+        "{report}"
+    );
+
+    let added = Command::new(BIN)
+        .arg("--state-dir")
+        .arg(&state)
+        .arg("trust")
+        .arg("add")
+        .arg(&client_cert)
+        .output()
+        .unwrap();
+    assert!(added.status.success());
+    let allowed = run(&["cpu-flags"]);
+    assert!(
+        allowed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&allowed.stderr)
+    );
+    let flags: Vec<String> = String::from_utf8(allowed.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    let mut expected: Vec<String> = HASWELL.iter().map(|f| f.to_string()).collect();
+    expected.sort();
+    assert_eq!(flags, expected);
+}
+
+/// A client certificate and key, made the way `serve` makes its own.
+fn make_identity(dir: &Path) -> (PathBuf, PathBuf) {
+    let server = spawn_serve(&["--state-dir", dir.to_str().unwrap()]);
+    drop(server);
+    (dir.join("server.crt"), dir.join("server.key"))
+}
