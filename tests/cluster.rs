@@ -413,9 +413,88 @@ fn an_untrusted_client_gets_403_and_a_trusted_one_its_answer() {
     assert_eq!(flags, expected);
 }
 
-/// A client certificate and key, made the way `serve` makes its own.
+/// A client certificate and key: another node's identity.
 fn make_identity(dir: &Path) -> (PathBuf, PathBuf) {
-    let server = spawn_serve(&["--state-dir", dir.to_str().unwrap()]);
-    drop(server);
+    let output = Command::new(BIN)
+        .arg("--state-dir")
+        .arg(dir)
+        .arg("identity")
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let text = String::from_utf8(output.stdout).unwrap();
+    assert!(text.contains("fingerprint: "), "{text}");
     (dir.join("server.crt"), dir.join("server.key"))
+}
+
+#[test]
+fn a_bad_cluster_file_names_the_file_line_and_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("bad-cluster.toml");
+    std::fs::write(
+        &file,
+        "local = \"a\"\n[[member]]\nname = \"a\"\n[[member]]\nname = \"b\"\nurl = \"http://10.9.9.9:1\"\n",
+    )
+    .unwrap();
+    let output = Command::new(BIN)
+        .arg("--cluster")
+        .arg(&file)
+        .arg("cpu-flags")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let message = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        message.contains("bad-cluster.toml") && message.contains("line 6") && message.contains("member.url"),
+        "{message}"
+    );
+    assert_eq!(message.trim().lines().count(), 1, "{message}");
+}
+
+#[test]
+fn plain_http_serving_is_refused_off_loopback() {
+    let output = Command::new(BIN)
+        .args(["serve", "--insecure-http", "--listen", "0.0.0.0:0"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("loopback"));
+}
+
+#[test]
+fn the_server_answers_incus_paths_and_envelopes() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = recorded_node(dir.path(), "n", "x86_64", HASWELL);
+    let server = spawn_serve(&["--insecure-http", "--resources-file", file.to_str().unwrap()]);
+    let get = |path: &str| -> Value {
+        let address = server.url.trim_start_matches("http://");
+        let mut stream = std::net::TcpStream::connect(address).unwrap();
+        write!(
+            stream,
+            "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut text = String::new();
+        stream.read_to_string(&mut text).unwrap();
+        serde_json::from_str(text.split_once("\r\n\r\n").unwrap().1).unwrap()
+    };
+    let info = get("/1.0");
+    assert_eq!(info["type"], "sync");
+    assert!(
+        info["metadata"]["api_extensions"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("resources_cpu_flags"))
+    );
+    let resources = get("/1.0/resources");
+    assert_eq!(resources["status_code"], 200);
+    assert_eq!(
+        resources["metadata"]["cpu"]["sockets"][0]["cores"][0]["flags"],
+        json!(HASWELL)
+    );
+    let missing = get("/1.0/instances");
+    assert_eq!(
+        (missing["type"].as_str(), missing["error_code"].as_u64()),
+        (Some("error"), Some(404))
+    );
 }

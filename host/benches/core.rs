@@ -7,6 +7,7 @@ use std::hint::black_box;
 use std::sync::Arc;
 
 use criterion::{Criterion, criterion_group, criterion_main};
+use indicatif::ProgressBar;
 use nodecache::capabilities::Capabilities;
 use nodecache::cluster::Cluster;
 use nodecache::cpu_flags::cpu_flags;
@@ -25,11 +26,11 @@ fn setup() -> (
     tokio::runtime::Runtime,
 ) {
     let dir = tempfile::tempdir().unwrap();
-    let capabilities = Arc::new(Capabilities {
-        store: CacheStore::new(dir.path()),
-        config: BTreeMap::new(),
-        remote: RemoteFetcher::default(),
-    });
+    let capabilities = Arc::new(Capabilities::new(
+        CacheStore::new(dir.path()),
+        BTreeMap::new(),
+        RemoteFetcher::default(),
+    ));
     let runtime = PolicyRuntime::default_policy(Limits::default()).unwrap();
     let cluster = Cluster::this_machine();
     let tokio = tokio::runtime::Builder::new_multi_thread()
@@ -44,6 +45,7 @@ fn setup() -> (
             &cluster,
             std::env::consts::ARCH,
             64,
+            &ProgressBar::hidden(),
         ))
         .unwrap();
     (dir, capabilities, runtime, cluster, tokio)
@@ -66,6 +68,7 @@ fn benches(c: &mut Criterion) {
                     &cluster,
                     std::env::consts::ARCH,
                     64,
+                    &ProgressBar::hidden(),
                 ))
                 .unwrap();
             assert_eq!(report.nodes[0].source, "cache");

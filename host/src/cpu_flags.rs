@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use anyhow::Result;
+use indicatif::ProgressBar;
 use serde::Serialize;
 
 use crate::api::cpu_summary::CpuSummary;
@@ -46,9 +47,10 @@ pub async fn cpu_flags(
     cluster: &Cluster,
     architecture: &str,
     concurrency: usize,
+    progress: &ProgressBar,
 ) -> Result<CpuFlagsReport> {
     let members: Vec<_> = cluster.members.iter().map(|m| m.as_member()).collect();
-    let gathered = gather(runtime, capabilities.clone(), &members, concurrency).await?;
+    let gathered = gather(runtime, capabilities.clone(), &members, concurrency, progress).await?;
     let reports: Vec<NodeReport> = gathered.iter().map(to_report).collect();
     let common = runtime
         .cluster_cpu_flags(capabilities, &reports, architecture)

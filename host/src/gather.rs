@@ -5,13 +5,14 @@ use std::sync::Arc;
 
 use anyhow::{Result, bail};
 use futures::stream::{self, StreamExt};
+use indicatif::ProgressBar;
 
 use crate::capabilities::Capabilities;
 use crate::model::{FetchError, Member, NodeResources, PolicyFailure};
 use crate::runtime::PolicyRuntime;
 
-/// How many members are asked at the same time.
-pub const DEFAULT_CONCURRENCY: usize = 64;
+/// How many members are asked at the same time (within the runtime's instance pool).
+pub const DEFAULT_CONCURRENCY: usize = 128;
 
 /// One member's outcome: its document, or why there is none.
 #[derive(Debug, Clone)]
@@ -22,16 +23,19 @@ pub struct Gathered {
 
 /// Runs `get-node-resources` for every member. A node that cannot be had is
 /// an outcome, not an error; a broken policy (trap, bad configuration) is.
+/// `progress` advances as each member finishes (pass `ProgressBar::hidden()` for none).
 pub async fn gather(
     runtime: &PolicyRuntime,
     capabilities: Arc<Capabilities>,
     members: &[Member],
     concurrency: usize,
+    progress: &ProgressBar,
 ) -> Result<Vec<Gathered>> {
     let calls = members.iter().map(|member| {
         let capabilities = capabilities.clone();
         async move {
             let result = runtime.get_node_resources(capabilities, member).await;
+            progress.inc(1);
             (member.clone(), result)
         }
     });

@@ -88,6 +88,9 @@ pub enum Command {
         #[arg(long, value_name = "FILE")]
         resources_file: Option<PathBuf>,
     },
+    /// Print this node's certificate (made on first use): the one `serve` presents
+    /// and, named in a cluster file, the one this node's client presents.
+    Identity,
     /// Manage the client certificates `serve` answers.
     Trust {
         #[command(subcommand)]

@@ -5,6 +5,7 @@ use std::io::Write;
 use std::sync::Arc;
 
 use anyhow::{Context, anyhow};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::Failure;
 use super::args::{Cli, Command, FlagsFormat, PolicyCommand, ProbeSource, TrustCommand};
@@ -27,6 +28,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
     match &cli.command {
         Command::Serve { .. } => return serve_command(&cli).await,
         Command::Trust { command } => return trust_command(&cli, command),
+        Command::Identity => return identity_command(&cli),
         Command::Probe { source } => return probe_command(*source).await,
         Command::Policy {
             command: PolicyCommand::Check { file },
@@ -52,7 +54,11 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
             let arch = arch.clone().unwrap_or_else(|| std::env::consts::ARCH.to_string());
             cpu_flags_command(&cli, &membership, config, *format, &arch, *allow_partial).await
         }
-        Command::Serve { .. } | Command::Trust { .. } | Command::Probe { .. } | Command::Policy { .. } => {
+        Command::Serve { .. }
+        | Command::Trust { .. }
+        | Command::Identity
+        | Command::Probe { .. }
+        | Command::Policy { .. } => {
             unreachable!("handled above")
         }
     }
@@ -80,11 +86,11 @@ fn capabilities(
         None => CacheStore::default_root()?,
     };
     let remote = RemoteFetcher::for_membership(membership)?;
-    Ok(Arc::new(Capabilities {
-        store: CacheStore::new(&root),
+    Ok(Arc::new(Capabilities::new(
+        CacheStore::new(&root),
         config,
         remote,
-    }))
+    )))
 }
 
 fn load_policy(cli: &Cli) -> anyhow::Result<PolicyRuntime> {
@@ -144,14 +150,18 @@ async fn cpu_flags_command(
 ) -> Result<(), Failure> {
     let capabilities = capabilities(cli, config, membership)?;
     let runtime = load_policy(cli)?;
+    let progress = progress_bar(membership.cluster.members.len());
+    let cluster = &membership.cluster;
     let report = cpu_flags(
         &runtime,
         capabilities,
-        &membership.cluster,
+        cluster,
         arch,
         DEFAULT_CONCURRENCY,
+        &progress,
     )
     .await?;
+    progress.finish_and_clear();
     let missing: Vec<String> = report
         .nodes_without_data()
         .iter()
@@ -218,11 +228,13 @@ async fn probe_command(source: ProbeSource) -> Result<(), Failure> {
 
 async fn policy_check(file: &std::path::Path) -> Result<(), Failure> {
     let runtime = PolicyRuntime::from_file(file, Limits::default())?;
-    let capabilities = Arc::new(Capabilities {
-        store: CacheStore::new(&std::env::temp_dir().join("nodecache-policy-check")),
-        config: BTreeMap::new(),
-        remote: RemoteFetcher::default(),
-    });
+    // describe() touches no capability; the store is never written.
+    let store = CacheStore::new(&std::env::temp_dir().join("nodecache-policy-check"));
+    let capabilities = Arc::new(Capabilities::new(
+        store,
+        BTreeMap::new(),
+        RemoteFetcher::default(),
+    ));
     let info = runtime.describe(capabilities).await?;
     let mut text = format!(
         "{}: ok\npolicy: {} {}\ncontract: {}\nparameters:\n",
@@ -259,7 +271,10 @@ async fn resources_all(
     let capabilities = capabilities(cli, config, membership)?;
     let runtime = load_policy(cli)?;
     let members: Vec<_> = membership.cluster.members.iter().map(|m| m.as_member()).collect();
-    let gathered = crate::gather::gather(&runtime, capabilities, &members, DEFAULT_CONCURRENCY).await?;
+    let progress = progress_bar(members.len());
+    let gathered =
+        crate::gather::gather(&runtime, capabilities, &members, DEFAULT_CONCURRENCY, &progress).await?;
+    progress.finish_and_clear();
     let mut outcomes = Vec::with_capacity(gathered.len());
     for node in gathered {
         let entry = match node.outcome {
@@ -295,9 +310,7 @@ async fn serve_command(cli: &Cli) -> Result<(), Failure> {
     else {
         unreachable!()
     };
-    let address: std::net::SocketAddr = listen
-        .parse()
-        .map_err(|e| Failure::usage(anyhow!("--listen {listen:?}: {e}")))?;
+    let address = parse_listen(listen).map_err(Failure::usage)?;
     if *insecure_http && !address.ip().is_loopback() {
         return Err(Failure::usage(anyhow!(
             "--insecure-http is only allowed on a loopback address, not {address}"
@@ -347,3 +360,44 @@ fn trust_command(cli: &Cli, command: &TrustCommand) -> Result<(), Failure> {
     };
     print(&text)
 }
+
+/// A bar on stderr while asking many members; indicatif draws nothing when
+/// stderr is not a terminal, so piped output stays clean.
+fn progress_bar(members: usize) -> ProgressBar {
+    if members < PROGRESS_THRESHOLD {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::with_draw_target(Some(members as u64), ProgressDrawTarget::stderr());
+    if let Ok(style) = ProgressStyle::with_template("{spinner} asking nodes {bar:30} {pos}/{len} {elapsed}") {
+        bar.set_style(style);
+    }
+    bar
+}
+
+/// Below this many members, a run is too quick for a bar to help.
+const PROGRESS_THRESHOLD: usize = 8;
+
+fn identity_command(cli: &Cli) -> Result<(), Failure> {
+    let (cert, key) = trust::ensure_server_identity(&state_dir(cli)?)?;
+    let der = crate::tls::load_certs(&cert)?.remove(0);
+    print(&format!(
+        "certificate: {}\nkey: {}\nfingerprint: {}\n",
+        cert.display(),
+        key.display(),
+        crate::tls::fingerprint(der.as_ref())
+    ))
+}
+
+/// `ADDR:PORT`, or a bare address on Incus's port 8443.
+fn parse_listen(listen: &str) -> anyhow::Result<std::net::SocketAddr> {
+    if let Ok(address) = listen.parse() {
+        return Ok(address);
+    }
+    let ip: std::net::IpAddr = listen.trim_matches(['[', ']']).parse().map_err(|_| {
+        anyhow!("--listen {listen:?}: expected ADDR:PORT or ADDR, e.g. [::]:8443 or 10.0.0.1")
+    })?;
+    Ok(std::net::SocketAddr::new(ip, DEFAULT_PORT))
+}
+
+/// Incus's port.
+const DEFAULT_PORT: u16 = 8443;

@@ -1,84 +1,213 @@
-//! Memory and load, from /proc/meminfo and /proc/loadavg.
+//! Memory and load, computed as Incus computes them so the two agree:
+//! memory total from the online memory blocks in /sys (the installed size,
+//! not the kernel's MemTotal), used = total - (free + buffers + cached),
+//! per-NUMA-node figures from /sys/devices/system/node, and processes as the
+//! number of /proc/<pid> entries.
 
-use crate::api::resources::{Load, Memory};
+use std::fs;
+use std::path::Path;
 
-/// Parses /proc/meminfo into Incus's memory section (bytes).
-pub fn parse_meminfo(text: &str) -> Memory {
-    let field = |name: &str| -> u64 {
-        text.lines()
-            .find_map(|line| {
-                let rest = line.strip_prefix(name)?.strip_prefix(':')?;
-                let mut parts = rest.split_whitespace();
-                let value: u64 = parts.next()?.parse().ok()?;
-                Some(if parts.next() == Some("kB") {
-                    value * 1024
-                } else {
-                    value
-                })
-            })
-            .unwrap_or(0)
-    };
-    let total = field("MemTotal");
-    let available = field("MemAvailable");
+use crate::api::resources::{Load, Memory, MemoryNode};
+
+/// /proc/meminfo-style fields (`Name: value kB`, or `Node 0 Name: value kB`
+/// in a NUMA node's meminfo) in bytes; counts stay counts.
+fn meminfo_field(text: &str, name: &str) -> Option<u64> {
+    text.lines().find_map(|line| {
+        let line = match line.strip_prefix("Node ") {
+            Some(rest) => rest.split_once(' ')?.1.trim_start(),
+            None => line,
+        };
+        let rest = line.strip_prefix(name)?.strip_prefix(':')?;
+        let mut parts = rest.split_whitespace();
+        let value: u64 = parts.next()?.parse().ok()?;
+        Some(if parts.next() == Some("kB") {
+            value * 1024
+        } else {
+            value
+        })
+    })
+}
+
+/// Parses /proc/meminfo into Incus's memory section (bytes). `installed` is
+/// the size from memory blocks, when /sys gives it.
+pub fn parse_meminfo(text: &str, installed: Option<u64>) -> Memory {
+    let field = |name: &str| meminfo_field(text, name).unwrap_or(0);
+    let total = installed.unwrap_or_else(|| field("MemTotal"));
     let hugepage_size = field("Hugepagesize");
     let huge_total = field("HugePages_Total");
     let huge_free = field("HugePages_Free");
     Memory {
         nodes: Vec::new(),
         hugepages_total: huge_total * hugepage_size,
-        hugepages_used: (huge_total - huge_free.min(huge_total)) * hugepage_size,
+        hugepages_used: huge_total.saturating_sub(huge_free) * hugepage_size,
         hugepages_size: hugepage_size,
-        used: total.saturating_sub(available),
+        used: total.saturating_sub(field("MemFree") + field("Buffers") + field("Cached")),
         total,
     }
 }
 
-/// Parses /proc/loadavg (`0.41 0.21 0.12 2/74 1234`).
-pub fn parse_loadavg(text: &str) -> Option<Load> {
-    let mut parts = text.split_whitespace();
-    let mut next_f64 = || parts.next()?.parse::<f64>().ok();
-    let (one, five, fifteen) = (next_f64()?, next_f64()?, next_f64()?);
-    let processes = text.split_whitespace().nth(3)?.split_once('/')?.1.parse().ok()?;
+/// Parses /proc/loadavg (`0.41 0.21 0.12 2/74 1234`); `processes` is counted separately.
+pub fn parse_loadavg(text: &str, processes: u64) -> Option<Load> {
+    let mut parts = text.split_whitespace().map(|p| p.parse::<f64>().ok());
     Some(Load {
-        average_1min: one,
-        average_5min: five,
-        average_10min: fifteen,
+        average_1min: parts.next()??,
+        average_5min: parts.next()??,
+        average_10min: parts.next()??,
         processes,
     })
 }
 
+/// Bytes of online memory blocks in `dir` (`memoryN/online`), times the block size.
+fn online_block_bytes(dir: &Path, block_size: u64) -> Option<u64> {
+    let blocks = fs::read_dir(dir)
+        .ok()?
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_str()
+                .is_some_and(|n| n.strip_prefix("memory").is_some_and(is_number))
+        })
+        .filter(|e| fs::read_to_string(e.path().join("online")).is_ok_and(|s| s.trim() == "1"))
+        .count() as u64;
+    (blocks > 0).then_some(blocks * block_size)
+}
+
+fn is_number(text: &str) -> bool {
+    !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit())
+}
+
+fn block_size() -> Option<u64> {
+    let text = fs::read_to_string("/sys/devices/system/memory/block_size_bytes").ok()?;
+    u64::from_str_radix(text.trim(), 16).ok()
+}
+
+fn numa_nodes(block_size: Option<u64>) -> Vec<MemoryNode> {
+    let Ok(entries) = fs::read_dir("/sys/devices/system/node") else {
+        return Vec::new();
+    };
+    let mut nodes: Vec<MemoryNode> = entries
+        .flatten()
+        .filter_map(|entry| {
+            let numa_node: u64 = entry.file_name().to_str()?.strip_prefix("node")?.parse().ok()?;
+            let dir = entry.path();
+            let meminfo = fs::read_to_string(dir.join("meminfo")).ok()?;
+            let field = |name: &str| meminfo_field(&meminfo, name).unwrap_or(0);
+            let (huge_total, huge_free) = node_hugepages(&dir);
+            Some(MemoryNode {
+                numa_node,
+                hugepages_used: huge_total.saturating_sub(huge_free),
+                hugepages_total: huge_total,
+                used: field("MemUsed"),
+                total: block_size
+                    .and_then(|size| online_block_bytes(&dir, size))
+                    .unwrap_or(field("MemTotal")),
+            })
+        })
+        .collect();
+    nodes.sort_by_key(|node| node.numa_node);
+    nodes
+}
+
+/// (total, free) bytes of huge pages on a NUMA node, over all page sizes.
+fn node_hugepages(node_dir: &Path) -> (u64, u64) {
+    let Ok(entries) = fs::read_dir(node_dir.join("hugepages")) else {
+        return (0, 0);
+    };
+    entries.flatten().fold((0, 0), |(total, free), entry| {
+        let name = entry.file_name();
+        let size_kb = name
+            .to_str()
+            .and_then(|n| {
+                n.strip_prefix("hugepages-")?
+                    .strip_suffix("kB")?
+                    .parse::<u64>()
+                    .ok()
+            })
+            .unwrap_or(0);
+        let read = |file: &str| -> u64 {
+            fs::read_to_string(entry.path().join(file))
+                .ok()
+                .and_then(|s| s.trim().parse().ok())
+                .unwrap_or(0)
+        };
+        (
+            total + read("nr_hugepages") * size_kb * 1024,
+            free + read("free_hugepages") * size_kb * 1024,
+        )
+    })
+}
+
 pub fn memory() -> Memory {
-    std::fs::read_to_string("/proc/meminfo")
-        .map(|t| parse_meminfo(&t))
-        .unwrap_or_default()
+    let block_size = block_size();
+    let installed =
+        block_size.and_then(|size| online_block_bytes(Path::new("/sys/devices/system/memory"), size));
+    let mut memory = fs::read_to_string("/proc/meminfo")
+        .map(|t| parse_meminfo(&t, installed))
+        .unwrap_or_default();
+    memory.nodes = numa_nodes(block_size);
+    memory
 }
 
 pub fn load() -> Option<Load> {
-    parse_loadavg(&std::fs::read_to_string("/proc/loadavg").ok()?)
+    let processes = fs::read_dir("/proc")
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter(|e| e.file_name().to_str().is_some_and(is_number))
+                .count() as u64
+        })
+        .unwrap_or(0);
+    parse_loadavg(&fs::read_to_string("/proc/loadavg").ok()?, processes)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    const MEMINFO: &str = "MemTotal:       25165824 kB\nMemFree:  1000 kB\nMemAvailable:   20971520 kB\nBuffers:  100 kB\nCached:  2000 kB\nHugePages_Total:       4\nHugePages_Free:        1\nHugepagesize:       2048 kB\n";
+
     #[test]
     fn meminfo_parses_into_bytes() {
-        let text = "MemTotal:       25165824 kB\nMemFree:  100 kB\nMemAvailable:   20971520 kB\nHugePages_Total:       4\nHugePages_Free:        1\nHugepagesize:       2048 kB\n";
-        let memory = parse_meminfo(text);
-        assert_eq!(memory.total, 25_769_803_776);
-        assert_eq!(memory.used, (25_165_824 - 20_971_520) * 1024);
+        let memory = parse_meminfo(MEMINFO, None);
+        assert_eq!(memory.total, 25_165_824 * 1024);
+        assert_eq!(memory.used, (25_165_824 - 1000 - 100 - 2000) * 1024);
         assert_eq!(memory.hugepages_size, 2 << 20);
         assert_eq!(memory.hugepages_total, 4 * (2 << 20));
         assert_eq!(memory.hugepages_used, 3 * (2 << 20));
     }
 
     #[test]
+    fn installed_memory_overrides_memtotal() {
+        let memory = parse_meminfo(MEMINFO, Some(24 << 30));
+        assert_eq!(memory.total, 24 << 30);
+        assert_eq!(memory.used, (24 << 30) - 3100 * 1024);
+    }
+
+    #[test]
+    fn numa_node_meminfo_lines_parse() {
+        let text = "Node 0 MemTotal:       13330636 kB\nNode 0 MemUsed:         8109388 kB\n";
+        assert_eq!(meminfo_field(text, "MemUsed"), Some(8_109_388 * 1024));
+        assert_eq!(
+            meminfo_field("SwapCached: 5 kB\nCached: 7 kB\n", "Cached"),
+            Some(7 * 1024)
+        );
+    }
+
+    #[test]
     fn loadavg_parses() {
-        let load = parse_loadavg("0.41 0.21 0.12 2/74 1234\n").unwrap();
+        let load = parse_loadavg("0.41 0.21 0.12 2/74 1234\n", 70).unwrap();
         assert_eq!(
             (load.average_1min, load.average_10min, load.processes),
-            (0.41, 0.12, 74)
+            (0.41, 0.12, 70)
         );
-        assert!(parse_loadavg("garbage").is_none());
+        assert!(parse_loadavg("garbage", 0).is_none());
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn this_machine_has_memory_and_processes() {
+        let memory = memory();
+        assert!(memory.total > 0 && memory.used < memory.total);
+        assert!(load().unwrap().processes > 0);
     }
 }

@@ -25,7 +25,7 @@ use sandbox::PluginState;
 pub const DEFAULT_POLICY: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/default_policy.wasm"));
 
 /// Instances that may be alive at once: `gather`'s concurrency plus headroom.
-const POOLED_INSTANCES: u32 = 128;
+const POOLED_INSTANCES: u32 = 256;
 /// Memory, table and stack bytes kept mapped between instances.
 const RESIDENT_BYTES: usize = 256 << 10;
 
@@ -209,11 +209,11 @@ mod tests {
     use crate::store::CacheStore;
 
     fn capabilities(dir: &Path) -> Arc<Capabilities> {
-        Arc::new(Capabilities {
-            store: CacheStore::new(dir),
-            config: Default::default(),
-            remote: RemoteFetcher::default(),
-        })
+        Arc::new(Capabilities::new(
+            CacheStore::new(dir),
+            Default::default(),
+            RemoteFetcher::default(),
+        ))
     }
 
     /// The default policy with one string of its binary replaced by another of the same length.

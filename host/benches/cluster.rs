@@ -1,0 +1,156 @@
+//! Issue-3 figures: `cpu-flags` over 100 members that each answer after
+//! 100 ms, cold (empty cache) and warm, and the resident memory of an idle
+//! `nodecache serve`. Run: `cargo bench -p nodecache --bench cluster`.
+
+use std::collections::BTreeMap;
+use std::hint::black_box;
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::routing::get;
+use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
+use indicatif::ProgressBar;
+use nodecache::capabilities::Capabilities;
+use nodecache::cluster::{Cluster, ClusterMember};
+use nodecache::cpu_flags::cpu_flags;
+use nodecache::membership::Membership;
+use nodecache::node_name::NodeName;
+use nodecache::remote::RemoteFetcher;
+use nodecache::runtime::{Limits, PolicyRuntime};
+use nodecache::store::CacheStore;
+
+const MEMBERS: usize = 100;
+const ANSWER_DELAY: Duration = Duration::from_millis(100);
+const FIXTURE: &str = include_str!("../../tests/fixtures/incus-6.0.4-resources.envelope.json");
+
+/// 100 loopback servers that answer `/1.0/resources` after 100 ms.
+fn slow_members(tokio: &tokio::runtime::Runtime) -> Cluster {
+    let members = (0..MEMBERS)
+        .map(|i| {
+            let listener = tokio
+                .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+                .unwrap();
+            let url = format!("http://{}", listener.local_addr().unwrap());
+            let app = Router::new().route(
+                "/1.0/resources",
+                get(|| async {
+                    tokio::time::sleep(ANSWER_DELAY).await;
+                    FIXTURE
+                }),
+            );
+            tokio.spawn(async move { axum::serve(listener, app).await });
+            ClusterMember {
+                name: NodeName::parse(&format!("node-{i:03}")).unwrap(),
+                local: false,
+                url: Some(url),
+            }
+        })
+        .collect();
+    Cluster { members }
+}
+
+fn benches(c: &mut Criterion) {
+    let tokio = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let cluster = slow_members(&tokio);
+    let membership = Membership {
+        cluster: cluster.clone(),
+        ..Membership::this_machine()
+    };
+    let runtime = PolicyRuntime::default_policy(Limits::default()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let capabilities = Arc::new(Capabilities::new(
+        CacheStore::new(dir.path()),
+        BTreeMap::new(),
+        RemoteFetcher::for_membership(&membership).unwrap(),
+    ));
+    let run = |expected_source: &str| {
+        let report = tokio
+            .block_on(cpu_flags(
+                &runtime,
+                capabilities.clone(),
+                &cluster,
+                "x86_64",
+                128,
+                &ProgressBar::hidden(),
+            ))
+            .unwrap();
+        assert!(
+            report.nodes.iter().all(|n| n.source == expected_source),
+            "{:?}",
+            report.nodes[0]
+        );
+        assert_eq!(report.nodes.len(), MEMBERS);
+        black_box(report)
+    };
+
+    let mut group = c.benchmark_group("cpu-flags over 100 members answering after 100 ms");
+    group.sample_size(10).measurement_time(Duration::from_secs(5));
+    group.bench_function("cold (empty cache)", |b| {
+        b.iter_batched(
+            || std::fs::remove_dir_all(dir.path().join("resources")).ok(),
+            |_| run("remote"),
+            BatchSize::PerIteration,
+        )
+    });
+    group.bench_function("warm (every entry cached)", |b| b.iter(|| run("cache")));
+    group.finish();
+
+    println!("idle `nodecache serve` resident memory: {} KiB", serve_rss_kib());
+}
+
+/// VmRSS of a `nodecache serve` that has answered one request and then sat idle.
+fn serve_rss_kib() -> u64 {
+    let state = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_nodecache"))
+        .arg("--state-dir")
+        .arg(state.path())
+        .args(["serve", "--listen", "127.0.0.1:0", "--insecure-http"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stderr.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let address = line
+        .trim()
+        .strip_prefix("nodecache: listening on ")
+        .unwrap()
+        .to_string();
+    let body = raw_http::blocking_get(&address);
+    assert!(body.contains("\"sync\""), "{body}");
+    std::thread::sleep(Duration::from_secs(1));
+    let status = std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap()
+}
+
+mod raw_http {
+    /// One plain-HTTP GET of `/1.0/resources` with std only (the bench needs no client features).
+    pub fn blocking_get(address: &str) -> String {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(address).unwrap();
+        write!(
+            stream,
+            "GET /1.0/resources HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut text = String::new();
+        stream.read_to_string(&mut text).unwrap();
+        text
+    }
+}
+
+criterion_group!(cluster, benches);
+criterion_main!(cluster);

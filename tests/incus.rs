@@ -1,0 +1,316 @@
+//! A real Incus daemon as a peer: our client reads its `/1.0/resources` over
+//! HTTPS with a trusted client certificate, `cpu-flags` works over a cluster
+//! mixing Incus and nodecache servers, and our probe agrees with Incus's.
+//!
+//! Needs `incusd` (Debian's incus-base, installed by .ci/run) and root. The
+//! daemon runs in a private INCUS_DIR and is stopped when the test ends.
+
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_nodecache");
+const INCUSD: &str = "/usr/libexec/incus/incusd";
+const INCUS_FIXTURE: &str = include_str!("fixtures/incus-6.0.4-resources.envelope.json");
+
+/// An incusd with its own state directory, stopped on drop.
+struct Incus {
+    dir: PathBuf,
+    daemon: Child,
+}
+
+impl Incus {
+    fn start(dir: &Path) -> Incus {
+        assert!(
+            Path::new(INCUSD).exists(),
+            "{INCUSD} is missing: install incus-base from bookworm-backports (see .ci/run)"
+        );
+        std::fs::create_dir_all(dir).unwrap();
+        let daemon = Command::new(INCUSD)
+            .args(["--group", "incus-admin", "--logfile"])
+            .arg(dir.join("incusd.log"))
+            .env("INCUS_DIR", dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start incusd");
+        let incus = Incus {
+            dir: dir.to_path_buf(),
+            daemon,
+        };
+        let ready = Command::new(INCUSD)
+            .args(["waitready", "--timeout=60"])
+            .env("INCUS_DIR", dir)
+            .status()
+            .unwrap();
+        assert!(ready.success(), "incusd did not become ready");
+        incus
+    }
+
+    fn client(&self, args: &[&str]) {
+        let output = Command::new("incus")
+            .args(args)
+            .env("INCUS_DIR", &self.dir)
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "incus {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+}
+
+impl Drop for Incus {
+    fn drop(&mut self) {
+        // SIGTERM lets incusd shut down cleanly; then reap it.
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.daemon.id().to_string())
+            .status();
+        let _ = self.daemon.wait();
+    }
+}
+
+struct Server(Child, String);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn serve_recorded(file: &Path) -> Server {
+    let mut child = Command::new(BIN)
+        .args([
+            "serve",
+            "--insecure-http",
+            "--listen",
+            "127.0.0.1:0",
+            "--resources-file",
+        ])
+        .arg(file)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stderr.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let address = line
+        .trim()
+        .strip_prefix("nodecache: listening on ")
+        .unwrap()
+        .to_string();
+    Server(child, format!("http://{address}"))
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn nodecache(dir: &Path, cluster: &Path, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .arg("--cache-dir")
+        .arg(dir.join("cache"))
+        .arg("--cluster")
+        .arg(cluster)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn json_of(output: &Output) -> Value {
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+fn flag_set(core: &Value) -> BTreeSet<String> {
+    core["flags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f.as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn a_real_incus_is_a_peer() {
+    let dir = tempfile::tempdir().unwrap();
+    let incus = Incus::start(&dir.path().join("incus"));
+    let port = free_port();
+    incus.client(&[
+        "config",
+        "set",
+        "core.https_address",
+        &format!("127.0.0.1:{port}"),
+    ]);
+
+    let identity = dir.path().join("identity");
+    let made = Command::new(BIN)
+        .arg("--state-dir")
+        .arg(&identity)
+        .arg("identity")
+        .output()
+        .unwrap();
+    assert!(made.status.success());
+    let client_cert = identity.join("server.crt");
+    incus.client(&[
+        "config",
+        "trust",
+        "add-certificate",
+        client_cert.to_str().unwrap(),
+        "--name",
+        "nodecache",
+    ]);
+
+    // A recorded older node that lacks some of this machine's flags.
+    let mut recorded: Value = serde_json::from_str(INCUS_FIXTURE).unwrap();
+    for core in recorded["metadata"]["cpu"]["sockets"][0]["cores"]
+        .as_array_mut()
+        .unwrap()
+    {
+        let flags: Vec<Value> = core["flags"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|f| !f.as_str().unwrap().starts_with("avx512"))
+            .cloned()
+            .collect();
+        core["flags"] = Value::Array(flags);
+    }
+    let recorded_file = dir.path().join("older.json");
+    std::fs::write(&recorded_file, serde_json::to_vec(&recorded).unwrap()).unwrap();
+    let older = serve_recorded(&recorded_file);
+
+    let cluster = dir.path().join("cluster.toml");
+    let write_cluster = |client: &Path| {
+        std::fs::write(
+            &cluster,
+            format!(
+                "local = \"me\"\ndeadline = \"10s\"\n[tls]\nclient-cert = \"{}\"\nclient-key = \"{}\"\nserver-certs = [\"{}\"]\n\
+                 [[member]]\nname = \"me\"\n[[member]]\nname = \"incus\"\nurl = \"https://127.0.0.1:{port}\"\n\
+                 [[member]]\nname = \"older\"\nurl = \"{}\"\n",
+                client.display(),
+                client.with_extension("key").display(),
+                incus.dir.join("server.crt").display(),
+                older.1
+            ),
+        )
+        .unwrap();
+    };
+    write_cluster(&client_cert);
+
+    // Our client reads Incus's resources, and they agree with our own probe.
+    let theirs = json_of(&nodecache(dir.path(), &cluster, &["resources", "incus"]));
+    let ours = json_of(&nodecache(dir.path(), &cluster, &["resources", "me"]));
+    assert_eq!(theirs["cpu"]["architecture"], ours["cpu"]["architecture"]);
+    assert_eq!(theirs["cpu"]["total"], ours["cpu"]["total"]);
+    let (their_sockets, our_sockets) = (
+        theirs["cpu"]["sockets"].as_array().unwrap(),
+        ours["cpu"]["sockets"].as_array().unwrap(),
+    );
+    assert_eq!(their_sockets.len(), our_sockets.len(), "socket count");
+    for (their, our) in their_sockets.iter().zip(our_sockets) {
+        for field in ["socket", "name", "vendor", "cache"] {
+            assert_eq!(their[field], our[field], "socket {field}");
+        }
+        let (their_cores, our_cores) = (
+            their["cores"].as_array().unwrap(),
+            our["cores"].as_array().unwrap(),
+        );
+        assert_eq!(their_cores.len(), our_cores.len(), "core count");
+        for (their_core, our_core) in their_cores.iter().zip(our_cores) {
+            assert_eq!(their_core["core"], our_core["core"]);
+            assert_eq!(their_core["die"], our_core["die"]);
+            assert_eq!(
+                their_core["threads"], our_core["threads"],
+                "threads of core {}",
+                our_core["core"]
+            );
+            assert_eq!(
+                flag_set(their_core),
+                flag_set(our_core),
+                "flags of core {}",
+                our_core["core"]
+            );
+        }
+    }
+    assert_eq!(theirs["memory"]["total"], ours["memory"]["total"], "memory total");
+    assert_eq!(
+        theirs["memory"]["nodes"].as_array().map(Vec::len),
+        ours["memory"]["nodes"].as_array().map(Vec::len)
+    );
+
+    // cpu-flags over Incus + nodecache + this machine.
+    let report = json_of(&nodecache(
+        dir.path(),
+        &cluster,
+        &["cpu-flags", "--format", "json"],
+    ));
+    let sources: Vec<&str> = report["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["source"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        sources,
+        ["cache", "cache", "remote"],
+        "me and incus were cached by `resources`"
+    );
+    let flags: BTreeSet<String> = report["flags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f.as_str().unwrap().to_string())
+        .collect();
+    let mut expected = flag_set(&ours["cpu"]["sockets"][0]["cores"][0]);
+    for core in recorded["metadata"]["cpu"]["sockets"][0]["cores"]
+        .as_array()
+        .unwrap()
+    {
+        expected = expected.intersection(&flag_set(core)).cloned().collect();
+    }
+    assert_eq!(flags, expected);
+    assert!(!flags.iter().any(|f| f.starts_with("avx512")));
+
+    // An untrusted client certificate: Incus's own refusal is passed on.
+    let stranger = dir.path().join("stranger");
+    assert!(
+        Command::new(BIN)
+            .arg("--state-dir")
+            .arg(&stranger)
+            .arg("identity")
+            .status()
+            .unwrap()
+            .success()
+    );
+    write_cluster(&stranger.join("server.crt"));
+    std::fs::remove_dir_all(dir.path().join("cache")).unwrap();
+    let denied = json_of(&nodecache(
+        dir.path(),
+        &cluster,
+        &["cpu-flags", "--format", "json", "--allow-partial"],
+    ));
+    let incus_node = &denied["nodes"][1];
+    assert_eq!(incus_node["source"], "error");
+    assert!(
+        incus_node["error"].as_str().unwrap().contains("remote error"),
+        "{incus_node}"
+    );
+}
