@@ -2,69 +2,17 @@
 //! members serving recorded CPUs, and misbehaving peers.
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-const INCUS: &str = include_str!("fixtures/incus-6.0.4-resources.envelope.json");
-const BIN: &str = env!("CARGO_BIN_EXE_nodecache");
+mod support;
 
-/// A `nodecache serve` process, killed on drop.
-struct Server {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn spawn_serve(args: &[&str]) -> Server {
-    let mut child = Command::new(BIN)
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn nodecache serve");
-    let mut line = String::new();
-    BufReader::new(child.stderr.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let address = line
-        .trim()
-        .strip_prefix("nodecache: listening on ")
-        .unwrap_or_else(|| panic!("{line}"));
-    let scheme = if args.contains(&"--insecure-http") {
-        "http"
-    } else {
-        "https"
-    };
-    Server {
-        child,
-        url: format!("{scheme}://{address}"),
-    }
-}
-
-/// A recorded node: the Incus fixture with its per-core flags replaced.
-fn recorded_node(dir: &Path, name: &str, architecture: &str, flags: &[&str]) -> PathBuf {
-    let mut document: Value = serde_json::from_str(INCUS).unwrap();
-    let metadata = &mut document["metadata"];
-    metadata["cpu"]["architecture"] = json!(architecture);
-    for core in metadata["cpu"]["sockets"][0]["cores"].as_array_mut().unwrap() {
-        core["flags"] = json!(flags);
-    }
-    let path = dir.join(format!("{name}.json"));
-    std::fs::write(&path, serde_json::to_vec(&document).unwrap()).unwrap();
-    path
-}
+use support::{BIN, Server, http_get_json, recorded_node, spawn_serve};
 
 struct Cluster {
     dir: tempfile::TempDir,
@@ -109,86 +57,34 @@ impl Cluster {
     }
 }
 
-/// Flag sets of different generations and vendors (from real /proc/cpuinfo lines, trimmed).
-const SKYLAKE: &[&str] = &[
-    "fpu",
-    "sse2",
-    "ssse3",
-    "sse4_1",
-    "sse4_2",
-    "avx",
-    "avx2",
-    "bmi1",
-    "bmi2",
-    "aes",
-    "rdseed",
-    "adx",
-    "clflushopt",
-    "constant_tsc",
-];
-const ZEN2: &[&str] = &[
-    "fpu",
-    "sse2",
-    "ssse3",
-    "sse4_1",
-    "sse4_2",
-    "avx",
-    "avx2",
-    "bmi1",
-    "bmi2",
-    "aes",
-    "rdseed",
-    "adx",
-    "clzero",
-    "sse4a",
-    "constant_tsc",
-];
-const ZEN4: &[&str] = &[
-    "fpu",
-    "sse2",
-    "ssse3",
-    "sse4_1",
-    "sse4_2",
-    "avx",
-    "avx2",
-    "bmi1",
-    "bmi2",
-    "aes",
-    "rdseed",
-    "adx",
-    "avx512f",
-    "avx512_bf16",
-    "constant_tsc",
-];
-const HASWELL: &[&str] = &[
-    "fpu",
-    "sse2",
-    "ssse3",
-    "sse4_1",
-    "sse4_2",
-    "avx",
-    "avx2",
-    "bmi1",
-    "bmi2",
-    "aes",
-    "constant_tsc",
-];
-const ARM: &[&str] = &["fp", "asimd", "aes"];
+/// Real per-core flag lines of different generations and vendors.
+const HASWELL: &str = include_str!("fixtures/cpuinfo/intel-xeon-e5-2680v3-haswell.flags");
+const SKYLAKE: &str = include_str!("fixtures/cpuinfo/intel-xeon-gold-6130-skylake.flags");
+const ROME: &str = include_str!("fixtures/cpuinfo/amd-epyc-7702-rome.flags");
+const GENOA: &str = include_str!("fixtures/cpuinfo/amd-epyc-genoa-kvm-guest.flags");
+const GRAVITON: &str = include_str!("fixtures/cpuinfo/arm-neoverse-n1-graviton2.flags");
+
+fn split(line: &'static str) -> Vec<&'static str> {
+    line.split_whitespace().collect()
+}
 
 fn five_node_cluster() -> Cluster {
     let dir = tempfile::tempdir().unwrap();
     let nodes = [
         ("skylake", "x86_64", SKYLAKE),
-        ("zen2", "x86_64", ZEN2),
-        ("zen4", "x86_64", ZEN4),
+        ("zen2", "x86_64", ROME),
+        ("zen4", "x86_64", GENOA),
         ("haswell", "x86_64", HASWELL),
-        ("graviton", "aarch64", ARM),
+        ("graviton", "aarch64", GRAVITON),
     ];
     let servers = nodes
         .iter()
         .map(|(name, arch, flags)| {
-            let file = recorded_node(dir.path(), name, arch, flags);
-            let server = spawn_serve(&["--insecure-http", "--resources-file", file.to_str().unwrap()]);
+            let file = recorded_node(dir.path(), name, arch, &split(flags));
+            let server = spawn_serve(
+                None,
+                &["--insecure-http", "--resources-file", file.to_str().unwrap()],
+            );
             (name.to_string(), Some(server))
         })
         .collect();
@@ -200,8 +96,8 @@ fn five_node_cluster() -> Cluster {
 }
 
 fn expected_common() -> Vec<String> {
-    let sets =
-        [SKYLAKE, ZEN2, ZEN4, HASWELL].map(|s| s.iter().map(|f| f.to_string()).collect::<BTreeSet<_>>());
+    let sets = [SKYLAKE, ROME, GENOA, HASWELL]
+        .map(|s| split(s).into_iter().map(str::to_string).collect::<BTreeSet<_>>());
     let first = sets[0].clone();
     sets.iter()
         .fold(first, |acc, s| acc.intersection(s).cloned().collect())
@@ -230,8 +126,20 @@ fn five_members_intersect_exactly_and_the_second_run_is_cached() {
     let again = cluster.json(&["cpu-flags", "--format", "json"]);
     assert_eq!(node(&again, "zen4")["source"], "cache");
     assert_eq!(again["flags"], report["flags"]);
+    let all = cluster.json(&["resources", "--all"]);
+    let names: Vec<&str> = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["skylake", "zen2", "zen4", "haswell", "graviton"]);
+    assert_eq!(all[4]["resources"]["cpu"]["architecture"], "aarch64");
+    assert_eq!(all[0]["source"], "cache");
     let arm = cluster.json(&["cpu-flags", "--format", "json", "--arch", "aarch64"]);
-    assert_eq!(arm["flags"], json!(["aes", "asimd", "fp"]));
+    let mut graviton = split(GRAVITON);
+    graviton.sort_unstable();
+    assert_eq!(arm["flags"], json!(graviton));
 }
 
 #[test]
@@ -347,13 +255,8 @@ fn misbehaving_members_are_reported_for_that_member_only() {
 fn an_untrusted_client_gets_403_and_a_trusted_one_its_answer() {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("server-state");
-    let file = recorded_node(dir.path(), "tls", "x86_64", HASWELL);
-    let server = spawn_serve(&[
-        "--state-dir",
-        state.to_str().unwrap(),
-        "--resources-file",
-        file.to_str().unwrap(),
-    ]);
+    let file = recorded_node(dir.path(), "tls", "x86_64", &split(HASWELL));
+    let server = spawn_serve(Some(&state), &["--resources-file", file.to_str().unwrap()]);
     // A client identity: another node's generated certificate.
     let (client_cert, client_key) = make_identity(&dir.path().join("client"));
     let cluster_file = dir.path().join("cluster.toml");
@@ -408,7 +311,7 @@ fn an_untrusted_client_gets_403_and_a_trusted_one_its_answer() {
         .lines()
         .map(str::to_string)
         .collect();
-    let mut expected: Vec<String> = HASWELL.iter().map(|f| f.to_string()).collect();
+    let mut expected: Vec<String> = split(HASWELL).into_iter().map(str::to_string).collect();
     expected.sort();
     assert_eq!(flags, expected);
 }
@@ -464,20 +367,12 @@ fn plain_http_serving_is_refused_off_loopback() {
 #[test]
 fn the_server_answers_incus_paths_and_envelopes() {
     let dir = tempfile::tempdir().unwrap();
-    let file = recorded_node(dir.path(), "n", "x86_64", HASWELL);
-    let server = spawn_serve(&["--insecure-http", "--resources-file", file.to_str().unwrap()]);
-    let get = |path: &str| -> Value {
-        let address = server.url.trim_start_matches("http://");
-        let mut stream = std::net::TcpStream::connect(address).unwrap();
-        write!(
-            stream,
-            "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-        )
-        .unwrap();
-        let mut text = String::new();
-        stream.read_to_string(&mut text).unwrap();
-        serde_json::from_str(text.split_once("\r\n\r\n").unwrap().1).unwrap()
-    };
+    let file = recorded_node(dir.path(), "n", "x86_64", &split(HASWELL));
+    let server = spawn_serve(
+        None,
+        &["--insecure-http", "--resources-file", file.to_str().unwrap()],
+    );
+    let get = |path: &str| http_get_json(&server.url, path);
     let info = get("/1.0");
     assert_eq!(info["type"], "sync");
     assert!(
@@ -490,7 +385,7 @@ fn the_server_answers_incus_paths_and_envelopes() {
     assert_eq!(resources["status_code"], 200);
     assert_eq!(
         resources["metadata"]["cpu"]["sockets"][0]["cores"][0]["flags"],
-        json!(HASWELL)
+        json!(split(HASWELL))
     );
     let missing = get("/1.0/instances");
     assert_eq!(

@@ -6,16 +6,17 @@
 //! daemon runs in a private INCUS_DIR and is stopped when the test ends.
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 
 use serde_json::Value;
 
-const BIN: &str = env!("CARGO_BIN_EXE_nodecache");
+mod support;
+
+use support::{BIN, INCUS_FIXTURE, spawn_serve};
+
 const INCUSD: &str = "/usr/libexec/incus/incusd";
-const INCUS_FIXTURE: &str = include_str!("fixtures/incus-6.0.4-resources.envelope.json");
 
 /// An incusd with its own state directory, stopped on drop.
 struct Incus {
@@ -75,40 +76,6 @@ impl Drop for Incus {
             .status();
         let _ = self.daemon.wait();
     }
-}
-
-struct Server(Child, String);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn serve_recorded(file: &Path) -> Server {
-    let mut child = Command::new(BIN)
-        .args([
-            "serve",
-            "--insecure-http",
-            "--listen",
-            "127.0.0.1:0",
-            "--resources-file",
-        ])
-        .arg(file)
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stderr.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let address = line
-        .trim()
-        .strip_prefix("nodecache: listening on ")
-        .unwrap()
-        .to_string();
-    Server(child, format!("http://{address}"))
 }
 
 fn free_port() -> u16 {
@@ -195,7 +162,14 @@ fn a_real_incus_is_a_peer() {
     }
     let recorded_file = dir.path().join("older.json");
     std::fs::write(&recorded_file, serde_json::to_vec(&recorded).unwrap()).unwrap();
-    let older = serve_recorded(&recorded_file);
+    let older = spawn_serve(
+        None,
+        &[
+            "--insecure-http",
+            "--resources-file",
+            recorded_file.to_str().unwrap(),
+        ],
+    );
 
     let cluster = dir.path().join("cluster.toml");
     let write_cluster = |client: &Path| {
@@ -208,7 +182,7 @@ fn a_real_incus_is_a_peer() {
                 client.display(),
                 client.with_extension("key").display(),
                 incus.dir.join("server.crt").display(),
-                older.1
+                older.url
             ),
         )
         .unwrap();

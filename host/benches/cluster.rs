@@ -4,8 +4,6 @@
 
 use std::collections::BTreeMap;
 use std::hint::black_box;
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,7 +22,10 @@ use nodecache::store::CacheStore;
 
 const MEMBERS: usize = 100;
 const ANSWER_DELAY: Duration = Duration::from_millis(100);
-const FIXTURE: &str = include_str!("../../tests/fixtures/incus-6.0.4-resources.envelope.json");
+const FIXTURE: &str = support::INCUS_FIXTURE;
+
+#[path = "../../tests/support/mod.rs"]
+mod support;
 
 /// 100 loopback servers that answer `/1.0/resources` after 100 ms.
 fn slow_members(tokio: &tokio::runtime::Runtime) -> Cluster {
@@ -107,49 +108,16 @@ fn benches(c: &mut Criterion) {
 /// VmRSS of a `nodecache serve` that has answered one request and then sat idle.
 fn serve_rss_kib() -> u64 {
     let state = tempfile::tempdir().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_nodecache"))
-        .arg("--state-dir")
-        .arg(state.path())
-        .args(["serve", "--listen", "127.0.0.1:0", "--insecure-http"])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stderr.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let address = line
-        .trim()
-        .strip_prefix("nodecache: listening on ")
-        .unwrap()
-        .to_string();
-    let body = raw_http::blocking_get(&address);
-    assert!(body.contains("\"sync\""), "{body}");
+    let server = support::spawn_serve(Some(state.path()), &["--insecure-http"]);
+    let answer = support::http_get_json(&server.url, "/1.0/resources");
+    assert_eq!(answer["type"], "sync");
     std::thread::sleep(Duration::from_secs(1));
-    let status = std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap();
-    let _ = child.kill();
-    let _ = child.wait();
+    let status = std::fs::read_to_string(format!("/proc/{}/status", server.child.id())).unwrap();
     status
         .lines()
         .find_map(|l| l.strip_prefix("VmRSS:"))
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
         .unwrap()
-}
-
-mod raw_http {
-    /// One plain-HTTP GET of `/1.0/resources` with std only (the bench needs no client features).
-    pub fn blocking_get(address: &str) -> String {
-        use std::io::{Read, Write};
-        let mut stream = std::net::TcpStream::connect(address).unwrap();
-        write!(
-            stream,
-            "GET /1.0/resources HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-        )
-        .unwrap();
-        let mut text = String::new();
-        stream.read_to_string(&mut text).unwrap();
-        text
-    }
 }
 
 criterion_group!(cluster, benches);

@@ -10,7 +10,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use indicatif::ProgressBar;
 use nodecache::capabilities::Capabilities;
 use nodecache::cluster::Cluster;
-use nodecache::cpu_flags::cpu_flags;
+use nodecache::cpu_flags::{CpuFlagsReport, cpu_flags};
 use nodecache::probe;
 use nodecache::remote::RemoteFetcher;
 use nodecache::runtime::{Limits, PolicyRuntime};
@@ -18,37 +18,52 @@ use nodecache::store::{CacheStore, now_ms};
 
 const MAX_AGE_MS: u64 = 86_400_000;
 
-fn setup() -> (
-    tempfile::TempDir,
-    Arc<Capabilities>,
-    PolicyRuntime,
-    Cluster,
-    tokio::runtime::Runtime,
-) {
-    let dir = tempfile::tempdir().unwrap();
-    let capabilities = Arc::new(Capabilities::new(
-        CacheStore::new(dir.path()),
-        BTreeMap::new(),
-        RemoteFetcher::default(),
-    ));
-    let runtime = PolicyRuntime::default_policy(Limits::default()).unwrap();
-    let cluster = Cluster::this_machine();
-    let tokio = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    // Fill the cache once, so every measured call is a hit.
-    tokio
-        .block_on(cpu_flags(
-            &runtime,
-            capabilities.clone(),
-            &cluster,
+/// A one-node cluster of this machine with a cache in a temporary directory.
+struct OneNode {
+    _dir: tempfile::TempDir,
+    capabilities: Arc<Capabilities>,
+    runtime: PolicyRuntime,
+    cluster: Cluster,
+    tokio: tokio::runtime::Runtime,
+}
+
+impl OneNode {
+    fn new() -> OneNode {
+        let dir = tempfile::tempdir().unwrap();
+        let store = CacheStore::new(dir.path());
+        let capabilities = Arc::new(Capabilities::new(
+            store,
+            BTreeMap::new(),
+            RemoteFetcher::default(),
+        ));
+        let tokio = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let runtime = PolicyRuntime::default_policy(Limits::default()).unwrap();
+        let node = OneNode {
+            _dir: dir,
+            capabilities,
+            runtime,
+            cluster: Cluster::this_machine(),
+            tokio,
+        };
+        node.cpu_flags(); // fill the cache, so every measured call is a hit
+        node
+    }
+
+    fn cpu_flags(&self) -> CpuFlagsReport {
+        let hidden = ProgressBar::hidden();
+        let run = cpu_flags(
+            &self.runtime,
+            self.capabilities.clone(),
+            &self.cluster,
             std::env::consts::ARCH,
             64,
-            &ProgressBar::hidden(),
-        ))
-        .unwrap();
-    (dir, capabilities, runtime, cluster, tokio)
+            &hidden,
+        );
+        self.tokio.block_on(run).unwrap()
+    }
 }
 
 fn benches(c: &mut Criterion) {
@@ -56,21 +71,12 @@ fn benches(c: &mut Criterion) {
         b.iter(|| black_box(probe::probe_resources().unwrap()))
     });
 
-    let (_dir, capabilities, runtime, cluster, tokio) = setup();
-    let member = cluster.members[0].as_member();
+    let node = OneNode::new();
+    let member = node.cluster.members[0].as_member();
 
     c.bench_function("warm cpu-flags, one node, in-process", |b| {
         b.iter(|| {
-            let report = tokio
-                .block_on(cpu_flags(
-                    &runtime,
-                    capabilities.clone(),
-                    &cluster,
-                    std::env::consts::ARCH,
-                    64,
-                    &ProgressBar::hidden(),
-                ))
-                .unwrap();
+            let report = node.cpu_flags();
             assert_eq!(report.nodes[0].source, "cache");
             black_box(report)
         })
@@ -80,21 +86,32 @@ fn benches(c: &mut Criterion) {
         "policy per node: instantiate + get-node-resources (cache hit)",
         |b| {
             b.iter(|| {
-                let resources = tokio
-                    .block_on(runtime.get_node_resources(capabilities.clone(), &member))
-                    .unwrap();
-                black_box(resources.unwrap())
+                let call = node
+                    .runtime
+                    .get_node_resources(node.capabilities.clone(), &member);
+                black_box(node.tokio.block_on(call).unwrap().unwrap())
             })
         },
     );
 
     c.bench_function("policy: instantiate + describe()", |b| {
-        b.iter(|| black_box(tokio.block_on(runtime.describe(capabilities.clone())).unwrap()))
+        b.iter(|| {
+            black_box(
+                node.tokio
+                    .block_on(node.runtime.describe(node.capabilities.clone()))
+                    .unwrap(),
+            )
+        })
     });
 
     c.bench_function("native per node: cache read + freshness decision", |b| {
         b.iter(|| {
-            let entry = capabilities.store.read(&member.name, now_ms()).unwrap().unwrap();
+            let entry = node
+                .capabilities
+                .store
+                .read(&member.name, now_ms())
+                .unwrap()
+                .unwrap();
             assert!(entry.age_ms < MAX_AGE_MS);
             black_box(entry)
         })
