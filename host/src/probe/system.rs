@@ -4,6 +4,7 @@
 //! per-NUMA-node figures from /sys/devices/system/node, and processes as the
 //! number of /proc/<pid> entries.
 
+use std::collections::HashSet;
 use std::fs;
 use std::path::Path;
 
@@ -57,31 +58,47 @@ pub fn parse_loadavg(text: &str, processes: u64) -> Option<Load> {
     })
 }
 
-/// Bytes of online memory blocks in `dir` (`memoryN/online`), times the block size.
-fn online_block_bytes(dir: &Path, block_size: u64) -> Option<u64> {
-    let blocks = fs::read_dir(dir)
-        .ok()?
+/// Memory blocks (`memoryN` entries of /sys) and their size: how Incus
+/// counts installed memory, per machine and per NUMA node.
+struct MemoryBlocks {
+    size: u64,
+    online: HashSet<u64>,
+}
+
+impl MemoryBlocks {
+    /// Reads each block's `online` flag once.
+    fn read() -> Option<MemoryBlocks> {
+        let text = fs::read_to_string("/sys/devices/system/memory/block_size_bytes").ok()?;
+        let size = u64::from_str_radix(text.trim(), 16).ok()?;
+        let online: HashSet<u64> = block_numbers(Path::new("/sys/devices/system/memory"))
+            .filter(|n| {
+                fs::read_to_string(format!("/sys/devices/system/memory/memory{n}/online"))
+                    .is_ok_and(|s| s.trim() == "1")
+            })
+            .collect();
+        (!online.is_empty()).then_some(MemoryBlocks { size, online })
+    }
+
+    /// Bytes of the online blocks listed in `dir` (the machine's or a node's).
+    fn online_bytes(&self, dir: &Path) -> Option<u64> {
+        let count = block_numbers(dir).filter(|n| self.online.contains(n)).count() as u64;
+        (count > 0).then_some(count * self.size)
+    }
+}
+
+fn block_numbers(dir: &Path) -> impl Iterator<Item = u64> {
+    fs::read_dir(dir)
+        .into_iter()
         .flatten()
-        .filter(|e| {
-            e.file_name()
-                .to_str()
-                .is_some_and(|n| n.strip_prefix("memory").is_some_and(is_number))
-        })
-        .filter(|e| fs::read_to_string(e.path().join("online")).is_ok_and(|s| s.trim() == "1"))
-        .count() as u64;
-    (blocks > 0).then_some(blocks * block_size)
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.strip_prefix("memory")?.parse().ok())
 }
 
 fn is_number(text: &str) -> bool {
     !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit())
 }
 
-fn block_size() -> Option<u64> {
-    let text = fs::read_to_string("/sys/devices/system/memory/block_size_bytes").ok()?;
-    u64::from_str_radix(text.trim(), 16).ok()
-}
-
-fn numa_nodes(block_size: Option<u64>) -> Vec<MemoryNode> {
+fn numa_nodes(blocks: Option<&MemoryBlocks>) -> Vec<MemoryNode> {
     let Ok(entries) = fs::read_dir("/sys/devices/system/node") else {
         return Vec::new();
     };
@@ -98,8 +115,8 @@ fn numa_nodes(block_size: Option<u64>) -> Vec<MemoryNode> {
                 hugepages_used: huge_total.saturating_sub(huge_free),
                 hugepages_total: huge_total,
                 used: field("MemUsed"),
-                total: block_size
-                    .and_then(|size| online_block_bytes(&dir, size))
+                total: blocks
+                    .and_then(|b| b.online_bytes(&dir))
                     .unwrap_or(field("MemTotal")),
             })
         })
@@ -138,13 +155,14 @@ fn node_hugepages(node_dir: &Path) -> (u64, u64) {
 }
 
 pub fn memory() -> Memory {
-    let block_size = block_size();
-    let installed =
-        block_size.and_then(|size| online_block_bytes(Path::new("/sys/devices/system/memory"), size));
+    let blocks = MemoryBlocks::read();
+    let installed = blocks
+        .as_ref()
+        .and_then(|b| b.online_bytes(Path::new("/sys/devices/system/memory")));
     let mut memory = fs::read_to_string("/proc/meminfo")
         .map(|t| parse_meminfo(&t, installed))
         .unwrap_or_default();
-    memory.nodes = numa_nodes(block_size);
+    memory.nodes = numa_nodes(blocks.as_ref());
     memory
 }
 
