@@ -198,7 +198,15 @@ fn misbehaving_members_are_reported_for_that_member_only() {
     let garbage = b"HTTP/1.1 200 OK\r\nContent-Length: 12\r\n\r\nnot json!!!!".to_vec();
     let mut huge = b"HTTP/1.1 200 OK\r\nContent-Length: 104857600\r\n\r\n".to_vec();
     huge.extend(std::iter::repeat_n(b'x', 1 << 20));
-    let peers = [("garbage", Some(garbage)), ("huge", Some(huge)), ("silent", None)];
+    let redirect =
+        b"HTTP/1.1 302 Found\r\nLocation: http://127.0.0.1:9/1.0/resources\r\nContent-Length: 0\r\n\r\n"
+            .to_vec();
+    let peers = [
+        ("garbage", Some(garbage)),
+        ("huge", Some(huge)),
+        ("silent", None),
+        ("redirect", Some(redirect)),
+    ];
     let mut extra_members = String::new();
     for (name, response) in peers {
         let url = misbehaving_peer(response);
@@ -241,6 +249,11 @@ fn misbehaving_members_are_reported_for_that_member_only() {
             .as_str()
             .unwrap()
             .contains("timed out"),
+        "{report}"
+    );
+    let redirected = node(&report, "redirect")["error"].as_str().unwrap();
+    assert!(
+        redirected.contains("remote error") && redirected.contains("302"),
         "{report}"
     );
     assert_eq!(node(&report, "zen2")["source"], "remote");
@@ -391,5 +404,65 @@ fn the_server_answers_incus_paths_and_envelopes() {
     assert_eq!(
         (missing["type"].as_str(), missing["error_code"].as_u64()),
         (Some("error"), Some(404))
+    );
+}
+
+#[test]
+fn members_sharing_one_cluster_certificate_trust_each_other() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = make_identity(&dir.path().join("cluster-identity"));
+    let (cert_arg, key_arg) = (cert.to_str().unwrap(), key.to_str().unwrap());
+    let mut members = String::new();
+    let mut servers = Vec::new();
+    for (name, flags) in [("a", SKYLAKE), ("b", ROME)] {
+        let state = dir.path().join(format!("state-{name}"));
+        let trusted = Command::new(BIN)
+            .arg("--state-dir")
+            .arg(&state)
+            .args(["trust", "add", cert_arg])
+            .output()
+            .unwrap();
+        assert!(trusted.status.success());
+        let file = recorded_node(dir.path(), name, "x86_64", &split(flags));
+        let args = [
+            "--tls-cert",
+            cert_arg,
+            "--tls-key",
+            key_arg,
+            "--resources-file",
+            file.to_str().unwrap(),
+        ];
+        let server = spawn_serve(Some(&state), &args);
+        members.push_str(&format!(
+            "[[member]]\nname = \"{name}\"\nurl = \"{}\"\n",
+            server.url
+        ));
+        servers.push(server);
+    }
+    let cluster_file = dir.path().join("cluster.toml");
+    let tls = format!(
+        "[tls]\nclient-cert = \"{cert_arg}\"\nclient-key = \"{key_arg}\"\nserver-certs = [\"{cert_arg}\"]\n"
+    );
+    std::fs::write(&cluster_file, format!("{tls}{members}")).unwrap();
+    let output = Command::new(BIN)
+        .arg("--cache-dir")
+        .arg(dir.path().join("cache"))
+        .arg("--cluster")
+        .arg(&cluster_file)
+        .args(["cpu-flags", "--format", "json"])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(node(&report, "a")["source"], "remote");
+    assert_eq!(node(&report, "b")["source"], "remote");
+    assert!(report["flags"].as_array().unwrap().contains(&json!("avx2")));
+    assert!(
+        !report["flags"].as_array().unwrap().contains(&json!("avx512f")),
+        "Rome has no AVX-512"
     );
 }

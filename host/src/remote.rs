@@ -147,6 +147,8 @@ fn build_client(
     };
     reqwest::Client::builder()
         .use_preconfigured_tls(config)
+        // A member answers for itself: never follow it elsewhere, never via a proxy.
+        .redirect(reqwest::redirect::Policy::none())
         .no_proxy()
         .build()
         .context("cannot build the HTTP client")
