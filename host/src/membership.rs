@@ -105,7 +105,11 @@ fn parse(text: &str, base: &Path) -> Result<Membership, String> {
     let at = |span: Range<usize>| {
         format!(
             "line {}",
-            text[..span.start.min(text.len())].lines().count().max(1)
+            text.as_bytes()[..span.start.min(text.len())]
+                .iter()
+                .filter(|&&b| b == b'\n')
+                .count()
+                + 1
         )
     };
     let mut members = Vec::new();

@@ -2,6 +2,9 @@
 
 mod args;
 mod commands;
+mod node;
+mod policy;
+mod query;
 
 pub use args::Cli;
 use clap::Parser;

@@ -1,0 +1,140 @@
+//! What concerns this node alone: probing it, serving it, and its
+//! certificate and trust store.
+
+use std::collections::BTreeSet;
+
+use anyhow::{Context, anyhow};
+
+use super::Failure;
+use super::args::{Cli, Command, ProbeSource, TrustCommand};
+use super::commands::print;
+use crate::format;
+use crate::probe;
+use crate::serve::{ResourcesSource, TlsSetup, serve};
+use crate::trust::{self, TrustStore};
+
+pub(super) async fn probe_command(source: ProbeSource) -> Result<(), Failure> {
+    let cpus = tokio::task::spawn_blocking(probe::local_cpu_flags)
+        .await
+        .context("probe task")?
+        .context("cannot probe this machine's CPUs")?;
+    let common =
+        |pick: &dyn Fn(&probe::CpuFlags) -> Option<BTreeSet<String>>| -> anyhow::Result<Vec<String>> {
+            let mut sets = cpus.iter().map(pick);
+            let first = sets
+                .next()
+                .flatten()
+                .context("the kernel publishes no CPU flags here (/proc/cpuinfo)")?;
+            let shared = sets.try_fold(first, |acc, set| {
+                set.map(|set| acc.intersection(&set).cloned().collect::<BTreeSet<_>>())
+            });
+            Ok(shared
+                .context("the kernel publishes no flags for some CPUs")?
+                .into_iter()
+                .collect())
+        };
+    let text = match source {
+        ProbeSource::Kernel => format::flag_list(&common(&|cpu| cpu.kernel.clone())?),
+        ProbeSource::Cpuid => format::flag_list(&common(&|cpu| Some(cpu.cpuid.clone()))?),
+        ProbeSource::Both => {
+            let hidden: BTreeSet<String> = cpus.iter().flat_map(|cpu| cpu.hidden_by_kernel()).collect();
+            let kernel_only: BTreeSet<String> = cpus.iter().flat_map(|cpu| cpu.kernel_only()).collect();
+            let list = |set: BTreeSet<String>| format::flag_list(&set.into_iter().collect::<Vec<_>>());
+            format!(
+                "# CPUID reports, the kernel hides ({}):\n{}# the kernel reports, no CPUID bit names ({}):\n{}",
+                hidden.len(),
+                list(hidden.clone()),
+                kernel_only.len(),
+                list(kernel_only.clone()),
+            )
+        }
+    };
+    print(&text)
+}
+
+pub(super) async fn serve_command(cli: &Cli) -> Result<(), Failure> {
+    let Command::Serve {
+        listen,
+        tls_cert,
+        tls_key,
+        insecure_http,
+        resources_file,
+    } = &cli.command
+    else {
+        unreachable!()
+    };
+    let address = parse_listen(listen).map_err(Failure::usage)?;
+    if *insecure_http && !address.ip().is_loopback() {
+        return Err(Failure::usage(anyhow!(
+            "--insecure-http is only allowed on a loopback address, not {address}"
+        )));
+    }
+    let source = match resources_file {
+        Some(path) => ResourcesSource::from_file(path)?,
+        None => ResourcesSource::Probe,
+    };
+    let tls = if *insecure_http {
+        None
+    } else {
+        let state_dir = state_dir(cli)?;
+        let (cert, key) = match (tls_cert, tls_key) {
+            (Some(cert), Some(key)) => (cert.clone(), key.clone()),
+            _ => trust::ensure_server_identity(&state_dir)?,
+        };
+        Some(TlsSetup {
+            config: trust::server_config(&cert, &key)?,
+            trust: TrustStore::new(&state_dir),
+        })
+    };
+    let listener = tokio::net::TcpListener::bind(address)
+        .await
+        .with_context(|| format!("cannot listen on {address}"))?;
+    eprintln!(
+        "nodecache: listening on {}",
+        listener.local_addr().context("listener address")?
+    );
+    serve(listener, source, tls).await?;
+    Ok(())
+}
+
+/// `ADDR:PORT`, or a bare address on Incus's port 8443.
+fn parse_listen(listen: &str) -> anyhow::Result<std::net::SocketAddr> {
+    if let Ok(address) = listen.parse() {
+        return Ok(address);
+    }
+    let ip: std::net::IpAddr = listen.trim_matches(['[', ']']).parse().map_err(|_| {
+        anyhow!("--listen {listen:?}: expected ADDR:PORT or ADDR, e.g. [::]:8443 or 10.0.0.1")
+    })?;
+    Ok(std::net::SocketAddr::new(ip, DEFAULT_PORT))
+}
+
+/// Incus's port.
+const DEFAULT_PORT: u16 = 8443;
+
+pub(super) fn identity_command(cli: &Cli) -> Result<(), Failure> {
+    let (cert, key) = trust::ensure_server_identity(&state_dir(cli)?)?;
+    let der = crate::tls::load_certs(&cert)?.remove(0);
+    print(&format!(
+        "certificate: {}\nkey: {}\nfingerprint: {}\n",
+        cert.display(),
+        key.display(),
+        crate::tls::fingerprint(der.as_ref())
+    ))
+}
+
+pub(super) fn trust_command(cli: &Cli, command: &TrustCommand) -> Result<(), Failure> {
+    let store = TrustStore::new(&state_dir(cli)?);
+    let text = match command {
+        TrustCommand::Add { cert } => store.add(cert)?.iter().map(|f| format!("added {f}\n")).collect(),
+        TrustCommand::List => store.list()?.iter().map(|f| format!("{f}\n")).collect(),
+        TrustCommand::Remove { fingerprint } => format!("removed {}\n", store.remove(fingerprint)?),
+    };
+    print(&text)
+}
+
+fn state_dir(cli: &Cli) -> anyhow::Result<std::path::PathBuf> {
+    match &cli.state_dir {
+        Some(dir) => Ok(dir.clone()),
+        None => trust::default_state_dir(),
+    }
+}
