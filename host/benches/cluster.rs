@@ -13,7 +13,7 @@ use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use indicatif::ProgressBar;
 use nodecache::capabilities::Capabilities;
 use nodecache::cluster::{Cluster, ClusterMember};
-use nodecache::cpu_flags::cpu_flags;
+use nodecache::cpu_flags::{NodeSource, cpu_flags};
 use nodecache::membership::Membership;
 use nodecache::node_name::NodeName;
 use nodecache::remote::RemoteFetcher;
@@ -70,7 +70,7 @@ fn benches(c: &mut Criterion) {
         BTreeMap::new(),
         RemoteFetcher::for_membership(&membership).unwrap(),
     ));
-    let run = |expected_source: &str| {
+    let run = |expected_source: NodeSource| {
         let report = tokio
             .block_on(cpu_flags(
                 &runtime,
@@ -95,11 +95,11 @@ fn benches(c: &mut Criterion) {
     group.bench_function("cold (empty cache)", |b| {
         b.iter_batched(
             || std::fs::remove_dir_all(dir.path().join("resources")).ok(),
-            |_| run("remote"),
+            |_| run(NodeSource::Remote),
             BatchSize::PerIteration,
         )
     });
-    group.bench_function("warm (every entry cached)", |b| b.iter(|| run("cache")));
+    group.bench_function("warm (every entry cached)", |b| b.iter(|| run(NodeSource::Cache)));
     group.finish();
 
     println!("idle `nodecache serve` resident memory: {} KiB", serve_rss_kib());

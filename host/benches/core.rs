@@ -10,7 +10,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use indicatif::ProgressBar;
 use nodecache::capabilities::Capabilities;
 use nodecache::cluster::Cluster;
-use nodecache::cpu_flags::{CpuFlagsReport, cpu_flags};
+use nodecache::cpu_flags::{CpuFlagsReport, NodeSource, cpu_flags};
 use nodecache::probe;
 use nodecache::remote::RemoteFetcher;
 use nodecache::runtime::{Limits, PolicyRuntime};
@@ -71,13 +71,23 @@ fn benches(c: &mut Criterion) {
         b.iter(|| black_box(probe::probe_resources().unwrap()))
     });
 
+    // What every CLI invocation pays before its first call: Cranelift compiles
+    // the component, then the pooled engine pre-instantiates it.
+    let mut startup = c.benchmark_group("start-up");
+    startup.sample_size(10);
+    startup.bench_function(
+        "load the embedded policy (engine + compile + pre-instantiate)",
+        |b| b.iter(|| black_box(PolicyRuntime::default_policy(Limits::default()).unwrap())),
+    );
+    startup.finish();
+
     let node = OneNode::new();
     let member = node.cluster.members[0].as_member();
 
     c.bench_function("warm cpu-flags, one node, in-process", |b| {
         b.iter(|| {
             let report = node.cpu_flags();
-            assert_eq!(report.nodes[0].source, "cache");
+            assert_eq!(report.nodes[0].source, NodeSource::Cache);
             black_box(report)
         })
     });

@@ -11,7 +11,7 @@ use crate::api::cpu_summary::CpuSummary;
 use crate::capabilities::Capabilities;
 use crate::cluster::Cluster;
 use crate::gather::{Gathered, gather};
-use crate::model::{FetchError, NodeReport, ResolvedNode, Verdict};
+use crate::model::{FetchError, NodeReport, ResolvedNode, Source, Verdict};
 use crate::runtime::PolicyRuntime;
 
 /// The cluster's common flags and how every node took part.
@@ -27,17 +27,44 @@ pub struct CpuFlagsReport {
 #[derive(Debug, Clone, Serialize)]
 pub struct NodeStatus {
     pub name: String,
-    /// `cache`, `local`, `remote`, `stale`, `error` or `excluded`.
-    pub source: String,
+    pub source: NodeSource,
     pub age_seconds: Option<u64>,
     pub arch: Option<String>,
     pub error: Option<String>,
 }
 
+/// Where a node's part of an answer came from, as printed in JSON.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NodeSource {
+    Cache,
+    Local,
+    Remote,
+    Stale,
+    /// No usable data: the answer cannot vouch for this node.
+    Error,
+    /// Another architecture than the one asked for.
+    Excluded,
+}
+
+impl From<Source> for NodeSource {
+    fn from(source: Source) -> Self {
+        match source {
+            Source::Cache => NodeSource::Cache,
+            Source::Local => NodeSource::Local,
+            Source::Remote => NodeSource::Remote,
+            Source::Stale => NodeSource::Stale,
+        }
+    }
+}
+
 impl CpuFlagsReport {
     /// Nodes the common set cannot vouch for.
     pub fn nodes_without_data(&self) -> Vec<&NodeStatus> {
-        self.nodes.iter().filter(|node| node.source == "error").collect()
+        self.nodes
+            .iter()
+            .filter(|node| node.source == NodeSource::Error)
+            .collect()
     }
 }
 
@@ -60,7 +87,7 @@ pub async fn cpu_flags(
         .zip(&common.verdicts)
         .map(|(report, (_, verdict))| node_status(report, verdict))
         .collect();
-    let partial = nodes.iter().any(|node| node.source == "error");
+    let partial = nodes.iter().any(|node| node.source == NodeSource::Error);
     Ok(CpuFlagsReport {
         arch: common.architecture,
         flags: common.flags,
@@ -90,12 +117,12 @@ fn node_status(report: &NodeReport, verdict: &Verdict) -> NodeStatus {
     let resolved = report.outcome.as_ref().ok();
     let (source, error) = match (verdict, &report.outcome) {
         (Verdict::Included, Ok(node)) => (
-            node.source.to_string(),
+            node.source.into(),
             node.refresh_error.as_ref().map(|e| e.to_string()),
         ),
-        (Verdict::ExcludedArch(_), _) => ("excluded".to_string(), None),
-        (Verdict::NoData(why), _) => ("error".to_string(), Some(why.clone())),
-        (Verdict::Included, Err(e)) => ("error".to_string(), Some(e.to_string())),
+        (Verdict::ExcludedArch(_), _) => (NodeSource::Excluded, None),
+        (Verdict::NoData(why), _) => (NodeSource::Error, Some(why.clone())),
+        (Verdict::Included, Err(e)) => (NodeSource::Error, Some(e.to_string())),
     };
     NodeStatus {
         name: report.name.clone(),

@@ -11,7 +11,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::{Extension, Json, Router};
+use axum::{Json, Router};
 use serde_json::json;
 use tokio::net::TcpListener;
 
@@ -44,10 +44,6 @@ struct AppState {
     server_name: String,
 }
 
-/// Whether the connection's client certificate is in the trust store.
-#[derive(Clone, Copy)]
-struct ClientTrusted(bool);
-
 pub struct TlsSetup {
     pub config: Arc<rustls::ServerConfig>,
     pub trust: TrustStore,
@@ -61,14 +57,16 @@ fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// What a connection whose client certificate is not trusted gets, whatever it asks.
+fn untrusted_router() -> Router {
+    Router::new().fallback(|| async { error(StatusCode::FORBIDDEN, "not authorized") })
+}
+
 fn error(status: StatusCode, message: &str) -> Response {
     (status, Json(Envelope::<()>::error(status.as_u16(), message))).into_response()
 }
 
-async fn server_info(State(state): State<AppState>, trusted: Option<Extension<ClientTrusted>>) -> Response {
-    if let Some(Extension(ClientTrusted(false))) = trusted {
-        return error(StatusCode::FORBIDDEN, "not authorized");
-    }
+async fn server_info(State(state): State<AppState>) -> Response {
     Json(Envelope::sync(json!({
         "api_extensions": ["resources", "resources_cpu_flags"],
         "api_status": "stable",
@@ -84,17 +82,19 @@ async fn server_info(State(state): State<AppState>, trusted: Option<Extension<Cl
     .into_response()
 }
 
-async fn resources(State(state): State<AppState>, trusted: Option<Extension<ClientTrusted>>) -> Response {
-    if let Some(Extension(ClientTrusted(false))) = trusted {
-        return error(StatusCode::FORBIDDEN, "not authorized");
-    }
+async fn resources(State(state): State<AppState>) -> Response {
     match state.source {
         ResourcesSource::Recorded(resources) => Json(Envelope::sync(&*resources)).into_response(),
-        ResourcesSource::Probe => match tokio::task::spawn_blocking(probe::probe_resources).await {
-            Ok(Ok(resources)) => Json(Envelope::sync(resources)).into_response(),
-            Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, &format!("probe failed: {e}")),
-            Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &format!("probe failed: {e}")),
-        },
+        ResourcesSource::Probe => {
+            let probed = tokio::task::spawn_blocking(probe::probe_resources).await;
+            match probed
+                .map_err(|e| e.to_string())
+                .and_then(|r| r.map_err(|e| e.to_string()))
+            {
+                Ok(resources) => Json(Envelope::sync(resources)).into_response(),
+                Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &format!("probe failed: {e}")),
+            }
+        }
     }
 }
 
@@ -161,7 +161,8 @@ async fn serve_connection(
         None => false,
     };
     tracing::debug!(%peer, trusted, "connection");
-    let app = app.layer(Extension(ClientTrusted(trusted)));
+    // Trust is decided once per connection: an untrusted one reaches no handler.
+    let app = if trusted { app } else { untrusted_router() };
     let service = hyper_util::service::TowerToHyperService::new(app);
     hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new())
         .serve_connection(hyper_util::rt::TokioIo::new(tls_stream), service)

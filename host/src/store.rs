@@ -8,7 +8,7 @@
 //! without re-serialising it.
 
 use std::fs;
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -82,8 +82,9 @@ impl CacheStore {
             path: path.display().to_string(),
             problem: e.to_string(),
         };
-        let size = match fs::metadata(&path) {
-            Ok(meta) => meta.len(),
+        // One open: the size checked is the size of the file read, even if it is replaced meanwhile.
+        let mut file = match fs::File::open(&path) {
+            Ok(file) => file,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(unreadable(e)),
         };
@@ -91,16 +92,14 @@ impl CacheStore {
             path: path.display().to_string(),
             problem,
         };
+        let size = file.metadata().map_err(unreadable)?.len();
         if size > MAX_ENTRY_BYTES {
             return Err(corrupt(format!(
                 "{size} bytes is larger than any resources document"
             )));
         }
-        let bytes = match fs::read(&path) {
-            Ok(bytes) => bytes,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(unreadable(e)),
-        };
+        let mut bytes = Vec::with_capacity(size as usize);
+        file.read_to_end(&mut bytes).map_err(unreadable)?;
         let entry = parse_entry(bytes, node, now_ms).map_err(corrupt)?;
         Ok(Some(entry))
     }

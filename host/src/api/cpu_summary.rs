@@ -68,15 +68,15 @@ impl CpuSummary {
                 .collect(),
         })
     }
-
-    pub fn core_count(&self) -> u32 {
-        self.core_groups.iter().map(|group| group.cores).sum()
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn core_count(summary: &CpuSummary) -> u32 {
+        summary.core_groups.iter().map(|group| group.cores).sum()
+    }
 
     #[test]
     fn identical_cores_are_grouped() {
@@ -85,7 +85,7 @@ mod tests {
             {"cores":[{"flags":["fpu"]},{"flags":null}]}]}}"#;
         let summary = CpuSummary::from_document(doc).unwrap();
         assert_eq!(summary.architecture, "x86_64");
-        assert_eq!(summary.core_count(), 4);
+        assert_eq!(core_count(&summary), 4);
         assert_eq!(
             summary.core_groups,
             [
@@ -109,6 +109,6 @@ mod tests {
     fn a_document_without_sockets_has_no_cores() {
         let summary =
             CpuSummary::from_document(r#"{"cpu":{"architecture":"x86_64","sockets":null}}"#).unwrap();
-        assert_eq!(summary.core_count(), 0);
+        assert_eq!(core_count(&summary), 0);
     }
 }

@@ -18,34 +18,30 @@ pub(super) async fn probe_command(source: ProbeSource) -> Result<(), Failure> {
         .await
         .context("probe task")?
         .context("cannot probe this machine's CPUs")?;
-    let common =
-        |pick: &dyn Fn(&probe::CpuFlags) -> Option<BTreeSet<String>>| -> anyhow::Result<Vec<String>> {
-            let mut sets = cpus.iter().map(pick);
-            let first = sets
-                .next()
-                .flatten()
-                .context("the kernel publishes no CPU flags here (/proc/cpuinfo)")?;
-            let shared = sets.try_fold(first, |acc, set| {
-                set.map(|set| acc.intersection(&set).cloned().collect::<BTreeSet<_>>())
-            });
-            Ok(shared
-                .context("the kernel publishes no flags for some CPUs")?
-                .into_iter()
-                .collect())
-        };
+    // Flags every CPU has, from one source.
+    let common = |pick: &dyn Fn(&probe::CpuFlags) -> Option<&BTreeSet<String>>| {
+        let mut sets = cpus.iter().map(pick);
+        let first = sets
+            .next()
+            .flatten()
+            .context("the kernel publishes no CPU flags here (/proc/cpuinfo)")?;
+        let shared = sets.try_fold(first.clone(), |acc, set| {
+            set.map(|set| acc.intersection(set).cloned().collect::<BTreeSet<_>>())
+        });
+        shared.context("the kernel publishes no flags for some CPUs")
+    };
     let text = match source {
-        ProbeSource::Kernel => format::flag_list(&common(&|cpu| cpu.kernel.clone())?),
-        ProbeSource::Cpuid => format::flag_list(&common(&|cpu| Some(cpu.cpuid.clone()))?),
+        ProbeSource::Kernel => format::flag_list(common(&|cpu| cpu.kernel.as_ref())?),
+        ProbeSource::Cpuid => format::flag_list(common(&|cpu| Some(&cpu.cpuid))?),
         ProbeSource::Both => {
             let hidden: BTreeSet<String> = cpus.iter().flat_map(|cpu| cpu.hidden_by_kernel()).collect();
             let kernel_only: BTreeSet<String> = cpus.iter().flat_map(|cpu| cpu.kernel_only()).collect();
-            let list = |set: BTreeSet<String>| format::flag_list(&set.into_iter().collect::<Vec<_>>());
             format!(
                 "# CPUID reports, the kernel hides ({}):\n{}# the kernel reports, no CPUID bit names ({}):\n{}",
                 hidden.len(),
-                list(hidden.clone()),
+                format::flag_list(&hidden),
                 kernel_only.len(),
-                list(kernel_only.clone()),
+                format::flag_list(&kernel_only),
             )
         }
     };

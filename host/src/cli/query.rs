@@ -5,13 +5,15 @@ use std::collections::BTreeMap;
 
 use anyhow::{Context, anyhow};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde::Serialize;
 
 use super::Failure;
 use super::args::{Cli, FlagsFormat};
 use super::commands::{capabilities, load_policy, print};
-use crate::cpu_flags::cpu_flags;
+use crate::api::Resources;
+use crate::cpu_flags::{NodeSource, cpu_flags};
 use crate::format;
-use crate::gather::DEFAULT_CONCURRENCY;
+use crate::gather::{DEFAULT_CONCURRENCY, gather};
 use crate::membership::Membership;
 use crate::model::PolicyFailure;
 use crate::node_name::NodeName;
@@ -43,17 +45,21 @@ pub(super) async fn resources(
         .get_node_resources(capabilities, &member.as_member())
         .await?;
     let resources = outcome.map_err(|failure: PolicyFailure| anyhow!("{}: {failure}", member.name))?;
-    let document: crate::api::Resources = serde_json::from_str(&resources.document).with_context(|| {
-        format!(
-            "{}: the policy returned something that is not a resources document",
-            member.name
-        )
-    })?;
     tracing::info!(node = %member.name, source = %resources.source, age_ms = resources.age_ms, "resources");
-    print(&format!(
-        "{}\n",
-        serde_json::to_string_pretty(&document).context("serialise")?
-    ))
+    print(&format::pretty_json(&parse_document(
+        &member.name,
+        &resources.document,
+    )?))
+}
+
+/// One member's outcome in `resources --all`.
+#[derive(Serialize)]
+struct MemberResources {
+    name: String,
+    source: NodeSource,
+    age_seconds: Option<u64>,
+    error: Option<String>,
+    resources: Option<Resources>,
 }
 
 pub(super) async fn resources_all(
@@ -65,31 +71,35 @@ pub(super) async fn resources_all(
     let runtime = load_policy(cli)?;
     let members: Vec<_> = membership.cluster.members.iter().map(|m| m.as_member()).collect();
     let progress = progress_bar(members.len());
-    let gathered =
-        crate::gather::gather(&runtime, capabilities, &members, DEFAULT_CONCURRENCY, &progress).await?;
+    let gathered = gather(&runtime, capabilities, &members, DEFAULT_CONCURRENCY, &progress).await?;
     progress.finish_and_clear();
     let mut outcomes = Vec::with_capacity(gathered.len());
     for node in gathered {
-        let entry = match node.outcome {
-            Ok(resources) => serde_json::json!({
-                "name": node.member.name.as_str(),
-                "source": resources.source.to_string(),
-                "age_seconds": resources.age_ms / 1000,
-                "error": resources.refresh_error.map(|e| e.to_string()),
-                "resources": serde_json::from_str::<serde_json::Value>(&resources.document)
-                    .context("the policy returned a document that is not JSON")?,
-            }),
-            Err(error) => serde_json::json!({
-                "name": node.member.name.as_str(), "source": "error", "age_seconds": null,
-                "error": error.to_string(), "resources": null,
-            }),
-        };
-        outcomes.push(entry);
+        let name = node.member.name.to_string();
+        outcomes.push(match node.outcome {
+            Ok(got) => MemberResources {
+                resources: Some(parse_document(&node.member.name, &got.document)?),
+                source: got.source.into(),
+                age_seconds: Some(got.age_ms / 1000),
+                error: got.refresh_error.map(|e| e.to_string()),
+                name,
+            },
+            Err(error) => MemberResources {
+                name,
+                source: NodeSource::Error,
+                age_seconds: None,
+                error: Some(error.to_string()),
+                resources: None,
+            },
+        });
     }
-    print(&format!(
-        "{}\n",
-        serde_json::to_string_pretty(&outcomes).context("serialise")?
-    ))
+    print(&format::pretty_json(&outcomes))
+}
+
+/// The policy hands documents back as text; a policy is a plugin, so check it.
+fn parse_document(node: &NodeName, document: &str) -> anyhow::Result<Resources> {
+    serde_json::from_str(document)
+        .with_context(|| format!("{node}: the policy returned something that is not a resources document"))
 }
 
 pub(super) async fn cpu_flags_command(
@@ -135,7 +145,7 @@ pub(super) async fn cpu_flags_command(
     }
     match output {
         FlagsFormat::List => print(&format::flag_list(&report.flags)),
-        FlagsFormat::Json => print(&format::cpu_flags_json(&report)),
+        FlagsFormat::Json => print(&format::pretty_json(&report)),
     }
 }
 
