@@ -1,0 +1,171 @@
+//! The cluster's common CPU flags: those every core of every included node has.
+
+use std::collections::BTreeSet;
+
+use crate::host::describe_error;
+use crate::types::*;
+
+/// Intersects the per-core flags of every node of `architecture`.
+///
+/// A node of another architecture is excluded and says so. A node without
+/// usable data (its refresh failed, it reports no cores, or no flags) is
+/// `no-data`: the result cannot vouch for it, and the host decides whether a
+/// partial answer is acceptable. Unlike Incus, nothing is silently skipped.
+pub fn cluster_cpu_flags(reports: &[NodeReport], architecture: &str) -> ClusterFlags {
+    let mut common: Option<BTreeSet<&str>> = None;
+    let nodes = reports
+        .iter()
+        .map(|report| NodeOutcome {
+            name: report.name.clone(),
+            verdict: match &report.outcome {
+                Err(error) => NodeVerdict::NoData(describe_error(error)),
+                Ok(node) => judge(node, architecture, &mut common),
+            },
+        })
+        .collect();
+    ClusterFlags {
+        architecture: architecture.to_string(),
+        flags: common
+            .unwrap_or_default()
+            .into_iter()
+            .map(str::to_string)
+            .collect(),
+        nodes,
+    }
+}
+
+/// Decides how one resolved node takes part, narrowing `common` when it is included.
+fn judge<'a>(
+    node: &'a ResolvedNode,
+    architecture: &str,
+    common: &mut Option<BTreeSet<&'a str>>,
+) -> NodeVerdict {
+    if node.cpu.architecture != architecture {
+        return NodeVerdict::ExcludedArch(node.cpu.architecture.clone());
+    }
+    let groups = node.cpu.core_groups.iter().filter(|group| group.cores > 0);
+    if groups.clone().next().is_none() {
+        return NodeVerdict::NoData("reports no CPU cores".into());
+    }
+    if groups.clone().any(|group| group.flags.is_empty()) {
+        return NodeVerdict::NoData("reports no CPU flags for some cores".into());
+    }
+    for group in groups {
+        let flags = group.flags.iter().map(String::as_str);
+        match common {
+            None => *common = Some(flags.collect()),
+            Some(set) => {
+                let this: BTreeSet<&str> = flags.collect();
+                set.retain(|flag| this.contains(flag));
+            }
+        }
+    }
+    NodeVerdict::Included
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(name: &str, architecture: &str, cores: &[&[&str]]) -> NodeReport {
+        let core_groups = cores
+            .iter()
+            .map(|flags| CoreGroup {
+                cores: 1,
+                flags: flags.iter().map(|f| f.to_string()).collect(),
+            })
+            .collect();
+        NodeReport {
+            name: name.into(),
+            outcome: Ok(ResolvedNode {
+                source: Source::Cache,
+                age_ms: 0,
+                refresh_error: None,
+                cpu: CpuSummary {
+                    architecture: architecture.into(),
+                    core_groups,
+                },
+            }),
+        }
+    }
+
+    #[test]
+    fn every_core_of_every_node_must_have_a_flag() {
+        let reports = [
+            node(
+                "a",
+                "x86_64",
+                &[&["sse2", "avx2", "avx512f"], &["sse2", "avx2", "avx512f"]],
+            ),
+            node("b", "x86_64", &[&["sse2", "avx2", "avx512f"], &["sse2", "avx2"]]),
+            node("c", "x86_64", &[&["avx2", "sse2", "aes"]]),
+        ];
+        let result = cluster_cpu_flags(&reports, "x86_64");
+        assert_eq!(result.flags, ["avx2", "sse2"]);
+        assert!(result.nodes.iter().all(|n| n.verdict == NodeVerdict::Included));
+    }
+
+    #[test]
+    fn nodes_of_another_architecture_are_excluded_and_listed() {
+        let reports = [
+            node("x1", "x86_64", &[&["sse2", "avx2"]]),
+            node("arm", "aarch64", &[&["fp", "asimd"]]),
+            node("x2", "x86_64", &[&["sse2"]]),
+        ];
+        let result = cluster_cpu_flags(&reports, "x86_64");
+        assert_eq!(result.flags, ["sse2"]);
+        assert_eq!(
+            result.nodes[1].verdict,
+            NodeVerdict::ExcludedArch("aarch64".into())
+        );
+        let arm = cluster_cpu_flags(&reports, "aarch64");
+        assert_eq!(arm.flags, ["asimd", "fp"]);
+        assert_eq!(arm.nodes[0].verdict, NodeVerdict::ExcludedArch("x86_64".into()));
+    }
+
+    #[test]
+    fn nodes_without_cores_or_flags_are_no_data_and_do_not_widen_the_set() {
+        let reports = [
+            node("a", "x86_64", &[&["sse2", "avx2"]]),
+            node("empty", "x86_64", &[]),
+            node("lxd", "x86_64", &[&[]]),
+        ];
+        let result = cluster_cpu_flags(&reports, "x86_64");
+        assert_eq!(result.flags, ["avx2", "sse2"]);
+        assert!(matches!(&result.nodes[1].verdict, NodeVerdict::NoData(why) if why.contains("no CPU cores")));
+        assert!(matches!(&result.nodes[2].verdict, NodeVerdict::NoData(why) if why.contains("no CPU flags")));
+    }
+
+    #[test]
+    fn a_failed_node_is_reported_with_its_error() {
+        let failed = NodeReport {
+            name: "b".into(),
+            outcome: Err(HostError::Unreachable("refused".into())),
+        };
+        let result = cluster_cpu_flags(&[node("a", "x86_64", &[&["sse2"]]), failed], "x86_64");
+        assert!(
+            matches!(&result.nodes[1].verdict, NodeVerdict::NoData(why) if why.contains("unreachable: refused"))
+        );
+    }
+
+    #[test]
+    fn empty_and_foreign_clusters_have_no_common_flags() {
+        let empty = cluster_cpu_flags(&[], "x86_64");
+        assert!(empty.flags.is_empty() && empty.nodes.is_empty());
+        assert_eq!(empty.architecture, "x86_64");
+        assert!(
+            cluster_cpu_flags(&[node("arm", "aarch64", &[&["fp"]])], "x86_64")
+                .flags
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn flags_come_out_sorted_and_unique() {
+        let result = cluster_cpu_flags(
+            &[node("a", "x86_64", &[&["sse2", "avx", "sse2", "aes"]])],
+            "x86_64",
+        );
+        assert_eq!(result.flags, ["aes", "avx", "sse2"]);
+    }
+}
