@@ -1,53 +1,71 @@
-//! Builds the default policy (`plugin/default`) for wasm32-wasip2 so the
-//! host can embed it: `cargo build` alone yields a working `nodecache`.
+//! Builds the policy shelf (`plugin/<name>`) for wasm32-wasip2 so the host
+//! can embed it: `cargo build` alone yields a working `nodecache` with every
+//! shipped policy, and `runtime::embedded` lists them.
 //!
-//! The nested cargo uses its own target directory beside ours, so it never
-//! waits on the outer build's lock. `NODECACHE_DEFAULT_POLICY=FILE` embeds a
-//! prebuilt component instead.
+//! Each policy is built by its own nested cargo: a policy's SDK features pick
+//! its contract version, and one invocation would unify them. The nested
+//! cargo uses its own target directory beside ours, so it never waits on the
+//! outer build's lock. `NODECACHE_EMBED_<NAME>=FILE` (e.g.
+//! `NODECACHE_EMBED_DEFAULT`) embeds a prebuilt component instead.
 
 use std::env;
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+
+/// The embedded policies, in the order `nodecache policy list` shows them.
+const SHELF: &[&str] = &["default", "revalidate", "early-refresh", "always-fresh", "pinned"];
+
+/// A policy needs little stack: a 128 KiB shadow stack (instead of Rust's
+/// 1 MiB default) keeps the component's initial memory small, so the host's
+/// per-call instantiation has fewer pages to reset.
+const WASM_RUSTFLAGS: &str = "-C link-arg=-zstack-size=131072";
 
 fn main() {
     let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap());
     let root = manifest_dir.parent().unwrap().to_path_buf();
     let out_dir = PathBuf::from(env::var("OUT_DIR").unwrap());
-    let embedded = out_dir.join("default_policy.wasm");
-    println!("cargo:rerun-if-env-changed=NODECACHE_DEFAULT_POLICY");
-    if let Some(prebuilt) = env::var_os("NODECACHE_DEFAULT_POLICY") {
-        println!("cargo:rerun-if-changed={}", Path::new(&prebuilt).display());
-        std::fs::copy(&prebuilt, &embedded).expect("copy NODECACHE_DEFAULT_POLICY");
-        return;
-    }
-    for watched in [
-        "plugin/default/src",
-        "plugin/default/Cargo.toml",
-        "wit",
-        "Cargo.lock",
-    ] {
+    for watched in ["plugin", "wit", "Cargo.lock"] {
         println!("cargo:rerun-if-changed={}", root.join(watched).display());
     }
     // OUT_DIR is <target>/<profile>/build/<pkg>-<hash>/out.
     let target_dir = out_dir.ancestors().nth(4).unwrap_or(&out_dir).join("wasm-policy");
+    let mut list = String::from("static SHELF: &[EmbeddedPolicy] = &[\n");
+    for name in SHELF {
+        let embedded = out_dir.join(format!("{name}.wasm"));
+        let variable = format!("NODECACHE_EMBED_{}", name.to_uppercase().replace('-', "_"));
+        println!("cargo:rerun-if-env-changed={variable}");
+        match env::var_os(&variable) {
+            Some(prebuilt) => {
+                println!("cargo:rerun-if-changed={}", Path::new(&prebuilt).display());
+                std::fs::copy(&prebuilt, &embedded).unwrap_or_else(|e| panic!("copy {variable}: {e}"));
+            }
+            None => {
+                let built = build_policy(&root, &target_dir, name);
+                std::fs::copy(&built, &embedded).unwrap_or_else(|e| panic!("copy {}: {e}", built.display()));
+            }
+        }
+        writeln!(
+            list,
+            "    EmbeddedPolicy {{ name: {name:?}, component: include_bytes!({:?}) }},",
+            embedded.display().to_string()
+        )
+        .unwrap();
+    }
+    list.push_str("];\n");
+    std::fs::write(out_dir.join("embedded_policies.rs"), list).expect("write embedded_policies.rs");
+}
+
+fn build_policy(root: &Path, target_dir: &Path, name: &str) -> PathBuf {
+    let package = format!("nodecache-policy-{name}");
     let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut build = Command::new(cargo);
     build
-        .args([
-            "build",
-            "--release",
-            "--target",
-            "wasm32-wasip2",
-            "-p",
-            "nodecache-policy-default",
-        ])
+        .args(["build", "--release", "--target", "wasm32-wasip2", "-p", &package])
         .arg("--manifest-path")
         .arg(root.join("Cargo.toml"))
         .arg("--target-dir")
-        .arg(&target_dir)
-        // The embedded component needs no debug info: smaller binary, same code.
-        .env("CARGO_PROFILE_RELEASE_DEBUG", "none")
-        .env("CARGO_PROFILE_RELEASE_STRIP", "debuginfo");
+        .arg(target_dir);
     for inherited in [
         "CARGO_TARGET_DIR",
         "RUSTFLAGS",
@@ -61,13 +79,20 @@ fn main() {
     ] {
         build.env_remove(inherited);
     }
-    let status = build.status().expect("run cargo to build the default policy");
+    // The embedded components need no debug info: smaller binary, same code.
+    build
+        .env("CARGO_PROFILE_RELEASE_DEBUG", "none")
+        .env("CARGO_PROFILE_RELEASE_STRIP", "debuginfo")
+        .env("CARGO_TARGET_WASM32_WASIP2_RUSTFLAGS", WASM_RUSTFLAGS);
+    let status = build.status().expect("run cargo to build a policy");
     if !status.success() {
         panic!(
-            "building the default policy for wasm32-wasip2 failed ({status}); \
+            "building policy {name} for wasm32-wasip2 failed ({status}); \
              if the target is missing: rustup target add wasm32-wasip2"
         );
     }
-    let built = target_dir.join("wasm32-wasip2/release/nodecache_policy_default.wasm");
-    std::fs::copy(&built, &embedded).unwrap_or_else(|e| panic!("copy {}: {e}", built.display()));
+    target_dir.join(format!(
+        "wasm32-wasip2/release/{}.wasm",
+        package.replace('-', "_")
+    ))
 }

@@ -1,4 +1,4 @@
-//! Issue-3 figures: `cpu-flags` over 100 members that each answer after
+//! A cluster: `cpu-flags` over 100 members that each answer after
 //! 100 ms, cold (empty cache) and warm, and the resident memory of an idle
 //! `nodecache serve`. Run: `cargo bench -p nodecache --bench cluster`.
 
@@ -24,7 +24,9 @@ const MEMBERS: usize = 100;
 const ANSWER_DELAY: Duration = Duration::from_millis(100);
 const FIXTURE: &str = support::INCUS_FIXTURE;
 
-#[path = "../../tests/support/mod.rs"]
+// The end-to-end tests' helpers; this bench uses a few of them.
+#[path = "../../tests/util.rs"]
+#[allow(dead_code)]
 mod support;
 
 /// 100 loopback servers that answer `/1.0/resources` after 100 ms.

@@ -1,6 +1,8 @@
-//! Issue-2 figures: local probe, warm one-node `cpu-flags` in-process, and
-//! the policy's per-node cost on a cache hit beside the same decision in
-//! native Rust. Run: `cargo bench -p nodecache --bench core`.
+//! One machine: the local probe, warm one-node `cpu-flags` in-process, the
+//! policy's per-node cost on a cache hit beside the same decision in native
+//! Rust, and that cost for every policy of the shelf (plus any component
+//! named by `NODECACHE_BENCH_POLICY`, e.g. the Python example).
+//! Run: `cargo bench -p nodecache --bench core`.
 
 use std::collections::BTreeMap;
 use std::hint::black_box;
@@ -13,7 +15,7 @@ use nodecache::cluster::Cluster;
 use nodecache::cpu_flags::{CpuFlagsReport, NodeSource, cpu_flags};
 use nodecache::probe;
 use nodecache::remote::RemoteFetcher;
-use nodecache::runtime::{Limits, PolicyRuntime};
+use nodecache::runtime::{Limits, PolicyRuntime, embedded};
 use nodecache::store::{CacheStore, now_ms};
 
 const MAX_AGE_MS: u64 = 86_400_000;
@@ -29,6 +31,10 @@ struct OneNode {
 
 impl OneNode {
     fn new() -> OneNode {
+        Self::with_policy(PolicyRuntime::default_policy(Limits::default()).unwrap())
+    }
+
+    fn with_policy(runtime: PolicyRuntime) -> OneNode {
         let dir = tempfile::tempdir().unwrap();
         let store = CacheStore::new(dir.path());
         let capabilities = Arc::new(Capabilities::new(
@@ -40,7 +46,6 @@ impl OneNode {
             .enable_all()
             .build()
             .unwrap();
-        let runtime = PolicyRuntime::default_policy(Limits::default()).unwrap();
         let node = OneNode {
             _dir: dir,
             capabilities,
@@ -128,9 +133,37 @@ fn benches(c: &mut Criterion) {
     });
 }
 
+/// Every policy's per-node cost on a cache hit, default first.
+fn shelf(c: &mut Criterion) {
+    let mut runtimes: Vec<PolicyRuntime> = embedded::all()
+        .iter()
+        .map(|policy| PolicyRuntime::embedded(policy.name, Limits::default()).unwrap())
+        .collect();
+    if let Some(path) = std::env::var_os("NODECACHE_BENCH_POLICY") {
+        runtimes.push(PolicyRuntime::from_file(std::path::Path::new(&path), Limits::default()).unwrap());
+    }
+    let mut group = c.benchmark_group("per node on a cache hit: instantiate + get-node-resources");
+    for runtime in runtimes {
+        let origin = runtime.origin().to_string();
+        let node = OneNode::with_policy(runtime);
+        let member = node.cluster.members[0].as_member();
+        group.bench_function(origin, |b| {
+            b.iter(|| {
+                let call = node
+                    .runtime
+                    .get_node_resources(node.capabilities.clone(), &member);
+                let got = node.tokio.block_on(call).unwrap().unwrap();
+                assert_eq!(got.source, nodecache::model::Source::Cache);
+                black_box(got)
+            })
+        });
+    }
+    group.finish();
+}
+
 criterion_group! {
     name = core;
     config = Criterion::default().sample_size(30).measurement_time(std::time::Duration::from_secs(3));
-    targets = benches
+    targets = benches, shelf
 }
 criterion_main!(core);

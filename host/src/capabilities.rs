@@ -1,5 +1,6 @@
 //! What the host lends a policy: local probing, remote fetch, the cache,
-//! the clock, logging and configuration. Shared by every plugin instance.
+//! the clock, randomness, logging and configuration. Shared by every plugin
+//! instance; each call is lent them through a [`Grant`] for one node.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -7,22 +8,86 @@ use std::sync::{Arc, Mutex};
 use futures::FutureExt;
 use futures::future::{BoxFuture, Shared};
 
-use crate::model::{FetchError, LogLevel};
+use crate::fingerprint;
+use crate::model::{Document, FetchError, Fetched, LogLevel, Member};
 use crate::node_name::NodeName;
 use crate::probe;
 use crate::remote::RemoteFetcher;
 use crate::store::{CacheFault, CacheStore, CachedEntry, now_ms};
+
+/// What one plugin call may touch, decided when the call starts, as Zed's
+/// capability granter does: during `get-node-resources(node)` that node's
+/// cache entry, and probing (if it is this machine) or fetching (if it is
+/// remote); during `cluster-cpu-flags` and `describe` none of it. A swapped-in
+/// policy so cannot read, write or fetch other names.
+#[derive(Debug, Clone)]
+pub struct Grant {
+    node: Option<Member>,
+}
+
+impl Grant {
+    pub fn for_node(member: &Member) -> Grant {
+        Grant {
+            node: Some(member.clone()),
+        }
+    }
+
+    /// Nothing but the clock, randomness, logging and configuration.
+    pub fn none() -> Grant {
+        Grant { node: None }
+    }
+
+    /// The granted node, if `node` is it.
+    fn node(&self, capability: &str, node: &str) -> Result<NodeName, FetchError> {
+        let name = NodeName::parse(node).map_err(|e| FetchError::InvalidNode(e.to_string()))?;
+        match &self.node {
+            Some(member) if member.name == name => Ok(name),
+            Some(member) => Err(FetchError::NotGranted(format!(
+                "{capability} for node \"{name}\": this call is lent node \"{}\" only",
+                member.name
+            ))),
+            None => Err(FetchError::NotGranted(format!(
+                "{capability} for node \"{name}\": this call is lent no node"
+            ))),
+        }
+    }
+
+    fn local(&self, capability: &str) -> Result<(), FetchError> {
+        match &self.node {
+            Some(member) if member.local => Ok(()),
+            Some(member) => Err(FetchError::NotGranted(format!(
+                "{capability}: this call is about node \"{}\", which is not this machine",
+                member.name
+            ))),
+            None => Err(FetchError::NotGranted(format!(
+                "{capability}: this call is lent no node"
+            ))),
+        }
+    }
+
+    fn remote(&self, capability: &str, node: &str) -> Result<NodeName, FetchError> {
+        let name = self.node(capability, node)?;
+        match &self.node {
+            Some(member) if member.local => Err(FetchError::NotGranted(format!(
+                "{capability} for node \"{name}\": it is this machine, probed, never fetched"
+            ))),
+            _ => Ok(name),
+        }
+    }
+}
 
 pub struct Capabilities {
     pub store: CacheStore,
     /// Policy parameters set by the operator (`--set key=value`, cluster file).
     pub config: BTreeMap<String, String>,
     pub remote: Arc<RemoteFetcher>,
+    /// Seeds every call's generator from this and the node's name, so a run repeats.
+    pub random_seed: Option<u64>,
     /// Fetches under way, so concurrent requests for one node share one fetch.
-    in_flight: Mutex<HashMap<NodeName, SharedFetch>>,
+    in_flight: Mutex<HashMap<(NodeName, Option<String>), SharedFetch>>,
 }
 
-type SharedFetch = Shared<BoxFuture<'static, Result<String, FetchError>>>;
+type SharedFetch = Shared<BoxFuture<'static, Result<Fetched, FetchError>>>;
 
 impl Capabilities {
     pub fn new(store: CacheStore, config: BTreeMap<String, String>, remote: RemoteFetcher) -> Capabilities {
@@ -30,54 +95,126 @@ impl Capabilities {
             store,
             config,
             remote: Arc::new(remote),
+            random_seed: None,
             in_flight: Mutex::new(HashMap::new()),
         }
     }
 
-    pub async fn probe_local(&self) -> Result<String, FetchError> {
-        let probed = tokio::task::spawn_blocking(probe::probe_resources)
-            .await
-            .map_err(|e| FetchError::ProbeFailed(e.to_string()))?;
-        let resources = probed.map_err(|e| FetchError::ProbeFailed(e.to_string()))?;
-        serde_json::to_string(&resources).map_err(|e| FetchError::ProbeFailed(e.to_string()))
+    pub fn with_random_seed(mut self, seed: Option<u64>) -> Capabilities {
+        self.random_seed = seed;
+        self
     }
 
-    /// Fetches a member; a request for a node already being fetched waits for that fetch.
-    pub async fn fetch_remote(&self, node: &str) -> Result<String, FetchError> {
-        let name = parse_name(node)?;
+    /// The seed of one call's generator: fixed per node when the operator
+    /// seeded the host, fresh entropy otherwise.
+    pub fn seed_for(&self, grant: &Grant) -> u64 {
+        match self.random_seed {
+            Some(seed) => {
+                let name = grant.node.as_ref().map(|m| m.name.as_str()).unwrap_or("");
+                let digest = ring::digest::digest(&ring::digest::SHA256, format!("{seed}/{name}").as_bytes());
+                u64::from_le_bytes(
+                    digest.as_ref()[..8]
+                        .try_into()
+                        .expect("a SHA-256 digest has 8 bytes"),
+                )
+            }
+            None => rand::random(),
+        }
+    }
+
+    pub async fn probe_local(&self, grant: &Grant) -> Result<Document, FetchError> {
+        grant.local("probe-local")?;
+        let probed = tokio::task::spawn_blocking(|| {
+            let validator = fingerprint::local().map_err(|e| e.to_string())?;
+            let resources = probe::probe_resources().map_err(|e| e.to_string())?;
+            Ok::<_, String>((resources, validator))
+        })
+        .await
+        .map_err(|e| FetchError::ProbeFailed(e.to_string()))?;
+        let (resources, validator) = probed.map_err(FetchError::ProbeFailed)?;
+        let body = serde_json::to_string(&resources).map_err(|e| FetchError::ProbeFailed(e.to_string()))?;
+        Ok(Document { body, validator })
+    }
+
+    pub async fn local_fingerprint(&self, grant: &Grant) -> Result<String, FetchError> {
+        grant.local("local-fingerprint")?;
+        tokio::task::spawn_blocking(fingerprint::local)
+            .await
+            .map_err(|e| FetchError::ProbeFailed(e.to_string()))?
+            .map_err(|e| FetchError::ProbeFailed(format!("fingerprint: {e}")))
+    }
+
+    pub async fn fetch_remote(&self, grant: &Grant, node: &str) -> Result<Document, FetchError> {
+        let name = grant.remote("fetch-remote", node)?;
+        match self.shared_fetch(name.clone(), None).await? {
+            Fetched::Modified(document) => Ok(document),
+            Fetched::NotModified => Err(FetchError::BadResponse(format!("{name}: not modified, unasked"))),
+        }
+    }
+
+    pub async fn fetch_remote_if_changed(
+        &self,
+        grant: &Grant,
+        node: &str,
+        validator: &str,
+    ) -> Result<Fetched, FetchError> {
+        let name = grant.remote("fetch-remote-if-changed", node)?;
+        self.shared_fetch(name, Some(validator.to_string())).await
+    }
+
+    /// Fetches a member; a request identical to one under way waits for that one.
+    async fn shared_fetch(&self, name: NodeName, validator: Option<String>) -> Result<Fetched, FetchError> {
+        let key = (name, validator);
         let fetch = {
             let mut in_flight = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
-            let entry = in_flight.entry(name.clone()).or_insert_with(|| {
-                let (remote, name) = (self.remote.clone(), name.clone());
-                async move { remote.fetch(&name).await }.boxed().shared()
+            let entry = in_flight.entry(key.clone()).or_insert_with(|| {
+                let (remote, (name, validator)) = (self.remote.clone(), key.clone());
+                async move { remote.fetch_if_changed(&name, validator.as_deref()).await }
+                    .boxed()
+                    .shared()
             });
             entry.clone()
         };
         let result = fetch.clone().await;
         let mut in_flight = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
-        if in_flight.get(&name).is_some_and(|current| current.ptr_eq(&fetch)) {
-            in_flight.remove(&name);
+        if in_flight.get(&key).is_some_and(|current| current.ptr_eq(&fetch)) {
+            in_flight.remove(&key);
         }
         result
     }
 
-    pub fn cache_read(&self, node: &str) -> Result<Option<CachedEntry>, CacheFault> {
-        let name = NodeName::parse(node).map_err(|e| CacheFault::Unreadable {
-            path: node.to_string(),
-            problem: e.to_string(),
-        })?;
+    pub fn cache_read(&self, grant: &Grant, node: &str) -> Result<Option<CachedEntry>, CacheFault> {
+        let name = grant
+            .node("cache-read", node)
+            .map_err(|e| CacheFault::Unreadable {
+                path: node.to_string(),
+                problem: e.to_string(),
+            })?;
         self.store.read(&name, now_ms())
     }
 
-    pub fn cache_write(&self, node: &str, document: &str) -> Result<(), FetchError> {
-        let name = parse_name(node)?;
+    pub fn cache_write(
+        &self,
+        grant: &Grant,
+        node: &str,
+        document: &str,
+        validator: Option<&str>,
+    ) -> Result<(), FetchError> {
+        let name = grant.node("cache-write", node)?;
         self.store
-            .write(&name, document, now_ms())
+            .write(&name, document, validator, now_ms())
             .map_err(|e| FetchError::Storage(format!("{e:#}")))
     }
 
-    pub fn cache_remove(&self, node: &str) -> Result<(), FetchError> {
-        let name = parse_name(node)?;
+    pub fn cache_restamp(&self, grant: &Grant, node: &str) -> Result<(), FetchError> {
+        let name = grant.node("cache-restamp", node)?;
+        self.store
+            .restamp(&name, now_ms())
+            .map_err(|e| FetchError::Storage(format!("{e:#}")))
+    }
+
+    pub fn cache_remove(&self, grant: &Grant, node: &str) -> Result<(), FetchError> {
+        let name = grant.node("cache-remove", node)?;
         self.store
             .remove(&name)
             .map_err(|e| FetchError::Storage(format!("{e:#}")))
@@ -98,10 +235,6 @@ impl Capabilities {
     }
 }
 
-fn parse_name(node: &str) -> Result<NodeName, FetchError> {
-    NodeName::parse(node).map_err(|e| FetchError::InvalidNode(e.to_string()))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -109,6 +242,13 @@ mod tests {
     use crate::membership::Membership;
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::time::Duration;
+
+    fn member(name: &str, local: bool) -> Member {
+        Member {
+            name: NodeName::parse(name).unwrap(),
+            local,
+        }
+    }
 
     /// A loopback server answering `/1.0/resources` after 100 ms, counting connections.
     async fn slow_server(count: Arc<AtomicUsize>) -> String {
@@ -151,11 +291,64 @@ mod tests {
             BTreeMap::new(),
             RemoteFetcher::for_membership(&membership).unwrap(),
         );
-        let results = futures::future::join_all((0..8).map(|_| capabilities.fetch_remote("peer"))).await;
+        let grant = Grant::for_node(&member("peer", false));
+        let results =
+            futures::future::join_all((0..8).map(|_| capabilities.fetch_remote(&grant, "peer"))).await;
         assert!(results.iter().all(|r| r.is_ok()), "{results:?}");
         assert_eq!(count.load(Ordering::SeqCst), 1);
         // Once it is done, the next request fetches anew.
-        capabilities.fetch_remote("peer").await.unwrap();
+        capabilities.fetch_remote(&grant, "peer").await.unwrap();
         assert_eq!(count.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_call_is_lent_its_own_node_only_and_refusals_name_capability_and_node() {
+        let dir = tempfile::tempdir().unwrap();
+        let capabilities = Capabilities::new(
+            CacheStore::new(dir.path()),
+            BTreeMap::new(),
+            RemoteFetcher::default(),
+        );
+        let n1 = Grant::for_node(&member("n1", false));
+        capabilities.cache_write(&n1, "n1", "{}", None).unwrap();
+        let refused = capabilities.cache_write(&n1, "other", "{}", None).unwrap_err();
+        assert_eq!(
+            refused.to_string(),
+            "not granted: cache-write for node \"other\": this call is lent node \"n1\" only"
+        );
+        assert!(capabilities.cache_remove(&n1, "other").is_err());
+        assert!(matches!(
+            capabilities.cache_read(&n1, "other"),
+            Err(CacheFault::Unreadable { .. })
+        ));
+        assert!(
+            matches!(capabilities.probe_local(&n1).await, Err(FetchError::NotGranted(m)) if m.contains("probe-local"))
+        );
+        let none = Grant::none();
+        assert!(
+            matches!(capabilities.cache_write(&none, "n1", "{}", None), Err(FetchError::NotGranted(m)) if m.contains("lent no node"))
+        );
+        let me = Grant::for_node(&member("me", true));
+        assert!(
+            matches!(capabilities.fetch_remote(&me, "me").await, Err(FetchError::NotGranted(m)) if m.contains("never fetched"))
+        );
+        assert!(!dir.path().join("resources/other.json").exists());
+    }
+
+    #[test]
+    fn a_seeded_host_gives_each_node_its_own_repeatable_seed() {
+        let dir = tempfile::tempdir().unwrap();
+        let seeded = Capabilities::new(
+            CacheStore::new(dir.path()),
+            BTreeMap::new(),
+            RemoteFetcher::default(),
+        )
+        .with_random_seed(Some(7));
+        let (a, b) = (
+            Grant::for_node(&member("a", false)),
+            Grant::for_node(&member("b", false)),
+        );
+        assert_eq!(seeded.seed_for(&a), seeded.seed_for(&a));
+        assert_ne!(seeded.seed_for(&a), seeded.seed_for(&b));
     }
 }

@@ -1,9 +1,10 @@
-//! `cpu-flags`: gather every member, let the policy intersect, and report
-//! each node's provenance.
+//! `cpu-flags`: gather every member, let the policy intersect, check what it
+//! answered, and report each node's provenance.
 
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
-use anyhow::Result;
+use anyhow::{Result, bail};
 use indicatif::ProgressBar;
 use serde::Serialize;
 
@@ -11,7 +12,7 @@ use crate::api::cpu_summary::CpuSummary;
 use crate::capabilities::Capabilities;
 use crate::cluster::Cluster;
 use crate::gather::{Gathered, gather};
-use crate::model::{FetchError, NodeReport, ResolvedNode, Source, Verdict};
+use crate::model::{ClusterFlags, FetchError, NodeReport, ResolvedNode, Source, Verdict};
 use crate::runtime::PolicyRuntime;
 
 /// The cluster's common flags and how every node took part.
@@ -38,6 +39,7 @@ pub struct NodeStatus {
 #[serde(rename_all = "lowercase")]
 pub enum NodeSource {
     Cache,
+    Revalidated,
     Local,
     Remote,
     Stale,
@@ -51,6 +53,7 @@ impl From<Source> for NodeSource {
     fn from(source: Source) -> Self {
         match source {
             Source::Cache => NodeSource::Cache,
+            Source::Revalidated => NodeSource::Revalidated,
             Source::Local => NodeSource::Local,
             Source::Remote => NodeSource::Remote,
             Source::Stale => NodeSource::Stale,
@@ -78,14 +81,19 @@ pub async fn cpu_flags(
 ) -> Result<CpuFlagsReport> {
     let members: Vec<_> = cluster.members.iter().map(|m| m.as_member()).collect();
     let gathered = gather(runtime, capabilities.clone(), &members, concurrency, progress).await?;
-    let reports: Vec<NodeReport> = gathered.iter().map(to_report).collect();
+    let reports: Vec<NodeReport> = gathered
+        .iter()
+        .map(|node| to_report(node, runtime.origin()))
+        .collect();
     let common = runtime
         .cluster_cpu_flags(capabilities, &reports, architecture)
         .await?;
+    let verdicts = checked_verdicts(&reports, &common, architecture)
+        .map_err(|problem| anyhow::anyhow!("policy {}: cluster-cpu-flags {problem}", runtime.origin()))?;
     let nodes: Vec<NodeStatus> = reports
         .iter()
-        .zip(&common.verdicts)
-        .map(|(report, (_, verdict))| node_status(report, verdict))
+        .zip(verdicts)
+        .map(|(report, verdict)| node_status(report, verdict))
         .collect();
     let partial = nodes.iter().any(|node| node.source == NodeSource::Error);
     Ok(CpuFlagsReport {
@@ -96,10 +104,76 @@ pub async fn cpu_flags(
     })
 }
 
-fn to_report(gathered: &Gathered) -> NodeReport {
+/// A policy is a plugin: it answers for every report, by name, exactly once;
+/// it includes only nodes that have data and the architecture asked for,
+/// and never excludes one of that architecture; and every flag it calls
+/// common is on every core of every node it included. Returns the verdicts
+/// in report order, or what is wrong.
+pub fn checked_verdicts<'a>(
+    reports: &[NodeReport],
+    answer: &'a ClusterFlags,
+    architecture: &str,
+) -> Result<Vec<&'a Verdict>> {
+    let mut by_name: HashMap<&str, &Verdict> = HashMap::with_capacity(answer.verdicts.len());
+    for (name, verdict) in &answer.verdicts {
+        if by_name.insert(name.as_str(), verdict).is_some() {
+            bail!("returned two verdicts for node {name:?}");
+        }
+        if !reports.iter().any(|report| &report.name == name) {
+            bail!("returned a verdict for {name:?}, which is not a member");
+        }
+    }
+    let mut verdicts = Vec::with_capacity(reports.len());
+    let mut included: Vec<&ResolvedNode> = Vec::new();
+    for report in reports {
+        let Some(&verdict) = by_name.get(report.name.as_str()) else {
+            bail!("returned no verdict for node {:?}", report.name);
+        };
+        match (verdict, &report.outcome) {
+            (Verdict::Included, Err(_)) => bail!("included node {:?}, which has no data", report.name),
+            (Verdict::Included, Ok(node)) if node.cpu.architecture != architecture => bail!(
+                "included node {:?} of architecture {}, not {architecture}",
+                report.name,
+                node.cpu.architecture
+            ),
+            (Verdict::Included, Ok(node)) => included.push(node),
+            (Verdict::ExcludedArch(_), Ok(node)) if node.cpu.architecture == architecture => {
+                bail!("excluded node {:?}, which is {architecture}", report.name)
+            }
+            _ => {}
+        }
+        verdicts.push(verdict);
+    }
+    let answered: BTreeSet<&str> = answer.flags.iter().map(String::as_str).collect();
+    if answer.architecture != architecture {
+        bail!(
+            "answered for architecture {:?}, not {architecture:?}",
+            answer.architecture
+        );
+    }
+    if included.is_empty() && !answered.is_empty() {
+        bail!("returned flags without including any node");
+    }
+    for node in &included {
+        for group in node.cpu.core_groups.iter().filter(|group| group.cores > 0) {
+            let has: BTreeSet<&str> = group.flags.iter().map(String::as_str).collect();
+            if let Some(flag) = answered.iter().find(|flag| !has.contains(*flag)) {
+                bail!("returned flag {flag:?}, which some core of an included node lacks");
+            }
+        }
+    }
+    Ok(verdicts)
+}
+
+/// The report the policy intersects: a document the policy returned that is
+/// not a resources document fails that node, naming the policy.
+fn to_report(gathered: &Gathered, policy: &str) -> NodeReport {
     let outcome = gathered.outcome.clone().and_then(|resources| {
-        let cpu = CpuSummary::from_document(&resources.document)
-            .map_err(|e| FetchError::BadResponse(format!("unreadable resources document: {e}")))?;
+        let cpu = CpuSummary::from_document(&resources.document).map_err(|e| {
+            FetchError::BadResponse(format!(
+                "policy {policy} returned something that is not a resources document: {e}"
+            ))
+        })?;
         Ok(ResolvedNode {
             source: resources.source,
             age_ms: resources.age_ms,
@@ -130,5 +204,123 @@ fn node_status(report: &NodeReport, verdict: &Verdict) -> NodeStatus {
         age_seconds: resolved.map(|node| node.age_ms / 1000),
         arch: resolved.map(|node| node.cpu.architecture.clone()),
         error,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::cpu_summary::CoreGroup;
+
+    fn report(name: &str, architecture: &str, flags: &[&str]) -> NodeReport {
+        NodeReport {
+            name: name.into(),
+            outcome: Ok(ResolvedNode {
+                source: Source::Cache,
+                age_ms: 0,
+                refresh_error: None,
+                cpu: CpuSummary {
+                    architecture: architecture.into(),
+                    core_groups: vec![CoreGroup {
+                        cores: 2,
+                        flags: flags.iter().map(|f| f.to_string()).collect(),
+                    }],
+                },
+            }),
+        }
+    }
+
+    fn dead(name: &str) -> NodeReport {
+        NodeReport {
+            name: name.into(),
+            outcome: Err(FetchError::Unreachable("refused".into())),
+        }
+    }
+
+    fn answer(flags: &[&str], verdicts: &[(&str, Verdict)]) -> ClusterFlags {
+        ClusterFlags {
+            architecture: "x86_64".into(),
+            flags: flags.iter().map(|f| f.to_string()).collect(),
+            verdicts: verdicts.iter().map(|(n, v)| (n.to_string(), v.clone())).collect(),
+        }
+    }
+
+    fn problem(reports: &[NodeReport], answer: &ClusterFlags) -> String {
+        checked_verdicts(reports, answer, "x86_64")
+            .unwrap_err()
+            .to_string()
+    }
+
+    #[test]
+    fn an_honest_answer_passes_in_report_order() {
+        let reports = [
+            report("a", "x86_64", &["sse2", "avx"]),
+            report("arm", "aarch64", &["fp"]),
+            dead("c"),
+        ];
+        let honest = answer(
+            &["sse2"],
+            &[
+                ("c", Verdict::NoData("refused".into())),
+                ("a", Verdict::Included),
+                ("arm", Verdict::ExcludedArch("aarch64".into())),
+            ],
+        );
+        let verdicts = checked_verdicts(&reports, &honest, "x86_64").unwrap();
+        assert_eq!(verdicts[0], &Verdict::Included);
+        assert_eq!(verdicts[2], &Verdict::NoData("refused".into()));
+    }
+
+    #[test]
+    fn hostile_verdict_lists_are_named() {
+        let reports = [report("a", "x86_64", &["sse2"]), dead("b")];
+        let missing = answer(&["sse2"], &[("a", Verdict::Included)]);
+        assert!(problem(&reports, &missing).contains("no verdict for node \"b\""));
+        let twice = answer(
+            &[],
+            &[
+                ("a", Verdict::Included),
+                ("a", Verdict::Included),
+                ("b", Verdict::NoData("x".into())),
+            ],
+        );
+        assert!(problem(&reports, &twice).contains("two verdicts"));
+        let extra = answer(
+            &[],
+            &[
+                ("a", Verdict::Included),
+                ("b", Verdict::NoData("x".into())),
+                ("z", Verdict::Included),
+            ],
+        );
+        assert!(problem(&reports, &extra).contains("\"z\", which is not a member"));
+    }
+
+    #[test]
+    fn invented_flags_and_vouching_for_dead_nodes_are_refused() {
+        let reports = [report("a", "x86_64", &["sse2"]), dead("b")];
+        let invented = answer(
+            &["sse2", "made-up-flag"],
+            &[("a", Verdict::Included), ("b", Verdict::NoData("x".into()))],
+        );
+        assert!(problem(&reports, &invented).contains("\"made-up-flag\""));
+        let vouching = answer(&["sse2"], &[("a", Verdict::Included), ("b", Verdict::Included)]);
+        assert!(problem(&reports, &vouching).contains("no data"));
+        let no_nodes = answer(
+            &["sse2"],
+            &[
+                ("a", Verdict::NoData("?".into())),
+                ("b", Verdict::NoData("x".into())),
+            ],
+        );
+        assert!(problem(&reports, &no_nodes).contains("without including any node"));
+        let dropped = answer(
+            &[],
+            &[
+                ("a", Verdict::ExcludedArch("arm".into())),
+                ("b", Verdict::NoData("x".into())),
+            ],
+        );
+        assert!(problem(&reports, &dropped).contains("excluded node \"a\""));
     }
 }

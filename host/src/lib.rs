@@ -7,6 +7,7 @@ pub mod capabilities;
 pub mod cli;
 pub mod cluster;
 pub mod cpu_flags;
+pub mod fingerprint;
 pub mod format;
 pub mod gather;
 pub mod membership;

@@ -10,6 +10,9 @@ use crate::api::cpu_summary::CpuSummary;
 pub enum FetchError {
     #[error("invalid node: {0}")]
     InvalidNode(String),
+    /// The policy asked for a capability it is not lent for this node in this call.
+    #[error("not granted: {0}")]
+    NotGranted(String),
     #[error("probe failed: {0}")]
     ProbeFailed(String),
     #[error("unreachable: {0}")]
@@ -27,6 +30,8 @@ pub enum FetchError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Source {
     Cache,
+    /// A cache entry the node just confirmed unchanged.
+    Revalidated,
     Local,
     Remote,
     Stale,
@@ -36,11 +41,27 @@ impl fmt::Display for Source {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Source::Cache => "cache",
+            Source::Revalidated => "revalidated",
             Source::Local => "local",
             Source::Remote => "remote",
             Source::Stale => "stale",
         })
     }
+}
+
+/// A resources document as the host hands it to a policy: the body as
+/// received or probed, and the validator that identifies its hardware.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Document {
+    pub body: String,
+    pub validator: String,
+}
+
+/// What a conditional fetch found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fetched {
+    NotModified,
+    Modified(Document),
 }
 
 /// A node's document and where the policy got it.
@@ -83,11 +104,12 @@ pub enum Verdict {
     NoData(String),
 }
 
+/// What a policy's `cluster-cpu-flags` returned, before the host checks it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClusterFlags {
     pub architecture: String,
     pub flags: Vec<String>,
-    /// Same order as the reports given.
+    /// One per report, by name (checked by `cpu_flags`).
     pub verdicts: Vec<(String, Verdict)>,
 }
 

@@ -1,6 +1,11 @@
 //! Fetching a member's resources over its REST API (`GET /1.0/resources`),
 //! from nodecache and Incus servers alike: pinned server certificates, a
 //! client certificate, a per-node deadline and a response size cap.
+//!
+//! A document is kept exactly as received. Its validator is the member's
+//! `ETag` (nodecache serve sends its hardware fingerprint), or, from a member
+//! that sends none (Incus), the digest of the document's non-volatile fields:
+//! a conditional fetch then still saves the policy a rewrite, if not the transfer.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -8,9 +13,10 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 
-use crate::api::envelope::{EnvelopeError, unwrap_resources};
+use crate::api::envelope::{EnvelopeError, resources_text};
+use crate::fingerprint;
 use crate::membership::{DEFAULT_DEADLINE, DEFAULT_MAX_RESPONSE_BYTES, Membership};
-use crate::model::FetchError;
+use crate::model::{Document, FetchError, Fetched};
 use crate::node_name::NodeName;
 use crate::tls;
 
@@ -60,14 +66,29 @@ impl RemoteFetcher {
         })
     }
 
-    pub async fn fetch(&self, node: &NodeName) -> Result<String, FetchError> {
+    /// The member's document, fetched now.
+    pub async fn fetch(&self, node: &NodeName) -> Result<Document, FetchError> {
+        match self.fetch_if_changed(node, None).await? {
+            Fetched::Modified(document) => Ok(document),
+            Fetched::NotModified => Err(FetchError::BadResponse(format!(
+                "{node} answered 304 Not Modified to an unconditional request"
+            ))),
+        }
+    }
+
+    /// The member's document unless its hardware still matches `validator`.
+    pub async fn fetch_if_changed(
+        &self,
+        node: &NodeName,
+        validator: Option<&str>,
+    ) -> Result<Fetched, FetchError> {
         let Some(base) = self.urls.get(node) else {
             return Err(FetchError::Unreachable(format!(
                 "{node} has no address in the cluster configuration"
             )));
         };
         let url = format!("{base}/1.0/resources");
-        match tokio::time::timeout(self.deadline, self.fetch_url(&url)).await {
+        match tokio::time::timeout(self.deadline, self.fetch_url(&url, validator)).await {
             Ok(result) => result,
             Err(_) => Err(FetchError::TimedOut(format!(
                 "{url} did not answer within {:.1} s",
@@ -76,14 +97,24 @@ impl RemoteFetcher {
         }
     }
 
-    async fn fetch_url(&self, url: &str) -> Result<String, FetchError> {
-        let mut response = self
-            .client
-            .get(url)
+    async fn fetch_url(&self, url: &str, validator: Option<&str>) -> Result<Fetched, FetchError> {
+        let mut request = self.client.get(url);
+        if let Some(validator) = validator {
+            request = request.header(reqwest::header::IF_NONE_MATCH, format!("\"{validator}\""));
+        }
+        let mut response = request
             .send()
             .await
             .map_err(|e| FetchError::Unreachable(format!("{url}: {}", error_chain(&e))))?;
         let status = response.status();
+        if status == reqwest::StatusCode::NOT_MODIFIED && validator.is_some() {
+            return Ok(Fetched::NotModified);
+        }
+        let etag = response
+            .headers()
+            .get(reqwest::header::ETAG)
+            .and_then(|value| value.to_str().ok())
+            .map(entity_tag);
         if let Some(length) = response.content_length()
             && length > self.max_response_bytes
         {
@@ -100,19 +131,37 @@ impl RemoteFetcher {
                 return Err(too_large(url, body.len() as u64, self.max_response_bytes));
             }
         }
-        match unwrap_resources(&body) {
-            Ok(resources) => {
-                serde_json::to_string(&resources).map_err(|e| FetchError::BadResponse(format!("{url}: {e}")))
-            }
+        let text = match resources_text(&body) {
+            Ok(text) => text,
             Err(EnvelopeError::Server { code, message }) => {
-                Err(FetchError::RemoteError(format!("{url}: {code} {message}")))
+                return Err(FetchError::RemoteError(format!("{url}: {code} {message}")));
             }
             Err(EnvelopeError::Malformed(why)) if !status.is_success() => {
-                Err(FetchError::RemoteError(format!("{url}: HTTP {status} ({why})")))
+                return Err(FetchError::RemoteError(format!("{url}: HTTP {status} ({why})")));
             }
-            Err(EnvelopeError::Malformed(why)) => Err(FetchError::BadResponse(format!("{url}: {why}"))),
+            Err(EnvelopeError::Malformed(why)) => {
+                return Err(FetchError::BadResponse(format!("{url}: {why}")));
+            }
+        };
+        let validator_now = match etag {
+            Some(tag) => tag,
+            None => fingerprint::of_document(&text).unwrap_or_default(),
+        };
+        if validator == Some(validator_now.as_str()) {
+            return Ok(Fetched::NotModified);
         }
+        Ok(Fetched::Modified(Document {
+            body: text,
+            validator: validator_now,
+        }))
     }
+}
+
+/// The opaque part of an `ETag` (`W/"abc"` or `"abc"` -> `abc`).
+fn entity_tag(header: &str) -> String {
+    let tag = header.trim();
+    let tag = tag.strip_prefix("W/").unwrap_or(tag);
+    tag.trim_matches('"').to_string()
 }
 
 fn too_large(url: &str, got: u64, cap: u64) -> FetchError {

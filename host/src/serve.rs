@@ -1,22 +1,28 @@
 //! `nodecache serve`: this node's `GET /1.0` and `GET /1.0/resources`, in
 //! Incus's envelopes, over HTTPS (TLS 1.3) with client certificates checked
 //! against the trust store. Plain HTTP only when asked, on loopback.
+//!
+//! `/1.0/resources` carries an `ETag`: this machine's hardware fingerprint
+//! (see `fingerprint`), or the digest of a recorded document. A request whose
+//! `If-None-Match` holds the current tag gets `304 Not Modified` without the
+//! hardware being probed, so a revalidating client costs a few /proc reads.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
 
 use anyhow::{Context, Result, bail};
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
 use tokio::net::TcpListener;
 
-use crate::api::Resources;
-use crate::api::envelope::{Envelope, unwrap_resources};
+use crate::api::envelope::{Envelope, resources_text};
+use crate::fingerprint;
 use crate::node_name::NodeName;
 use crate::probe;
 use crate::trust::TrustStore;
@@ -24,17 +30,64 @@ use crate::trust::TrustStore;
 /// Where `/1.0/resources` comes from.
 #[derive(Clone)]
 pub enum ResourcesSource {
-    /// Probe this machine on every request.
+    /// Probe this machine on every request (unless its fingerprint shows a 304).
     Probe,
-    /// A recorded document (for recorded or simulated nodes).
-    Recorded(Arc<Resources>),
+    /// A recorded document (for recorded or simulated nodes), read again
+    /// whenever the file changes, so a test can change a node's hardware.
+    Recorded(Arc<RecordedFile>),
+}
+
+pub struct RecordedFile {
+    path: PathBuf,
+    last: Mutex<Option<Reading>>,
+}
+
+/// The last reading of a recorded file, valid while its time and length hold.
+struct Reading {
+    modified: SystemTime,
+    len: u64,
+    tagged: Arc<Tagged>,
+}
+
+/// A document (bare, as text) and its `ETag`; an empty document means a 304.
+struct Tagged {
+    document: String,
+    tag: String,
 }
 
 impl ResourcesSource {
-    pub fn from_file(path: &PathBuf) -> Result<Self> {
-        let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-        let resources = unwrap_resources(&bytes).with_context(|| format!("{}", path.display()))?;
-        Ok(ResourcesSource::Recorded(Arc::new(resources)))
+    pub fn from_file(path: &Path) -> Result<Self> {
+        let file = RecordedFile {
+            path: path.to_path_buf(),
+            last: Mutex::new(None),
+        };
+        file.current()?;
+        Ok(ResourcesSource::Recorded(Arc::new(file)))
+    }
+}
+
+impl RecordedFile {
+    /// The document text (bare, as recorded) and its tag, re-read if the file changed.
+    fn current(&self) -> Result<Arc<Tagged>> {
+        let unreadable = || format!("cannot read {}", self.path.display());
+        let metadata = std::fs::metadata(&self.path).with_context(unreadable)?;
+        let (modified, len) = (metadata.modified()?, metadata.len());
+        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(reading) = last.as_ref()
+            && (reading.modified, reading.len) == (modified, len)
+        {
+            return Ok(reading.tagged.clone());
+        }
+        let bytes = std::fs::read(&self.path).with_context(unreadable)?;
+        let document = resources_text(&bytes).with_context(|| format!("{}", self.path.display()))?;
+        let tag = fingerprint::of_document(&document).unwrap_or_default();
+        let tagged = Arc::new(Tagged { document, tag });
+        *last = Some(Reading {
+            modified,
+            len,
+            tagged: tagged.clone(),
+        });
+        Ok(tagged)
     }
 }
 
@@ -82,19 +135,71 @@ async fn server_info(State(state): State<AppState>) -> Response {
     .into_response()
 }
 
-async fn resources(State(state): State<AppState>) -> Response {
-    match state.source {
-        ResourcesSource::Recorded(resources) => Json(Envelope::sync(&*resources)).into_response(),
-        ResourcesSource::Probe => {
-            let probed = tokio::task::spawn_blocking(probe::probe_resources).await;
-            match probed
-                .map_err(|e| e.to_string())
-                .and_then(|r| r.map_err(|e| e.to_string()))
-            {
-                Ok(resources) => Json(Envelope::sync(resources)).into_response(),
-                Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &format!("probe failed: {e}")),
-            }
-        }
+async fn resources(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let current = match state.source {
+        ResourcesSource::Recorded(file) => file.current().map_err(|e| format!("{e:#}")),
+        ResourcesSource::Probe => tokio::task::spawn_blocking({
+            let headers = headers.clone();
+            move || probe_with_tag(&headers)
+        })
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|probed| probed),
+    };
+    match current {
+        Ok(tagged) if matches_tag(&headers, &tagged.tag) => not_modified(&tagged.tag),
+        Ok(tagged) => with_tag(raw_envelope(&tagged.document), &tagged.tag),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &format!("probe failed: {e}")),
+    }
+}
+
+/// This machine's fingerprint, and its document unless the client already
+/// holds that fingerprint (then the text is empty: the answer is a 304).
+fn probe_with_tag(headers: &HeaderMap) -> Result<Arc<Tagged>, String> {
+    let tag = fingerprint::local().map_err(|e| format!("fingerprint: {e}"))?;
+    if matches_tag(headers, &tag) {
+        let document = String::new();
+        return Ok(Arc::new(Tagged { document, tag }));
+    }
+    let resources = probe::probe_resources().map_err(|e| e.to_string())?;
+    let document = serde_json::to_string(&resources).map_err(|e| e.to_string())?;
+    Ok(Arc::new(Tagged { document, tag }))
+}
+
+/// Whether `If-None-Match` lists `tag` (strong or weak) or is `*`.
+fn matches_tag(headers: &HeaderMap, tag: &str) -> bool {
+    headers
+        .get_all(header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .map(|candidate| candidate.trim())
+        .any(|candidate| {
+            candidate == "*"
+                || candidate
+                    .strip_prefix("W/")
+                    .unwrap_or(candidate)
+                    .trim_matches('"')
+                    == tag
+        })
+}
+
+fn not_modified(tag: &str) -> Response {
+    with_tag(StatusCode::NOT_MODIFIED.into_response(), tag)
+}
+
+fn with_tag(mut response: Response, tag: &str) -> Response {
+    if let Ok(value) = HeaderValue::from_str(&format!("\"{tag}\"")) {
+        response.headers_mut().insert(header::ETAG, value);
+    }
+    response
+}
+
+/// Incus's sync envelope around a document kept as text (never re-serialised).
+fn raw_envelope(document: &str) -> Response {
+    match serde_json::value::RawValue::from_string(document.to_string()) {
+        Ok(raw) => Json(Envelope::sync(raw)).into_response(),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &format!("bad document: {e}")),
     }
 }
 

@@ -3,9 +3,11 @@
 //! never sees a torn entry.
 //!
 //! A file is a one-line JSON header, then the document:
-//! `{"format":"nodecache-cache/1","node":"n1","fetched_at_ms":…,"length":…}\n{…api.Resources…}`
+//! `{"format":"nodecache-cache/1","node":"n1","fetched_at_ms":…,"length":…,"validator":…}\n{…api.Resources…}`
 //! The header lets a read check the entry is whole and take the document
-//! without re-serialising it.
+//! without re-serialising it. `validator` (absent in entries written through
+//! contract 0.1) identifies the hardware the document describes;
+//! `fetched_at_ms` is when the document was fetched or last confirmed.
 
 use std::fs;
 use std::io::{self, Read, Write};
@@ -32,6 +34,7 @@ pub struct CacheStore {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CachedEntry {
     pub document: String,
+    pub validator: Option<String>,
     pub fetched_at_ms: u64,
     pub age_ms: u64,
 }
@@ -51,6 +54,8 @@ struct Header {
     node: String,
     fetched_at_ms: u64,
     length: usize,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    validator: Option<String>,
 }
 
 impl CacheStore {
@@ -104,9 +109,36 @@ impl CacheStore {
         Ok(Some(entry))
     }
 
-    pub fn write(&self, node: &NodeName, document: &str, fetched_at_ms: u64) -> Result<()> {
+    /// Replaces the node's entry with `document` (and its validator, if any).
+    pub fn write(
+        &self,
+        node: &NodeName,
+        document: &str,
+        validator: Option<&str>,
+        fetched_at_ms: u64,
+    ) -> Result<()> {
         serde_json::from_str::<serde::de::IgnoredAny>(document)
             .with_context(|| format!("refusing to cache a document for {node} that is not JSON"))?;
+        self.replace(node, document, validator.filter(|v| !v.is_empty()), fetched_at_ms)
+    }
+
+    /// Stamps the node's entry as confirmed at `now_ms`: same document and
+    /// validator, age 0. An error when there is no whole entry to restamp.
+    pub fn restamp(&self, node: &NodeName, now_ms: u64) -> Result<()> {
+        let entry = self
+            .read(node, now_ms)
+            .map_err(anyhow::Error::from)?
+            .with_context(|| format!("no cache entry for {node} to restamp"))?;
+        self.replace(node, &entry.document, entry.validator.as_deref(), now_ms)
+    }
+
+    fn replace(
+        &self,
+        node: &NodeName,
+        document: &str,
+        validator: Option<&str>,
+        fetched_at_ms: u64,
+    ) -> Result<()> {
         fs::create_dir_all(&self.resources_dir)
             .with_context(|| format!("cannot create {}", self.resources_dir.display()))?;
         let header = Header {
@@ -114,6 +146,7 @@ impl CacheStore {
             node: node.to_string(),
             fetched_at_ms,
             length: document.len(),
+            validator: validator.map(str::to_string),
         };
         let path = self.path_of(node);
         let mut temp = tempfile::Builder::new()
@@ -175,6 +208,7 @@ fn parse_entry(mut bytes: Vec<u8>, node: &NodeName, now_ms: u64) -> Result<Cache
         .map_err(|e| format!("document is not JSON: {e}"))?;
     Ok(CachedEntry {
         document,
+        validator: header.validator,
         fetched_at_ms: header.fetched_at_ms,
         age_ms: now_ms.saturating_sub(header.fetched_at_ms),
     })
@@ -201,10 +235,25 @@ mod tests {
     #[test]
     fn a_written_entry_reads_back_with_its_age() {
         let (_dir, store, node) = setup();
-        store.write(&node, "{\"cpu\":{}}", 1_000).unwrap();
+        store.write(&node, "{\"cpu\":{}}", None, 1_000).unwrap();
         let entry = store.read(&node, 4_000).unwrap().unwrap();
         assert_eq!(entry.document, "{\"cpu\":{}}");
         assert_eq!(entry.age_ms, 3_000);
+    }
+
+    #[test]
+    fn a_validator_is_kept_and_a_restamp_resets_the_age_only() {
+        let (_dir, store, node) = setup();
+        store.write(&node, "{\"cpu\":{}}", Some("abc"), 1_000).unwrap();
+        let entry = store.read(&node, 9_000).unwrap().unwrap();
+        assert_eq!((entry.validator.as_deref(), entry.age_ms), (Some("abc"), 8_000));
+        store.restamp(&node, 9_000).unwrap();
+        let entry = store.read(&node, 9_500).unwrap().unwrap();
+        assert_eq!(
+            (entry.document.as_str(), entry.validator.as_deref(), entry.age_ms),
+            ("{\"cpu\":{}}", Some("abc"), 500)
+        );
+        assert!(store.restamp(&NodeName::parse("absent").unwrap(), 1).is_err());
     }
 
     #[test]
@@ -216,7 +265,7 @@ mod tests {
     #[test]
     fn damaged_entries_are_corrupt() {
         let (_dir, store, node) = setup();
-        store.write(&node, "{\"cpu\":{}}", 1_000).unwrap();
+        store.write(&node, "{\"cpu\":{}}", None, 1_000).unwrap();
         let path = store.path_of(&node);
         let good = fs::read(&path).unwrap();
         let cases: Vec<Vec<u8>> = vec![
@@ -245,15 +294,15 @@ mod tests {
     #[test]
     fn a_future_fetch_time_is_corrupt() {
         let (_dir, store, node) = setup();
-        store.write(&node, "{}", 10 * FUTURE_TOLERANCE_MS).unwrap();
+        store.write(&node, "{}", None, 10 * FUTURE_TOLERANCE_MS).unwrap();
         assert!(matches!(store.read(&node, 0), Err(CacheFault::Corrupt { .. })));
     }
 
     #[test]
     fn writes_replace_and_leave_no_temporary_files() {
         let (dir, store, node) = setup();
-        store.write(&node, "{\"v\":1}", 1).unwrap();
-        store.write(&node, "{\"v\":2}", 2).unwrap();
+        store.write(&node, "{\"v\":1}", None, 1).unwrap();
+        store.write(&node, "{\"v\":2}", None, 2).unwrap();
         assert_eq!(store.read(&node, 2).unwrap().unwrap().document, "{\"v\":2}");
         let names: Vec<_> = fs::read_dir(dir.path().join("resources"))
             .unwrap()
@@ -265,14 +314,14 @@ mod tests {
     #[test]
     fn non_json_documents_are_not_cached() {
         let (_dir, store, node) = setup();
-        assert!(store.write(&node, "not json", 1).is_err());
+        assert!(store.write(&node, "not json", None, 1).is_err());
         assert_eq!(store.read(&node, 1), Ok(None));
     }
 
     #[test]
     fn remove_forgets_and_tolerates_absence() {
         let (_dir, store, node) = setup();
-        store.write(&node, "{}", 1).unwrap();
+        store.write(&node, "{}", None, 1).unwrap();
         store.remove(&node).unwrap();
         store.remove(&node).unwrap();
         assert_eq!(store.read(&node, 1), Ok(None));

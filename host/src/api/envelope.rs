@@ -1,7 +1,7 @@
 //! Incus's REST envelopes: `{"type":"sync",...,"metadata":...}` and errors.
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::value::RawValue;
 
 use super::Resources;
 
@@ -59,28 +59,49 @@ pub enum EnvelopeError {
     Malformed(String),
 }
 
-/// Reads a resources document given either bare or in Incus's sync envelope.
-pub fn unwrap_resources(body: &[u8]) -> Result<Resources, EnvelopeError> {
-    let value: Value = serde_json::from_slice(body).map_err(|e| EnvelopeError::Malformed(e.to_string()))?;
-    let document = match value.get("type").and_then(Value::as_str) {
+/// The parts of a response body that tell an envelope from a bare document.
+#[derive(Deserialize)]
+struct EnvelopeView<'a> {
+    #[serde(rename = "type")]
+    kind: Option<&'a str>,
+    #[serde(default)]
+    error_code: u16,
+    #[serde(default)]
+    error: String,
+    #[serde(borrow)]
+    metadata: Option<&'a RawValue>,
+}
+
+/// The resources document in a body given either bare or in Incus's sync
+/// envelope, as the exact text received (never re-serialised), after
+/// checking that it is one.
+pub fn resources_text(body: &[u8]) -> Result<String, EnvelopeError> {
+    let text = std::str::from_utf8(body).map_err(|e| EnvelopeError::Malformed(format!("not UTF-8: {e}")))?;
+    let view: EnvelopeView =
+        serde_json::from_str(text).map_err(|e| EnvelopeError::Malformed(e.to_string()))?;
+    let document = match view.kind {
         Some("error") => {
-            let code = value.get("error_code").and_then(Value::as_u64).unwrap_or(0) as u16;
-            let message = value
-                .get("error")
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_string();
-            return Err(EnvelopeError::Server { code, message });
+            return Err(EnvelopeError::Server {
+                code: view.error_code,
+                message: view.error,
+            });
         }
-        Some("sync") => value.get("metadata").cloned().unwrap_or(Value::Null),
+        Some("sync") => view.metadata.map(RawValue::get).unwrap_or("null"),
         Some(other) => {
             return Err(EnvelopeError::Malformed(format!(
                 "unexpected response type {other:?}"
             )));
         }
-        None => value,
+        None => text,
     };
-    serde_json::from_value(document).map_err(|e| EnvelopeError::Malformed(e.to_string()))
+    serde_json::from_str::<Resources>(document).map_err(|e| EnvelopeError::Malformed(e.to_string()))?;
+    Ok(document.to_string())
+}
+
+/// Reads a resources document given either bare or in Incus's sync envelope.
+pub fn unwrap_resources(body: &[u8]) -> Result<Resources, EnvelopeError> {
+    let text = resources_text(body)?;
+    serde_json::from_str(&text).map_err(|e| EnvelopeError::Malformed(e.to_string()))
 }
 
 #[cfg(test)]
@@ -110,6 +131,14 @@ mod tests {
             unwrap_resources(b"[1,2]"),
             Err(EnvelopeError::Malformed(_))
         ));
+    }
+
+    #[test]
+    fn the_document_is_kept_as_received() {
+        let document = r#"{"cpu": {"architecture":"x86_64", "sockets":[], "total":0},  "extra":1}"#;
+        let body = format!(r#"{{"type":"sync","status":"Success","metadata":{document}}}"#);
+        assert_eq!(resources_text(body.as_bytes()).unwrap(), document);
+        assert_eq!(resources_text(document.as_bytes()).unwrap(), document);
     }
 
     #[test]

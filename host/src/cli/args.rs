@@ -18,9 +18,14 @@ pub struct Cli {
     #[arg(long, global = true, env = "NODECACHE_CACHE_DIR", value_name = "DIR")]
     pub cache_dir: Option<PathBuf>,
 
-    /// A policy component to use instead of the embedded default.
-    #[arg(long, global = true, env = "NODECACHE_POLICY", value_name = "FILE.wasm")]
-    pub policy: Option<PathBuf>,
+    /// The cache policy: an embedded one by name (see `nodecache policy list`;
+    /// default: "default") or a component file (a path with / or ending in .wasm).
+    #[arg(long, global = true, env = "NODECACHE_POLICY", value_name = "NAME|FILE.wasm")]
+    pub policy: Option<String>,
+
+    /// Seed the policy's randomness (per node) so a run can be repeated exactly.
+    #[arg(long, global = true, env = "NODECACHE_RANDOM_SEED", value_name = "N")]
+    pub random_seed: Option<u64>,
 
     /// The cluster file (TOML: members, deadlines, certificates); default: this machine alone.
     #[arg(long, global = true, env = "NODECACHE_CLUSTER", value_name = "FILE")]
@@ -117,9 +122,11 @@ pub enum TrustCommand {
 pub enum PolicyCommand {
     /// Load a policy and print its description and contract version, or why it is rejected.
     Check {
-        /// The component to check.
-        file: PathBuf,
+        /// An embedded policy's name, or a component file.
+        policy: String,
     },
+    /// The embedded policies: name, version, contract and parameters.
+    List,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

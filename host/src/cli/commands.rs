@@ -40,8 +40,11 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Identity => node::identity_command(&cli),
         Command::Trust { command } => node::trust_command(&cli, command),
         Command::Policy {
-            command: PolicyCommand::Check { file },
-        } => policy::policy_check(file).await,
+            command: PolicyCommand::Check { policy },
+        } => policy::policy_check(policy).await,
+        Command::Policy {
+            command: PolicyCommand::List,
+        } => policy::policy_list().await,
     }
 }
 
@@ -80,16 +83,14 @@ pub(super) fn capabilities(
         None => CacheStore::default_root()?,
     };
     let remote = RemoteFetcher::for_membership(membership)?;
-    Ok(Arc::new(Capabilities::new(
-        CacheStore::new(&root),
-        config,
-        remote,
-    )))
+    Ok(Arc::new(
+        Capabilities::new(CacheStore::new(&root), config, remote).with_random_seed(cli.random_seed),
+    ))
 }
 
 pub(super) fn load_policy(cli: &Cli) -> anyhow::Result<PolicyRuntime> {
     match &cli.policy {
-        Some(path) => PolicyRuntime::from_file(path, Limits::default()),
+        Some(choice) => PolicyRuntime::from_choice(choice, Limits::default()),
         None => PolicyRuntime::default_policy(Limits::default()),
     }
 }

@@ -1,4 +1,4 @@
-//! `policy check`: load a component and let it describe itself.
+//! `policy check` and `policy list`: load components and let them describe themselves.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -6,26 +6,50 @@ use std::sync::Arc;
 use super::Failure;
 use super::commands::print;
 use crate::capabilities::Capabilities;
+use crate::model::PolicyInfo;
 use crate::remote::RemoteFetcher;
-use crate::runtime::{Limits, PolicyRuntime};
+use crate::runtime::{Limits, PolicyRuntime, embedded};
 use crate::store::CacheStore;
 
-pub(super) async fn policy_check(file: &std::path::Path) -> Result<(), Failure> {
-    let runtime = PolicyRuntime::from_file(file, Limits::default())?;
-    // describe() touches no capability; the store is never written.
+pub(super) async fn policy_check(choice: &str) -> Result<(), Failure> {
+    let runtime = PolicyRuntime::from_choice(choice, Limits::default())?;
+    let info = describe(&runtime).await?;
+    print(&format!(
+        "{}: ok\n{}",
+        runtime.origin(),
+        described(&info, &runtime)
+    ))
+}
+
+pub(super) async fn policy_list() -> Result<(), Failure> {
+    let mut text = String::new();
+    for policy in embedded::all() {
+        let runtime = PolicyRuntime::embedded(policy.name, Limits::default())?;
+        let info = describe(&runtime).await?;
+        text.push_str(&described(&info, &runtime));
+        text.push('\n');
+    }
+    print(&text)
+}
+
+/// describe() is lent no node: the store is never touched.
+async fn describe(runtime: &PolicyRuntime) -> anyhow::Result<PolicyInfo> {
     let store = CacheStore::new(&std::env::temp_dir().join("nodecache-policy-check"));
     let capabilities = Arc::new(Capabilities::new(
         store,
         BTreeMap::new(),
         RemoteFetcher::default(),
     ));
-    let info = runtime.describe(capabilities).await?;
+    runtime.describe(capabilities).await
+}
+
+fn described(info: &PolicyInfo, runtime: &PolicyRuntime) -> String {
     let mut text = format!(
-        "{}: ok\npolicy: {} {}\ncontract: {}\nparameters:\n",
-        file.display(),
+        "policy: {} {}\ncontract: {}\nparameters:{}\n",
         info.name,
         info.version,
-        runtime.contract()
+        runtime.contract(),
+        if info.parameters.is_empty() { " none" } else { "" }
     );
     for parameter in &info.parameters {
         text.push_str(&format!(
@@ -33,5 +57,5 @@ pub(super) async fn policy_check(file: &std::path::Path) -> Result<(), Failure> 
             parameter.name, parameter.default_value, parameter.description
         ));
     }
-    print(&text)
+    text
 }

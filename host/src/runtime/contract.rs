@@ -11,8 +11,18 @@ use wasmtime::component::Component;
 pub const PACKAGE: &str = "nodecache:policy";
 /// The export a policy must provide, without its version.
 pub const POLICY_INTERFACE: &str = "nodecache:policy/policy";
-/// Contract versions this host runs: semver-compatible with 0.1.0.
-pub const ACCEPTED: &str = "0.1.x";
+/// The minor versions this host runs, one `runtime::vX_Y` module each
+/// (0.x minors are incompatible with each other, as in semver).
+pub const ACCEPTED: [(u64, u64); 2] = [super::v0_1::MINOR, super::v0_2::MINOR];
+
+/// `nodecache:policy@0.1.x, nodecache:policy@0.2.x`, for error messages.
+pub fn accepted() -> String {
+    ACCEPTED
+        .iter()
+        .map(|(major, minor)| format!("{PACKAGE}@{major}.{minor}.x"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ContractVersion {
@@ -61,10 +71,16 @@ pub fn contract_of(component: &Component, engine: &Engine) -> Result<ContractVer
         .and_then(|rest| rest.strip_prefix('@'))
         .and_then(parse_version);
     let Some(version) = version else {
-        bail!("exports {export} without a version; this host accepts {PACKAGE}@{ACCEPTED}");
+        bail!(
+            "exports {export} without a version; this host accepts {}",
+            accepted()
+        );
     };
-    if (version.major, version.minor) != (0, 1) {
-        bail!("built against contract {version}; this host accepts {PACKAGE}@{ACCEPTED}");
+    if !ACCEPTED.contains(&(version.major, version.minor)) {
+        bail!(
+            "built against contract {version}; this host accepts {}",
+            accepted()
+        );
     }
     Ok(version)
 }

@@ -1,12 +1,18 @@
 //! The wasmtime side: one engine, each policy compiled once and
 //! pre-instantiated, a fresh sandboxed instance for every call.
 //!
-//! One module per contract version (`v0_1`), as Zed's extension host does:
-//! `contract` decides which one a component was built against.
+//! One module per contract version (`v0_1`, `v0_2`), as Zed's extension
+//! host does: [`contract`] reads which one a component was built against,
+//! [`VersionedPre`] dispatches every call to that module, and each module
+//! converts its bindings into the host's one `model`, so nothing above this
+//! module knows there is more than one contract. [`embedded`] is the shelf
+//! of policies built into the binary.
 
 pub mod contract;
+pub mod embedded;
 mod sandbox;
 pub mod v0_1;
+pub mod v0_2;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -16,23 +22,40 @@ use anyhow::{Context, Result};
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
 
-use crate::capabilities::Capabilities;
+use crate::capabilities::{Capabilities, Grant};
 use crate::model::{ClusterFlags, Member, NodeReport, NodeResources, PolicyFailure, PolicyInfo};
 pub use sandbox::Limits;
 use sandbox::PluginState;
-
-/// The default policy, built from `plugin/default` when the host is built.
-pub const DEFAULT_POLICY: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/default_policy.wasm"));
 
 /// Instances that may be alive at once: `gather`'s concurrency plus headroom.
 const POOLED_INSTANCES: u32 = 256;
 /// Memory, table and stack bytes kept mapped between instances.
 const RESIDENT_BYTES: usize = 256 << 10;
 
+/// A pre-instantiated component of one contract version.
+enum VersionedPre {
+    V0_1(v0_1::Pre),
+    V0_2(v0_2::Pre),
+}
+
+impl VersionedPre {
+    fn new(
+        contract: &contract::ContractVersion,
+        linker: &mut Linker<PluginState>,
+        component: &Component,
+    ) -> Result<Self> {
+        Ok(match (contract.major, contract.minor) {
+            v0_1::MINOR => VersionedPre::V0_1(v0_1::Pre::new(linker, component)?),
+            v0_2::MINOR => VersionedPre::V0_2(v0_2::Pre::new(linker, component)?),
+            _ => anyhow::bail!("contract {contract} has no runtime module"),
+        })
+    }
+}
+
 /// A loaded policy, ready to instantiate.
 pub struct PolicyRuntime {
     engine: Engine,
-    pre: v0_1::PolicyPluginPre<PluginState>,
+    pre: VersionedPre,
     contract: contract::ContractVersion,
     limits: Limits,
     origin: String,
@@ -65,9 +88,24 @@ impl PolicyRuntime {
             .context("cannot start wasmtime")
     }
 
-    /// The policy embedded in the binary.
+    /// The embedded default policy.
     pub fn default_policy(limits: Limits) -> Result<Self> {
-        Self::from_bytes(DEFAULT_POLICY, "the embedded default policy", limits)
+        Self::embedded(embedded::DEFAULT, limits)
+    }
+
+    /// A policy of the embedded shelf, by name.
+    pub fn embedded(name: &str, limits: Limits) -> Result<Self> {
+        let policy = embedded::find(name)?;
+        Self::from_bytes(policy.component, &format!("\"{name}\" (embedded)"), limits)
+    }
+
+    /// `--policy`: a path to a `.wasm` file, or the name of an embedded policy.
+    pub fn from_choice(choice: &str, limits: Limits) -> Result<Self> {
+        if embedded::is_name(choice) {
+            Self::embedded(choice, limits)
+        } else {
+            Self::from_file(Path::new(choice), limits)
+        }
     }
 
     pub fn from_file(path: &Path, limits: Limits) -> Result<Self> {
@@ -86,14 +124,9 @@ impl PolicyRuntime {
             contract::contract_of(&component, &engine).with_context(|| format!("policy {origin}"))?;
         let mut linker = Linker::new(&engine);
         sandbox::add_wasi(&mut linker)?;
-        v0_1::add_to_linker(&mut linker)?;
-        let instance_pre = linker
-            .instantiate_pre(&component)
-            .map_err(anyhow::Error::from)
-            .with_context(|| format!("policy {origin}: its imports cannot be satisfied"))?;
-        let pre = v0_1::PolicyPluginPre::new(instance_pre)
-            .map_err(anyhow::Error::from)
-            .with_context(|| format!("policy {origin}: it lacks an export of contract {contract}"))?;
+        let pre = VersionedPre::new(&contract, &mut linker, &component).with_context(|| {
+            format!("policy {origin}: its imports or exports do not match contract {contract}")
+        })?;
         Ok(PolicyRuntime {
             engine,
             pre,
@@ -107,32 +140,25 @@ impl PolicyRuntime {
         &self.contract
     }
 
-    async fn instantiate(
-        &self,
-        capabilities: Arc<Capabilities>,
-    ) -> Result<(Store<PluginState>, v0_1::PolicyPlugin)> {
-        let mut store = Store::new(&self.engine, PluginState::new(capabilities, &self.limits));
-        sandbox::apply_limits(&mut store, &self.limits)?;
-        let plugin = self
-            .pre
-            .instantiate_async(&mut store)
-            .await
-            .map_err(anyhow::Error::from)
-            .with_context(|| format!("policy {}: instantiation failed", self.origin))?;
-        Ok((store, plugin))
+    /// Where the policy came from, as errors name it.
+    pub fn origin(&self) -> &str {
+        &self.origin
     }
 
-    /// Runs `call` on a fresh instance, bounded by the call deadline; a trap is an error of this call.
+    /// Runs `call` on a fresh instance lent `grant`, bounded by the call
+    /// deadline; a trap is an error of this call, naming the policy.
     async fn with_instance<R>(
         &self,
         capabilities: Arc<Capabilities>,
+        grant: Grant,
         what: &str,
-        call: impl AsyncFnOnce(&mut Store<PluginState>, &v0_1::PolicyPlugin) -> wasmtime::Result<R>,
+        call: impl AsyncFnOnce(&mut Store<PluginState>, &VersionedPre) -> wasmtime::Result<R>,
     ) -> Result<R> {
         let deadline = self.limits.call_deadline;
         let run = async {
-            let (mut store, plugin) = self.instantiate(capabilities).await?;
-            call(&mut store, &plugin)
+            let mut store = Store::new(&self.engine, PluginState::new(capabilities, grant, &self.limits));
+            sandbox::apply_limits(&mut store, &self.limits)?;
+            call(&mut store, &self.pre)
                 .await
                 .map_err(|e| sandbox::describe_trap(e, &store))
                 .with_context(|| format!("policy {}: {what} failed", self.origin))
@@ -151,18 +177,14 @@ impl PolicyRuntime {
         capabilities: Arc<Capabilities>,
         member: &Member,
     ) -> Result<Result<NodeResources, PolicyFailure>> {
-        let node = v0_1::member_to_wit(member);
+        let what = format!("get-node-resources({})", member.name);
         self.with_instance(
             capabilities,
-            &format!("get-node-resources({})", member.name),
-            async |store, plugin| {
-                let result = plugin
-                    .nodecache_policy_policy()
-                    .call_get_node_resources(store, &node)
-                    .await?;
-                Ok(result
-                    .map(v0_1::node_resources_from_wit)
-                    .map_err(v0_1::policy_error_from_wit))
+            Grant::for_node(member),
+            &what,
+            async |store, pre| match pre {
+                VersionedPre::V0_1(pre) => pre.get_node_resources(store, member).await,
+                VersionedPre::V0_2(pre) => pre.get_node_resources(store, member).await,
             },
         )
         .await
@@ -174,22 +196,28 @@ impl PolicyRuntime {
         reports: &[NodeReport],
         architecture: &str,
     ) -> Result<ClusterFlags> {
-        let reports: Vec<_> = reports.iter().map(v0_1::report_to_wit).collect();
-        self.with_instance(capabilities, "cluster-cpu-flags", async |store, plugin| {
-            let result = plugin
-                .nodecache_policy_policy()
-                .call_cluster_cpu_flags(store, &reports, architecture)
-                .await?;
-            Ok(v0_1::cluster_flags_from_wit(result))
-        })
+        self.with_instance(
+            capabilities,
+            Grant::none(),
+            "cluster-cpu-flags",
+            async |store, pre| match pre {
+                VersionedPre::V0_1(pre) => pre.cluster_cpu_flags(store, reports, architecture).await,
+                VersionedPre::V0_2(pre) => pre.cluster_cpu_flags(store, reports, architecture).await,
+            },
+        )
         .await
     }
 
     pub async fn describe(&self, capabilities: Arc<Capabilities>) -> Result<PolicyInfo> {
-        self.with_instance(capabilities, "describe", async |store, plugin| {
-            let info = plugin.nodecache_policy_policy().call_describe(store).await?;
-            Ok(v0_1::policy_info_from_wit(info))
-        })
+        self.with_instance(
+            capabilities,
+            Grant::none(),
+            "describe",
+            async |store, pre| match pre {
+                VersionedPre::V0_1(pre) => pre.describe(store).await,
+                VersionedPre::V0_2(pre) => pre.describe(store).await,
+            },
+        )
         .await
     }
 }
@@ -215,7 +243,7 @@ mod tests {
     /// The default policy with one string of its binary replaced by another of the same length.
     fn patched_default(from: &str, to: &str) -> Vec<u8> {
         assert_eq!(from.len(), to.len());
-        let mut bytes = DEFAULT_POLICY.to_vec();
+        let mut bytes = embedded::find(embedded::DEFAULT).unwrap().component.to_vec();
         let mut replaced = 0;
         let mut at = 0;
         while let Some(offset) = bytes[at..].windows(from.len()).position(|w| w == from.as_bytes()) {
@@ -232,14 +260,39 @@ mod tests {
     async fn the_default_policy_describes_itself() {
         let dir = tempfile::tempdir().unwrap();
         let runtime = PolicyRuntime::default_policy(Limits::default()).unwrap();
-        assert_eq!(runtime.contract().to_string(), "nodecache:policy@0.1.0");
+        assert_eq!(runtime.contract().to_string(), "nodecache:policy@0.2.0");
         let info = runtime.describe(capabilities(dir.path())).await.unwrap();
         assert_eq!(info.name, "default");
     }
 
+    #[tokio::test]
+    async fn policies_of_both_contracts_load_side_by_side_and_answer() {
+        let dir = tempfile::tempdir().unwrap();
+        let pinned = PolicyRuntime::embedded("pinned", Limits::default()).unwrap();
+        let default = PolicyRuntime::default_policy(Limits::default()).unwrap();
+        assert_eq!(pinned.contract().to_string(), "nodecache:policy@0.1.0");
+        assert_eq!(default.contract().to_string(), "nodecache:policy@0.2.0");
+        for runtime in [&pinned, &default] {
+            let me = Member {
+                name: crate::node_name::NodeName::parse("me").unwrap(),
+                local: true,
+            };
+            let got = runtime
+                .get_node_resources(capabilities(dir.path()), &me)
+                .await
+                .unwrap()
+                .unwrap();
+            assert!(got.document.contains("\"architecture\""), "{}", runtime.origin());
+        }
+        assert_eq!(
+            pinned.describe(capabilities(dir.path())).await.unwrap().name,
+            "pinned"
+        );
+    }
+
     #[test]
     fn another_contract_version_is_rejected_by_name() {
-        let bytes = patched_default("nodecache:policy/policy@0.1.0", "nodecache:policy/policy@0.9.0");
+        let bytes = patched_default("nodecache:policy/policy@0.2.0", "nodecache:policy/policy@0.9.0");
         let error = PolicyRuntime::from_bytes(&bytes, "patched.wasm", Limits::default())
             .err()
             .unwrap();
@@ -249,12 +302,15 @@ mod tests {
             message.contains("built against contract nodecache:policy@0.9.0"),
             "{message}"
         );
-        assert!(message.contains("accepts nodecache:policy@0.1.x"), "{message}");
+        assert!(
+            message.contains("accepts nodecache:policy@0.1.x, nodecache:policy@0.2.x"),
+            "{message}"
+        );
     }
 
     #[test]
     fn a_component_without_the_policy_export_is_rejected() {
-        let bytes = patched_default("nodecache:policy/policy@0.1.0", "nodecache:policy/polizy@0.1.0");
+        let bytes = patched_default("nodecache:policy/policy@0.2.0", "nodecache:policy/polizy@0.2.0");
         let error = PolicyRuntime::from_bytes(&bytes, "other.wasm", Limits::default())
             .err()
             .unwrap();
@@ -289,7 +345,7 @@ mod tests {
         let error = PolicyRuntime::default_policy(limits).err().unwrap();
         let message = format!("{error:#}");
         assert!(
-            message.contains("the embedded default policy") && message.contains("exceeds the limit"),
+            message.contains("\"default\" (embedded)") && message.contains("exceeds the limit"),
             "{message}"
         );
     }

@@ -1,6 +1,8 @@
-//! The sandbox each plugin instance runs in: WASI with nothing granted (no
-//! files, sockets, environment or real clock), a memory cap, and a fuel
-//! budget so a runaway policy traps instead of hanging the host.
+//! The sandbox each plugin instance runs in: WASI with no files, sockets,
+//! environment or real clock; WASI's random interfaces drawing from the
+//! call's own generator (the host's `random-u64` source, seeded per node when
+//! the operator asks for repeatable runs); a memory cap; and a fuel budget so
+//! a runaway policy traps instead of hanging the host.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,7 +12,10 @@ use wasmtime::component::{Linker, ResourceTable};
 use wasmtime::{Store, StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::{HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
-use crate::capabilities::Capabilities;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use crate::capabilities::{Capabilities, Grant};
 
 /// Per-call resource limits of a plugin instance.
 #[derive(Debug, Clone)]
@@ -41,16 +46,24 @@ pub struct PluginState {
     table: ResourceTable,
     limits: StoreLimits,
     pub capabilities: Arc<Capabilities>,
+    /// What this call may touch.
+    pub grant: Grant,
+    /// The call's generator behind `random-u64`.
+    random: StdRng,
 }
 
 impl PluginState {
-    pub fn new(capabilities: Arc<Capabilities>, limits: &Limits) -> Self {
+    pub fn new(capabilities: Arc<Capabilities>, grant: Grant, limits: &Limits) -> Self {
+        let seed = capabilities.seed_for(&grant);
         let wasi = WasiCtxBuilder::new()
             .allow_tcp(false)
             .allow_udp(false)
             .allow_ip_name_lookup(false)
             .wall_clock(StoppedClock)
             .monotonic_clock(StoppedClock)
+            .secure_random(StdRng::seed_from_u64(seed ^ 0x5ec))
+            .insecure_random(StdRng::seed_from_u64(seed ^ 0x1e5))
+            .insecure_random_seed(u128::from(seed))
             .build();
         PluginState {
             wasi,
@@ -60,7 +73,13 @@ impl PluginState {
                 .instances(16)
                 .build(),
             capabilities,
+            grant,
+            random: StdRng::seed_from_u64(seed),
         }
+    }
+
+    pub fn random_u64(&mut self) -> u64 {
+        self.random.next_u64()
     }
 }
 

@@ -1,7 +1,12 @@
 //! Contract `nodecache:policy@0.1.x`: generated bindings, the host imports,
 //! and conversions between the bindings and the host's own model.
 
-use wasmtime::component::{HasSelf, Linker};
+//!
+//! 0.1 predates validators: documents it writes carry none, and a refusal
+//! of a capability reaches it as `invalid-node` ("not granted: ...").
+
+use wasmtime::Store;
+use wasmtime::component::{Component, HasSelf, Linker};
 
 use super::sandbox::PluginState;
 use crate::api::cpu_summary::CpuSummary;
@@ -16,27 +21,78 @@ wasmtime::component::bindgen!({
 
 use self::nodecache::policy::types as wit;
 
-pub fn add_to_linker(linker: &mut Linker<PluginState>) -> anyhow::Result<()> {
-    PolicyPlugin::add_to_linker::<PluginState, HasSelf<PluginState>>(linker, |state| state)
-        .map_err(anyhow::Error::from)
+/// The minor versions this module runs (any patch level).
+pub const MINOR: (u64, u64) = (0, 1);
+
+/// A 0.1 component, compiled and pre-instantiated.
+pub struct Pre(PolicyPluginPre<PluginState>);
+
+impl Pre {
+    pub fn new(linker: &mut Linker<PluginState>, component: &Component) -> anyhow::Result<Pre> {
+        PolicyPlugin::add_to_linker::<PluginState, HasSelf<PluginState>>(linker, |state| state)?;
+        Ok(Pre(PolicyPluginPre::new(linker.instantiate_pre(component)?)?))
+    }
+
+    pub async fn get_node_resources(
+        &self,
+        store: &mut Store<PluginState>,
+        member: &model::Member,
+    ) -> wasmtime::Result<Result<model::NodeResources, model::PolicyFailure>> {
+        let plugin = self.0.instantiate_async(&mut *store).await?;
+        let node = wit::Member {
+            name: member.name.to_string(),
+            local: member.local,
+        };
+        let result = plugin
+            .nodecache_policy_policy()
+            .call_get_node_resources(store, &node)
+            .await?;
+        Ok(result.map(node_resources_from_wit).map_err(policy_error_from_wit))
+    }
+
+    pub async fn cluster_cpu_flags(
+        &self,
+        store: &mut Store<PluginState>,
+        reports: &[model::NodeReport],
+        architecture: &str,
+    ) -> wasmtime::Result<model::ClusterFlags> {
+        let plugin = self.0.instantiate_async(&mut *store).await?;
+        let reports: Vec<_> = reports.iter().map(report_to_wit).collect();
+        let flags = plugin
+            .nodecache_policy_policy()
+            .call_cluster_cpu_flags(store, &reports, architecture)
+            .await?;
+        Ok(cluster_flags_from_wit(flags))
+    }
+
+    pub async fn describe(&self, store: &mut Store<PluginState>) -> wasmtime::Result<model::PolicyInfo> {
+        let plugin = self.0.instantiate_async(&mut *store).await?;
+        let info = plugin.nodecache_policy_policy().call_describe(store).await?;
+        Ok(policy_info_from_wit(info))
+    }
 }
 
 impl wit::Host for PluginState {}
 
 impl self::nodecache::policy::host::Host for PluginState {
     async fn probe_local(&mut self) -> Result<String, wit::HostError> {
-        self.capabilities.probe_local().await.map_err(fetch_error_to_wit)
+        self.capabilities
+            .probe_local(&self.grant)
+            .await
+            .map(|document| document.body)
+            .map_err(fetch_error_to_wit)
     }
 
     async fn fetch_remote(&mut self, node: wit::Member) -> Result<String, wit::HostError> {
         self.capabilities
-            .fetch_remote(&node.name)
+            .fetch_remote(&self.grant, &node.name)
             .await
+            .map(|document| document.body)
             .map_err(fetch_error_to_wit)
     }
 
     async fn cache_read(&mut self, node: String) -> Result<Option<wit::CacheEntry>, wit::CacheFault> {
-        match self.capabilities.cache_read(&node) {
+        match self.capabilities.cache_read(&self.grant, &node) {
             Ok(entry) => Ok(entry.map(|e| wit::CacheEntry {
                 document: e.document,
                 age_ms: e.age_ms,
@@ -50,12 +106,14 @@ impl self::nodecache::policy::host::Host for PluginState {
 
     async fn cache_write(&mut self, node: String, document: String) -> Result<(), wit::HostError> {
         self.capabilities
-            .cache_write(&node, &document)
+            .cache_write(&self.grant, &node, &document, None)
             .map_err(fetch_error_to_wit)
     }
 
     async fn cache_remove(&mut self, node: String) -> Result<(), wit::HostError> {
-        self.capabilities.cache_remove(&node).map_err(fetch_error_to_wit)
+        self.capabilities
+            .cache_remove(&self.grant, &node)
+            .map_err(fetch_error_to_wit)
     }
 
     async fn now_ms(&mut self) -> u64 {
@@ -78,17 +136,11 @@ impl self::nodecache::policy::host::Host for PluginState {
     }
 }
 
-pub fn member_to_wit(member: &model::Member) -> wit::Member {
-    wit::Member {
-        name: member.name.to_string(),
-        local: member.local,
-    }
-}
-
 fn fetch_error_to_wit(error: model::FetchError) -> wit::HostError {
     use model::FetchError as E;
     match error {
         E::InvalidNode(m) => wit::HostError::InvalidNode(m),
+        E::NotGranted(m) => wit::HostError::InvalidNode(format!("not granted: {m}")),
         E::ProbeFailed(m) => wit::HostError::ProbeFailed(m),
         E::Unreachable(m) => wit::HostError::Unreachable(m),
         E::TimedOut(m) => wit::HostError::TimedOut(m),
@@ -122,14 +174,14 @@ fn source_from_wit(source: wit::Source) -> model::Source {
 
 fn source_to_wit(source: model::Source) -> wit::Source {
     match source {
-        model::Source::Cache => wit::Source::Cache,
+        model::Source::Cache | model::Source::Revalidated => wit::Source::Cache,
         model::Source::Local => wit::Source::Local,
         model::Source::Remote => wit::Source::Remote,
         model::Source::Stale => wit::Source::Stale,
     }
 }
 
-pub fn node_resources_from_wit(resources: wit::NodeResources) -> model::NodeResources {
+fn node_resources_from_wit(resources: wit::NodeResources) -> model::NodeResources {
     model::NodeResources {
         document: resources.document,
         source: source_from_wit(resources.source),
@@ -138,7 +190,7 @@ pub fn node_resources_from_wit(resources: wit::NodeResources) -> model::NodeReso
     }
 }
 
-pub fn policy_error_from_wit(error: wit::PolicyError) -> model::PolicyFailure {
+fn policy_error_from_wit(error: wit::PolicyError) -> model::PolicyFailure {
     match error {
         wit::PolicyError::Unavailable(e) => model::PolicyFailure::Unavailable(fetch_error_from_wit(e)),
         wit::PolicyError::BadConfig(m) => model::PolicyFailure::BadConfig(m),
@@ -159,7 +211,7 @@ fn summary_to_wit(summary: &CpuSummary) -> wit::CpuSummary {
     }
 }
 
-pub fn report_to_wit(report: &model::NodeReport) -> wit::NodeReport {
+fn report_to_wit(report: &model::NodeReport) -> wit::NodeReport {
     wit::NodeReport {
         name: report.name.clone(),
         outcome: match &report.outcome {
@@ -174,7 +226,7 @@ pub fn report_to_wit(report: &model::NodeReport) -> wit::NodeReport {
     }
 }
 
-pub fn cluster_flags_from_wit(flags: wit::ClusterFlags) -> model::ClusterFlags {
+fn cluster_flags_from_wit(flags: wit::ClusterFlags) -> model::ClusterFlags {
     model::ClusterFlags {
         architecture: flags.architecture,
         flags: flags.flags,
@@ -193,7 +245,7 @@ pub fn cluster_flags_from_wit(flags: wit::ClusterFlags) -> model::ClusterFlags {
     }
 }
 
-pub fn policy_info_from_wit(info: wit::PolicyInfo) -> model::PolicyInfo {
+fn policy_info_from_wit(info: wit::PolicyInfo) -> model::PolicyInfo {
     model::PolicyInfo {
         name: info.name,
         version: info.version,

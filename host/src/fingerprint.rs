@@ -1,0 +1,186 @@
+//! Validators: digests of a node's hardware identity, so "has this node
+//! changed?" costs a digest instead of a whole document.
+//!
+//! Two kinds, never compared with each other:
+//! - [`local`]: this machine, from a few /proc and /sys reads (no probe):
+//!   /proc/cpuinfo less its clock speeds (model, flags, microcode, topology),
+//!   the online CPUs, the memory size, and the block, network and PCI
+//!   devices backed by hardware. `serve` sends it as the `ETag` of
+//!   `/1.0/resources`, and `probe-local` hands it out as the validator.
+//! - [`of_document`]: a resources document's non-volatile fields, for members
+//!   that send no `ETag` (a real Incus): what changes with load (memory in
+//!   use, load averages, clock speeds, link state) is left out.
+
+use std::fmt::Write as _;
+use std::fs;
+use std::path::Path;
+
+use serde_json::Value;
+
+/// Hex of the first 128 bits of SHA-256: ample to tell hardware apart.
+fn digest(bytes: &[u8]) -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA256, bytes);
+    digest.as_ref()[..16]
+        .iter()
+        .fold(String::with_capacity(32), |mut hex, byte| {
+            let _ = write!(hex, "{byte:02x}");
+            hex
+        })
+}
+
+/// This machine's hardware fingerprint.
+pub fn local() -> std::io::Result<String> {
+    let mut identity = String::new();
+    let cpuinfo = fs::read_to_string("/proc/cpuinfo")?;
+    for line in cpuinfo.lines().filter(|line| !line.starts_with("cpu MHz")) {
+        identity.push_str(line);
+        identity.push('\n');
+    }
+    identity.push_str(
+        fs::read_to_string("/sys/devices/system/cpu/online")
+            .unwrap_or_default()
+            .trim(),
+    );
+    identity.push('\n');
+    let meminfo = fs::read_to_string("/proc/meminfo")?;
+    identity.push_str(
+        meminfo
+            .lines()
+            .find(|line| line.starts_with("MemTotal:"))
+            .unwrap_or(""),
+    );
+    identity.push('\n');
+    for (class, detail) in [("/sys/class/block", "size"), ("/sys/class/net", "address")] {
+        hardware_devices(Path::new(class), detail, &mut identity);
+    }
+    pci_devices(&mut identity);
+    Ok(digest(identity.as_bytes()))
+}
+
+/// Devices of a class that sit on real (or virtual) hardware: the ones with
+/// a `device` link, so loop devices, bridges and veths do not churn it.
+fn hardware_devices(class: &Path, detail: &str, identity: &mut String) {
+    let Ok(entries) = fs::read_dir(class) else { return };
+    let mut lines: Vec<String> = entries
+        .flatten()
+        .filter(|entry| entry.path().join("device").exists())
+        .map(|entry| {
+            let value = fs::read_to_string(entry.path().join(detail)).unwrap_or_default();
+            format!("{} {}", entry.file_name().to_string_lossy(), value.trim())
+        })
+        .collect();
+    lines.sort();
+    for line in lines {
+        identity.push_str(&line);
+        identity.push('\n');
+    }
+}
+
+fn pci_devices(identity: &mut String) {
+    let Ok(entries) = fs::read_dir("/sys/bus/pci/devices") else {
+        return;
+    };
+    let mut lines: Vec<String> = entries
+        .flatten()
+        .map(|entry| {
+            let read = |file: &str| fs::read_to_string(entry.path().join(file)).unwrap_or_default();
+            format!(
+                "{} {} {}",
+                entry.file_name().to_string_lossy(),
+                read("vendor").trim(),
+                read("device").trim()
+            )
+        })
+        .collect();
+    lines.sort();
+    for line in lines {
+        identity.push_str(&line);
+        identity.push('\n');
+    }
+}
+
+/// Fields that change with load or link state, not with hardware.
+const VOLATILE: &[&str] = &[
+    "load",
+    "used",
+    "free",
+    "hugepages_used",
+    "hugepages_free",
+    "frequency",
+    "processes",
+    "link_detected",
+    "link_speed",
+    "link_duplex",
+];
+
+/// The fingerprint of a resources document's hardware identity; `None` when
+/// it is not JSON.
+pub fn of_document(document: &str) -> Option<String> {
+    let mut value: Value = serde_json::from_str(document).ok()?;
+    strip_volatile(&mut value);
+    let canonical = canonical_json(&value);
+    Some(digest(canonical.as_bytes()))
+}
+
+fn strip_volatile(value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            map.retain(|key, _| !VOLATILE.contains(&key.as_str()));
+            map.values_mut().for_each(strip_volatile);
+        }
+        Value::Array(items) => items.iter_mut().for_each(strip_volatile),
+        _ => {}
+    }
+}
+
+/// JSON with object keys sorted, so field order never changes the digest.
+fn canonical_json(value: &Value) -> String {
+    match value {
+        Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            let fields: Vec<String> = keys
+                .into_iter()
+                .map(|key| format!("{}:{}", Value::String(key.clone()), canonical_json(&map[key])))
+                .collect();
+            format!("{{{}}}", fields.join(","))
+        }
+        Value::Array(items) => format!(
+            "[{}]",
+            items.iter().map(canonical_json).collect::<Vec<_>>().join(",")
+        ),
+        scalar => scalar.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_local_fingerprint_is_stable_and_hex() {
+        let first = local().unwrap();
+        assert_eq!(first.len(), 32);
+        assert!(first.bytes().all(|b| b.is_ascii_hexdigit()));
+        assert_eq!(local().unwrap(), first);
+    }
+
+    #[test]
+    fn load_and_memory_in_use_do_not_change_a_documents_fingerprint() {
+        let a = r#"{"cpu":{"architecture":"x86_64","sockets":[{"frequency":2100,"cores":[{"flags":["sse2"]}]}]},
+                   "memory":{"used":100,"total":1000},"load":{"Average1Min":0.5}}"#;
+        let b = r#"{"load":{"Average1Min":3.5},"memory":{"total":1000,"used":900},
+                   "cpu":{"sockets":[{"cores":[{"flags":["sse2"]}],"frequency":3400}],"architecture":"x86_64"}}"#;
+        assert_eq!(of_document(a), of_document(b));
+    }
+
+    #[test]
+    fn flags_and_memory_size_do() {
+        let base = r#"{"cpu":{"sockets":[{"cores":[{"flags":["sse2"]}]}]},"memory":{"total":1000}}"#;
+        let flags = r#"{"cpu":{"sockets":[{"cores":[{"flags":["sse2","avx"]}]}]},"memory":{"total":1000}}"#;
+        let memory = r#"{"cpu":{"sockets":[{"cores":[{"flags":["sse2"]}]}]},"memory":{"total":2000}}"#;
+        assert_ne!(of_document(base), of_document(flags));
+        assert_ne!(of_document(base), of_document(memory));
+        assert_eq!(of_document("not json"), None);
+    }
+}

@@ -1,0 +1,294 @@
+//! Contract `nodecache:policy@0.2.x`: generated bindings, the host imports,
+//! and conversions between the bindings and the host's own model.
+
+use wasmtime::Store;
+use wasmtime::component::{Component, HasSelf, Linker};
+
+use super::sandbox::PluginState;
+use crate::api::cpu_summary::CpuSummary;
+use crate::model;
+
+wasmtime::component::bindgen!({
+    path: "../wit/v0.2.0",
+    world: "cache-policy",
+    imports: { default: async },
+    exports: { default: async },
+});
+
+use self::nodecache::policy::types as wit;
+
+/// The minor versions this module runs (any patch level).
+pub const MINOR: (u64, u64) = (0, 2);
+
+/// A 0.2 component, compiled and pre-instantiated.
+pub struct Pre(CachePolicyPre<PluginState>);
+
+impl Pre {
+    pub fn new(linker: &mut Linker<PluginState>, component: &Component) -> anyhow::Result<Pre> {
+        CachePolicy::add_to_linker::<PluginState, HasSelf<PluginState>>(linker, |state| state)?;
+        Ok(Pre(CachePolicyPre::new(linker.instantiate_pre(component)?)?))
+    }
+
+    pub async fn get_node_resources(
+        &self,
+        store: &mut Store<PluginState>,
+        member: &model::Member,
+    ) -> wasmtime::Result<Result<model::NodeResources, model::PolicyFailure>> {
+        let plugin = self.0.instantiate_async(&mut *store).await?;
+        let node = wit::Member {
+            name: member.name.to_string(),
+            local: member.local,
+        };
+        let result = plugin
+            .nodecache_policy_policy()
+            .call_get_node_resources(store, &node)
+            .await?;
+        Ok(result.map(node_resources_from_wit).map_err(policy_error_from_wit))
+    }
+
+    pub async fn cluster_cpu_flags(
+        &self,
+        store: &mut Store<PluginState>,
+        reports: &[model::NodeReport],
+        architecture: &str,
+    ) -> wasmtime::Result<model::ClusterFlags> {
+        let plugin = self.0.instantiate_async(&mut *store).await?;
+        let reports: Vec<_> = reports.iter().map(report_to_wit).collect();
+        let flags = plugin
+            .nodecache_policy_policy()
+            .call_cluster_cpu_flags(store, &reports, architecture)
+            .await?;
+        Ok(cluster_flags_from_wit(flags))
+    }
+
+    pub async fn describe(&self, store: &mut Store<PluginState>) -> wasmtime::Result<model::PolicyInfo> {
+        let plugin = self.0.instantiate_async(&mut *store).await?;
+        let info = plugin.nodecache_policy_policy().call_describe(store).await?;
+        Ok(model::PolicyInfo {
+            name: info.name,
+            version: info.version,
+            parameters: info
+                .parameters
+                .into_iter()
+                .map(|p| model::Parameter {
+                    name: p.name,
+                    default_value: p.default_value,
+                    description: p.description,
+                })
+                .collect(),
+        })
+    }
+}
+
+impl wit::Host for PluginState {}
+
+impl self::nodecache::policy::host::Host for PluginState {
+    async fn probe_local(&mut self) -> Result<wit::Document, wit::HostError> {
+        self.capabilities
+            .probe_local(&self.grant)
+            .await
+            .map(document_to_wit)
+            .map_err(fetch_error_to_wit)
+    }
+
+    async fn local_fingerprint(&mut self) -> Result<String, wit::HostError> {
+        self.capabilities
+            .local_fingerprint(&self.grant)
+            .await
+            .map_err(fetch_error_to_wit)
+    }
+
+    async fn fetch_remote(&mut self, node: wit::Member) -> Result<wit::Document, wit::HostError> {
+        self.capabilities
+            .fetch_remote(&self.grant, &node.name)
+            .await
+            .map(document_to_wit)
+            .map_err(fetch_error_to_wit)
+    }
+
+    async fn fetch_remote_if_changed(
+        &mut self,
+        node: wit::Member,
+        validator: String,
+    ) -> Result<wit::Fetched, wit::HostError> {
+        match self
+            .capabilities
+            .fetch_remote_if_changed(&self.grant, &node.name, &validator)
+            .await
+        {
+            Ok(model::Fetched::NotModified) => Ok(wit::Fetched::NotModified),
+            Ok(model::Fetched::Modified(document)) => Ok(wit::Fetched::Modified(document_to_wit(document))),
+            Err(error) => Err(fetch_error_to_wit(error)),
+        }
+    }
+
+    async fn cache_read(&mut self, node: String) -> Result<Option<wit::CacheEntry>, wit::CacheFault> {
+        match self.capabilities.cache_read(&self.grant, &node) {
+            Ok(entry) => Ok(entry.map(|e| wit::CacheEntry {
+                document: e.document,
+                age_ms: e.age_ms,
+                validator: e.validator,
+            })),
+            Err(fault @ crate::store::CacheFault::Corrupt { .. }) => {
+                Err(wit::CacheFault::Corrupt(fault.to_string()))
+            }
+            Err(fault) => Err(wit::CacheFault::Unreadable(fault.to_string())),
+        }
+    }
+
+    async fn cache_write(&mut self, node: String, document: wit::Document) -> Result<(), wit::HostError> {
+        self.capabilities
+            .cache_write(&self.grant, &node, &document.body, Some(&document.validator))
+            .map_err(fetch_error_to_wit)
+    }
+
+    async fn cache_restamp(&mut self, node: String) -> Result<(), wit::HostError> {
+        self.capabilities
+            .cache_restamp(&self.grant, &node)
+            .map_err(fetch_error_to_wit)
+    }
+
+    async fn cache_remove(&mut self, node: String) -> Result<(), wit::HostError> {
+        self.capabilities
+            .cache_remove(&self.grant, &node)
+            .map_err(fetch_error_to_wit)
+    }
+
+    async fn now_ms(&mut self) -> u64 {
+        crate::store::now_ms()
+    }
+
+    async fn random_u64(&mut self) -> u64 {
+        PluginState::random_u64(self)
+    }
+
+    async fn log(&mut self, level: wit::LogLevel, message: String) {
+        let level = match level {
+            wit::LogLevel::Trace => model::LogLevel::Trace,
+            wit::LogLevel::Debug => model::LogLevel::Debug,
+            wit::LogLevel::Info => model::LogLevel::Info,
+            wit::LogLevel::Warn => model::LogLevel::Warn,
+            wit::LogLevel::Error => model::LogLevel::Error,
+        };
+        self.capabilities.log(level, &message);
+    }
+
+    async fn config(&mut self, key: String) -> Option<String> {
+        self.capabilities.config(&key)
+    }
+}
+
+fn document_to_wit(document: model::Document) -> wit::Document {
+    wit::Document {
+        body: document.body,
+        validator: document.validator,
+    }
+}
+
+fn fetch_error_to_wit(error: model::FetchError) -> wit::HostError {
+    use model::FetchError as E;
+    match error {
+        E::InvalidNode(m) => wit::HostError::InvalidNode(m),
+        E::NotGranted(m) => wit::HostError::NotGranted(m),
+        E::ProbeFailed(m) => wit::HostError::ProbeFailed(m),
+        E::Unreachable(m) => wit::HostError::Unreachable(m),
+        E::TimedOut(m) => wit::HostError::TimedOut(m),
+        E::RemoteError(m) => wit::HostError::RemoteError(m),
+        E::BadResponse(m) => wit::HostError::BadResponse(m),
+        E::Storage(m) => wit::HostError::Storage(m),
+    }
+}
+
+fn fetch_error_from_wit(error: wit::HostError) -> model::FetchError {
+    use model::FetchError as E;
+    match error {
+        wit::HostError::InvalidNode(m) => E::InvalidNode(m),
+        wit::HostError::NotGranted(m) => E::NotGranted(m),
+        wit::HostError::ProbeFailed(m) => E::ProbeFailed(m),
+        wit::HostError::Unreachable(m) => E::Unreachable(m),
+        wit::HostError::TimedOut(m) => E::TimedOut(m),
+        wit::HostError::RemoteError(m) => E::RemoteError(m),
+        wit::HostError::BadResponse(m) => E::BadResponse(m),
+        wit::HostError::Storage(m) => E::Storage(m),
+    }
+}
+
+fn source_to_wit(source: model::Source) -> wit::Source {
+    match source {
+        model::Source::Cache => wit::Source::Cache,
+        model::Source::Revalidated => wit::Source::Revalidated,
+        model::Source::Local => wit::Source::Local,
+        model::Source::Remote => wit::Source::Remote,
+        model::Source::Stale => wit::Source::Stale,
+    }
+}
+
+fn node_resources_from_wit(resources: wit::NodeResources) -> model::NodeResources {
+    model::NodeResources {
+        document: resources.document,
+        source: match resources.source {
+            wit::Source::Cache => model::Source::Cache,
+            wit::Source::Revalidated => model::Source::Revalidated,
+            wit::Source::Local => model::Source::Local,
+            wit::Source::Remote => model::Source::Remote,
+            wit::Source::Stale => model::Source::Stale,
+        },
+        age_ms: resources.age_ms,
+        refresh_error: resources.refresh_error.map(fetch_error_from_wit),
+    }
+}
+
+fn policy_error_from_wit(error: wit::PolicyError) -> model::PolicyFailure {
+    match error {
+        wit::PolicyError::Unavailable(e) => model::PolicyFailure::Unavailable(fetch_error_from_wit(e)),
+        wit::PolicyError::BadConfig(m) => model::PolicyFailure::BadConfig(m),
+    }
+}
+
+fn summary_to_wit(summary: &CpuSummary) -> wit::CpuSummary {
+    wit::CpuSummary {
+        architecture: summary.architecture.clone(),
+        core_groups: summary
+            .core_groups
+            .iter()
+            .map(|g| wit::CoreGroup {
+                cores: g.cores,
+                flags: g.flags.clone(),
+            })
+            .collect(),
+    }
+}
+
+fn report_to_wit(report: &model::NodeReport) -> wit::NodeReport {
+    wit::NodeReport {
+        name: report.name.clone(),
+        outcome: match &report.outcome {
+            Ok(node) => Ok(wit::ResolvedNode {
+                source: source_to_wit(node.source),
+                age_ms: node.age_ms,
+                refresh_error: node.refresh_error.clone().map(fetch_error_to_wit),
+                cpu: summary_to_wit(&node.cpu),
+            }),
+            Err(error) => Err(fetch_error_to_wit(error.clone())),
+        },
+    }
+}
+
+fn cluster_flags_from_wit(flags: wit::ClusterFlags) -> model::ClusterFlags {
+    model::ClusterFlags {
+        architecture: flags.architecture,
+        flags: flags.flags,
+        verdicts: flags
+            .nodes
+            .into_iter()
+            .map(|node| {
+                let verdict = match node.verdict {
+                    wit::NodeVerdict::Included => model::Verdict::Included,
+                    wit::NodeVerdict::ExcludedArch(arch) => model::Verdict::ExcludedArch(arch),
+                    wit::NodeVerdict::NoData(why) => model::Verdict::NoData(why),
+                };
+                (node.name, verdict)
+            })
+            .collect(),
+    }
+}
