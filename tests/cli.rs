@@ -2,10 +2,12 @@
 //! component, the real probe and a real cache directory.
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output};
 
 use serde_json::Value;
+
+use crate::util::{BIN, policy_file, stderr};
 
 const CPUID_TABLE: &str = include_str!("../host/src/probe/x86_cpuid_flags.tsv");
 
@@ -21,7 +23,7 @@ impl Run {
     }
 
     fn nodecache(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_nodecache"))
+        Command::new(BIN)
             .arg("--cache-dir")
             .arg(self.cache.path())
             .args(args)
@@ -48,10 +50,6 @@ impl Run {
     }
 }
 
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
 /// Flags every processor block of /proc/cpuinfo lists.
 fn proc_cpuinfo_common_flags() -> BTreeSet<String> {
     let text = std::fs::read_to_string("/proc/cpuinfo").unwrap();
@@ -69,13 +67,6 @@ fn proc_cpuinfo_common_flags() -> BTreeSet<String> {
 
 fn lines(text: &str) -> BTreeSet<String> {
     text.lines().map(str::to_string).collect()
-}
-
-fn default_policy_file() -> PathBuf {
-    // target/release/nodecache -> target/wasm-policy/... (built by host/build.rs)
-    let exe = Path::new(env!("CARGO_BIN_EXE_nodecache"));
-    let target = exe.parent().unwrap().parent().unwrap();
-    target.join("wasm-policy/wasm32-wasip2/release/nodecache_policy_default.wasm")
 }
 
 #[test]
@@ -205,13 +196,44 @@ fn an_unknown_member_is_named_in_the_error() {
 }
 
 #[test]
-fn policy_check_describes_the_default_policy() {
+fn policy_check_describes_a_file_or_an_embedded_policy() {
     let run = Run::new();
-    let file = default_policy_file();
+    let file = policy_file("default");
     let text = run.ok(&["policy", "check", file.to_str().unwrap()]);
     assert!(text.contains("policy: default"), "{text}");
-    assert!(text.contains("contract: nodecache:policy@0.1.0"), "{text}");
+    assert!(text.contains("contract: nodecache:policy@0.2.0"), "{text}");
     assert!(text.contains("max-age (default 24h)"), "{text}");
+    let text = run.ok(&["policy", "check", "pinned"]);
+    assert!(
+        text.contains("policy: pinned") && text.contains("contract: nodecache:policy@0.1.0"),
+        "{text}"
+    );
+    let output = run.nodecache(&["policy", "check", "no-such-policy"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output).contains("no embedded policy is named \"no-such-policy\""),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[test]
+fn policy_list_shows_the_shelf_with_contracts() {
+    let text = Run::new().ok(&["policy", "list"]);
+    for name in ["default", "revalidate", "early-refresh", "always-fresh", "pinned"] {
+        assert!(text.contains(&format!("policy: {name} ")), "{name}: {text}");
+    }
+    assert_eq!(
+        text.matches("contract: nodecache:policy@0.2.0").count(),
+        4,
+        "{text}"
+    );
+    assert_eq!(
+        text.matches("contract: nodecache:policy@0.1.0").count(),
+        1,
+        "{text}"
+    );
+    assert!(text.contains("revalidate-after (default 5m)"), "{text}");
 }
 
 #[test]
@@ -244,9 +266,30 @@ fn policy_check_rejects_files_that_are_not_components() {
 #[test]
 fn an_explicit_policy_file_is_used() {
     let run = Run::new();
-    let file = default_policy_file();
-    let flags = lines(&run.ok(&["--policy", file.to_str().unwrap(), "cpu-flags"]));
+    // An entry two days old: the default policy refreshes it, pinned keeps it.
+    let report = run.json(&["cpu-flags", "--format", "json"]);
+    let node = report["nodes"][0]["name"].as_str().unwrap().to_string();
+    let document = run.ok(&["resources"]);
+    crate::util::write_cache_entry(run.cache.path(), &node, &document, None, 2 * 86_400_000);
+    let pinned = policy_file("pinned");
+    let report = run.json(&[
+        "--policy",
+        pinned.to_str().unwrap(),
+        "cpu-flags",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(report["nodes"][0]["source"], "cache");
+    assert_eq!(report["nodes"][0]["age_seconds"], 2 * 86_400);
+    let flags: BTreeSet<String> = report["flags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f.as_str().unwrap().to_string())
+        .collect();
     assert_eq!(flags, proc_cpuinfo_common_flags());
+    let report = run.json(&["cpu-flags", "--format", "json"]);
+    assert_eq!(report["nodes"][0]["source"], "local");
     let output = run.nodecache(&["--policy", "/nonexistent/policy.wasm", "cpu-flags"]);
     assert_eq!(output.status.code(), Some(1));
     assert!(stderr(&output).contains("/nonexistent/policy.wasm"));

@@ -10,9 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-mod support;
-
-use support::{BIN, Server, http_get_json, recorded_node, spawn_serve};
+use crate::util::{BIN, Server, http_get_json, recorded_node, spawn_serve};
 
 struct Cluster {
     dir: tempfile::TempDir,

@@ -12,9 +12,7 @@ use std::process::{Child, Command, Output, Stdio};
 
 use serde_json::Value;
 
-mod support;
-
-use support::{BIN, INCUS_FIXTURE, spawn_serve};
+use crate::util::{BIN, INCUS_FIXTURE, spawn_serve};
 
 const INCUSD: &str = "/usr/libexec/incus/incusd";
 

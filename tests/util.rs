@@ -1,7 +1,7 @@
-//! Helpers shared by the end-to-end tests and benches: real `nodecache serve`
-//! processes on loopback, recorded nodes, and a bare HTTP GET.
-// Each test crate uses a different subset of these helpers.
-#![allow(dead_code)]
+//! Helpers shared by the end-to-end tests and benches: the binary, real
+//! `nodecache serve` processes on loopback, recorded nodes, cache entries
+//! written as the host writes them, the built policy components, and a bare
+//! HTTP GET.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
@@ -10,7 +10,42 @@ use std::process::{Child, Command, Stdio};
 use serde_json::{Value, json};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_nodecache");
-pub const INCUS_FIXTURE: &str = include_str!("../fixtures/incus-6.0.4-resources.envelope.json");
+
+pub fn stderr(output: &std::process::Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// A shelf policy's component as host/build.rs built it
+/// (`target/release/nodecache` -> `target/wasm-policy/...`).
+pub fn policy_file(name: &str) -> PathBuf {
+    let exe = Path::new(BIN);
+    let target = exe.parent().unwrap().parent().unwrap();
+    target.join(format!(
+        "wasm-policy/wasm32-wasip2/release/nodecache_policy_{}.wasm",
+        name.replace('-', "_")
+    ))
+}
+
+/// Writes a cache entry for `node` as the host does, fetched `age_ms` ago.
+pub fn write_cache_entry(cache_dir: &Path, node: &str, document: &str, validator: Option<&str>, age_ms: u64) {
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let mut header = json!({
+        "format": "nodecache-cache/1",
+        "node": node,
+        "fetched_at_ms": now_ms - age_ms,
+        "length": document.len(),
+    });
+    if let Some(validator) = validator {
+        header["validator"] = json!(validator);
+    }
+    let dir = cache_dir.join("resources");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join(format!("{node}.json")), format!("{header}\n{document}")).unwrap();
+}
+pub const INCUS_FIXTURE: &str = include_str!("fixtures/incus-6.0.4-resources.envelope.json");
 
 /// A `nodecache serve` process on a free loopback port, killed on drop.
 pub struct Server {
@@ -83,4 +118,76 @@ pub fn http_get_json(url: &str, path: &str) -> Value {
     let mut text = String::new();
     stream.read_to_string(&mut text).unwrap();
     serde_json::from_str(text.split_once("\r\n\r\n").unwrap().1).unwrap()
+}
+
+/// A plain-HTTP response: status, header block, body.
+pub struct HttpResponse {
+    pub status: u16,
+    pub head: String,
+    pub body: String,
+}
+
+impl HttpResponse {
+    /// A header's value (name matched case-insensitively).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.head.lines().find_map(|line| {
+            let (key, value) = line.split_once(':')?;
+            key.eq_ignore_ascii_case(name).then(|| value.trim())
+        })
+    }
+}
+
+/// `GET path` over plain HTTP to `http://addr` with extra header lines.
+pub fn http_get(url: &str, path: &str, headers: &[&str]) -> HttpResponse {
+    let address = url.trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    let extra: String = headers.iter().map(|h| format!("{h}\r\n")).collect();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{extra}\r\n"
+    )
+    .unwrap();
+    let mut text = String::new();
+    stream.read_to_string(&mut text).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+    HttpResponse {
+        status,
+        head: head.to_string(),
+        body: body.to_string(),
+    }
+}
+
+/// Builds a policy crate of `plugin/` that is not embedded (the hostile
+/// one), once per test run, into the directory host/build.rs uses.
+pub fn build_policy(name: &str) -> PathBuf {
+    static BUILD: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one_at_a_time = BUILD.lock().unwrap_or_else(|e| e.into_inner());
+    let file = policy_file(name);
+    let target_dir = file.ancestors().nth(3).unwrap().to_path_buf();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let status = Command::new(option_env!("CARGO").unwrap_or("cargo"))
+        .args(["build", "--quiet", "--release", "--target", "wasm32-wasip2", "-p"])
+        .arg(format!("nodecache-policy-{name}"))
+        .arg("--manifest-path")
+        .arg(root.join("Cargo.toml"))
+        .arg("--target-dir")
+        .arg(&target_dir)
+        .env("CARGO_PROFILE_RELEASE_DEBUG", "none")
+        .env("CARGO_PROFILE_RELEASE_STRIP", "debuginfo")
+        .env(
+            "CARGO_TARGET_WASM32_WASIP2_RUSTFLAGS",
+            "-C link-arg=-zstack-size=131072",
+        )
+        .env_remove("CARGO_TARGET_DIR")
+        .status()
+        .expect("run cargo");
+    assert!(status.success(), "building policy {name} failed");
+    file
+}
+
+/// The bare resources document of a recorded node's file (it is enveloped).
+pub fn resources_of(file: &Path) -> String {
+    let envelope: Value = serde_json::from_slice(&std::fs::read(file).unwrap()).unwrap();
+    envelope["metadata"].to_string()
 }

@@ -1,0 +1,329 @@
+//! The policy shelf end to end: conditional requests against real `serve`
+//! members, revalidation counted, early refresh spread over 1,000 members,
+//! a 0.1 and a 0.2 policy side by side, and hostile policies refused.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::{Value, json};
+
+use crate::util::{
+    BIN, INCUS_FIXTURE, Server, build_policy, http_get, recorded_node, spawn_serve, stderr, write_cache_entry,
+};
+
+/// A cluster file of `members` (name, url) and policy settings, and a cache.
+struct Setup {
+    dir: tempfile::TempDir,
+    cluster: PathBuf,
+}
+
+impl Setup {
+    fn new(members: &[(String, String)], policy: &[(&str, &str)]) -> Setup {
+        let dir = tempfile::tempdir().unwrap();
+        let mut text = String::from("deadline = \"5s\"\n[policy]\n");
+        for (key, value) in policy {
+            text.push_str(&format!("{key} = \"{value}\"\n"));
+        }
+        for (name, url) in members {
+            text.push_str(&format!("[[member]]\nname = \"{name}\"\nurl = \"{url}\"\n"));
+        }
+        let cluster = dir.path().join("cluster.toml");
+        std::fs::write(&cluster, text).unwrap();
+        Setup { dir, cluster }
+    }
+
+    fn cache(&self) -> PathBuf {
+        self.dir.path().join("cache")
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        Command::new(BIN)
+            .arg("--cache-dir")
+            .arg(self.cache())
+            .arg("--cluster")
+            .arg(&self.cluster)
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
+    fn json(&self, args: &[&str]) -> Value {
+        let output = self.run(args);
+        assert!(output.status.success(), "{args:?}: {}", stderr(&output));
+        serde_json::from_slice(&output.stdout).unwrap()
+    }
+}
+
+fn sources(report: &Value) -> Vec<String> {
+    report["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|node| node["source"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn recorded_server(dir: &Path, name: &str, flags: &[&str]) -> (Server, PathBuf) {
+    let file = recorded_node(dir, name, "x86_64", flags);
+    let server = spawn_serve(
+        None,
+        &["--insecure-http", "--resources-file", file.to_str().unwrap()],
+    );
+    (server, file)
+}
+
+#[test]
+fn serve_answers_conditional_requests_with_a_hardware_tag() {
+    let dir = tempfile::tempdir().unwrap();
+    // This machine, probed: the tag is its fingerprint, a 304 needs no probe.
+    let probing = spawn_serve(Some(dir.path()), &["--insecure-http"]);
+    let first = http_get(&probing.url, "/1.0/resources", &[]);
+    let tag = first.header("etag").expect("an ETag").to_string();
+    assert_eq!((first.status, tag.len()), (200, 34), "{tag}");
+    let again = http_get(
+        &probing.url,
+        "/1.0/resources",
+        &[&format!("If-None-Match: {tag}")],
+    );
+    assert_eq!((again.status, again.body.as_str()), (304, ""));
+    assert_eq!(again.header("etag"), Some(tag.as_str()));
+    let other = http_get(&probing.url, "/1.0/resources", &["If-None-Match: \"0000\""]);
+    assert_eq!(other.status, 200);
+
+    // A recorded node: a changed file is a changed tag.
+    let (recorded, file) = recorded_server(dir.path(), "rec", &["fpu", "sse2"]);
+    let tag = http_get(&recorded.url, "/1.0/resources", &[])
+        .header("etag")
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        http_get(
+            &recorded.url,
+            "/1.0/resources",
+            &[&format!("If-None-Match: W/{tag}")]
+        )
+        .status,
+        304
+    );
+    recorded_node(dir.path(), "rec", "x86_64", &["fpu", "sse2", "avx"]);
+    assert_eq!(file, dir.path().join("rec.json"));
+    let changed = http_get(
+        &recorded.url,
+        "/1.0/resources",
+        &[&format!("If-None-Match: {tag}")],
+    );
+    assert_eq!(changed.status, 200);
+    assert_ne!(changed.header("etag"), Some(tag.as_str()));
+    assert!(changed.body.contains("\"avx\""));
+}
+
+#[test]
+fn revalidate_gets_304s_while_hardware_is_unchanged_and_sees_a_change_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, _file) = recorded_server(dir.path(), "m1", &["fpu", "sse2"]);
+    let setup = Setup::new(
+        &[("m1".into(), server.url.clone())],
+        &[("revalidate-after", "0s")],
+    );
+    let args = ["--policy", "revalidate", "cpu-flags", "--format", "json"];
+    assert_eq!(sources(&setup.json(&args)), ["remote"]);
+    let mut revalidated = 0;
+    for _ in 0..5 {
+        let report = setup.json(&args);
+        revalidated += sources(&report).iter().filter(|s| *s == "revalidated").count();
+        assert_eq!(report["nodes"][0]["age_seconds"], 0);
+    }
+    assert_eq!(revalidated, 5, "every run after the first was answered 304");
+    // A microcode update or hot-plug: the member's document changes.
+    recorded_node(dir.path(), "m1", "x86_64", &["fpu", "sse2", "avx2"]);
+    let report = setup.json(&args);
+    assert_eq!(sources(&report), ["remote"]);
+    assert_eq!(report["flags"], json!(["avx2", "fpu", "sse2"]));
+    assert_eq!(sources(&setup.json(&args)), ["revalidated"]);
+}
+
+#[test]
+fn revalidate_against_a_member_without_etags_compares_fingerprints() {
+    // A bare HTTP server that never sends an ETag, as Incus does not for resources.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        for mut stream in listener.incoming().flatten() {
+            let mut buffer = [0u8; 4096];
+            let _ = stream.read(&mut buffer);
+            let body = INCUS_FIXTURE;
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    let setup = Setup::new(&[("incus-like".into(), url)], &[("revalidate-after", "0s")]);
+    let args = ["--policy", "revalidate", "cpu-flags", "--format", "json"];
+    assert_eq!(sources(&setup.json(&args)), ["remote"]);
+    assert_eq!(sources(&setup.json(&args)), ["revalidated"]);
+}
+
+/// 1,000 members written in one run: with early refresh, how many a run
+/// refreshes depends on their age as XFetch predicts, and a seeded run repeats.
+#[test]
+fn early_refresh_spreads_refreshes_over_1000_members_and_repeats_with_a_seed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, file) = recorded_server(dir.path(), "any", &["fpu", "sse2"]);
+    let document = crate::util::resources_of(&file);
+    let members: Vec<(String, String)> = (0..1000)
+        .map(|i| (format!("n{i:04}"), server.url.clone()))
+        .collect();
+    let setup = Setup::new(&members, &[("max-age", "100s")]);
+    let refreshed_at = |age_s: u64, seed: &str| -> BTreeSet<String> {
+        for (name, _) in &members {
+            write_cache_entry(&setup.cache(), name, &document, None, age_s * 1000);
+        }
+        let report = setup.json(&[
+            "--policy",
+            "early-refresh",
+            "--random-seed",
+            seed,
+            "cpu-flags",
+            "--format",
+            "json",
+        ]);
+        report["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|node| node["source"] == "remote")
+            .map(|node| node["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    // delta = max-age / 10 = 10 s: P(refresh) = exp(-(100 - age) / 10).
+    let mut spread = Vec::new();
+    for (age, low, high) in [
+        (50, 0, 25),
+        (70, 20, 90),
+        (80, 90, 185),
+        (90, 300, 440),
+        (95, 540, 670),
+    ] {
+        let count = refreshed_at(age, "42").len();
+        spread.push((age, count));
+        assert!(
+            (low..=high).contains(&count),
+            "age {age} s: {count} of 1000 refreshed"
+        );
+    }
+    println!("early-refresh, 1000 members, max-age 100 s, seed 42: (age s, refreshed) {spread:?}");
+    // The same seed draws the same numbers for every node; only a node whose
+    // threshold the clock crossed between the runs (milliseconds) may differ.
+    let first = refreshed_at(80, "42");
+    let again = refreshed_at(80, "42");
+    assert!(
+        first.symmetric_difference(&again).count() <= 3,
+        "{first:?}\n{again:?}"
+    );
+    let other = refreshed_at(80, "7");
+    assert!(
+        first.symmetric_difference(&other).count() > 50,
+        "another seed, other nodes"
+    );
+}
+
+#[test]
+fn a_0_1_and_a_0_2_policy_both_load_and_answer_alike() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, _) = recorded_server(dir.path(), "a", &["fpu", "sse2", "avx"]);
+    let (b, _) = recorded_server(dir.path(), "b", &["fpu", "sse2"]);
+    let members = [("a".to_string(), a.url.clone()), ("b".to_string(), b.url.clone())];
+    let pinned = Setup::new(&members, &[]).json(&["--policy", "pinned", "cpu-flags", "--format", "json"]);
+    let default = Setup::new(&members, &[]).json(&["cpu-flags", "--format", "json"]);
+    assert_eq!(pinned["flags"], json!(["fpu", "sse2"]));
+    assert_eq!(pinned["flags"], default["flags"]);
+    assert_eq!(sources(&pinned), ["remote", "remote"]);
+}
+
+#[test]
+fn hostile_policies_are_refused_naming_the_policy() {
+    let hostile = build_policy("hostile");
+    let policy = hostile.to_str().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (a, _) = recorded_server(dir.path(), "a", &["fpu", "sse2"]);
+    let (b, _) = recorded_server(dir.path(), "b", &["fpu", "sse2"]);
+    let members = [("a".to_string(), a.url.clone()), ("b".to_string(), b.url.clone())];
+    let cases = [
+        ("drop-verdicts", 1, "returned no verdict for node \"a\""),
+        ("duplicate-verdict", 1, "returned two verdicts for node \"a\""),
+        ("invent-flag", 1, "returned flag \"made-up-flag\""),
+        (
+            "bad-document",
+            3,
+            "returned something that is not a resources document",
+        ),
+        (
+            "write-other",
+            3,
+            "not granted: cache-write for node \"someone-else\": this call is lent node \"a\" only",
+        ),
+    ];
+    for (mode, code, expected) in cases {
+        let setup = Setup::new(&members, &[("hostile", mode)]);
+        let output = setup.run(&["--policy", policy, "cpu-flags"]);
+        let message = stderr(&output);
+        assert_eq!(output.status.code(), Some(code), "{mode}: {message}");
+        assert!(message.contains(expected), "{mode}: {message}");
+        if code == 1 {
+            assert!(message.contains(&format!("policy {policy}")), "{mode}: {message}");
+        }
+        assert!(!setup.cache().join("resources/someone-else.json").exists());
+    }
+    // The same component behaves when asked to: the refusals were its doing.
+    let setup = Setup::new(&members, &[("hostile", "none")]);
+    assert_eq!(
+        setup.json(&["--policy", policy, "cpu-flags", "--format", "json"])["flags"],
+        json!(["fpu", "sse2"])
+    );
+}
+
+/// A policy written in Python (componentize-py, installed by scripts/test)
+/// against the same WIT builds, loads with `--policy`, and answers as the
+/// default policy does.
+#[test]
+fn a_python_policy_builds_loads_and_agrees_with_the_default() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let component = dir.path().join("python-example.wasm");
+    let built = Command::new("componentize-py")
+        .arg("-d")
+        .arg(root.join("wit/v0.2.0"))
+        .args(["-w", "cache-policy", "componentize", "app", "-o"])
+        .arg(&component)
+        .current_dir(root.join("plugin/python-example"))
+        .output()
+        .expect("componentize-py is missing: pip install componentize-py==0.25.1 (scripts/test does)");
+    assert!(built.status.success(), "{}", stderr(&built));
+    let policy = component.to_str().unwrap();
+
+    let (a, _) = recorded_server(dir.path(), "a", &["fpu", "sse2", "avx"]);
+    let (b, _) = recorded_server(dir.path(), "b", &["fpu", "sse2", "aes"]);
+    let members = [("a".to_string(), a.url.clone()), ("b".to_string(), b.url.clone())];
+    let setup = Setup::new(&members, &[]);
+    let check = setup.run(&["policy", "check", policy]);
+    assert!(check.status.success(), "{}", stderr(&check));
+    let text = String::from_utf8_lossy(&check.stdout);
+    assert!(
+        text.contains("policy: python-example") && text.contains("@0.2.0"),
+        "{text}"
+    );
+
+    let python = setup.json(&["--policy", policy, "cpu-flags", "--format", "json"]);
+    assert_eq!(sources(&python), ["remote", "remote"]);
+    // The Python policy's cache entries are the host's format: the default reads them.
+    let default = setup.json(&["cpu-flags", "--format", "json"]);
+    assert_eq!(sources(&default), ["cache", "cache"]);
+    assert_eq!(python["flags"], json!(["fpu", "sse2"]));
+    assert_eq!(python["flags"], default["flags"]);
+    let cached = setup.json(&["--policy", policy, "cpu-flags", "--format", "json"]);
+    assert_eq!(sources(&cached), ["cache", "cache"]);
+}

@@ -1,0 +1,9 @@
+//! nodecache's end-to-end tests, one binary as ripgrep has: the real
+//! `nodecache` binary, real policy components, real `serve` processes on
+//! loopback, a real Incus daemon. `util` holds what they share.
+
+mod cli;
+mod cluster;
+mod incus;
+mod policies;
+mod util;
