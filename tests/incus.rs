@@ -261,6 +261,31 @@ fn a_real_incus_is_a_peer() {
     assert_eq!(flags, expected);
     assert!(!flags.iter().any(|f| f.starts_with("avx512")));
 
+    // Revalidation: every entry above was written with its validator. This
+    // machine is checked by fingerprint, nodecache serve answers 304, and
+    // Incus, which sends no ETag, is fetched and compared by fingerprint.
+    let revalidated = json_of(&nodecache(
+        dir.path(),
+        &cluster,
+        &[
+            "--policy",
+            "revalidate",
+            "--set",
+            "revalidate-after=0s",
+            "cpu-flags",
+            "--format",
+            "json",
+        ],
+    ));
+    let sources: Vec<&str> = revalidated["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["source"].as_str().unwrap())
+        .collect();
+    assert_eq!(sources, ["revalidated", "revalidated", "revalidated"]);
+    assert_eq!(revalidated["flags"], report["flags"]);
+
     // An untrusted client certificate: Incus's own refusal is passed on.
     let stranger = dir.path().join("stranger");
     assert!(

@@ -76,6 +76,11 @@ fn benches(c: &mut Criterion) {
         b.iter(|| black_box(probe::probe_resources().unwrap()))
     });
 
+    // What a revalidation of this machine (and a 304 from serve) costs instead of a probe.
+    c.bench_function("local hardware fingerprint (/proc + /sys, no probe)", |b| {
+        b.iter(|| black_box(nodecache::fingerprint::local().unwrap()))
+    });
+
     // What every CLI invocation pays before its first call: Cranelift compiles
     // the component, then the pooled engine pre-instantiates it.
     let mut startup = c.benchmark_group("start-up");

@@ -205,23 +205,12 @@ fn check_url(url: &str) -> Result<String, String> {
     Ok(url.trim_end_matches('/').to_string())
 }
 
-/// `500ms`, `5s`, `2m` (a bare number is seconds).
+/// `250ms`, `5s`, `1.5m`, `1h`, `7d` (a bare number is seconds): the same
+/// grammar as the policies' own settings (`nodecache_policy_sdk::config`).
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let number: f64 = number
-        .parse()
-        .map_err(|_| format!("{text:?} is not a duration like 500ms, 5s or 2m"))?;
-    let seconds = match unit {
-        "ms" => number / 1000.0,
-        "" | "s" => number,
-        "m" => number * 60.0,
-        other => return Err(format!("unknown unit {other:?} in {text:?} (use ms, s or m)")),
-    };
-    Duration::try_from_secs_f64(seconds).map_err(|e| format!("{text:?}: {e}"))
+    nodecache_policy_sdk::config::parse_duration_ms(text)
+        .map(Duration::from_millis)
+        .map_err(|why| format!("{text:?}: {why}"))
 }
 
 #[cfg(test)]
@@ -300,6 +289,8 @@ url = "http://127.0.0.1:9001/"
         assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
         assert_eq!(parse_duration("2"), Ok(Duration::from_secs(2)));
         assert_eq!(parse_duration("1m"), Ok(Duration::from_secs(60)));
+        assert_eq!(parse_duration("1.5h"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("1d"), Ok(Duration::from_secs(86_400)));
         assert!(parse_duration("x").is_err());
     }
 }
