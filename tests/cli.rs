@@ -323,3 +323,37 @@ fn usage_errors_exit_2_and_every_command_has_help() {
         assert!(run.nodecache(command).status.success(), "{command:?}");
     }
 }
+
+#[test]
+fn compiled_policies_are_kept_privately_and_reused() {
+    use std::os::unix::fs::PermissionsExt;
+    let run = Run::new();
+    let first = run.nodecache(&["-vv", "cpu-flags"]);
+    assert!(stderr(&first).contains("obtained=Compiled"), "{}", stderr(&first));
+    let compiled = run.cache.path().join("compiled");
+    let artifacts: Vec<_> = std::fs::read_dir(&compiled)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(artifacts.len(), 1, "{artifacts:?}");
+    let mode = |path: &std::path::Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    assert_eq!((mode(&compiled), mode(&artifacts[0])), (0o700, 0o600));
+    let second = run.nodecache(&["-vv", "cpu-flags"]);
+    assert!(stderr(&second).contains("obtained=Cached"), "{}", stderr(&second));
+    // Another policy is another artifact.
+    run.ok(&["--policy", "pinned", "cpu-flags"]);
+    assert_eq!(std::fs::read_dir(&compiled).unwrap().count(), 2);
+    // A directory others may write is refused, with the reason; the policy is compiled anyway.
+    std::fs::set_permissions(&compiled, std::fs::Permissions::from_mode(0o770)).unwrap();
+    let refused = run.nodecache(&["cpu-flags"]);
+    assert!(refused.status.success());
+    let message = stderr(&refused);
+    assert!(
+        message.contains("not keeping compiled policies") && message.contains("writable by group or others"),
+        "{message}"
+    );
+    assert_eq!(
+        lines(&String::from_utf8(refused.stdout).unwrap()),
+        proc_cpuinfo_common_flags()
+    );
+}

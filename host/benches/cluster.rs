@@ -65,7 +65,7 @@ fn benches(c: &mut Criterion) {
         cluster: cluster.clone(),
         ..Membership::this_machine()
     };
-    let runtime = PolicyRuntime::default_policy(Limits::default()).unwrap();
+    let runtime = Arc::new(PolicyRuntime::default_policy(Limits::default()).unwrap());
     let dir = tempfile::tempdir().unwrap();
     let capabilities = Arc::new(Capabilities::new(
         CacheStore::new(dir.path()),

@@ -24,7 +24,7 @@ const MAX_AGE_MS: u64 = 86_400_000;
 struct OneNode {
     _dir: tempfile::TempDir,
     capabilities: Arc<Capabilities>,
-    runtime: PolicyRuntime,
+    runtime: Arc<PolicyRuntime>,
     cluster: Cluster,
     tokio: tokio::runtime::Runtime,
 }
@@ -49,7 +49,7 @@ impl OneNode {
         let node = OneNode {
             _dir: dir,
             capabilities,
-            runtime,
+            runtime: Arc::new(runtime),
             cluster: Cluster::this_machine(),
             tokio,
         };

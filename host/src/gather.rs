@@ -1,9 +1,10 @@
 //! Asks the policy for every member's resources at once: one plugin
-//! instance per node, bounded concurrency, results in membership order.
+//! instance per node, each call its own tokio task (so guests run on every
+//! worker thread), bounded concurrency, results in membership order.
 
 use std::sync::Arc;
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use futures::stream::{self, StreamExt};
 use indicatif::ProgressBar;
 
@@ -25,23 +26,29 @@ pub struct Gathered {
 /// an outcome, not an error; a broken policy (trap, bad configuration) is.
 /// `progress` advances as each member finishes (pass `ProgressBar::hidden()` for none).
 pub async fn gather(
-    runtime: &PolicyRuntime,
+    runtime: &Arc<PolicyRuntime>,
     capabilities: Arc<Capabilities>,
     members: &[Member],
     concurrency: usize,
     progress: &ProgressBar,
 ) -> Result<Vec<Gathered>> {
     let calls = members.iter().map(|member| {
-        let capabilities = capabilities.clone();
-        async move {
-            let result = runtime.get_node_resources(capabilities, member).await;
+        let (runtime, capabilities, member, progress) = (
+            runtime.clone(),
+            capabilities.clone(),
+            member.clone(),
+            progress.clone(),
+        );
+        tokio::spawn(async move {
+            let result = runtime.get_node_resources(capabilities, &member).await;
             progress.inc(1);
-            (member.clone(), result)
-        }
+            (member, result)
+        })
     });
     let results: Vec<_> = stream::iter(calls).buffered(concurrency.max(1)).collect().await;
     let mut gathered = Vec::with_capacity(results.len());
-    for (member, result) in results {
+    for joined in results {
+        let (member, result) = joined.context("a policy call panicked")?;
         let outcome = match result? {
             Ok(resources) => Ok(resources),
             Err(PolicyFailure::Unavailable(error)) => Err(error),

@@ -74,11 +74,12 @@ class Policy(exports.Policy):
                     verdict = t.NodeVerdict_ExcludedArch(node.cpu.architecture)
                 elif not groups:
                     verdict = t.NodeVerdict_NoData("reports no CPU cores")
-                elif any(not g.flags for g in groups):
+                elif any(not g.flags.split() for g in groups):
                     verdict = t.NodeVerdict_NoData("reports no CPU flags for some cores")
                 else:
                     for group in groups:
-                        common = set(group.flags) if common is None else common & set(group.flags)
+                        flags = set(group.flags.split())  # one space-separated string per group
+                        common = flags if common is None else common & flags
                     verdict = t.NodeVerdict_Included()
             nodes.append(t.NodeOutcome(report.name, verdict))
         return t.ClusterFlags(architecture, sorted(common or []), nodes)

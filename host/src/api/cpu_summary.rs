@@ -1,6 +1,7 @@
 //! The part of a resources document the flag intersection needs, read
 //! without materialising the rest of the document.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
@@ -19,35 +20,57 @@ pub struct CoreGroup {
     pub flags: Vec<String>,
 }
 
+// Views borrow from the document: flag names are allocated once per group
+// of identical cores, not once per core.
 #[derive(Deserialize)]
-struct DocumentView {
-    cpu: CpuView,
+struct DocumentView<'a> {
+    #[serde(borrow)]
+    cpu: CpuView<'a>,
 }
 
 #[derive(Deserialize)]
-struct CpuView {
+struct CpuView<'a> {
     architecture: String,
-    #[serde(default)]
-    sockets: Option<Vec<SocketView>>,
+    #[serde(default, borrow)]
+    sockets: Option<Vec<SocketView<'a>>>,
 }
 
 #[derive(Deserialize)]
-struct SocketView {
-    #[serde(default)]
-    cores: Option<Vec<CoreView>>,
+struct SocketView<'a> {
+    #[serde(default, borrow)]
+    cores: Option<Vec<CoreView<'a>>>,
 }
 
 #[derive(Deserialize)]
-struct CoreView {
-    #[serde(default)]
-    flags: Option<Vec<String>>,
+struct CoreView<'a> {
+    #[serde(default, borrow)]
+    flags: Option<Vec<Cow<'a, str>>>,
+}
+
+/// Why a document cannot be summarised.
+#[derive(Debug, thiserror::Error)]
+pub enum SummaryError {
+    #[error("{0}")]
+    Json(#[from] serde_json::Error),
+    #[error("flag {0:?} is not a flag name (1-64 of A-Z a-z 0-9 _ . -)")]
+    NotAFlag(String),
+}
+
+/// What a CPU flag name looks like on every architecture Linux reports:
+/// nothing that could break a line, a terminal or a space-separated list.
+fn is_flag_shaped(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
 }
 
 impl CpuSummary {
-    /// Summarises a bare `api.Resources` JSON document.
-    pub fn from_document(document: &str) -> Result<CpuSummary, serde_json::Error> {
+    /// Summarises a bare `api.Resources` JSON document; a flag that is not
+    /// flag-shaped makes the document unusable.
+    pub fn from_document(document: &str) -> Result<CpuSummary, SummaryError> {
         let view: DocumentView = serde_json::from_str(document)?;
-        let mut groups: BTreeMap<Vec<String>, u32> = BTreeMap::new();
+        let mut groups: BTreeMap<Vec<Cow<str>>, u32> = BTreeMap::new();
         let cores = view
             .cpu
             .sockets
@@ -56,6 +79,9 @@ impl CpuSummary {
             .flat_map(|s| s.cores.into_iter().flatten());
         for core in cores {
             let mut flags = core.flags.unwrap_or_default();
+            if let Some(bad) = flags.iter().find(|flag| !is_flag_shaped(flag)) {
+                return Err(SummaryError::NotAFlag(bad.to_string()));
+            }
             flags.sort_unstable();
             flags.dedup();
             *groups.entry(flags).or_default() += 1;
@@ -64,7 +90,10 @@ impl CpuSummary {
             architecture: view.cpu.architecture,
             core_groups: groups
                 .into_iter()
-                .map(|(flags, cores)| CoreGroup { cores, flags })
+                .map(|(flags, cores)| CoreGroup {
+                    cores,
+                    flags: flags.into_iter().map(Cow::into_owned).collect(),
+                })
                 .collect(),
         })
     }
@@ -103,6 +132,20 @@ mod tests {
                 },
             ]
         );
+    }
+
+    #[test]
+    fn names_that_are_not_flags_are_refused() {
+        for bad in ["x\nINJECTED", "a b", "", "\u{1b}[31m", "nul\u{0}"] {
+            let doc = format!(
+                r#"{{"cpu":{{"architecture":"x86_64","sockets":[{{"cores":[{{"flags":["fpu",{}]}}]}}]}}}}"#,
+                serde_json::json!(bad)
+            );
+            assert!(
+                matches!(CpuSummary::from_document(&doc), Err(SummaryError::NotAFlag(_))),
+                "{bad:?}"
+            );
+        }
     }
 
     #[test]

@@ -13,7 +13,8 @@ use super::{node, policy, query};
 use crate::capabilities::Capabilities;
 use crate::membership::Membership;
 use crate::remote::RemoteFetcher;
-use crate::runtime::{Limits, PolicyRuntime};
+use crate::runtime::artifacts::ArtifactCache;
+use crate::runtime::{Loader, PolicyRuntime};
 use crate::store::CacheStore;
 
 pub async fn run(cli: Cli) -> Result<(), Failure> {
@@ -41,10 +42,10 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Trust { command } => node::trust_command(&cli, command),
         Command::Policy {
             command: PolicyCommand::Check { policy },
-        } => policy::policy_check(policy).await,
+        } => policy::policy_check(&cli, policy).await,
         Command::Policy {
             command: PolicyCommand::List,
-        } => policy::policy_list().await,
+        } => policy::policy_list(&cli).await,
     }
 }
 
@@ -78,20 +79,36 @@ pub(super) fn capabilities(
     config: BTreeMap<String, String>,
     membership: &Membership,
 ) -> anyhow::Result<Arc<Capabilities>> {
-    let root = match &cli.cache_dir {
-        Some(dir) => dir.clone(),
-        None => CacheStore::default_root()?,
-    };
+    let root = cache_root(cli)?;
     let remote = RemoteFetcher::for_membership(membership)?;
     Ok(Arc::new(
         Capabilities::new(CacheStore::new(&root), config, remote).with_random_seed(cli.random_seed),
     ))
 }
 
-pub(super) fn load_policy(cli: &Cli) -> anyhow::Result<PolicyRuntime> {
-    match &cli.policy {
-        Some(choice) => PolicyRuntime::from_choice(choice, Limits::default()),
-        None => PolicyRuntime::default_policy(Limits::default()),
+fn cache_root(cli: &Cli) -> anyhow::Result<std::path::PathBuf> {
+    match &cli.cache_dir {
+        Some(dir) => Ok(dir.clone()),
+        None => CacheStore::default_root(),
+    }
+}
+
+/// The policy `--policy` names (the default one without it), with a pool
+/// for `instances` at once, compiled only when no trusted artifact of it is
+/// kept under `<cache-dir>/compiled/`.
+pub(super) fn load_policy(cli: &Cli, instances: usize) -> anyhow::Result<PolicyRuntime> {
+    loader(cli, instances).load(cli.policy.as_deref())
+}
+
+pub(super) fn loader(cli: &Cli, instances: usize) -> Loader {
+    let artifacts = cache_root(cli)
+        .and_then(|root| ArtifactCache::open(&root.join("compiled")))
+        .map_err(|e| tracing::warn!("not keeping compiled policies: {e:#}"))
+        .ok();
+    Loader {
+        instances: u32::try_from(instances).unwrap_or(u32::MAX),
+        artifacts,
+        ..Loader::default()
     }
 }
 

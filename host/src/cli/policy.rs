@@ -4,15 +4,16 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::Failure;
-use super::commands::print;
+use super::args::Cli;
+use super::commands::{loader, print};
 use crate::capabilities::Capabilities;
 use crate::model::PolicyInfo;
 use crate::remote::RemoteFetcher;
-use crate::runtime::{Limits, PolicyRuntime, embedded};
+use crate::runtime::{PolicyRuntime, embedded};
 use crate::store::CacheStore;
 
-pub(super) async fn policy_check(choice: &str) -> Result<(), Failure> {
-    let runtime = PolicyRuntime::from_choice(choice, Limits::default())?;
+pub(super) async fn policy_check(cli: &Cli, choice: &str) -> Result<(), Failure> {
+    let runtime = loader(cli, 1).load(Some(choice))?;
     let info = describe(&runtime).await?;
     print(&format!(
         "{}: ok\n{}",
@@ -21,10 +22,11 @@ pub(super) async fn policy_check(choice: &str) -> Result<(), Failure> {
     ))
 }
 
-pub(super) async fn policy_list() -> Result<(), Failure> {
+pub(super) async fn policy_list(cli: &Cli) -> Result<(), Failure> {
+    let loader = loader(cli, 1);
     let mut text = String::new();
     for policy in embedded::all() {
-        let runtime = PolicyRuntime::embedded(policy.name, Limits::default())?;
+        let runtime = loader.load(Some(policy.name))?;
         let info = describe(&runtime).await?;
         text.push_str(&described(&info, &runtime));
         text.push('\n');

@@ -40,7 +40,7 @@ pub(super) async fn resources(
         }
     };
     let capabilities = capabilities(cli, config, membership)?;
-    let runtime = load_policy(cli)?;
+    let runtime = load_policy(cli, 1)?;
     let outcome = runtime
         .get_node_resources(capabilities, &member.as_member())
         .await?;
@@ -68,7 +68,7 @@ pub(super) async fn resources_all(
     config: BTreeMap<String, String>,
 ) -> Result<(), Failure> {
     let capabilities = capabilities(cli, config, membership)?;
-    let runtime = load_policy(cli)?;
+    let runtime = std::sync::Arc::new(load_policy(cli, instances_for(membership))?);
     let members: Vec<_> = membership.cluster.members.iter().map(|m| m.as_member()).collect();
     let progress = progress_bar(members.len());
     let gathered = gather(&runtime, capabilities, &members, DEFAULT_CONCURRENCY, &progress).await?;
@@ -111,7 +111,7 @@ pub(super) async fn cpu_flags_command(
     allow_partial: bool,
 ) -> Result<(), Failure> {
     let capabilities = capabilities(cli, config, membership)?;
-    let runtime = load_policy(cli)?;
+    let runtime = std::sync::Arc::new(load_policy(cli, instances_for(membership))?);
     let progress = progress_bar(membership.cluster.members.len());
     let cluster = &membership.cluster;
     let report = cpu_flags(
@@ -147,6 +147,12 @@ pub(super) async fn cpu_flags_command(
         FlagsFormat::List => print(&format::flag_list(&report.flags)),
         FlagsFormat::Json => print(&format::pretty_json(&report)),
     }
+}
+
+/// Instances alive at once for a whole-cluster question: one per member
+/// asked concurrently, and one for the intersection.
+fn instances_for(membership: &Membership) -> usize {
+    membership.cluster.members.len().min(DEFAULT_CONCURRENCY) + 1
 }
 
 /// A bar on stderr while asking many members; indicatif draws nothing when

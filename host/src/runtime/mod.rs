@@ -8,6 +8,7 @@
 //! module knows there is more than one contract. [`embedded`] is the shelf
 //! of policies built into the binary.
 
+pub mod artifacts;
 pub mod contract;
 pub mod embedded;
 mod sandbox;
@@ -27,10 +28,94 @@ use crate::model::{ClusterFlags, Member, NodeReport, NodeResources, PolicyFailur
 pub use sandbox::Limits;
 use sandbox::PluginState;
 
-/// Instances that may be alive at once: `gather`'s concurrency plus headroom.
-const POOLED_INSTANCES: u32 = 256;
+/// Instances alive at once when the caller does not say: `gather`'s
+/// concurrency plus headroom.
+pub const DEFAULT_INSTANCES: u32 = 256;
 /// Memory, table and stack bytes kept mapped between instances.
 const RESIDENT_BYTES: usize = 256 << 10;
+
+/// How policies are loaded: their limits, how many instances may be alive
+/// at once (the pool is sized to the work: one for a one-node question), and
+/// where compiled policies are kept between runs.
+#[derive(Debug, Clone)]
+pub struct Loader {
+    pub limits: Limits,
+    pub instances: u32,
+    pub artifacts: Option<artifacts::ArtifactCache>,
+}
+
+impl Default for Loader {
+    fn default() -> Self {
+        Loader {
+            limits: Limits::default(),
+            instances: DEFAULT_INSTANCES,
+            artifacts: None,
+        }
+    }
+}
+
+impl Loader {
+    /// `--policy`: an embedded policy's name or a component file; `None` is the default.
+    pub fn load(&self, choice: Option<&str>) -> Result<PolicyRuntime> {
+        let choice = choice.unwrap_or(embedded::DEFAULT);
+        if embedded::is_name(choice) {
+            let policy = embedded::find(choice)?;
+            self.load_bytes(policy.component, &format!("\"{choice}\" (embedded)"))
+        } else {
+            let path = Path::new(choice);
+            let bytes = read_policy_file(path)?;
+            self.load_bytes(&bytes, &path.display().to_string())
+        }
+    }
+
+    /// Checks, compiles (or takes from the artifact cache) and
+    /// pre-instantiates a policy; `origin` names it in errors.
+    pub fn load_bytes(&self, bytes: &[u8], origin: &str) -> Result<PolicyRuntime> {
+        contract::check_binary_kind(bytes).with_context(|| format!("policy {origin}"))?;
+        let engine = PolicyRuntime::engine(&self.limits, self.instances)?;
+        let component = match &self.artifacts {
+            Some(cache) => cache.component(&engine, bytes).map(|(component, obtained)| {
+                tracing::debug!(policy = origin, ?obtained, "loaded");
+                component
+            }),
+            None => Component::new(&engine, bytes).map_err(anyhow::Error::from),
+        }
+        .with_context(|| format!("policy {origin}: not a valid component"))?;
+        let contract =
+            contract::contract_of(&component, &engine).with_context(|| format!("policy {origin}"))?;
+        let mut linker = Linker::new(&engine);
+        sandbox::add_wasi(&mut linker)?;
+        let pre = VersionedPre::new(&contract, &mut linker, &component).with_context(|| {
+            format!("policy {origin}: its imports or exports do not match contract {contract}")
+        })?;
+        Ok(PolicyRuntime {
+            engine,
+            pre,
+            contract,
+            limits: self.limits.clone(),
+            origin: origin.to_string(),
+        })
+    }
+}
+
+/// A component file, read with a bound: no policy is near 256 MiB.
+fn read_policy_file(path: &Path) -> Result<Vec<u8>> {
+    use std::io::Read;
+    const MAX_POLICY_BYTES: u64 = 256 << 20;
+    let file = std::fs::File::open(path).with_context(|| format!("cannot read policy {}", path.display()))?;
+    let mut bytes = Vec::new();
+    file.take(MAX_POLICY_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .with_context(|| format!("cannot read policy {}", path.display()))?;
+    if bytes.len() as u64 > MAX_POLICY_BYTES {
+        anyhow::bail!(
+            "policy {}: larger than {} MiB",
+            path.display(),
+            MAX_POLICY_BYTES >> 20
+        );
+    }
+    Ok(bytes)
+}
 
 /// A pre-instantiated component of one contract version.
 enum VersionedPre {
@@ -62,16 +147,23 @@ pub struct PolicyRuntime {
 }
 
 impl PolicyRuntime {
-    /// The engine every policy runs on. Instances come from a pool, so a
-    /// per-node instantiation reuses memory and fiber stacks instead of
-    /// mapping fresh ones; the pool is sized for `gather`'s concurrency.
-    pub fn engine(limits: &Limits) -> Result<Engine> {
+    /// The engine a policy runs on. Instances come from a pool of
+    /// `instances` slots, so a per-node instantiation reuses memory and fiber
+    /// stacks instead of mapping fresh ones. Where the pool's address space
+    /// cannot be reserved (a low `ulimit -v`), instances are allocated on
+    /// demand instead: slower per call, but it runs.
+    pub fn engine(limits: &Limits, instances: u32) -> Result<Engine> {
+        let instances = instances.max(1);
         let mut pool = PoolingAllocationConfig::default();
-        pool.total_component_instances(POOLED_INSTANCES)
-            .total_core_instances(POOLED_INSTANCES * 8)
-            .total_memories(POOLED_INSTANCES * 2)
-            .total_tables(POOLED_INSTANCES * 4)
-            .total_stacks(POOLED_INSTANCES)
+        // Per instance: the shelf's Rust components have one core instance,
+        // memory and table; a componentize-py component has about twenty
+        // core instances and several memories and tables. The floors let one
+        // such instance run in a one-instance pool.
+        pool.total_component_instances(instances)
+            .total_core_instances(instances * 8 + 24)
+            .total_memories(instances * 2 + 6)
+            .total_tables(instances * 4 + 12)
+            .total_stacks(instances)
             .max_memory_size(limits.memory_bytes)
             // Reset the first pages by memset instead of madvise: cheaper than
             // the page faults and TLB shootdowns of decommitting them.
@@ -79,13 +171,18 @@ impl PolicyRuntime {
             .table_keep_resident(RESIDENT_BYTES)
             .async_stack_keep_resident(RESIDENT_BYTES);
         let mut config = Config::new();
-        config
-            .consume_fuel(true)
-            .concurrency_support(false)
-            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
-        Engine::new(&config)
-            .map_err(anyhow::Error::from)
-            .context("cannot start wasmtime")
+        config.consume_fuel(true).concurrency_support(false);
+        config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        match Engine::new(&config) {
+            Ok(engine) => Ok(engine),
+            Err(error) => {
+                tracing::warn!("no instance pool ({error}); allocating instances on demand");
+                config.allocation_strategy(InstanceAllocationStrategy::OnDemand);
+                Engine::new(&config)
+                    .map_err(anyhow::Error::from)
+                    .context("cannot start wasmtime")
+            }
+        }
     }
 
     /// The embedded default policy.
@@ -95,45 +192,34 @@ impl PolicyRuntime {
 
     /// A policy of the embedded shelf, by name.
     pub fn embedded(name: &str, limits: Limits) -> Result<Self> {
-        let policy = embedded::find(name)?;
-        Self::from_bytes(policy.component, &format!("\"{name}\" (embedded)"), limits)
+        Loader {
+            limits,
+            ..Loader::default()
+        }
+        .load(Some(name))
     }
 
     /// `--policy`: a path to a `.wasm` file, or the name of an embedded policy.
     pub fn from_choice(choice: &str, limits: Limits) -> Result<Self> {
-        if embedded::is_name(choice) {
-            Self::embedded(choice, limits)
-        } else {
-            Self::from_file(Path::new(choice), limits)
+        Loader {
+            limits,
+            ..Loader::default()
         }
+        .load(Some(choice))
     }
 
     pub fn from_file(path: &Path, limits: Limits) -> Result<Self> {
-        let bytes = std::fs::read(path).with_context(|| format!("cannot read policy {}", path.display()))?;
+        let bytes = read_policy_file(path)?;
         Self::from_bytes(&bytes, &path.display().to_string(), limits)
     }
 
     /// Checks, compiles and pre-instantiates a policy; `origin` names it in errors.
     pub fn from_bytes(bytes: &[u8], origin: &str, limits: Limits) -> Result<Self> {
-        contract::check_binary_kind(bytes).with_context(|| format!("policy {origin}"))?;
-        let engine = Self::engine(&limits)?;
-        let component = Component::new(&engine, bytes)
-            .map_err(anyhow::Error::from)
-            .with_context(|| format!("policy {origin}: not a valid component"))?;
-        let contract =
-            contract::contract_of(&component, &engine).with_context(|| format!("policy {origin}"))?;
-        let mut linker = Linker::new(&engine);
-        sandbox::add_wasi(&mut linker)?;
-        let pre = VersionedPre::new(&contract, &mut linker, &component).with_context(|| {
-            format!("policy {origin}: its imports or exports do not match contract {contract}")
-        })?;
-        Ok(PolicyRuntime {
-            engine,
-            pre,
-            contract,
+        Loader {
             limits,
-            origin: origin.to_string(),
-        })
+            ..Loader::default()
+        }
+        .load_bytes(bytes, origin)
     }
 
     pub fn contract(&self) -> &contract::ContractVersion {

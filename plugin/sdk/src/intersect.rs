@@ -1,7 +1,5 @@
 //! The cluster's common CPU flags: those every core of every included node has.
 
-use std::collections::BTreeSet;
-
 use crate::host::describe_error;
 use crate::types::*;
 
@@ -12,7 +10,7 @@ use crate::types::*;
 /// `no-data`: the result cannot vouch for it, and the host decides whether a
 /// partial answer is acceptable. Unlike Incus, nothing is silently skipped.
 pub fn cluster_cpu_flags(reports: &[NodeReport], architecture: &str) -> ClusterFlags {
-    let mut common: Option<BTreeSet<&str>> = None;
+    let mut common: Option<Vec<&str>> = None;
     let nodes = reports
         .iter()
         .map(|report| NodeOutcome {
@@ -35,11 +33,7 @@ pub fn cluster_cpu_flags(reports: &[NodeReport], architecture: &str) -> ClusterF
 }
 
 /// Decides how one resolved node takes part, narrowing `common` when it is included.
-fn judge<'a>(
-    node: &'a ResolvedNode,
-    architecture: &str,
-    common: &mut Option<BTreeSet<&'a str>>,
-) -> NodeVerdict {
+fn judge<'a>(node: &'a ResolvedNode, architecture: &str, common: &mut Option<Vec<&'a str>>) -> NodeVerdict {
     if node.cpu.architecture != architecture {
         return NodeVerdict::ExcludedArch(node.cpu.architecture.clone());
     }
@@ -47,17 +41,20 @@ fn judge<'a>(
     if groups.clone().next().is_none() {
         return NodeVerdict::NoData("reports no CPU cores".into());
     }
-    if groups.clone().any(|group| group.flags.is_empty()) {
+    if groups.clone().any(|group| group.flags().next().is_none()) {
         return NodeVerdict::NoData("reports no CPU flags for some cores".into());
     }
     for group in groups {
-        let flags = group.flags.iter().map(String::as_str);
+        let mut flags: Vec<&str> = group.flags().collect();
+        if !flags.is_sorted() {
+            flags.sort_unstable();
+        }
         match common {
-            None => *common = Some(flags.collect()),
-            Some(set) => {
-                let this: BTreeSet<&str> = flags.collect();
-                set.retain(|flag| this.contains(flag));
+            None => {
+                flags.dedup();
+                *common = Some(flags);
             }
+            Some(set) => set.retain(|flag| flags.binary_search(flag).is_ok()),
         }
     }
     NodeVerdict::Included
@@ -68,13 +65,7 @@ mod tests {
     use super::*;
 
     fn node(name: &str, architecture: &str, cores: &[&[&str]]) -> NodeReport {
-        let core_groups = cores
-            .iter()
-            .map(|flags| CoreGroup {
-                cores: 1,
-                flags: flags.iter().map(|f| f.to_string()).collect(),
-            })
-            .collect();
+        let core_groups = cores.iter().map(|flags| CoreGroup::new(1, flags)).collect();
         NodeReport {
             name: name.into(),
             outcome: Ok(ResolvedNode {

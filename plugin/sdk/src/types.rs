@@ -75,10 +75,30 @@ pub struct NodeResources {
     pub refresh_error: Option<HostError>,
 }
 
+/// Cores of one node that have identical flags.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CoreGroup {
     pub cores: u32,
-    pub flags: Vec<String>,
+    /// Sorted, unique flag names separated by one space (as contract 0.2
+    /// carries them: one string per group, not one per flag); see [`CoreGroup::flags`].
+    pub flags: String,
+}
+
+impl CoreGroup {
+    pub fn new<S: AsRef<str>>(cores: u32, flags: &[S]) -> CoreGroup {
+        let mut sorted: Vec<&str> = flags.iter().map(AsRef::as_ref).collect();
+        sorted.sort_unstable();
+        sorted.dedup();
+        CoreGroup {
+            cores,
+            flags: sorted.join(" "),
+        }
+    }
+
+    /// The flag names, in order.
+    pub fn flags(&self) -> impl Iterator<Item = &str> + Clone {
+        self.flags.split_ascii_whitespace()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -262,10 +262,7 @@ fn report_from_wit(report: wit::NodeReport) -> NodeReport {
                         .cpu
                         .core_groups
                         .into_iter()
-                        .map(|g| CoreGroup {
-                            cores: g.cores,
-                            flags: g.flags,
-                        })
+                        .map(|g| CoreGroup::new(g.cores, &g.flags))
                         .collect(),
                 },
             })

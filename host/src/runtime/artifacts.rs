@@ -1,0 +1,260 @@
+//! Compiled policies kept between runs, so a CLI call that loads a policy it
+//! has seen deserializes it (under a millisecond) instead of compiling it
+//! with Cranelift (about 100 ms for the shelf, 9 s for the Python example).
+//!
+//! wasmtime's own means: `Engine::precompile_component` writes an artifact,
+//! `Component::deserialize` maps it back. Deserializing is unsafe in the
+//! sense that wasmtime trusts the bytes to be its own output, so an artifact
+//! is only ever read from a directory this user alone can write (owner and
+//! mode checked, else refused with the reason, and the policy is compiled as
+//! if there were no cache), and only after its SHA-256, stored in front of
+//! it, matches: a damaged artifact is recompiled, never trusted. Its name is
+//! the component's digest and the engine's compatibility hash, so a changed
+//! policy or a new nodecache build is a miss, never a stale hit.
+
+use std::fmt::Write as _;
+use std::fs;
+use std::hash::{Hash, Hasher};
+use std::io::Write as _;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use wasmtime::Engine;
+use wasmtime::component::Component;
+
+/// Where compiled policies are kept: `<cache-dir>/compiled/`.
+#[derive(Debug, Clone)]
+pub struct ArtifactCache {
+    dir: PathBuf,
+}
+
+/// How a component was obtained, for logs and tests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Obtained {
+    /// Deserialized from a whole artifact.
+    Cached,
+    /// Compiled: there was no artifact for this component and engine.
+    Compiled,
+    /// Compiled: the artifact was there but could not be trusted (why).
+    Recompiled(String),
+}
+
+const DIGEST_LEN: usize = 32;
+
+fn sha256(bytes: &[u8]) -> [u8; DIGEST_LEN] {
+    let digest = ring::digest::digest(&ring::digest::SHA256, bytes);
+    digest.as_ref().try_into().expect("SHA-256 is 32 bytes")
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().fold(String::new(), |mut text, byte| {
+        let _ = write!(text, "{byte:02x}");
+        text
+    })
+}
+
+impl ArtifactCache {
+    /// Opens (making it, mode 0700, if missing) the artifact directory, or
+    /// says why it cannot be trusted: not a directory, another owner, or
+    /// writable by group or others.
+    pub fn open(dir: &Path) -> Result<ArtifactCache> {
+        if !dir.exists() {
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+        }
+        check_private(dir, true)?;
+        Ok(ArtifactCache {
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The artifact's path for `component` on `engine`.
+    pub fn path_for(&self, engine: &Engine, component: &[u8]) -> PathBuf {
+        let mut hasher = std::hash::DefaultHasher::new();
+        engine.precompile_compatibility_hash().hash(&mut hasher);
+        env!("CARGO_PKG_VERSION").hash(&mut hasher);
+        let component_digest = hex(&sha256(component)[..16]);
+        self.dir
+            .join(format!("{component_digest}-{:016x}.cwasm", hasher.finish()))
+    }
+
+    /// The compiled component: deserialized from its artifact when a whole,
+    /// private one exists, else compiled and its artifact written.
+    pub fn component(&self, engine: &Engine, bytes: &[u8]) -> Result<(Component, Obtained)> {
+        let path = self.path_for(engine, bytes);
+        let obtained = match self.read_trusted(&path) {
+            Ok(Some(artifact)) => {
+                // SAFETY: the bytes are an artifact this user's nodecache wrote
+                // (private directory and file) with `precompile_component` for an
+                // engine of the same compatibility hash, and they are whole (their
+                // SHA-256 matches); wasmtime also checks the header and version.
+                match unsafe { Component::deserialize(engine, &artifact) } {
+                    Ok(component) => return Ok((component, Obtained::Cached)),
+                    Err(e) => Obtained::Recompiled(format!("wasmtime refused it: {e}")),
+                }
+            }
+            Ok(None) => Obtained::Compiled,
+            Err(why) => Obtained::Recompiled(format!("{why:#}")),
+        };
+        if let Obtained::Recompiled(why) = &obtained {
+            tracing::warn!("compiled policy {}: {why}; compiling again", path.display());
+        }
+        let artifact = engine.precompile_component(bytes).map_err(anyhow::Error::from)?;
+        // SAFETY: these bytes come from `precompile_component` on this engine, just now.
+        let component = unsafe { Component::deserialize(engine, &artifact) }.map_err(anyhow::Error::from)?;
+        if let Err(e) = self.write(&path, &artifact) {
+            tracing::warn!("cannot keep the compiled policy: {e:#}");
+        }
+        Ok((component, obtained))
+    }
+
+    /// The artifact at `path` if it is there, private and whole.
+    fn read_trusted(&self, path: &Path) -> Result<Option<Vec<u8>>> {
+        let bytes = match fs::read(path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+        };
+        check_private(path, false)?;
+        if bytes.len() < DIGEST_LEN {
+            bail!("{} bytes: too short to be an artifact", bytes.len());
+        }
+        let (digest, artifact) = bytes.split_at(DIGEST_LEN);
+        if sha256(artifact) != digest {
+            bail!("its digest does not match: damaged");
+        }
+        Ok(Some(artifact.to_vec()))
+    }
+
+    /// Writes `digest || artifact` through a private temporary file and a rename.
+    fn write(&self, path: &Path, artifact: &[u8]) -> Result<()> {
+        let mut temp = tempfile::Builder::new()
+            .prefix(".tmp-")
+            .permissions(fs::Permissions::from_mode(0o600))
+            .tempfile_in(&self.dir)
+            .with_context(|| format!("cannot create a file in {}", self.dir.display()))?;
+        temp.write_all(&sha256(artifact))?;
+        temp.write_all(artifact)?;
+        temp.persist(path)
+            .map_err(|e| e.error)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        Ok(())
+    }
+}
+
+/// Owned by this user, and writable by nobody else.
+fn check_private(path: &Path, directory: bool) -> Result<()> {
+    let metadata =
+        fs::symlink_metadata(path).with_context(|| format!("cannot inspect {}", path.display()))?;
+    let kind_ok = if directory {
+        metadata.is_dir()
+    } else {
+        metadata.is_file()
+    };
+    if !kind_ok {
+        bail!(
+            "{} is not a {}",
+            path.display(),
+            if directory { "directory" } else { "regular file" }
+        );
+    }
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    if metadata.uid() != me {
+        bail!(
+            "{} belongs to uid {}, not to this user (uid {me})",
+            path.display(),
+            metadata.uid()
+        );
+    }
+    if metadata.mode() & 0o022 != 0 {
+        bail!(
+            "{} is writable by group or others (mode {:o}); make it private: chmod go-w {}",
+            path.display(),
+            metadata.mode() & 0o7777,
+            path.display()
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::{PolicyRuntime, embedded, sandbox::Limits};
+
+    fn setup() -> (tempfile::TempDir, ArtifactCache, Engine, &'static [u8]) {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = ArtifactCache::open(&dir.path().join("compiled")).unwrap();
+        let engine = PolicyRuntime::engine(&Limits::default(), 4).unwrap();
+        let bytes = embedded::find("default").unwrap().component;
+        (dir, cache, engine, bytes)
+    }
+
+    #[test]
+    fn a_second_load_is_a_hit_and_another_component_a_miss() {
+        let (_dir, cache, engine, bytes) = setup();
+        assert_eq!(cache.component(&engine, bytes).unwrap().1, Obtained::Compiled);
+        assert_eq!(cache.component(&engine, bytes).unwrap().1, Obtained::Cached);
+        let other = embedded::find("pinned").unwrap().component;
+        assert_eq!(cache.component(&engine, other).unwrap().1, Obtained::Compiled);
+        let mode = fs::metadata(cache.path_for(&engine, bytes)).unwrap().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+
+    #[test]
+    fn a_damaged_artifact_is_recompiled_not_trusted() {
+        let (_dir, cache, engine, bytes) = setup();
+        cache.component(&engine, bytes).unwrap();
+        let path = cache.path_for(&engine, bytes);
+        let mut artifact = fs::read(&path).unwrap();
+        let middle = artifact.len() / 2;
+        artifact[middle] ^= 0xff;
+        fs::write(&path, &artifact).unwrap();
+        match cache.component(&engine, bytes).unwrap().1 {
+            Obtained::Recompiled(why) => assert!(why.contains("damaged"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(cache.component(&engine, bytes).unwrap().1, Obtained::Cached);
+        fs::write(&path, b"short").unwrap();
+        assert!(matches!(
+            cache.component(&engine, bytes).unwrap().1,
+            Obtained::Recompiled(_)
+        ));
+    }
+
+    #[test]
+    fn a_directory_others_can_write_is_refused_with_the_reason() {
+        let dir = tempfile::tempdir().unwrap();
+        let shared = dir.path().join("compiled");
+        fs::create_dir(&shared).unwrap();
+        fs::set_permissions(&shared, fs::Permissions::from_mode(0o775)).unwrap();
+        let error = format!("{:#}", ArtifactCache::open(&shared).unwrap_err());
+        assert!(
+            error.contains("writable by group or others (mode 775)"),
+            "{error}"
+        );
+        fs::set_permissions(&shared, fs::Permissions::from_mode(0o700)).unwrap();
+        assert!(ArtifactCache::open(&shared).is_ok());
+    }
+
+    #[test]
+    fn an_artifact_others_can_write_is_not_read() {
+        let (_dir, cache, engine, bytes) = setup();
+        cache.component(&engine, bytes).unwrap();
+        let path = cache.path_for(&engine, bytes);
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o666)).unwrap();
+        match cache.component(&engine, bytes).unwrap().1 {
+            Obtained::Recompiled(why) => assert!(why.contains("writable by group or others"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+    }
+}
