@@ -70,7 +70,10 @@ impl CpuSummary {
     /// flag-shaped makes the document unusable.
     pub fn from_document(document: &str) -> Result<CpuSummary, SummaryError> {
         let view: DocumentView = serde_json::from_str(document)?;
-        let mut groups: BTreeMap<Vec<Cow<str>>, u32> = BTreeMap::new();
+        // Cores of a node nearly always list the same flags in the same
+        // order: group them as listed (an equality test), and sort and
+        // check each group once, not each core.
+        let mut as_listed: Vec<(Vec<Cow<str>>, u32)> = Vec::new();
         let cores = view
             .cpu
             .sockets
@@ -78,13 +81,20 @@ impl CpuSummary {
             .flatten()
             .flat_map(|s| s.cores.into_iter().flatten());
         for core in cores {
-            let mut flags = core.flags.unwrap_or_default();
+            let flags = core.flags.unwrap_or_default();
+            match as_listed.iter_mut().find(|(listed, _)| *listed == flags) {
+                Some((_, count)) => *count += 1,
+                None => as_listed.push((flags, 1)),
+            }
+        }
+        let mut groups: BTreeMap<Vec<Cow<str>>, u32> = BTreeMap::new();
+        for (mut flags, count) in as_listed {
             if let Some(bad) = flags.iter().find(|flag| !is_flag_shaped(flag)) {
                 return Err(SummaryError::NotAFlag(bad.to_string()));
             }
             flags.sort_unstable();
             flags.dedup();
-            *groups.entry(flags).or_default() += 1;
+            *groups.entry(flags).or_default() += count;
         }
         Ok(CpuSummary {
             architecture: view.cpu.architecture,
