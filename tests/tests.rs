@@ -6,4 +6,5 @@ mod cli;
 mod cluster;
 mod incus;
 mod policies;
+mod serving;
 mod util;

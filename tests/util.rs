@@ -63,10 +63,17 @@ impl Drop for Server {
 /// Starts `nodecache [--state-dir DIR] serve --listen 127.0.0.1:0 ARGS` and
 /// waits for the address it prints.
 pub fn spawn_serve(state_dir: Option<&Path>, args: &[&str]) -> Server {
-    let mut command = Command::new(BIN);
-    if let Some(dir) = state_dir {
-        command.arg("--state-dir").arg(dir);
+    match state_dir {
+        Some(dir) => spawn_serve_with(&["--state-dir", dir.to_str().unwrap()], args),
+        None => spawn_serve_with(&[], args),
     }
+}
+
+/// Starts `nodecache GLOBAL… serve --listen 127.0.0.1:0 ARGS` and waits for
+/// the address it prints.
+pub fn spawn_serve_with(global: &[&str], args: &[&str]) -> Server {
+    let mut command = Command::new(BIN);
+    command.args(global);
     let mut child = command
         .args(["serve", "--listen", "127.0.0.1:0"])
         .args(args)
@@ -75,9 +82,10 @@ pub fn spawn_serve(state_dir: Option<&Path>, args: &[&str]) -> Server {
         .spawn()
         .expect("spawn nodecache serve");
     let mut line = String::new();
-    BufReader::new(child.stderr.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    stderr.read_line(&mut line).unwrap();
+    // Keep draining its log, so a chatty server never blocks on a full pipe.
+    std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
     let address = line
         .trim()
         .strip_prefix("nodecache: listening on ")

@@ -32,13 +32,11 @@ pub async fn gather(
     concurrency: usize,
     progress: &ProgressBar,
 ) -> Result<Vec<Gathered>> {
-    let calls = members.iter().map(|member| {
-        let (runtime, capabilities, member, progress) = (
-            runtime.clone(),
-            capabilities.clone(),
-            member.clone(),
-            progress.clone(),
-        );
+    // Owned members: a closure over borrowed ones is not general enough to be
+    // `Send` for a caller that boxes this future (serve shares it between requests).
+    let owned: Vec<Member> = members.to_vec();
+    let calls = owned.into_iter().map(|member| {
+        let (runtime, capabilities, progress) = (runtime.clone(), capabilities.clone(), progress.clone());
         tokio::spawn(async move {
             let result = runtime.get_node_resources(capabilities, &member).await;
             progress.inc(1);

@@ -6,6 +6,7 @@ pub mod api;
 pub mod capabilities;
 pub mod cli;
 pub mod cluster;
+pub mod cluster_api;
 pub mod cpu_flags;
 pub mod fingerprint;
 pub mod format;

@@ -2,6 +2,11 @@
 //! Incus's envelopes, over HTTPS (TLS 1.3) with client certificates checked
 //! against the trust store. Plain HTTP only when asked, on loopback.
 //!
+//! Given a cluster file, it also answers for the whole cluster through its
+//! policy (`cluster_api`): `GET /1.0/cluster/cpu-flags[?arch=…&allow-partial=1]`
+//! and `GET /1.0/cluster/resources/{node}`. Its policy is swapped live
+//! (`runtime::slot`); `GET /1.0` says which one is active.
+//!
 //! `/1.0/resources` carries an `ETag`: this machine's hardware fingerprint
 //! (see `fingerprint`), or the digest of a recorded document. A request whose
 //! `If-None-Match` holds the current tag gets `304 Not Modified` without the
@@ -13,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use anyhow::{Context, Result, bail};
-use axum::extract::State;
+use axum::extract::{Path as UrlPath, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -22,9 +27,11 @@ use serde_json::json;
 use tokio::net::TcpListener;
 
 use crate::api::envelope::{Envelope, resources_text};
+use crate::cluster_api::{ApiError, ClusterApi};
 use crate::fingerprint;
 use crate::node_name::NodeName;
 use crate::probe;
+use crate::runtime::slot::PolicySlot;
 use crate::trust::TrustStore;
 
 /// Where `/1.0/resources` comes from.
@@ -95,6 +102,16 @@ impl RecordedFile {
 struct AppState {
     source: ResourcesSource,
     server_name: String,
+    policy: Arc<PolicySlot>,
+    cluster: Option<Arc<ClusterApi>>,
+}
+
+/// What `serve` answers with: this node's resources, its policy, and, with a
+/// cluster file, the cluster.
+pub struct Service {
+    pub source: ResourcesSource,
+    pub policy: Arc<PolicySlot>,
+    pub cluster: Option<Arc<ClusterApi>>,
 }
 
 pub struct TlsSetup {
@@ -106,6 +123,8 @@ fn router(state: AppState) -> Router {
     Router::new()
         .route("/1.0", get(server_info))
         .route("/1.0/resources", get(resources))
+        .route("/1.0/cluster/cpu-flags", get(cluster_cpu_flags))
+        .route("/1.0/cluster/resources/{node}", get(cluster_resources))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "not found") })
         .with_state(state)
 }
@@ -130,6 +149,8 @@ async fn server_info(State(state): State<AppState>) -> Response {
             "server_version": env!("CARGO_PKG_VERSION"),
             "server_name": state.server_name,
             "architectures": [std::env::consts::ARCH],
+            "policy": state.policy.status(),
+            "cluster": state.cluster.is_some(),
         },
     })))
     .into_response()
@@ -150,6 +171,67 @@ async fn resources(State(state): State<AppState>, headers: HeaderMap) -> Respons
         Ok(tagged) if matches_tag(&headers, &tagged.tag) => not_modified(&tagged.tag),
         Ok(tagged) => with_tag(raw_envelope(&tagged.document), &tagged.tag),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &format!("probe failed: {e}")),
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct FlagsQuery {
+    arch: Option<String>,
+    #[serde(rename = "allow-partial")]
+    allow_partial: Option<String>,
+}
+
+fn no_cluster() -> Response {
+    error(
+        StatusCode::NOT_FOUND,
+        "this server answers for itself only: start it with --cluster FILE",
+    )
+}
+
+fn api_error(failure: ApiError) -> Response {
+    match failure {
+        ApiError::UnknownNode(why) => error(StatusCode::NOT_FOUND, &why),
+        ApiError::NoData(why) => error(StatusCode::SERVICE_UNAVAILABLE, &why),
+        ApiError::Policy(why) => error(StatusCode::INTERNAL_SERVER_ERROR, &why),
+        ApiError::TimedOut(why) => error(StatusCode::GATEWAY_TIMEOUT, &why),
+    }
+}
+
+/// The cluster's common flags, the JSON of `nodecache cpu-flags --format json`.
+async fn cluster_cpu_flags(State(state): State<AppState>, Query(query): Query<FlagsQuery>) -> Response {
+    let Some(cluster) = state.cluster else {
+        return no_cluster();
+    };
+    let arch = query.arch.unwrap_or_else(|| std::env::consts::ARCH.to_string());
+    let allow_partial = query.allow_partial.is_some_and(|v| v != "0" && v != "false");
+    match cluster.cpu_flags(&arch).await {
+        Ok(report) if !allow_partial && !report.nodes_without_data().is_empty() => {
+            let missing: Vec<String> = report
+                .nodes_without_data()
+                .iter()
+                .map(|node| format!("{} ({})", node.name, node.error.as_deref().unwrap_or("no data")))
+                .collect();
+            error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &format!(
+                    "no data for {}, so no flag set is safe for them (allow-partial=1 computes over the rest)",
+                    missing.join("; ")
+                ),
+            )
+        }
+        Ok(report) => Json(Envelope::sync(&*report)).into_response(),
+        Err(failure) => api_error(failure),
+    }
+}
+
+/// A member's resources document, through the policy and the cache.
+async fn cluster_resources(State(state): State<AppState>, UrlPath(node): UrlPath<String>) -> Response {
+    let Some(cluster) = state.cluster else {
+        return no_cluster();
+    };
+    match cluster.resources(&node).await {
+        Ok(resources) => raw_envelope(&resources.document),
+        Err(failure) => api_error(failure),
     }
 }
 
@@ -205,11 +287,13 @@ fn raw_envelope(document: &str) -> Response {
 
 /// Serves until the process is stopped. `tls: None` is plain HTTP and only
 /// allowed on a loopback address.
-pub async fn serve(listener: TcpListener, source: ResourcesSource, tls: Option<TlsSetup>) -> Result<()> {
+pub async fn serve(listener: TcpListener, service: Service, tls: Option<TlsSetup>) -> Result<()> {
     let local = listener.local_addr().context("listener address")?;
     let state = AppState {
-        source,
+        source: service.source,
         server_name: NodeName::of_this_machine().to_string(),
+        policy: service.policy,
+        cluster: service.cluster,
     };
     let app = router(state);
     match tls {

@@ -51,7 +51,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
 
 /// The cluster file (or this machine alone) and the policy parameters:
 /// the file's `[policy]` table, overridden by `--set`.
-fn cluster_setup(cli: &Cli) -> Result<(Membership, BTreeMap<String, String>), Failure> {
+pub(super) fn cluster_setup(cli: &Cli) -> Result<(Membership, BTreeMap<String, String>), Failure> {
     let settings = parse_settings(&cli.settings)?;
     let membership = match &cli.cluster {
         Some(path) => Membership::load(path).map_err(Failure::usage)?,

@@ -10,7 +10,13 @@ use super::args::{Cli, Command, ProbeSource, TrustCommand};
 use super::commands::print;
 use crate::format;
 use crate::probe;
-use crate::serve::{ResourcesSource, TlsSetup, serve};
+use std::sync::Arc;
+
+use super::commands::{capabilities, cluster_setup, loader};
+use crate::cluster_api::ClusterApi;
+use crate::runtime::DEFAULT_INSTANCES;
+use crate::runtime::slot::PolicySlot;
+use crate::serve::{ResourcesSource, Service, TlsSetup, serve};
 use crate::trust::{self, TrustStore};
 
 pub(super) async fn probe_command(source: ProbeSource) -> Result<(), Failure> {
@@ -82,6 +88,17 @@ pub(super) async fn serve_command(cli: &Cli) -> Result<(), Failure> {
             trust: TrustStore::new(&state_dir),
         })
     };
+    // The policy (reloaded when its file changes or on SIGHUP), and the
+    // cluster it answers for when given a cluster file.
+    let (membership, config) = cluster_setup(cli)?;
+    let capabilities = capabilities(cli, config, &membership)?;
+    let loader = loader(cli, DEFAULT_INSTANCES as usize);
+    let policy = Arc::new(PolicySlot::load(cli.policy.clone(), loader, capabilities.clone()).await?);
+    policy.watch()?;
+    let cluster = cli
+        .cluster
+        .is_some()
+        .then(|| Arc::new(ClusterApi::new(membership, capabilities, policy.clone())));
     let listener = tokio::net::TcpListener::bind(address)
         .await
         .with_context(|| format!("cannot listen on {address}"))?;
@@ -89,7 +106,12 @@ pub(super) async fn serve_command(cli: &Cli) -> Result<(), Failure> {
         "nodecache: listening on {}",
         listener.local_addr().context("listener address")?
     );
-    serve(listener, source, tls).await?;
+    let service = Service {
+        source,
+        policy,
+        cluster,
+    };
+    serve(listener, service, tls).await?;
     Ok(())
 }
 

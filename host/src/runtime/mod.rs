@@ -12,6 +12,7 @@ pub mod artifacts;
 pub mod contract;
 pub mod embedded;
 mod sandbox;
+pub mod slot;
 pub mod v0_1;
 pub mod v0_2;
 

@@ -7,6 +7,10 @@
 //! - `invent-flag`: the common set gains `made-up-flag`.
 //! - `bad-document`: every document is `{"not":"resources"}`.
 //! - `write-other`: writes the cache entry of a node it was not lent.
+//! - `loop`: `get-node-resources` never returns (the instruction budget stops it).
+//! - `allocate`: allocates until the memory cap stops it.
+//! - `trap`: panics (a trap).
+//! - `huge`: returns a 48 MiB document.
 //! - anything else (or unset): behaves like the default policy without a cache.
 
 use nodecache_policy_sdk::steps::refresh;
@@ -32,6 +36,24 @@ impl Policy for Hostile {
 
     fn get_node_resources(host: &impl Host, node: &Member) -> Result<NodeResources, PolicyError> {
         match mode(host).as_str() {
+            "loop" => {
+                let mut spins = 0u64;
+                loop {
+                    spins = std::hint::black_box(spins.wrapping_add(1));
+                }
+            }
+            "allocate" => {
+                let mut hoard: Vec<Vec<u8>> = Vec::new();
+                loop {
+                    hoard.push(std::hint::black_box(vec![1u8; 1 << 20]));
+                }
+            }
+            "trap" => panic!("a deliberate trap"),
+            "huge" => {
+                let mut resources = refresh(host, node).map_err(PolicyError::Unavailable)?;
+                resources.document = "x".repeat(48 << 20);
+                Ok(resources)
+            }
             "write-other" => {
                 let document = Document {
                     body: "{}".into(),

@@ -1,0 +1,135 @@
+//! What `serve` answers for the whole cluster, when it has a cluster file:
+//! the common CPU flags and any member's resources, through the active
+//! policy and the cache, exactly as the CLI computes them.
+//!
+//! Concurrent requests for the same architecture share one computation (and
+//! every fetch is already shared); a request is bounded by the members'
+//! fetch deadline plus a margin; a policy failure fails that request, names
+//! the policy and is counted, and the server keeps answering.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::FutureExt;
+use futures::future::{BoxFuture, Shared};
+use indicatif::ProgressBar;
+
+use crate::capabilities::Capabilities;
+use crate::cpu_flags::{CpuFlagsReport, cpu_flags};
+use crate::gather::DEFAULT_CONCURRENCY;
+use crate::membership::Membership;
+use crate::model::{NodeResources, PolicyFailure};
+use crate::node_name::NodeName;
+use crate::runtime::slot::PolicySlot;
+
+/// Beyond the members' own deadline, what a request may take (policy calls, intersection).
+const REQUEST_MARGIN: Duration = Duration::from_secs(10);
+
+pub struct ClusterApi {
+    membership: Membership,
+    capabilities: Arc<Capabilities>,
+    pub slot: Arc<PolicySlot>,
+    in_flight: Mutex<HashMap<String, SharedReport>>,
+}
+
+type SharedReport = Shared<BoxFuture<'static, Result<Arc<CpuFlagsReport>, ApiError>>>;
+
+/// Why a cluster request failed, as the HTTP status it maps to.
+#[derive(Debug, Clone)]
+pub enum ApiError {
+    /// Not a member (404).
+    UnknownNode(String),
+    /// Members without data and no `allow-partial` (503), or a node without data.
+    NoData(String),
+    /// The policy failed (500), named in the message.
+    Policy(String),
+    /// The request ran past its deadline (504).
+    TimedOut(String),
+}
+
+impl ClusterApi {
+    pub fn new(membership: Membership, capabilities: Arc<Capabilities>, slot: Arc<PolicySlot>) -> ClusterApi {
+        ClusterApi {
+            membership,
+            capabilities,
+            slot,
+            in_flight: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn deadline(&self) -> Duration {
+        self.membership.deadline + REQUEST_MARGIN
+    }
+
+    /// The cluster's common flags for `arch`; requests made while one is
+    /// being computed get its answer.
+    pub async fn cpu_flags(self: &Arc<Self>, arch: &str) -> Result<Arc<CpuFlagsReport>, ApiError> {
+        let shared = {
+            let mut in_flight = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+            in_flight
+                .entry(arch.to_string())
+                .or_insert_with(|| {
+                    let (api, arch) = (self.clone(), arch.to_string());
+                    async move { api.compute_cpu_flags(&arch).await }.boxed().shared()
+                })
+                .clone()
+        };
+        let result = shared.clone().await;
+        let mut in_flight = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+        if in_flight.get(arch).is_some_and(|current| current.ptr_eq(&shared)) {
+            in_flight.remove(arch);
+        }
+        result
+    }
+
+    async fn compute_cpu_flags(&self, arch: &str) -> Result<Arc<CpuFlagsReport>, ApiError> {
+        let policy = self.slot.current();
+        let hidden = ProgressBar::hidden();
+        let run = cpu_flags(
+            &policy.runtime,
+            self.capabilities.clone(),
+            &self.membership.cluster,
+            arch,
+            DEFAULT_CONCURRENCY,
+            &hidden,
+        );
+        match tokio::time::timeout(self.deadline(), run).await {
+            Ok(Ok(report)) => Ok(Arc::new(report)),
+            Ok(Err(error)) => {
+                self.slot.count_failure();
+                Err(ApiError::Policy(format!("{error:#}")))
+            }
+            Err(_) => Err(ApiError::TimedOut(format!(
+                "cpu-flags ran past its {:.0} s deadline",
+                self.deadline().as_secs_f64()
+            ))),
+        }
+    }
+
+    /// One member's resources, through the policy and the cache.
+    pub async fn resources(&self, node: &str) -> Result<NodeResources, ApiError> {
+        let name = NodeName::parse(node).map_err(|e| ApiError::UnknownNode(e.to_string()))?;
+        let member = self.membership.cluster.find(&name).ok_or_else(|| {
+            ApiError::UnknownNode(format!("node \"{name}\" is not a member of the cluster"))
+        })?;
+        let (policy, member) = (self.slot.current(), member.as_member());
+        let call = policy
+            .runtime
+            .get_node_resources(self.capabilities.clone(), &member);
+        match tokio::time::timeout(self.deadline(), call).await {
+            Ok(Ok(Ok(resources))) => Ok(resources),
+            Ok(Ok(Err(PolicyFailure::Unavailable(error)))) => {
+                Err(ApiError::NoData(format!("{name}: {error}")))
+            }
+            Ok(Ok(Err(failure @ PolicyFailure::BadConfig(_)))) => Err(ApiError::Policy(failure.to_string())),
+            Ok(Err(error)) => {
+                self.slot.count_failure();
+                Err(ApiError::Policy(format!("{error:#}")))
+            }
+            Err(_) => Err(ApiError::TimedOut(format!(
+                "{name}: ran past the request deadline"
+            ))),
+        }
+    }
+}

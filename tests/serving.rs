@@ -1,0 +1,261 @@
+//! `serve` answering for the cluster through a policy it swaps while it
+//! runs: a steady stream of requests across three swaps (one of them to a
+//! broken file) with no failed or wrong answer, and hostile policies that
+//! fail their own requests while the server keeps answering.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::util::{Server, build_policy, http_get, policy_file, recorded_node, spawn_serve};
+
+/// Two recorded members and a cluster file naming them.
+fn members(dir: &Path) -> (Vec<Server>, PathBuf) {
+    let a = recorded_node(dir, "a", "x86_64", &["fpu", "sse2", "avx"]);
+    let b = recorded_node(dir, "b", "x86_64", &["fpu", "sse2", "aes"]);
+    let servers: Vec<Server> = [a, b]
+        .iter()
+        .map(|file| {
+            spawn_serve(
+                None,
+                &["--insecure-http", "--resources-file", file.to_str().unwrap()],
+            )
+        })
+        .collect();
+    let mut text = String::from("deadline = \"2s\"\n");
+    for (name, server) in ["a", "b"].iter().zip(&servers) {
+        text.push_str(&format!(
+            "[[member]]\nname = \"{name}\"\nurl = \"{}\"\n",
+            server.url
+        ));
+    }
+    let cluster = dir.join("cluster.toml");
+    std::fs::write(&cluster, text).unwrap();
+    (servers, cluster)
+}
+
+/// `nodecache --cluster C --policy P [--set …] serve --insecure-http`.
+fn cluster_server(dir: &Path, cluster: &Path, policy: &str, settings: &[&str]) -> Server {
+    let mut args = vec!["--insecure-http"];
+    args.extend_from_slice(settings);
+    crate::util::spawn_serve_with(
+        &[
+            "--cache-dir",
+            dir.join("cache").to_str().unwrap(),
+            "--cluster",
+            cluster.to_str().unwrap(),
+            "--policy",
+            policy,
+        ],
+        &args,
+    )
+}
+
+fn policy_status(server: &Server) -> Value {
+    let info: Value = serde_json::from_str(&http_get(&server.url, "/1.0", &[]).body).unwrap();
+    info["metadata"]["environment"]["policy"].clone()
+}
+
+fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "waited 30 s for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Replaces `path` as an operator's deploy would: a new file renamed over it.
+fn install(path: &Path, bytes: &[u8]) {
+    let temp = path.with_extension("new");
+    std::fs::write(&temp, bytes).unwrap();
+    std::fs::rename(&temp, path).unwrap();
+}
+
+#[test]
+fn the_policy_is_swapped_under_load_without_a_failed_or_wrong_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_members, cluster) = members(dir.path());
+    let policy = dir.path().join("policy.wasm");
+    install(&policy, &std::fs::read(policy_file("default")).unwrap());
+    let server = Arc::new(cluster_server(
+        dir.path(),
+        &cluster,
+        policy.to_str().unwrap(),
+        &[],
+    ));
+    assert_eq!(policy_status(&server)["name"], "default");
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let answered = Arc::new(AtomicUsize::new(0));
+    let wrong: Arc<Mutex<Vec<String>>> = Arc::default();
+    let client = {
+        let (server, stop, answered, wrong) = (server.clone(), stop.clone(), answered.clone(), wrong.clone());
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                let response = http_get(&server.url, "/1.0/cluster/cpu-flags", &[]);
+                let flags: Option<Value> = serde_json::from_str::<Value>(&response.body)
+                    .ok()
+                    .map(|body| body["metadata"]["flags"].clone());
+                if response.status != 200 || flags != Some(serde_json::json!(["fpu", "sse2"])) {
+                    wrong
+                        .lock()
+                        .unwrap()
+                        .push(format!("{} {}", response.status, response.body));
+                }
+                answered.fetch_add(1, Ordering::Relaxed);
+            }
+        })
+    };
+    let started = Instant::now();
+    let swap = |bytes: Vec<u8>, expect: &str, reloads: u64| {
+        let swap_started = Instant::now();
+        install(&policy, &bytes);
+        wait_for(expect, || {
+            let status = policy_status(&server);
+            status["name"] == expect && status["reloads"] == reloads
+        });
+        swap_started.elapsed()
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    let to_always_fresh = swap(
+        std::fs::read(policy_file("always-fresh")).unwrap(),
+        "always-fresh",
+        1,
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    // A broken file: refused, logged and counted; the active policy keeps serving.
+    install(&policy, b"\0asm garbage, not a component");
+    wait_for("the broken file to be refused", || {
+        policy_status(&server)["reload_failures"] == 1
+    });
+    assert_eq!(policy_status(&server)["name"], "always-fresh");
+    std::thread::sleep(Duration::from_millis(500));
+    let to_default = swap(std::fs::read(policy_file("default")).unwrap(), "default", 2);
+    std::thread::sleep(Duration::from_millis(500));
+    stop.store(true, Ordering::Relaxed);
+    client.join().unwrap();
+    let answered = answered.load(Ordering::Relaxed);
+    let rate = answered as f64 / started.elapsed().as_secs_f64();
+    println!(
+        "swaps under load: {answered} requests at {rate:.0}/s, swap to always-fresh {to_always_fresh:?}, back to default {to_default:?}"
+    );
+    assert!(wrong.lock().unwrap().is_empty(), "{:?}", wrong.lock().unwrap());
+    assert!(answered > 200, "only {answered} requests");
+    assert_eq!(policy_status(&server)["call_failures"], 0);
+}
+
+#[test]
+fn hostile_policies_fail_their_own_requests_while_the_server_keeps_answering() {
+    let hostile = build_policy("hostile");
+    let dir = tempfile::tempdir().unwrap();
+    let (_members, cluster) = members(dir.path());
+    let cases = [
+        ("loop", "instruction budget"),
+        ("allocate", "trapped"),
+        ("trap", "trapped"),
+        ("huge", "not a resources document"),
+        ("invent-flag", "made-up-flag"),
+    ];
+    for (mode, expected) in cases {
+        let setting = format!("hostile={mode}");
+        let server = cluster_server(
+            dir.path(),
+            &cluster,
+            hostile.to_str().unwrap(),
+            &["--set", &setting],
+        );
+        let server = Arc::new(server);
+        let slow = {
+            let server = server.clone();
+            std::thread::spawn(move || http_get(&server.url, "/1.0/cluster/cpu-flags?allow-partial=1", &[]))
+        };
+        // Meanwhile the server answers for itself.
+        for _ in 0..5 {
+            assert_eq!(http_get(&server.url, "/1.0/resources", &[]).status, 200, "{mode}");
+        }
+        let failed = slow.join().unwrap();
+        assert!(
+            failed.body.contains(expected) && failed.body.contains(hostile.to_str().unwrap()),
+            "{mode}: {} {}",
+            failed.status,
+            failed.body
+        );
+        if mode == "huge" {
+            // A 48 MiB document fails its node, not the request.
+            assert_eq!(failed.status, 200, "{}", failed.body);
+        } else {
+            assert_eq!(failed.status, 500, "{mode}: {}", failed.body);
+            assert!(
+                policy_status(&server)["call_failures"].as_u64() >= Some(1),
+                "{mode}"
+            );
+        }
+        let rss_kb = std::fs::read_to_string(format!("/proc/{}/status", server.child.id()))
+            .unwrap()
+            .lines()
+            .find_map(|line| {
+                line.strip_prefix("VmRSS:")
+                    .map(|v| v.trim().trim_end_matches(" kB").parse::<u64>().unwrap())
+            })
+            .unwrap();
+        println!(
+            "hostile {mode}: {} after the request, serve RSS {} MB",
+            failed.status,
+            rss_kb / 1024
+        );
+        assert!(rss_kb < 400 << 10, "{mode}: serve holds {rss_kb} kB");
+    }
+}
+
+#[test]
+fn serve_answers_for_the_cluster_and_reloads_on_sighup() {
+    let dir = tempfile::tempdir().unwrap();
+    let (members, cluster) = members(dir.path());
+    let server = cluster_server(dir.path(), &cluster, "revalidate", &[]);
+    let report: Value =
+        serde_json::from_str(&http_get(&server.url, "/1.0/cluster/cpu-flags", &[]).body).unwrap();
+    assert_eq!(report["metadata"]["flags"], serde_json::json!(["fpu", "sse2"]));
+    assert_eq!(report["metadata"]["partial"], false);
+    let other_arch = http_get(&server.url, "/1.0/cluster/cpu-flags?arch=aarch64", &[]);
+    assert!(other_arch.body.contains("\"excluded\""), "{}", other_arch.body);
+    let document = http_get(&server.url, "/1.0/cluster/resources/a", &[]);
+    assert_eq!(document.status, 200);
+    assert!(document.body.contains("\"avx\""), "{}", document.body);
+    let unknown = http_get(&server.url, "/1.0/cluster/resources/zz", &[]);
+    assert_eq!(unknown.status, 404);
+    assert!(unknown.body.contains("not a member"), "{}", unknown.body);
+
+    // A member that dies with no entry: 503 naming it, unless allow-partial.
+    drop(members);
+    std::fs::remove_dir_all(dir.path().join("cache")).unwrap();
+    let refused = http_get(&server.url, "/1.0/cluster/cpu-flags", &[]);
+    assert_eq!(refused.status, 503, "{}", refused.body);
+    assert!(
+        refused.body.contains("no data for a (") && refused.body.contains("allow-partial"),
+        "{}",
+        refused.body
+    );
+
+    // SIGHUP reloads the policy in place.
+    let loaded = policy_status(&server)["loaded_at_ms"].as_u64().unwrap();
+    let hup = std::process::Command::new("kill")
+        .args(["-HUP", &server.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(hup.success());
+    wait_for("the SIGHUP reload", || policy_status(&server)["reloads"] == 1);
+    assert!(policy_status(&server)["loaded_at_ms"].as_u64().unwrap() > loaded);
+    assert_eq!(policy_status(&server)["name"], "revalidate");
+
+    // Without a cluster file, serve answers for itself only, and says so.
+    let alone = spawn_serve(None, &["--insecure-http"]);
+    let answer = http_get(&alone.url, "/1.0/cluster/cpu-flags", &[]);
+    assert_eq!(answer.status, 404);
+    assert!(answer.body.contains("--cluster"), "{}", answer.body);
+}
