@@ -11,12 +11,13 @@ use std::sync::Arc;
 use criterion::{Criterion, criterion_group, criterion_main};
 use indicatif::ProgressBar;
 use nodecache::capabilities::Capabilities;
+use nodecache::clock::now_ms;
 use nodecache::cluster::Cluster;
 use nodecache::cpu_flags::{CpuFlagsReport, NodeSource, cpu_flags};
 use nodecache::probe;
 use nodecache::remote::RemoteFetcher;
 use nodecache::runtime::{Limits, PolicyRuntime, embedded};
-use nodecache::store::{CacheStore, now_ms};
+use nodecache::store::CacheStore;
 
 const MAX_AGE_MS: u64 = 86_400_000;
 

@@ -8,12 +8,13 @@ use std::sync::{Arc, Mutex};
 use futures::FutureExt;
 use futures::future::{BoxFuture, Shared};
 
+use crate::clock::now_ms;
 use crate::fingerprint;
 use crate::model::{Document, FetchError, Fetched, LogLevel, Member};
 use crate::node_name::NodeName;
 use crate::probe;
 use crate::remote::RemoteFetcher;
-use crate::store::{CacheFault, CacheStore, CachedEntry, now_ms};
+use crate::store::{CacheFault, CacheStore, CachedEntry};
 
 /// What one plugin call may touch, decided when the call starts, as Zed's
 /// capability granter does: during `get-node-resources(node)` that node's

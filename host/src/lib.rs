@@ -5,6 +5,7 @@
 pub mod api;
 pub mod capabilities;
 pub mod cli;
+pub mod clock;
 pub mod cluster;
 pub mod cluster_api;
 pub mod cpu_flags;
@@ -21,3 +22,4 @@ pub mod serve;
 pub mod store;
 pub mod tls;
 pub mod trust;
+pub mod xdg;

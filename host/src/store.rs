@@ -12,7 +12,6 @@
 use std::fs;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
@@ -84,13 +83,7 @@ impl CacheStore {
 
     /// `$XDG_CACHE_HOME/nodecache`, else `~/.cache/nodecache`.
     pub fn default_root() -> Result<PathBuf> {
-        if let Some(xdg) = std::env::var_os("XDG_CACHE_HOME").filter(|v| !v.is_empty()) {
-            return Ok(PathBuf::from(xdg).join("nodecache"));
-        }
-        let home = std::env::var_os("HOME")
-            .filter(|v| !v.is_empty())
-            .context("cannot place the cache: neither XDG_CACHE_HOME nor HOME is set (use --cache-dir)")?;
-        Ok(PathBuf::from(home).join(".cache").join("nodecache"))
+        crate::xdg::user_dir("XDG_CACHE_HOME", ".cache", "--cache-dir").context("cannot place the cache")
     }
 
     pub fn path_of(&self, node: &NodeName) -> PathBuf {
@@ -237,14 +230,6 @@ fn parse_entry(mut bytes: Vec<u8>, node: &NodeName, now_ms: u64) -> Result<Cache
         fetched_at_ms: header.fetched_at_ms,
         age_ms: now_ms.saturating_sub(header.fetched_at_ms),
     })
-}
-
-/// Milliseconds since the Unix epoch by this machine's clock.
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 #[cfg(test)]

@@ -113,8 +113,9 @@ impl ServerCertVerifier for PinnedServerCerts {
 }
 
 /// Server side: asks for a client certificate and checks the client holds its
-/// key, but accepts any certificate; whether it is trusted is decided per
-/// request, so an untrusted client gets Incus's 403 rather than a reset.
+/// key, but accepts any certificate; whether it is trusted is decided once
+/// per connection (`serve`), so an untrusted client gets Incus's 403 rather
+/// than a reset.
 #[derive(Debug)]
 pub struct AnyClientCert {
     pub provider: Arc<CryptoProvider>,

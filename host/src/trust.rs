@@ -13,13 +13,8 @@ use crate::tls;
 
 /// `$XDG_STATE_HOME/nodecache`, else `~/.local/state/nodecache`.
 pub fn default_state_dir() -> Result<PathBuf> {
-    if let Some(xdg) = std::env::var_os("XDG_STATE_HOME").filter(|v| !v.is_empty()) {
-        return Ok(PathBuf::from(xdg).join("nodecache"));
-    }
-    let home = std::env::var_os("HOME").filter(|v| !v.is_empty()).context(
-        "cannot place the state directory: neither XDG_STATE_HOME nor HOME is set (use --state-dir)",
-    )?;
-    Ok(PathBuf::from(home).join(".local/state/nodecache"))
+    crate::xdg::user_dir("XDG_STATE_HOME", ".local/state", "--state-dir")
+        .context("cannot place the state directory")
 }
 
 /// Client certificates this server answers.

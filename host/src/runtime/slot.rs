@@ -16,8 +16,8 @@ use serde_json::{Value, json};
 
 use super::{Loader, PolicyRuntime, embedded};
 use crate::capabilities::Capabilities;
+use crate::clock::now_ms;
 use crate::model::PolicyInfo;
-use crate::store::now_ms;
 
 /// A loaded, checked policy.
 pub struct ActivePolicy {

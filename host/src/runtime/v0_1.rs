@@ -117,7 +117,7 @@ impl self::nodecache::policy::host::Host for PluginState {
     }
 
     async fn now_ms(&mut self) -> u64 {
-        crate::store::now_ms()
+        crate::clock::now_ms()
     }
 
     async fn log(&mut self, level: wit::LogLevel, message: String) {

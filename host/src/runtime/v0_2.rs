@@ -155,7 +155,7 @@ impl self::nodecache::policy::host::Host for PluginState {
     }
 
     async fn now_ms(&mut self) -> u64 {
-        crate::store::now_ms()
+        crate::clock::now_ms()
     }
 
     async fn random_u64(&mut self) -> u64 {
