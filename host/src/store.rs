@@ -112,8 +112,19 @@ impl CacheStore {
                 "{size} bytes is larger than any resources document"
             )));
         }
-        let mut bytes = Vec::with_capacity(size as usize);
-        file.read_to_end(&mut bytes).map_err(unreadable)?;
+        // Read through a bound, whatever the size said: a file that grows
+        // (or a device behind a link) cannot make the read unbounded. The
+        // `Take` also spares std's second metadata call and seek per file.
+        let mut bytes = Vec::with_capacity(size as usize + 1);
+        (&mut file)
+            .take(MAX_ENTRY_BYTES + 1)
+            .read_to_end(&mut bytes)
+            .map_err(unreadable)?;
+        if bytes.len() as u64 > MAX_ENTRY_BYTES {
+            return Err(corrupt(format!(
+                "more than {MAX_ENTRY_BYTES} bytes: larger than any resources document"
+            )));
+        }
         let entry = parse_entry(bytes, node, now_ms).map_err(corrupt)?;
         Ok(Some(entry))
     }
@@ -301,6 +312,17 @@ mod tests {
                 matches!(store.read(&node, 2_000), Err(CacheFault::Corrupt { .. })),
                 "{bytes:?}"
             );
+        }
+    }
+
+    #[test]
+    fn an_entry_that_links_to_an_endless_device_is_read_with_a_bound() {
+        let (dir, store, node) = setup();
+        fs::create_dir_all(dir.path().join("resources")).unwrap();
+        std::os::unix::fs::symlink("/dev/zero", store.path_of(&node)).unwrap();
+        match store.read(&node, 0) {
+            Err(CacheFault::Corrupt { problem, .. }) => assert!(problem.contains("more than"), "{problem}"),
+            other => panic!("{other:?}"),
         }
     }
 
