@@ -2,11 +2,8 @@
 //! the clock, randomness, logging and configuration. Shared by every plugin
 //! instance; each call is lent them through a [`Grant`] for one node.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
-
-use futures::FutureExt;
-use futures::future::{BoxFuture, Shared};
+use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use crate::clock::now_ms;
 use crate::fingerprint;
@@ -14,6 +11,7 @@ use crate::model::{Document, FetchError, Fetched, LogLevel, Member};
 use crate::node_name::NodeName;
 use crate::probe;
 use crate::remote::RemoteFetcher;
+use crate::singleflight::{SingleFlight, boxed};
 use crate::store::{CacheFault, CacheStore, CachedEntry};
 
 /// What one plugin call may touch, decided when the call starts, as Zed's
@@ -85,10 +83,8 @@ pub struct Capabilities {
     /// Seeds every call's generator from this and the node's name, so a run repeats.
     pub random_seed: Option<u64>,
     /// Fetches under way, so concurrent requests for one node share one fetch.
-    in_flight: Mutex<HashMap<(NodeName, Option<String>), SharedFetch>>,
+    in_flight: SingleFlight<(NodeName, Option<String>), Result<Fetched, FetchError>>,
 }
-
-type SharedFetch = Shared<BoxFuture<'static, Result<Fetched, FetchError>>>;
 
 impl Capabilities {
     pub fn new(store: CacheStore, config: BTreeMap<String, String>, remote: RemoteFetcher) -> Capabilities {
@@ -97,7 +93,7 @@ impl Capabilities {
             config,
             remote: Arc::new(remote),
             random_seed: None,
-            in_flight: Mutex::new(HashMap::new()),
+            in_flight: SingleFlight::default(),
         }
     }
 
@@ -165,23 +161,13 @@ impl Capabilities {
 
     /// Fetches a member; a request identical to one under way waits for that one.
     async fn shared_fetch(&self, name: NodeName, validator: Option<String>) -> Result<Fetched, FetchError> {
-        let key = (name, validator);
-        let fetch = {
-            let mut in_flight = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
-            let entry = in_flight.entry(key.clone()).or_insert_with(|| {
-                let (remote, (name, validator)) = (self.remote.clone(), key.clone());
-                async move { remote.fetch_if_changed(&name, validator.as_deref()).await }
-                    .boxed()
-                    .shared()
-            });
-            entry.clone()
-        };
-        let result = fetch.clone().await;
-        let mut in_flight = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
-        if in_flight.get(&key).is_some_and(|current| current.ptr_eq(&fetch)) {
-            in_flight.remove(&key);
-        }
-        result
+        let remote = self.remote.clone();
+        let key = (name.clone(), validator.clone());
+        self.in_flight
+            .run(key, || {
+                boxed(async move { remote.fetch_if_changed(&name, validator.as_deref()).await })
+            })
+            .await
     }
 
     pub fn cache_read(&self, grant: &Grant, node: &str) -> Result<Option<CachedEntry>, CacheFault> {

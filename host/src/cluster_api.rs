@@ -7,13 +7,9 @@
 //! fetch deadline plus a margin; a policy failure fails that request, names
 //! the policy and is counted, and the server keeps answering.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
-
-use futures::FutureExt;
-use futures::future::{BoxFuture, Shared};
 use indicatif::ProgressBar;
+use std::sync::Arc;
+use std::time::Duration;
 
 use crate::capabilities::Capabilities;
 use crate::cpu_flags::{CpuFlagsReport, cpu_flags};
@@ -22,6 +18,7 @@ use crate::membership::Membership;
 use crate::model::{NodeResources, PolicyFailure};
 use crate::node_name::NodeName;
 use crate::runtime::slot::PolicySlot;
+use crate::singleflight::{SingleFlight, boxed};
 
 /// Beyond the members' own deadline, what a request may take (policy calls, intersection).
 const REQUEST_MARGIN: Duration = Duration::from_secs(10);
@@ -30,10 +27,8 @@ pub struct ClusterApi {
     membership: Membership,
     capabilities: Arc<Capabilities>,
     pub slot: Arc<PolicySlot>,
-    in_flight: Mutex<HashMap<String, SharedReport>>,
+    in_flight: SingleFlight<String, Result<Arc<CpuFlagsReport>, ApiError>>,
 }
-
-type SharedReport = Shared<BoxFuture<'static, Result<Arc<CpuFlagsReport>, ApiError>>>;
 
 /// Why a cluster request failed, as the HTTP status it maps to.
 #[derive(Debug, Clone)]
@@ -54,7 +49,7 @@ impl ClusterApi {
             membership,
             capabilities,
             slot,
-            in_flight: Mutex::new(HashMap::new()),
+            in_flight: SingleFlight::default(),
         }
     }
 
@@ -65,22 +60,12 @@ impl ClusterApi {
     /// The cluster's common flags for `arch`; requests made while one is
     /// being computed get its answer.
     pub async fn cpu_flags(self: &Arc<Self>, arch: &str) -> Result<Arc<CpuFlagsReport>, ApiError> {
-        let shared = {
-            let mut in_flight = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
-            in_flight
-                .entry(arch.to_string())
-                .or_insert_with(|| {
-                    let (api, arch) = (self.clone(), arch.to_string());
-                    async move { api.compute_cpu_flags(&arch).await }.boxed().shared()
-                })
-                .clone()
-        };
-        let result = shared.clone().await;
-        let mut in_flight = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
-        if in_flight.get(arch).is_some_and(|current| current.ptr_eq(&shared)) {
-            in_flight.remove(arch);
-        }
-        result
+        let (api, owned) = (self.clone(), arch.to_string());
+        self.in_flight
+            .run(arch.to_string(), || {
+                boxed(async move { api.compute_cpu_flags(&owned).await })
+            })
+            .await
     }
 
     async fn compute_cpu_flags(&self, arch: &str) -> Result<Arc<CpuFlagsReport>, ApiError> {

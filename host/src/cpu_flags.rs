@@ -168,12 +168,10 @@ pub fn checked_verdicts<'a>(
 fn to_reports(gathered: Vec<Gathered>, policy: &str) -> Vec<NodeReport> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let chunk = gathered.len().div_ceil(threads).max(1);
-    let mut gathered = gathered;
-    let mut chunks = Vec::new();
-    while !gathered.is_empty() {
-        let rest = gathered.split_off(chunk.min(gathered.len()));
-        chunks.push(std::mem::replace(&mut gathered, rest));
-    }
+    let mut nodes = gathered.into_iter();
+    let chunks: Vec<Vec<Gathered>> = (0..threads)
+        .map(|_| nodes.by_ref().take(chunk).collect())
+        .collect();
     std::thread::scope(|scope| {
         let parts: Vec<_> = chunks
             .into_iter()

@@ -11,7 +11,6 @@
 //!   that send no `ETag` (a real Incus): what changes with load (memory in
 //!   use, load averages, clock speeds, link state) is left out.
 
-use std::fmt::Write as _;
 use std::fs;
 use std::path::Path;
 
@@ -19,13 +18,7 @@ use serde_json::Value;
 
 /// Hex of the first 128 bits of SHA-256: ample to tell hardware apart.
 fn digest(bytes: &[u8]) -> String {
-    let digest = ring::digest::digest(&ring::digest::SHA256, bytes);
-    digest.as_ref()[..16]
-        .iter()
-        .fold(String::with_capacity(32), |mut hex, byte| {
-            let _ = write!(hex, "{byte:02x}");
-            hex
-        })
+    crate::digest::hex(&crate::digest::sha256(bytes)[..16])
 }
 
 /// This machine's hardware fingerprint.
@@ -61,14 +54,19 @@ pub fn local() -> std::io::Result<String> {
 /// a `device` link, so loop devices, bridges and veths do not churn it.
 fn hardware_devices(class: &Path, detail: &str, identity: &mut String) {
     let Ok(entries) = fs::read_dir(class) else { return };
-    let mut lines: Vec<String> = entries
+    let lines = entries
         .flatten()
         .filter(|entry| entry.path().join("device").exists())
         .map(|entry| {
             let value = fs::read_to_string(entry.path().join(detail)).unwrap_or_default();
             format!("{} {}", entry.file_name().to_string_lossy(), value.trim())
-        })
-        .collect();
+        });
+    push_sorted(lines, identity);
+}
+
+/// Appends `lines` sorted, so directory order never changes the digest.
+fn push_sorted(lines: impl Iterator<Item = String>, identity: &mut String) {
+    let mut lines: Vec<String> = lines.collect();
     lines.sort();
     for line in lines {
         identity.push_str(&line);
@@ -80,23 +78,16 @@ fn pci_devices(identity: &mut String) {
     let Ok(entries) = fs::read_dir("/sys/bus/pci/devices") else {
         return;
     };
-    let mut lines: Vec<String> = entries
-        .flatten()
-        .map(|entry| {
-            let read = |file: &str| fs::read_to_string(entry.path().join(file)).unwrap_or_default();
-            format!(
-                "{} {} {}",
-                entry.file_name().to_string_lossy(),
-                read("vendor").trim(),
-                read("device").trim()
-            )
-        })
-        .collect();
-    lines.sort();
-    for line in lines {
-        identity.push_str(&line);
-        identity.push('\n');
-    }
+    let lines = entries.flatten().map(|entry| {
+        let read = |file: &str| fs::read_to_string(entry.path().join(file)).unwrap_or_default();
+        format!(
+            "{} {} {}",
+            entry.file_name().to_string_lossy(),
+            read("vendor").trim(),
+            read("device").trim()
+        )
+    });
+    push_sorted(lines, identity);
 }
 
 /// Fields that change with load or link state, not with hardware.

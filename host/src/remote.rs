@@ -66,17 +66,8 @@ impl RemoteFetcher {
         })
     }
 
-    /// The member's document, fetched now.
-    pub async fn fetch(&self, node: &NodeName) -> Result<Document, FetchError> {
-        match self.fetch_if_changed(node, None).await? {
-            Fetched::Modified(document) => Ok(document),
-            Fetched::NotModified => Err(FetchError::BadResponse(format!(
-                "{node} answered 304 Not Modified to an unconditional request"
-            ))),
-        }
-    }
-
-    /// The member's document unless its hardware still matches `validator`.
+    /// The member's document unless its hardware still matches `validator`
+    /// (`None`: fetched whatever it is).
     pub async fn fetch_if_changed(
         &self,
         node: &NodeName,

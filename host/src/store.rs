@@ -61,18 +61,6 @@ struct Header {
     sha256: Option<String>,
 }
 
-fn sha256_hex(bytes: &[u8]) -> String {
-    use std::fmt::Write as _;
-    let digest = ring::digest::digest(&ring::digest::SHA256, bytes);
-    digest
-        .as_ref()
-        .iter()
-        .fold(String::with_capacity(64), |mut hex, byte| {
-            let _ = write!(hex, "{byte:02x}");
-            hex
-        })
-}
-
 impl CacheStore {
     /// A store rooted at `root` (the `resources/` directory is made on first write).
     pub fn new(root: &Path) -> CacheStore {
@@ -167,7 +155,7 @@ impl CacheStore {
             fetched_at_ms,
             length: document.len(),
             validator: validator.map(str::to_string),
-            sha256: Some(sha256_hex(document.as_bytes())),
+            sha256: Some(crate::digest::sha256_hex(document.as_bytes())),
         };
         let path = self.path_of(node);
         let mut temp = tempfile::Builder::new()
@@ -226,7 +214,7 @@ fn parse_entry(mut bytes: Vec<u8>, node: &NodeName, now_ms: u64) -> Result<Cache
     bytes.drain(..=newline);
     let document = String::from_utf8(bytes).map_err(|_| "document is not UTF-8".to_string())?;
     match &header.sha256 {
-        Some(digest) if *digest != sha256_hex(document.as_bytes()) => {
+        Some(digest) if *digest != crate::digest::sha256_hex(document.as_bytes()) => {
             return Err("document does not match its digest".into());
         }
         Some(_) => {}

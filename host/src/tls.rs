@@ -34,8 +34,7 @@ pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>> {
 
 /// SHA-256 of a certificate's DER, hex: how Incus names certificates.
 pub fn fingerprint(cert: &[u8]) -> String {
-    let digest = ring::digest::digest(&ring::digest::SHA256, cert);
-    digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+    crate::digest::sha256_hex(cert)
 }
 
 /// Both verifiers check handshake signatures the same way: with the crypto

@@ -12,7 +12,6 @@
 //! the component's digest and the engine's compatibility hash, so a changed
 //! policy or a new nodecache build is a miss, never a stale hit.
 
-use std::fmt::Write as _;
 use std::fs;
 use std::hash::{Hash, Hasher};
 use std::io::Write as _;
@@ -22,6 +21,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use wasmtime::Engine;
 use wasmtime::component::Component;
+
+use crate::digest::{hex, sha256};
 
 /// Where compiled policies are kept: `<cache-dir>/compiled/`.
 #[derive(Debug, Clone)]
@@ -41,18 +42,6 @@ pub enum Obtained {
 }
 
 const DIGEST_LEN: usize = 32;
-
-fn sha256(bytes: &[u8]) -> [u8; DIGEST_LEN] {
-    let digest = ring::digest::digest(&ring::digest::SHA256, bytes);
-    digest.as_ref().try_into().expect("SHA-256 is 32 bytes")
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().fold(String::new(), |mut text, byte| {
-        let _ = write!(text, "{byte:02x}");
-        text
-    })
-}
 
 impl ArtifactCache {
     /// Opens (making it, mode 0700, if missing) the artifact directory, or

@@ -63,10 +63,13 @@ impl Loader {
             let policy = embedded::find(choice)?;
             self.load_bytes(policy.component, &format!("\"{choice}\" (embedded)"))
         } else {
-            let path = Path::new(choice);
-            let bytes = read_policy_file(path)?;
-            self.load_bytes(&bytes, &path.display().to_string())
+            self.load_file(Path::new(choice))
         }
+    }
+
+    pub fn load_file(&self, path: &Path) -> Result<PolicyRuntime> {
+        let bytes = read_policy_file(path)?;
+        self.load_bytes(&bytes, &path.display().to_string())
     }
 
     /// Checks, compiles (or takes from the artifact cache) and
@@ -210,8 +213,11 @@ impl PolicyRuntime {
     }
 
     pub fn from_file(path: &Path, limits: Limits) -> Result<Self> {
-        let bytes = read_policy_file(path)?;
-        Self::from_bytes(&bytes, &path.display().to_string(), limits)
+        Loader {
+            limits,
+            ..Loader::default()
+        }
+        .load_file(path)
     }
 
     /// Checks, compiles and pre-instantiates a policy; `origin` names it in errors.

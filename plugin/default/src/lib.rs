@@ -66,7 +66,7 @@ mod tests {
         let got = get(&host, &local("n1")).unwrap();
         assert_eq!((got.source, got.age_ms), (Source::Cache, DAY_MS - 1));
         assert_eq!(got.document, "{\"cached\":1}");
-        assert_eq!(host.probes(), 0);
+        assert_eq!(host.counts().probes, 0);
         assert!(host.written("n1").is_none());
     }
 
@@ -86,7 +86,7 @@ mod tests {
     fn a_missing_entry_of_a_remote_node_is_fetched_and_cached() {
         let host = FakeHost::default().with_fetch("n2", Ok("{\"remote\":1}"));
         assert_eq!(get(&host, &remote("n2")).unwrap().source, Source::Remote);
-        assert_eq!(host.probes(), 0);
+        assert_eq!(host.counts().probes, 0);
         assert_eq!(host.written("n2").as_deref(), Some("{\"remote\":1}"));
     }
 

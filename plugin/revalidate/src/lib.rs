@@ -173,7 +173,7 @@ mod tests {
             10 * MINUTE_MS,
         );
         assert_eq!(get(&host, &local("me")).source, Source::Revalidated);
-        assert_eq!((host.counts().fingerprints, host.probes()), (1, 0));
+        assert_eq!((host.counts().fingerprints, host.counts().probes), (1, 0));
 
         let changed = FakeHost::default().with_probe(Ok("{\"local\":2}")).with_entry(
             "me",
@@ -181,7 +181,7 @@ mod tests {
             10 * MINUTE_MS,
         );
         assert_eq!(get(&changed, &local("me")).source, Source::Local);
-        assert_eq!(changed.probes(), 1);
+        assert_eq!(changed.counts().probes, 1);
     }
 
     #[test]

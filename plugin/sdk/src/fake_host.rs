@@ -153,10 +153,6 @@ impl FakeHost {
         self.counts.get()
     }
 
-    pub fn probes(&self) -> u32 {
-        self.counts.get().probes
-    }
-
     /// The document last written for `node`, if any.
     pub fn written(&self, node: &str) -> Option<String> {
         self.written.borrow().get(node).map(|d| d.body.clone())
