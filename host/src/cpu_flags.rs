@@ -1,7 +1,8 @@
-//! `cpu-flags`: gather every member, let the policy intersect, check what it
-//! answered, and report each node's provenance.
+//! `cpu-flags`: gather every member (each document summarised as it
+//! arrives), let the policy intersect, check what it answered, and report
+//! each node's provenance.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use anyhow::{Result, bail};
@@ -11,8 +12,8 @@ use serde::Serialize;
 use crate::api::cpu_summary::{CpuSummary, SummaryError};
 use crate::capabilities::Capabilities;
 use crate::cluster::Cluster;
-use crate::gather::{Gathered, gather};
-use crate::model::{ClusterFlags, FetchError, NodeReport, ResolvedNode, Source, Verdict};
+use crate::gather::gather_with;
+use crate::model::{ClusterFlags, FetchError, NodeReport, NodeResources, ResolvedNode, Source, Verdict};
 use crate::runtime::PolicyRuntime;
 
 /// The cluster's common flags and how every node took part.
@@ -80,8 +81,23 @@ pub async fn cpu_flags(
     progress: &ProgressBar,
 ) -> Result<CpuFlagsReport> {
     let members: Vec<_> = cluster.members.iter().map(|m| m.as_member()).collect();
-    let gathered = gather(runtime, capabilities.clone(), &members, concurrency, progress).await?;
-    let reports = to_reports(gathered, runtime.origin());
+    let policy = runtime.origin().to_string();
+    let gathered = gather_with(
+        runtime,
+        capabilities.clone(),
+        &members,
+        concurrency,
+        progress,
+        move |resources| resolve(resources, &policy),
+    )
+    .await?;
+    let reports: Vec<NodeReport> = gathered
+        .into_iter()
+        .map(|gathered| NodeReport {
+            name: gathered.member.name.to_string(),
+            outcome: gathered.outcome,
+        })
+        .collect();
     let common = runtime
         .cluster_cpu_flags(capabilities, &reports, architecture)
         .await?;
@@ -111,12 +127,13 @@ pub fn checked_verdicts<'a>(
     answer: &'a ClusterFlags,
     architecture: &str,
 ) -> Result<Vec<&'a Verdict>> {
+    let members: HashSet<&str> = reports.iter().map(|report| report.name.as_str()).collect();
     let mut by_name: HashMap<&str, &Verdict> = HashMap::with_capacity(answer.verdicts.len());
     for (name, verdict) in &answer.verdicts {
         if by_name.insert(name.as_str(), verdict).is_some() {
             bail!("returned two verdicts for node {name:?}");
         }
-        if !reports.iter().any(|report| &report.name == name) {
+        if !members.contains(name.as_str()) {
             bail!("returned a verdict for {name:?}, which is not a member");
         }
     }
@@ -150,12 +167,17 @@ pub fn checked_verdicts<'a>(
     if included.is_empty() && !answer.flags.is_empty() {
         bail!("returned flags without including any node");
     }
-    // Group flags are sorted (CpuSummary sorts them): one merge walk each.
+    // Group flags are sorted (CpuSummary sorts them): one merge walk for
+    // each distinct flag list, however many nodes share it.
     let mut answered: Vec<&str> = answer.flags.iter().map(String::as_str).collect();
     answered.sort_unstable();
+    let mut checked: HashSet<&str> = HashSet::new();
     for node in &included {
         for group in node.cpu.core_groups.iter().filter(|group| group.cores > 0) {
-            if let Some(flag) = first_missing(&answered, &group.flags) {
+            if !checked.insert(&group.flags) {
+                continue;
+            }
+            if let Some(flag) = first_missing(&answered, group.flags()) {
                 bail!("returned flag {flag:?}, which some core of an included node lacks");
             }
         }
@@ -163,36 +185,9 @@ pub fn checked_verdicts<'a>(
     Ok(verdicts)
 }
 
-/// The reports, each document summarised on its own thread's share (parsing
-/// a thousand documents is most of a warm run's work).
-fn to_reports(gathered: Vec<Gathered>, policy: &str) -> Vec<NodeReport> {
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let chunk = gathered.len().div_ceil(threads).max(1);
-    let mut nodes = gathered.into_iter();
-    let chunks: Vec<Vec<Gathered>> = (0..threads)
-        .map(|_| nodes.by_ref().take(chunk).collect())
-        .collect();
-    std::thread::scope(|scope| {
-        let parts: Vec<_> = chunks
-            .into_iter()
-            .map(|part| {
-                scope.spawn(move || {
-                    part.into_iter()
-                        .map(|node| to_report(node, policy))
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        parts
-            .into_iter()
-            .flat_map(|part| part.join().expect("summarising a document does not panic"))
-            .collect()
-    })
-}
-
 /// The first of the sorted `wanted` that the sorted `have` lacks.
-fn first_missing<'a>(wanted: &[&'a str], have: &[String]) -> Option<&'a str> {
-    let mut have = have.iter().map(String::as_str).peekable();
+fn first_missing<'a, 'b>(wanted: &[&'a str], have: impl Iterator<Item = &'b str>) -> Option<&'a str> {
+    let mut have = have.peekable();
     for &flag in wanted {
         while have.next_if(|h| *h < flag).is_some() {}
         if have.peek() != Some(&flag) {
@@ -202,27 +197,22 @@ fn first_missing<'a>(wanted: &[&'a str], have: &[String]) -> Option<&'a str> {
     None
 }
 
-/// The report the policy intersects: a document the policy returned that is
-/// not a resources document fails that node, naming the policy.
-fn to_report(gathered: Gathered, policy: &str) -> NodeReport {
-    let outcome = gathered.outcome.and_then(|resources| {
-        let cpu = CpuSummary::from_document(&resources.document).map_err(|e| match e {
-            SummaryError::Json(e) => FetchError::BadResponse(format!(
-                "policy {policy} returned something that is not a resources document: {e}"
-            )),
-            not_a_flag @ SummaryError::NotAFlag(_) => FetchError::BadResponse(not_a_flag.to_string()),
-        })?;
-        Ok(ResolvedNode {
-            source: resources.source,
-            age_ms: resources.age_ms,
-            refresh_error: resources.refresh_error,
-            cpu,
-        })
-    });
-    NodeReport {
-        name: gathered.member.name.to_string(),
-        outcome,
-    }
+/// What the policy intersects for one node: its document summarised (and
+/// the document dropped). A document the policy returned that is not a
+/// resources document fails that node, naming the policy.
+fn resolve(resources: NodeResources, policy: &str) -> Result<ResolvedNode, FetchError> {
+    let cpu = CpuSummary::from_document(&resources.document).map_err(|e| match e {
+        SummaryError::Json(e) => FetchError::BadResponse(format!(
+            "policy {policy} returned something that is not a resources document: {e}"
+        )),
+        not_a_flag @ SummaryError::NotAFlag(_) => FetchError::BadResponse(not_a_flag.to_string()),
+    })?;
+    Ok(ResolvedNode {
+        source: resources.source,
+        age_ms: resources.age_ms,
+        refresh_error: resources.refresh_error,
+        cpu,
+    })
 }
 
 fn node_status(report: &NodeReport, verdict: &Verdict) -> NodeStatus {
@@ -259,10 +249,7 @@ mod tests {
                 refresh_error: None,
                 cpu: CpuSummary {
                     architecture: architecture.into(),
-                    core_groups: vec![CoreGroup {
-                        cores: 2,
-                        flags: flags.iter().map(|f| f.to_string()).collect(),
-                    }],
+                    core_groups: vec![CoreGroup::new(2, flags)],
                 },
             }),
         }

@@ -1,21 +1,21 @@
 //! SHA-256 and hex, the one place the host digests: certificate
 //! fingerprints, cache-entry checks, compiled-policy names, validators.
 
-use std::fmt::Write as _;
-
 pub fn sha256(bytes: &[u8]) -> [u8; 32] {
     let digest = ring::digest::digest(&ring::digest::SHA256, bytes);
     digest.as_ref().try_into().expect("SHA-256 is 32 bytes")
 }
 
-/// Lower-case hex of `bytes`.
+/// Lower-case hex of `bytes` (a table lookup per nibble: every cache read
+/// spells a digest, and `write!` per byte cost as much as the digest).
 pub fn hex(bytes: &[u8]) -> String {
-    bytes
-        .iter()
-        .fold(String::with_capacity(bytes.len() * 2), |mut text, byte| {
-            let _ = write!(text, "{byte:02x}");
-            text
-        })
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut text = String::with_capacity(bytes.len() * 2);
+    for byte in bytes {
+        text.push(DIGITS[usize::from(byte >> 4)] as char);
+        text.push(DIGITS[usize::from(byte & 0xf)] as char);
+    }
+    text
 }
 
 pub fn sha256_hex(bytes: &[u8]) -> String {

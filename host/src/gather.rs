@@ -1,6 +1,11 @@
 //! Asks the policy for every member's resources at once: one plugin
 //! instance per node, each call its own tokio task (so guests run on every
 //! worker thread), bounded concurrency, results in membership order.
+//!
+//! A caller that needs less than the whole document (`cpu-flags` needs the
+//! CPU summary) reduces it in the same task with [`gather_with`]: the work
+//! runs on both cores beside the guests, and a thousand documents are not
+//! all alive at once.
 
 use std::sync::Arc;
 
@@ -15,11 +20,12 @@ use crate::runtime::PolicyRuntime;
 /// How many members are asked at the same time (within the runtime's instance pool).
 pub const DEFAULT_CONCURRENCY: usize = 128;
 
-/// One member's outcome: its document, or why there is none.
+/// One member's outcome: its document (or what the caller made of it), or
+/// why there is none.
 #[derive(Debug, Clone)]
-pub struct Gathered {
+pub struct Gathered<T = NodeResources> {
     pub member: Member,
-    pub outcome: Result<NodeResources, FetchError>,
+    pub outcome: Result<T, FetchError>,
 }
 
 /// Runs `get-node-resources` for every member. A node that cannot be had is
@@ -32,13 +38,31 @@ pub async fn gather(
     concurrency: usize,
     progress: &ProgressBar,
 ) -> Result<Vec<Gathered>> {
+    gather_with(runtime, capabilities, members, concurrency, progress, Ok).await
+}
+
+/// [`gather`], each member's resources passed through `reduce` in its own
+/// task as soon as the policy answers; an error of `reduce` is that
+/// member's outcome.
+pub async fn gather_with<T: Send + 'static>(
+    runtime: &Arc<PolicyRuntime>,
+    capabilities: Arc<Capabilities>,
+    members: &[Member],
+    concurrency: usize,
+    progress: &ProgressBar,
+    reduce: impl Fn(NodeResources) -> Result<T, FetchError> + Clone + Send + 'static,
+) -> Result<Vec<Gathered<T>>> {
     // Owned members: a closure over borrowed ones is not general enough to be
     // `Send` for a caller that boxes this future (serve shares it between requests).
     let owned: Vec<Member> = members.to_vec();
     let calls = owned.into_iter().map(|member| {
         let (runtime, capabilities, progress) = (runtime.clone(), capabilities.clone(), progress.clone());
+        let reduce = reduce.clone();
         tokio::spawn(async move {
-            let result = runtime.get_node_resources(capabilities, &member).await;
+            let result = runtime
+                .get_node_resources(capabilities, &member)
+                .await
+                .map(|answer| answer.map(&reduce));
             progress.inc(1);
             (member, result)
         })
@@ -48,7 +72,7 @@ pub async fn gather(
     for joined in results {
         let (member, result) = joined.context("a policy call panicked")?;
         let outcome = match result? {
-            Ok(resources) => Ok(resources),
+            Ok(reduced) => reduced,
             Err(PolicyFailure::Unavailable(error)) => Err(error),
             Err(failure @ PolicyFailure::BadConfig(_)) => bail!("{failure}"),
         };

@@ -94,25 +94,25 @@ impl CacheStore {
             path: path.display().to_string(),
             problem,
         };
-        let size = file.metadata().map_err(unreadable)?.len();
+        let metadata = file.metadata().map_err(unreadable)?;
+        if !metadata.is_file() {
+            return Err(corrupt("not a regular file".into()));
+        }
+        let size = metadata.len();
         if size > MAX_ENTRY_BYTES {
             return Err(corrupt(format!(
                 "{size} bytes is larger than any resources document"
             )));
         }
-        // Read through a bound, whatever the size said: a file that grows
-        // (or a device behind a link) cannot make the read unbounded. The
-        // `Take` also spares std's second metadata call and seek per file.
-        let mut bytes = Vec::with_capacity(size as usize + 1);
+        // Read at most the size the open file had: one read call, and a file
+        // that grows meanwhile (or a device behind a link, which says 0)
+        // cannot make the read unbounded. What was cut short fails the
+        // header's length check below.
+        let mut bytes = Vec::with_capacity(size as usize);
         (&mut file)
-            .take(MAX_ENTRY_BYTES + 1)
+            .take(size)
             .read_to_end(&mut bytes)
             .map_err(unreadable)?;
-        if bytes.len() as u64 > MAX_ENTRY_BYTES {
-            return Err(corrupt(format!(
-                "more than {MAX_ENTRY_BYTES} bytes: larger than any resources document"
-            )));
-        }
         let entry = parse_entry(bytes, node, now_ms).map_err(corrupt)?;
         Ok(Some(entry))
     }
@@ -304,12 +304,14 @@ mod tests {
     }
 
     #[test]
-    fn an_entry_that_links_to_an_endless_device_is_read_with_a_bound() {
+    fn an_entry_that_links_to_an_endless_device_is_refused_unread() {
         let (dir, store, node) = setup();
         fs::create_dir_all(dir.path().join("resources")).unwrap();
         std::os::unix::fs::symlink("/dev/zero", store.path_of(&node)).unwrap();
         match store.read(&node, 0) {
-            Err(CacheFault::Corrupt { problem, .. }) => assert!(problem.contains("more than"), "{problem}"),
+            Err(CacheFault::Corrupt { problem, .. }) => {
+                assert!(problem.contains("not a regular file"), "{problem}")
+            }
             other => panic!("{other:?}"),
         }
     }

@@ -45,7 +45,15 @@ pub fn main() -> i32 {
             return 1;
         }
     };
-    match runtime.block_on(commands::run(cli)) {
+    // The command runs as a task on a worker thread, not on this thread:
+    // tasks it spawns (one per member) then start on the workers' own
+    // queues instead of each waking a parked worker across threads.
+    let command = runtime.block_on(async {
+        tokio::spawn(commands::run(cli))
+            .await
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic.into_panic()))
+    });
+    match command {
         Ok(()) => 0,
         Err(failure) => {
             eprintln!("nodecache: {:#}", failure.error);

@@ -205,7 +205,7 @@ fn summary_to_wit(summary: &CpuSummary) -> wit::CpuSummary {
             .iter()
             .map(|g| wit::CoreGroup {
                 cores: g.cores,
-                flags: g.flags.clone(),
+                flags: g.flags().map(str::to_string).collect(),
             })
             .collect(),
     }

@@ -253,7 +253,7 @@ fn summary_to_wit(summary: &CpuSummary) -> wit::CpuSummary {
             .iter()
             .map(|g| wit::CoreGroup {
                 cores: g.cores,
-                flags: g.flags.join(" "),
+                flags: g.flags.clone(),
             })
             .collect(),
     }

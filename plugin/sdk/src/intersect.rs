@@ -1,5 +1,7 @@
 //! The cluster's common CPU flags: those every core of every included node has.
 
+use std::collections::HashSet;
+
 use crate::host::describe_error;
 use crate::types::*;
 
@@ -10,7 +12,7 @@ use crate::types::*;
 /// `no-data`: the result cannot vouch for it, and the host decides whether a
 /// partial answer is acceptable. Unlike Incus, nothing is silently skipped.
 pub fn cluster_cpu_flags(reports: &[NodeReport], architecture: &str) -> ClusterFlags {
-    let mut common: Option<Vec<&str>> = None;
+    let mut common = Common::default();
     let nodes = reports
         .iter()
         .map(|report| NodeOutcome {
@@ -24,6 +26,7 @@ pub fn cluster_cpu_flags(reports: &[NodeReport], architecture: &str) -> ClusterF
     ClusterFlags {
         architecture: architecture.to_string(),
         flags: common
+            .flags
             .unwrap_or_default()
             .into_iter()
             .map(str::to_string)
@@ -32,8 +35,37 @@ pub fn cluster_cpu_flags(reports: &[NodeReport], architecture: &str) -> ClusterF
     }
 }
 
+/// The flags common so far, and the flag lists already intersected into
+/// them. Intersecting a set twice changes nothing, and the cores of a
+/// cluster bought in batches share a few flag lists: each list is split and
+/// merged once, however many nodes carry it.
+#[derive(Default)]
+struct Common<'a> {
+    flags: Option<Vec<&'a str>>,
+    applied: HashSet<&'a str>,
+}
+
+impl<'a> Common<'a> {
+    fn narrow(&mut self, group: &'a CoreGroup) {
+        if !self.applied.insert(group.flags.as_str()) {
+            return;
+        }
+        let mut flags: Vec<&str> = group.flags().collect();
+        if !flags.is_sorted() {
+            flags.sort_unstable();
+        }
+        match &mut self.flags {
+            None => {
+                flags.dedup();
+                self.flags = Some(flags);
+            }
+            Some(set) => set.retain(|flag| flags.binary_search(flag).is_ok()),
+        }
+    }
+}
+
 /// Decides how one resolved node takes part, narrowing `common` when it is included.
-fn judge<'a>(node: &'a ResolvedNode, architecture: &str, common: &mut Option<Vec<&'a str>>) -> NodeVerdict {
+fn judge<'a>(node: &'a ResolvedNode, architecture: &str, common: &mut Common<'a>) -> NodeVerdict {
     if node.cpu.architecture != architecture {
         return NodeVerdict::ExcludedArch(node.cpu.architecture.clone());
     }
@@ -45,17 +77,7 @@ fn judge<'a>(node: &'a ResolvedNode, architecture: &str, common: &mut Option<Vec
         return NodeVerdict::NoData("reports no CPU flags for some cores".into());
     }
     for group in groups {
-        let mut flags: Vec<&str> = group.flags().collect();
-        if !flags.is_sorted() {
-            flags.sort_unstable();
-        }
-        match common {
-            None => {
-                flags.dedup();
-                *common = Some(flags);
-            }
-            Some(set) => set.retain(|flag| flags.binary_search(flag).is_ok()),
-        }
+        common.narrow(group);
     }
     NodeVerdict::Included
 }
