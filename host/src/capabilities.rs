@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use crate::api::cpu_summary::CpuSummary;
 use crate::clock::now_ms;
 use crate::fingerprint;
 use crate::model::{Document, FetchError, Fetched, LogLevel, Member};
@@ -186,7 +187,7 @@ impl Capabilities {
         node: &str,
         document: &str,
         validator: Option<&str>,
-    ) -> Result<(), FetchError> {
+    ) -> Result<Option<CpuSummary>, FetchError> {
         let name = grant.node("cache-write", node)?;
         self.store
             .write(&name, document, validator, now_ms())

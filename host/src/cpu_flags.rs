@@ -197,11 +197,16 @@ fn first_missing<'a, 'b>(wanted: &[&'a str], have: impl Iterator<Item = &'b str>
     None
 }
 
-/// What the policy intersects for one node: its document summarised (and
-/// the document dropped). A document the policy returned that is not a
-/// resources document fails that node, naming the policy.
+/// What the policy intersects for one node: its document's summary (the
+/// one the cache kept, or made now), the document dropped. A document the
+/// policy returned that is not a resources document fails that node, naming
+/// the policy.
 fn resolve(resources: NodeResources, policy: &str) -> Result<ResolvedNode, FetchError> {
-    let cpu = CpuSummary::from_document(&resources.document).map_err(|e| match e {
+    let summary = match resources.summary {
+        Some(summary) => Ok(summary),
+        None => CpuSummary::from_document(&resources.document),
+    };
+    let cpu = summary.map_err(|e| match e {
         SummaryError::Json(e) => FetchError::BadResponse(format!(
             "policy {policy} returned something that is not a resources document: {e}"
         )),

@@ -71,6 +71,9 @@ pub struct NodeResources {
     pub source: Source,
     pub age_ms: u64,
     pub refresh_error: Option<FetchError>,
+    /// The document's CPU summary, when the policy returned the very
+    /// document it read from or wrote to the cache (which keeps one).
+    pub summary: Option<CpuSummary>,
 }
 
 /// Why the policy could not produce a node's document.

@@ -3,11 +3,13 @@
 //! never sees a torn entry.
 //!
 //! A file is a one-line JSON header, then the document:
-//! `{"format":"nodecache-cache/1","node":"n1","fetched_at_ms":…,"length":…,"validator":…}\n{…api.Resources…}`
+//! `{"format":"nodecache-cache/1","node":"n1","fetched_at_ms":…,"length":…,"validator":…,"sha256":…,"cpu":…}\n{…api.Resources…}`
 //! The header lets a read check the entry is whole and take the document
 //! without re-serialising it. `validator` (absent in entries written through
 //! contract 0.1) identifies the hardware the document describes;
-//! `fetched_at_ms` is when the document was fetched or last confirmed.
+//! `fetched_at_ms` is when the document was fetched or last confirmed;
+//! `cpu` is the document's CPU summary, made once when it is written so that
+//! a warm `cpu-flags` does not parse every member's document again.
 
 use std::fs;
 use std::io::{self, Read, Write};
@@ -16,6 +18,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
+use crate::api::cpu_summary::CpuSummary;
 use crate::node_name::NodeName;
 
 const FORMAT: &str = "nodecache-cache/1";
@@ -36,6 +39,8 @@ pub struct CachedEntry {
     pub validator: Option<String>,
     pub fetched_at_ms: u64,
     pub age_ms: u64,
+    /// The summary stored beside the document, when there is a well-formed one.
+    pub summary: Option<CpuSummary>,
 }
 
 /// Why an existing entry cannot be used. The policy treats both as a miss.
@@ -59,6 +64,10 @@ struct Header {
     /// rather than by parsing it. Entries without one are parsed instead.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     sha256: Option<String>,
+    /// The document's CPU summary; absent for documents without one (and in
+    /// entries written before summaries were kept).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    cpu: Option<CpuSummary>,
 }
 
 impl CacheStore {
@@ -117,17 +126,27 @@ impl CacheStore {
         Ok(Some(entry))
     }
 
-    /// Replaces the node's entry with `document` (and its validator, if any).
+    /// Replaces the node's entry with `document` (and its validator, if
+    /// any), and returns the CPU summary stored with it, if it has one.
     pub fn write(
         &self,
         node: &NodeName,
         document: &str,
         validator: Option<&str>,
         fetched_at_ms: u64,
-    ) -> Result<()> {
-        serde_json::from_str::<serde::de::IgnoredAny>(document)
-            .with_context(|| format!("refusing to cache a document for {node} that is not JSON"))?;
-        self.replace(node, document, validator.filter(|v| !v.is_empty()), fetched_at_ms)
+    ) -> Result<Option<CpuSummary>> {
+        // Summarising parses the whole document, so it also shows it is JSON.
+        let summary = match CpuSummary::from_document(document) {
+            Ok(summary) => Some(summary),
+            Err(_) => {
+                serde_json::from_str::<serde::de::IgnoredAny>(document)
+                    .with_context(|| format!("refusing to cache a document for {node} that is not JSON"))?;
+                None
+            }
+        };
+        let validator = validator.filter(|v| !v.is_empty());
+        self.replace(node, document, validator, fetched_at_ms, summary.as_ref())?;
+        Ok(summary)
     }
 
     /// Stamps the node's entry as confirmed at `now_ms`: same document and
@@ -137,7 +156,8 @@ impl CacheStore {
             .read(node, now_ms)
             .map_err(anyhow::Error::from)?
             .with_context(|| format!("no cache entry for {node} to restamp"))?;
-        self.replace(node, &entry.document, entry.validator.as_deref(), now_ms)
+        let summary = entry.summary.as_ref();
+        self.replace(node, &entry.document, entry.validator.as_deref(), now_ms, summary)
     }
 
     fn replace(
@@ -146,6 +166,7 @@ impl CacheStore {
         document: &str,
         validator: Option<&str>,
         fetched_at_ms: u64,
+        summary: Option<&CpuSummary>,
     ) -> Result<()> {
         fs::create_dir_all(&self.resources_dir)
             .with_context(|| format!("cannot create {}", self.resources_dir.display()))?;
@@ -156,6 +177,7 @@ impl CacheStore {
             length: document.len(),
             validator: validator.map(str::to_string),
             sha256: Some(crate::digest::sha256_hex(document.as_bytes())),
+            cpu: summary.cloned(),
         };
         let path = self.path_of(node);
         let mut temp = tempfile::Builder::new()
@@ -228,6 +250,7 @@ fn parse_entry(mut bytes: Vec<u8>, node: &NodeName, now_ms: u64) -> Result<Cache
         validator: header.validator,
         fetched_at_ms: header.fetched_at_ms,
         age_ms: now_ms.saturating_sub(header.fetched_at_ms),
+        summary: header.cpu.filter(CpuSummary::is_well_formed),
     })
 }
 
@@ -314,6 +337,28 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn an_entry_keeps_its_cpu_summary_and_an_ill_formed_one_is_ignored() {
+        let (_dir, store, node) = setup();
+        let document =
+            r#"{"cpu":{"architecture":"x86_64","sockets":[{"cores":[{"flags":["sse2","fpu"]}]}]}}"#;
+        let written = store.write(&node, document, None, 1_000).unwrap().unwrap();
+        let entry = store.read(&node, 2_000).unwrap().unwrap();
+        assert_eq!(entry.summary.as_ref(), Some(&written));
+        assert_eq!(written.core_groups[0].flags, "fpu sse2");
+        // A header whose summary was edited out of order: the entry is
+        // still good, its summary is not used.
+        let path = store.path_of(&node);
+        let text = fs::read_to_string(&path)
+            .unwrap()
+            .replace("\"fpu sse2\"", "\"sse2 fpu\"");
+        fs::write(&path, text).unwrap();
+        let entry = store.read(&node, 2_000).unwrap().unwrap();
+        assert_eq!((entry.document.as_str(), entry.summary), (document, None));
+        // A document that is JSON but no resources document has no summary.
+        assert_eq!(store.write(&node, "{\"v\":1}", None, 1).unwrap(), None);
     }
 
     #[test]

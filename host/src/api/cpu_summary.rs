@@ -4,16 +4,17 @@
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// A node's architecture and its cores grouped by identical flag sets.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Cache entries keep one beside their document (see `store`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CpuSummary {
     pub architecture: String,
     pub core_groups: Vec<CoreGroup>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CoreGroup {
     pub cores: u32,
     /// Sorted, unique names joined by single spaces (empty when the document
@@ -106,10 +107,28 @@ fn is_flag_shaped(name: &str) -> bool {
     (1..=64).contains(&name.len())
         && name
             .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
+            .all(|b| matches!(b, b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'_' | b'.' | b'-'))
 }
 
 impl CpuSummary {
+    /// Whether this summary is one `from_document` could have made: a
+    /// flag-shaped architecture, and each group's flags flag-shaped, sorted,
+    /// unique and joined by single spaces. A summary read back from a file
+    /// is used only then (the host's check of a policy's answer walks the
+    /// sorted lists, and names reach terminals).
+    pub fn is_well_formed(&self) -> bool {
+        is_flag_shaped(&self.architecture)
+            && self.core_groups.iter().all(|group| {
+                let mut previous = "";
+                group.flags.is_empty()
+                    || group.flags.split(' ').all(|flag| {
+                        let in_order = previous < flag;
+                        previous = flag;
+                        in_order && is_flag_shaped(flag)
+                    })
+            })
+    }
+
     /// Summarises a bare `api.Resources` JSON document; a flag that is not
     /// flag-shaped makes the document unusable.
     pub fn from_document(document: &str) -> Result<CpuSummary, SummaryError> {
@@ -202,6 +221,35 @@ mod tests {
                 "{bad:?}"
             );
         }
+    }
+
+    #[test]
+    fn only_summaries_as_from_document_makes_them_are_well_formed() {
+        let doc = r#"{"cpu":{"architecture":"x86_64","sockets":[{"cores":[{"flags":["sse2","fpu","avx"]},{"flags":[]}]}]}}"#;
+        let made = CpuSummary::from_document(doc).unwrap();
+        assert!(made.is_well_formed());
+        let with = |flags: &str| CpuSummary {
+            architecture: "x86_64".into(),
+            core_groups: vec![CoreGroup {
+                cores: 1,
+                flags: flags.into(),
+            }],
+        };
+        assert!(with("avx fpu sse2").is_well_formed());
+        for bad in [
+            "fpu avx",
+            "avx avx",
+            "avx  fpu",
+            " avx",
+            "avx ",
+            "avx\tfpu",
+            "avx x\u{1b}[31m",
+        ] {
+            assert!(!with(bad).is_well_formed(), "{bad:?}");
+        }
+        let mut foreign = with("fpu");
+        foreign.architecture = "x86_64\n".into();
+        assert!(!foreign.is_well_formed());
     }
 
     #[test]

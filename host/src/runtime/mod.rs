@@ -275,9 +275,15 @@ impl PolicyRuntime {
             capabilities,
             Grant::for_node(member),
             &what,
-            async |store, pre| match pre {
-                VersionedPre::V0_1(pre) => pre.get_node_resources(store, member).await,
-                VersionedPre::V0_2(pre) => pre.get_node_resources(store, member).await,
+            async |store, pre| {
+                let answer = match pre {
+                    VersionedPre::V0_1(pre) => pre.get_node_resources(store, member).await?,
+                    VersionedPre::V0_2(pre) => pre.get_node_resources(store, member).await?,
+                };
+                Ok(answer.map(|mut resources| {
+                    resources.summary = store.data_mut().summary_of(&resources.document);
+                    resources
+                }))
             },
         )
         .await

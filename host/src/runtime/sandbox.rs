@@ -15,6 +15,7 @@ use wasmtime_wasi::{HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxBuilder, 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
+use crate::api::cpu_summary::CpuSummary;
 use crate::capabilities::{Capabilities, Grant};
 
 /// Per-call resource limits of a plugin instance.
@@ -50,6 +51,9 @@ pub struct PluginState {
     pub grant: Grant,
     /// The call's generator behind `random-u64`.
     random: StdRng,
+    /// The last document this call read from or wrote to the cache, with
+    /// the summary stored beside it.
+    cached: Option<(String, CpuSummary)>,
 }
 
 impl PluginState {
@@ -75,7 +79,23 @@ impl PluginState {
             capabilities,
             grant,
             random: StdRng::seed_from_u64(seed),
+            cached: None,
         }
+    }
+
+    /// Notes a document that went through the cache with its stored summary.
+    pub fn remember_summary(&mut self, document: String, summary: Option<CpuSummary>) {
+        self.cached = summary.map(|summary| (document, summary));
+    }
+
+    /// The stored summary of `document`, if it is the one last noted: a
+    /// policy that answers with the cached document spares the host a parse
+    /// (a byte comparison costs far less).
+    pub fn summary_of(&mut self, document: &str) -> Option<CpuSummary> {
+        self.cached
+            .take()
+            .filter(|(noted, _)| noted == document)
+            .map(|(_, summary)| summary)
     }
 
     pub fn random_u64(&mut self) -> u64 {
@@ -137,5 +157,33 @@ pub fn describe_trap(error: wasmtime::Error, store: &Store<PluginState>) -> anyh
             error.context(context)
         }
         None => error,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::cpu_summary::CoreGroup;
+    use crate::remote::RemoteFetcher;
+    use crate::store::CacheStore;
+
+    #[test]
+    fn a_stored_summary_serves_only_the_very_document_it_came_with() {
+        let dir = tempfile::tempdir().unwrap();
+        let capabilities = Arc::new(Capabilities::new(
+            CacheStore::new(dir.path()),
+            Default::default(),
+            RemoteFetcher::default(),
+        ));
+        let mut state = PluginState::new(capabilities, Grant::none(), &Limits::default());
+        let summary = CpuSummary {
+            architecture: "x86_64".into(),
+            core_groups: vec![CoreGroup::new(1, &["fpu"])],
+        };
+        state.remember_summary("{\"a\":1}".into(), Some(summary.clone()));
+        assert_eq!(state.summary_of("{\"a\":2}"), None, "another document");
+        state.remember_summary("{\"a\":1}".into(), Some(summary.clone()));
+        assert_eq!(state.summary_of("{\"a\":1}"), Some(summary));
+        assert_eq!(state.summary_of("{\"a\":1}"), None, "used once");
     }
 }

@@ -93,9 +93,12 @@ impl self::nodecache::policy::host::Host for PluginState {
 
     async fn cache_read(&mut self, node: String) -> Result<Option<wit::CacheEntry>, wit::CacheFault> {
         match self.capabilities.cache_read(&self.grant, &node) {
-            Ok(entry) => Ok(entry.map(|e| wit::CacheEntry {
-                document: e.document,
-                age_ms: e.age_ms,
+            Ok(entry) => Ok(entry.map(|e| {
+                self.remember_summary(e.document.clone(), e.summary);
+                wit::CacheEntry {
+                    document: e.document,
+                    age_ms: e.age_ms,
+                }
             })),
             Err(fault @ crate::store::CacheFault::Corrupt { .. }) => {
                 Err(wit::CacheFault::Corrupt(fault.to_string()))
@@ -105,9 +108,12 @@ impl self::nodecache::policy::host::Host for PluginState {
     }
 
     async fn cache_write(&mut self, node: String, document: String) -> Result<(), wit::HostError> {
-        self.capabilities
+        let summary = self
+            .capabilities
             .cache_write(&self.grant, &node, &document, None)
-            .map_err(fetch_error_to_wit)
+            .map_err(fetch_error_to_wit)?;
+        self.remember_summary(document, summary);
+        Ok(())
     }
 
     async fn cache_remove(&mut self, node: String) -> Result<(), wit::HostError> {
@@ -187,6 +193,7 @@ fn node_resources_from_wit(resources: wit::NodeResources) -> model::NodeResource
         source: source_from_wit(resources.source),
         age_ms: resources.age_ms,
         refresh_error: resources.refresh_error.map(fetch_error_from_wit),
+        summary: None,
     }
 }
 

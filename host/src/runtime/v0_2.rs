@@ -124,10 +124,13 @@ impl self::nodecache::policy::host::Host for PluginState {
 
     async fn cache_read(&mut self, node: String) -> Result<Option<wit::CacheEntry>, wit::CacheFault> {
         match self.capabilities.cache_read(&self.grant, &node) {
-            Ok(entry) => Ok(entry.map(|e| wit::CacheEntry {
-                document: e.document,
-                age_ms: e.age_ms,
-                validator: e.validator,
+            Ok(entry) => Ok(entry.map(|e| {
+                self.remember_summary(e.document.clone(), e.summary);
+                wit::CacheEntry {
+                    document: e.document,
+                    age_ms: e.age_ms,
+                    validator: e.validator,
+                }
             })),
             Err(fault @ crate::store::CacheFault::Corrupt { .. }) => {
                 Err(wit::CacheFault::Corrupt(fault.to_string()))
@@ -137,9 +140,12 @@ impl self::nodecache::policy::host::Host for PluginState {
     }
 
     async fn cache_write(&mut self, node: String, document: wit::Document) -> Result<(), wit::HostError> {
-        self.capabilities
+        let summary = self
+            .capabilities
             .cache_write(&self.grant, &node, &document.body, Some(&document.validator))
-            .map_err(fetch_error_to_wit)
+            .map_err(fetch_error_to_wit)?;
+        self.remember_summary(document.body, summary);
+        Ok(())
     }
 
     async fn cache_restamp(&mut self, node: String) -> Result<(), wit::HostError> {
@@ -235,6 +241,7 @@ fn node_resources_from_wit(resources: wit::NodeResources) -> model::NodeResource
         },
         age_ms: resources.age_ms,
         refresh_error: resources.refresh_error.map(fetch_error_from_wit),
+        summary: None,
     }
 }
 
