@@ -67,12 +67,30 @@ impl ArtifactCache {
 
     /// The artifact's path for `component` on `engine`.
     pub fn path_for(&self, engine: &Engine, component: &[u8]) -> PathBuf {
-        let mut hasher = std::hash::DefaultHasher::new();
-        engine.precompile_compatibility_hash().hash(&mut hasher);
-        env!("CARGO_PKG_VERSION").hash(&mut hasher);
         let component_digest = hex(&sha256(component)[..16]);
         self.dir
-            .join(format!("{component_digest}-{:016x}.cwasm", hasher.finish()))
+            .join(format!("{component_digest}-{}.cwasm", engine_tag(engine)))
+    }
+
+    /// Removes the artifacts of other nodecache builds (another engine tag):
+    /// no run of this build can use them, and each is megabytes. Called
+    /// after a compile, so a run that finds its artifact never lists the
+    /// directory. A build that comes back recompiles once.
+    fn prune_other_builds(&self, engine: &Engine) {
+        let suffix = format!("-{}.cwasm", engine_tag(engine));
+        let Ok(entries) = fs::read_dir(&self.dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if name.ends_with(".cwasm") && !name.ends_with(&suffix) {
+                match fs::remove_file(entry.path()) {
+                    Ok(()) => tracing::info!("removed {name}, compiled by another nodecache build"),
+                    Err(e) => tracing::warn!("cannot remove {}: {e}", entry.path().display()),
+                }
+            }
+        }
     }
 
     /// The compiled component: deserialized from its artifact when a whole,
@@ -102,6 +120,7 @@ impl ArtifactCache {
         if let Err(e) = self.write(&path, &artifact) {
             tracing::warn!("cannot keep the compiled policy: {e:#}");
         }
+        self.prune_other_builds(engine);
         Ok((component, obtained))
     }
 
@@ -137,6 +156,15 @@ impl ArtifactCache {
             .with_context(|| format!("cannot write {}", path.display()))?;
         Ok(())
     }
+}
+
+/// What an artifact's name says of the engine that compiled it: wasmtime's
+/// compatibility hash and nodecache's version.
+fn engine_tag(engine: &Engine) -> String {
+    let mut hasher = std::hash::DefaultHasher::new();
+    engine.precompile_compatibility_hash().hash(&mut hasher);
+    env!("CARGO_PKG_VERSION").hash(&mut hasher);
+    format!("{:016x}", hasher.finish())
 }
 
 /// Owned by this user, and writable by nobody else.
@@ -197,6 +225,23 @@ mod tests {
         assert_eq!(cache.component(&engine, other).unwrap().1, Obtained::Compiled);
         let mode = fs::metadata(cache.path_for(&engine, bytes)).unwrap().mode();
         assert_eq!(mode & 0o777, 0o600);
+    }
+
+    #[test]
+    fn a_compile_removes_artifacts_of_other_builds_only() {
+        let (_dir, cache, engine, bytes) = setup();
+        let other_build = cache
+            .dir()
+            .join("00112233445566778899aabbccddeeff-0123456789abcdef.cwasm");
+        let not_ours = cache.dir().join("notes.txt");
+        fs::write(&other_build, b"old").unwrap();
+        fs::write(&not_ours, b"kept").unwrap();
+        cache.component(&engine, bytes).unwrap();
+        let other = embedded::find("pinned").unwrap().component;
+        cache.component(&engine, other).unwrap();
+        assert!(!other_build.exists());
+        assert!(not_ours.exists());
+        assert!(cache.path_for(&engine, bytes).exists() && cache.path_for(&engine, other).exists());
     }
 
     #[test]
