@@ -5,6 +5,7 @@
 mod cli;
 mod cluster;
 mod incus;
+mod outputs;
 mod policies;
 mod serving;
 mod util;

@@ -2,7 +2,7 @@
 //! arrives), let the policy intersect, check what it answered, and report
 //! each node's provenance.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use anyhow::{Result, bail};
@@ -21,6 +21,16 @@ use crate::runtime::PolicyRuntime;
 pub struct CpuFlagsReport {
     pub arch: String,
     pub flags: Vec<String>,
+    /// The x86-64 psABI level of the common set (x86_64 only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub level: Option<String>,
+    /// Common flags the kernel synthesises (no single CPUID bit): no
+    /// hypervisor can set them, so the hypervisor outputs leave them out.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub kernel_synthesised: Vec<String>,
+    /// Common flags that are CPUID bits QEMU has no property for.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub unknown_to_qemu: Vec<String>,
     /// True when some node had no data: the flags were computed over the rest.
     pub partial: bool,
     pub nodes: Vec<NodeStatus>,
@@ -33,6 +43,26 @@ pub struct NodeStatus {
     pub age_seconds: Option<u64>,
     pub arch: Option<String>,
     pub error: Option<String>,
+    /// The node's own x86-64 level (flags on every one of its cores).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub level: Option<String>,
+    /// The node's CPU, when it took part: for levels and explanations.
+    #[serde(skip)]
+    pub cpu: Option<CpuSummary>,
+}
+
+impl NodeStatus {
+    /// The flags every core of this node has, when it took part.
+    pub fn flags(&self) -> Option<BTreeSet<&str>> {
+        let cpu = self.cpu.as_ref()?;
+        let mut groups = cpu.core_groups.iter().filter(|group| group.cores > 0);
+        let mut common: BTreeSet<&str> = groups.next()?.flags().collect();
+        for group in groups {
+            let flags: BTreeSet<&str> = group.flags().collect();
+            common.retain(|flag| flags.contains(flag));
+        }
+        Some(common)
+    }
 }
 
 /// Where a node's part of an answer came from, as printed in JSON.
@@ -63,6 +93,20 @@ impl From<Source> for NodeSource {
 }
 
 impl CpuFlagsReport {
+    /// Fills each x86_64 node's own level (for JSON and `--level`; a
+    /// thousand nodes' flag sets are not worth making for a plain list).
+    pub fn fill_node_levels(&mut self) {
+        if self.arch != "x86_64" {
+            return;
+        }
+        for node in &mut self.nodes {
+            node.level = node
+                .flags()
+                .and_then(|flags| crate::flags::level::level(|flag| flags.contains(flag)))
+                .map(str::to_string);
+        }
+    }
+
     /// Nodes the common set cannot vouch for.
     pub fn nodes_without_data(&self) -> Vec<&NodeStatus> {
         self.nodes
@@ -108,10 +152,28 @@ pub async fn cpu_flags(
         .zip(verdicts)
         .map(|(report, verdict)| node_status(report, verdict))
         .collect();
+    let mut nodes = nodes;
+    for (node, report) in nodes.iter_mut().zip(reports) {
+        if node.source != NodeSource::Error && node.source != NodeSource::Excluded {
+            node.cpu = report.outcome.ok().map(|resolved| resolved.cpu);
+        }
+    }
     let partial = nodes.iter().any(|node| node.source == NodeSource::Error);
+    let x86 = common.architecture == "x86_64";
+    let (kernel_synthesised, unknown_to_qemu) = if x86 {
+        crate::flags::unsettable(&common.flags)
+    } else {
+        Default::default()
+    };
     Ok(CpuFlagsReport {
+        level: x86
+            .then(|| crate::flags::level::level(|flag| common.flags.iter().any(|f| f == flag)))
+            .flatten()
+            .map(str::to_string),
         arch: common.architecture,
         flags: common.flags,
+        kernel_synthesised,
+        unknown_to_qemu,
         partial,
         nodes,
     })
@@ -237,6 +299,8 @@ fn node_status(report: &NodeReport, verdict: &Verdict) -> NodeStatus {
         age_seconds: resolved.map(|node| node.age_ms / 1000),
         arch: resolved.map(|node| node.cpu.architecture.clone()),
         error,
+        level: None,
+        cpu: None,
     }
 }
 

@@ -11,6 +11,7 @@ pub mod cluster_api;
 pub mod cpu_flags;
 pub mod digest;
 pub mod fingerprint;
+pub mod flags;
 pub mod format;
 pub mod gather;
 pub mod membership;

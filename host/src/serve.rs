@@ -4,7 +4,8 @@
 //!
 //! Given a cluster file, it also answers for the whole cluster through its
 //! policy (`cluster_api`): `GET /1.0/cluster/cpu-flags[?arch=…&allow-partial=1]`
-//! and `GET /1.0/cluster/resources/{node}`. Its policy is swapped live
+//! (and the CLI's outputs: `&format=qemu|libvirt|incus|list`, `&baseline=…`,
+//! `&level=1`, `&explain=1`) and `GET /1.0/cluster/resources/{node}`. Its policy is swapped live
 //! (`runtime::slot`); `GET /1.0` says which one is active.
 //!
 //! `/1.0/resources` carries an `ETag`: this machine's hardware fingerprint
@@ -28,7 +29,9 @@ use tokio::net::TcpListener;
 
 use crate::api::envelope::{Envelope, resources_text};
 use crate::cluster_api::{ApiError, ClusterApi};
+use crate::cpu_flags::CpuFlagsReport;
 use crate::fingerprint;
+use crate::flags::output::{FlagsFormat, FlagsOutput};
 use crate::node_name::NodeName;
 use crate::probe;
 use crate::runtime::slot::PolicySlot;
@@ -179,6 +182,17 @@ struct FlagsQuery {
     arch: Option<String>,
     #[serde(rename = "allow-partial")]
     allow_partial: Option<String>,
+    /// As the CLI's `--format`: json (default, in the Incus envelope), or
+    /// list, qemu, libvirt, incus (plain text).
+    format: Option<FlagsFormat>,
+    baseline: Option<String>,
+    explain: Option<String>,
+    level: Option<String>,
+}
+
+/// A query switch: present and not "0" or "false".
+fn switch(value: &Option<String>) -> bool {
+    value.as_deref().is_some_and(|v| v != "0" && v != "false")
 }
 
 fn no_cluster() -> Response {
@@ -202,8 +216,11 @@ async fn cluster_cpu_flags(State(state): State<AppState>, Query(query): Query<Fl
     let Some(cluster) = state.cluster else {
         return no_cluster();
     };
-    let arch = query.arch.unwrap_or_else(|| std::env::consts::ARCH.to_string());
-    let allow_partial = query.allow_partial.is_some_and(|v| v != "0" && v != "false");
+    let arch = query
+        .arch
+        .clone()
+        .unwrap_or_else(|| std::env::consts::ARCH.to_string());
+    let allow_partial = switch(&query.allow_partial);
     match cluster.cpu_flags(&arch).await {
         Ok(report) if !allow_partial && !report.nodes_without_data().is_empty() => {
             let missing: Vec<String> = report
@@ -219,8 +236,39 @@ async fn cluster_cpu_flags(State(state): State<AppState>, Query(query): Query<Fl
                 ),
             )
         }
-        Ok(report) => Json(Envelope::sync(&*report)).into_response(),
+        Ok(report) => render_flags(&query, &report).await,
         Err(failure) => api_error(failure),
+    }
+}
+
+/// The shared report in the form the query asks for (the hypervisor forms
+/// ask QEMU for the baseline's flags, off the async threads).
+async fn render_flags(query: &FlagsQuery, report: &CpuFlagsReport) -> Response {
+    let output = FlagsOutput {
+        format: query.format.unwrap_or(FlagsFormat::Json),
+        baseline: query.baseline.clone(),
+        level: switch(&query.level),
+        explain: switch(&query.explain),
+    };
+    let mut report = report.clone();
+    let json = output.format == FlagsFormat::Json;
+    let rendered = tokio::task::spawn_blocking(move || {
+        if json {
+            output
+                .json(&mut report)
+                .map(|value| Json(Envelope::sync(value)).into_response())
+        } else {
+            output.render(&mut report).map(|text| text.into_response())
+        }
+    })
+    .await;
+    match rendered {
+        Ok(Ok(response)) => response,
+        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, &format!("{e:#}")),
+        Err(e) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &format!("rendering failed: {e}"),
+        ),
     }
 }
 

@@ -63,6 +63,16 @@ pub enum Command {
     CpuFlags {
         #[arg(long, value_enum, default_value_t = FlagsFormat::List)]
         format: FlagsFormat,
+        /// The model the qemu, libvirt and incus formats build on (default kvm64);
+        /// its own flags are asked of QEMU.
+        #[arg(long, value_name = "MODEL")]
+        baseline: Option<String>,
+        /// Print the x86-64 level (v1-v4) of the common set and of each node.
+        #[arg(long)]
+        level: bool,
+        /// Show which nodes lack which flags, and which node holds the cluster back.
+        #[arg(long)]
+        explain: bool,
         /// Architecture to intersect (default: this machine's).
         #[arg(long, value_name = "ARCH")]
         arch: Option<String>,
@@ -129,13 +139,7 @@ pub enum PolicyCommand {
     List,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum FlagsFormat {
-    /// One flag per line, sorted.
-    List,
-    /// Flags plus every node's provenance.
-    Json,
-}
+pub use crate::flags::output::FlagsFormat;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ProbeSource {

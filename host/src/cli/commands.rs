@@ -11,6 +11,7 @@ use super::Failure;
 use super::args::{Cli, Command, PolicyCommand};
 use super::{node, policy, query};
 use crate::capabilities::Capabilities;
+use crate::flags::output::FlagsOutput;
 use crate::membership::Membership;
 use crate::remote::RemoteFetcher;
 use crate::runtime::artifacts::ArtifactCache;
@@ -29,12 +30,21 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         }
         Command::CpuFlags {
             format,
+            baseline,
+            level,
+            explain,
             arch,
             allow_partial,
         } => {
             let (membership, config) = cluster_setup(&cli)?;
             let arch = arch.clone().unwrap_or_else(|| std::env::consts::ARCH.to_string());
-            query::cpu_flags_command(&cli, &membership, config, *format, &arch, *allow_partial).await
+            let output = FlagsOutput {
+                format: *format,
+                baseline: baseline.clone(),
+                level: *level,
+                explain: *explain,
+            };
+            query::cpu_flags_command(&cli, &membership, config, output, &arch, *allow_partial).await
         }
         Command::Probe { source } => node::probe_command(*source).await,
         Command::Serve { .. } => node::serve_command(&cli).await,

@@ -8,10 +8,11 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 
 use super::Failure;
-use super::args::{Cli, FlagsFormat};
+use super::args::Cli;
 use super::commands::{capabilities, load_policy, print};
 use crate::api::Resources;
 use crate::cpu_flags::{NodeSource, cpu_flags};
+use crate::flags::output::FlagsOutput;
 use crate::format;
 use crate::gather::{DEFAULT_CONCURRENCY, gather};
 use crate::membership::Membership;
@@ -106,7 +107,7 @@ pub(super) async fn cpu_flags_command(
     cli: &Cli,
     membership: &Membership,
     config: BTreeMap<String, String>,
-    output: FlagsFormat,
+    output: FlagsOutput,
     arch: &str,
     allow_partial: bool,
 ) -> Result<(), Failure> {
@@ -143,10 +144,11 @@ pub(super) async fn cpu_flags_command(
     if !missing.is_empty() {
         tracing::warn!("partial result: without {}", missing.join("; "));
     }
-    match output {
-        FlagsFormat::List => print(&format::flag_list(&report.flags)),
-        FlagsFormat::Json => print(&format::pretty_json(&report)),
-    }
+    let mut report = report;
+    let text = tokio::task::spawn_blocking(move || output.render(&mut report))
+        .await
+        .map_err(anyhow::Error::from)??;
+    print(&text)
 }
 
 /// Instances alive at once for a whole-cluster question: one per member

@@ -1,0 +1,89 @@
+//! The x86-64 psABI microarchitecture level (v1 to v4) a flag set reaches:
+//! what a distribution built for `x86-64-v3` needs from every node.
+
+/// Each level's additions, in Linux names (`abm` is the LZCNT bit; `xsave`
+/// stands in for OSXSAVE, which Linux does not list). Levels are cumulative.
+const LEVELS: [(&str, &[&str]); 4] = [
+    (
+        "x86-64-v1",
+        &["cmov", "cx8", "fpu", "fxsr", "mmx", "syscall", "sse", "sse2"],
+    ),
+    (
+        "x86-64-v2",
+        &["cx16", "lahf_lm", "popcnt", "pni", "sse4_1", "sse4_2", "ssse3"],
+    ),
+    (
+        "x86-64-v3",
+        &[
+            "avx", "avx2", "bmi1", "bmi2", "f16c", "fma", "abm", "movbe", "xsave",
+        ],
+    ),
+    (
+        "x86-64-v4",
+        &["avx512f", "avx512bw", "avx512cd", "avx512dq", "avx512vl"],
+    ),
+];
+
+/// The highest level whose flags (and all lower levels') `has` grants;
+/// `None` when not even v1 (another architecture, or no flags).
+pub fn level(has: impl Fn(&str) -> bool) -> Option<&'static str> {
+    LEVELS
+        .iter()
+        .take_while(|(_, adds)| adds.iter().all(|flag| has(flag)))
+        .last()
+        .map(|(name, _)| *name)
+}
+
+/// What `has` lacks to reach the level after the one it has, for explanations.
+pub fn missing_for_next(has: impl Fn(&str) -> bool) -> Option<(&'static str, Vec<&'static str>)> {
+    LEVELS
+        .iter()
+        .find(|(_, adds)| !adds.iter().all(|flag| has(flag)))
+        .map(|(name, adds)| (*name, adds.iter().copied().filter(|flag| !has(flag)).collect()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeSet;
+
+    fn fixture(name: &str) -> BTreeSet<String> {
+        let path = format!(
+            "{}/../tests/fixtures/cpuinfo/{name}.flags",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        std::fs::read_to_string(&path)
+            .unwrap()
+            .lines()
+            .filter(|line| !line.starts_with('#'))
+            .flat_map(|line| line.split_whitespace())
+            .map(str::to_string)
+            .collect()
+    }
+
+    fn level_of(name: &str) -> Option<&'static str> {
+        let flags = fixture(name);
+        level(|flag| flags.contains(flag))
+    }
+
+    #[test]
+    fn known_cpus_reach_their_levels() {
+        assert_eq!(level_of("intel-xeon-e5-2680v3-haswell"), Some("x86-64-v3"));
+        assert_eq!(level_of("intel-xeon-gold-6130-skylake"), Some("x86-64-v4"));
+        assert_eq!(level_of("amd-epyc-7702-rome"), Some("x86-64-v3"));
+        assert_eq!(level_of("arm-neoverse-n1-graviton2"), None);
+    }
+
+    #[test]
+    fn a_missing_flag_caps_the_level_and_is_named() {
+        let westmere = [
+            "cmov", "cx8", "fpu", "fxsr", "mmx", "syscall", "sse", "sse2", "cx16", "lahf_lm", "popcnt",
+            "pni", "sse4_1", "sse4_2", "ssse3", "aes",
+        ];
+        assert_eq!(level(|f| westmere.contains(&f)), Some("x86-64-v2"));
+        let (next, missing) = missing_for_next(|f| westmere.contains(&f)).unwrap();
+        assert_eq!(next, "x86-64-v3");
+        assert!(missing.contains(&"avx2"));
+        assert_eq!(level(|_| false), None);
+    }
+}

@@ -1,0 +1,65 @@
+//! What operators paste: a cluster's common flags in the terms of QEMU,
+//! libvirt and Incus, their x86-64 level, and which node holds the cluster
+//! back. Names are joined through CPUID bits ([`names`]), and a baseline
+//! model's own flags come from QEMU ([`qemu`]).
+
+pub mod explain;
+pub mod level;
+pub mod names;
+pub mod output;
+pub mod qemu;
+pub mod render;
+
+use serde::Serialize;
+
+use qemu::Baseline;
+
+/// Splits common Linux flags into those no hypervisor can set: flags the
+/// kernel synthesises, and CPUID bits QEMU has no property for.
+pub fn unsettable(common: &[String]) -> (Vec<String>, Vec<String>) {
+    let mut kernel_synthesised = Vec::new();
+    let mut unknown_to_qemu = Vec::new();
+    for flag in common {
+        match names::by_linux(flag) {
+            None => kernel_synthesised.push(flag.clone()),
+            Some(names) if names.qemu.is_none() => unknown_to_qemu.push(flag.clone()),
+            Some(_) => {}
+        }
+    }
+    (kernel_synthesised, unknown_to_qemu)
+}
+
+/// The common set as a hypervisor takes it: a baseline model plus features.
+#[derive(Debug, Clone, Serialize)]
+pub struct GuestCpu {
+    pub baseline: String,
+    /// Where the baseline's own flags were learned ("QEMU 10.0.2").
+    pub baseline_source: String,
+    /// QEMU names of the common flags the baseline does not already give.
+    pub qemu_features: Vec<String>,
+    /// libvirt names of every common flag libvirt knows.
+    pub libvirt_features: Vec<String>,
+}
+
+impl GuestCpu {
+    pub fn new(common: &[String], baseline: &Baseline) -> GuestCpu {
+        let known: Vec<names::FlagNames> = common.iter().filter_map(|flag| names::by_linux(flag)).collect();
+        let mut qemu_features: Vec<String> = known
+            .iter()
+            .filter(|names| !baseline.flags.contains(names.linux))
+            .filter_map(|names| names.qemu.map(str::to_string))
+            .collect();
+        qemu_features.sort();
+        let mut libvirt_features: Vec<String> = known
+            .iter()
+            .filter_map(|names| names.libvirt.map(str::to_string))
+            .collect();
+        libvirt_features.sort();
+        GuestCpu {
+            baseline: baseline.model.clone(),
+            baseline_source: baseline.source.clone(),
+            qemu_features,
+            libvirt_features,
+        }
+    }
+}

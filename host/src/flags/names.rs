@@ -1,0 +1,124 @@
+//! What QEMU and libvirt call each x86 CPUID bit Linux names.
+//!
+//! The table is derived from the real tools by `scripts/gen-flag-names.py`
+//! (QEMU: switching each CPU property and seeing which CPUID bit moves;
+//! libvirt: its cpu_map), joined on the CPUID bit, and kept in the
+//! repository. Names are never matched across tools by spelling: Linux's
+//! `ibrs` and QEMU's `ibrs` are different bits, and Linux's `sha_ni` is
+//! QEMU's `sha-ni`.
+
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
+const TABLE: &str = include_str!("x86_flag_names.tsv");
+
+/// One CPUID bit by its three names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FlagNames {
+    pub linux: &'static str,
+    /// `None`: QEMU has no property for the bit.
+    pub qemu: Option<&'static str>,
+    /// `None`: libvirt has no feature for the bit.
+    pub libvirt: Option<&'static str>,
+}
+
+struct Table {
+    by_linux: HashMap<&'static str, FlagNames>,
+    by_qemu: HashMap<&'static str, FlagNames>,
+}
+
+fn table() -> &'static Table {
+    static TABLE_INDEX: OnceLock<Table> = OnceLock::new();
+    TABLE_INDEX.get_or_init(|| {
+        let rows: Vec<FlagNames> = TABLE
+            .lines()
+            .filter(|line| !line.starts_with('#') && !line.is_empty())
+            .map(parse_row)
+            .collect();
+        Table {
+            by_linux: rows.iter().map(|row| (row.linux, *row)).collect(),
+            by_qemu: rows.iter().filter_map(|row| Some((row.qemu?, *row))).collect(),
+        }
+    })
+}
+
+fn parse_row(line: &'static str) -> FlagNames {
+    let fields: Vec<&'static str> = line.split('\t').collect();
+    assert_eq!(fields.len(), 7, "x86_flag_names.tsv: malformed row {line:?}");
+    let name = |field: &'static str| (field != "-").then_some(field);
+    FlagNames {
+        linux: fields[0],
+        qemu: name(fields[5]),
+        libvirt: name(fields[6]),
+    }
+}
+
+/// The names of the CPUID bit Linux calls `linux`; `None` for a flag the
+/// kernel synthesises (no single CPUID bit a hypervisor could set).
+pub fn by_linux(linux: &str) -> Option<FlagNames> {
+    table().by_linux.get(linux).copied()
+}
+
+/// The names of the CPUID bit QEMU's property `qemu` sets.
+pub fn by_qemu(qemu: &str) -> Option<FlagNames> {
+    table().by_qemu.get(qemu).copied()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_that_differ_between_tools_are_joined_by_bit() {
+        let sha = by_linux("sha_ni").unwrap();
+        assert_eq!((sha.qemu, sha.libvirt), (Some("sha-ni"), Some("sha-ni")));
+        let vnni = by_linux("avx512_vnni").unwrap();
+        assert_eq!(
+            (vnni.qemu, vnni.libvirt),
+            (Some("avx512vnni"), Some("avx512vnni"))
+        );
+        assert_eq!(by_linux("sse4_2").unwrap().qemu, Some("sse4.2"));
+        assert_eq!(by_linux("pclmulqdq").unwrap().libvirt, Some("pclmuldq"));
+        assert_eq!(by_linux("tsc_deadline_timer").unwrap().qemu, Some("tsc-deadline"));
+        assert_eq!(by_qemu("pni").unwrap().linux, "pni");
+    }
+
+    #[test]
+    fn kernel_synthesised_flags_and_same_name_traps_have_no_bit() {
+        for synthetic in [
+            "constant_tsc",
+            "nopl",
+            "cpuid",
+            "rep_good",
+            "xtopology",
+            "ibrs",
+            "ibpb",
+            "stibp",
+            "ssbd",
+        ] {
+            assert_eq!(by_linux(synthetic), None, "{synthetic}");
+        }
+    }
+
+    /// The measured reference (QEMU 7.2, libvirt 9.0): every name it gives
+    /// is ours; a newer tool may name a bit the reference left unnamed.
+    #[test]
+    fn the_table_agrees_with_the_measured_reference() {
+        let reference = include_str!("../../../tests/fixtures/flag-name-map.tsv");
+        let mut compared = 0;
+        for line in reference.lines().filter(|l| !l.starts_with('#')) {
+            let fields: Vec<&str> = line.split('\t').collect();
+            let Some(ours) = by_linux(fields[0]) else { continue };
+            compared += 1;
+            for (theirs, ours, tool) in [
+                (fields[3], ours.qemu, "qemu"),
+                (fields[4], ours.libvirt, "libvirt"),
+            ] {
+                if theirs != "-" {
+                    assert_eq!(ours, Some(theirs), "{} in {tool}", fields[0]);
+                }
+            }
+        }
+        assert!(compared > 150, "{compared} rows compared");
+    }
+}

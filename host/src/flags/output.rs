@@ -1,0 +1,100 @@
+//! One cluster answer, printed the way it was asked for: by the CLI's
+//! `cpu-flags` and by `serve`'s `GET /1.0/cluster/cpu-flags`, alike.
+
+use anyhow::Result;
+use serde_json::json;
+
+use super::explain::{explain, table};
+use super::{GuestCpu, qemu, render};
+use crate::cpu_flags::CpuFlagsReport;
+use crate::format::{flag_list, pretty_json};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FlagsFormat {
+    /// One flag per line, sorted (Linux names).
+    List,
+    /// Flags, level and every node's provenance.
+    Json,
+    /// A QEMU `-cpu` value: the baseline model and the features it lacks, in QEMU's names.
+    Qemu,
+    /// A libvirt domain `<cpu>` element requiring every common feature, in libvirt's names.
+    Libvirt,
+    /// The keys of an Incus cluster group's CPU definition (key=value lines).
+    Incus,
+}
+
+/// How to print a report.
+#[derive(Debug, Clone)]
+pub struct FlagsOutput {
+    pub format: FlagsFormat,
+    /// The baseline model for the hypervisor formats (and, given, in JSON).
+    pub baseline: Option<String>,
+    /// Print the x86-64 level of the cluster and of each node.
+    pub level: bool,
+    /// Explain which nodes lack which flags.
+    pub explain: bool,
+}
+
+pub const DEFAULT_BASELINE: &str = "kvm64";
+
+impl FlagsOutput {
+    /// The text to print. Asks QEMU for the baseline's own flags when the
+    /// output needs them (blocking: about 50 ms).
+    pub fn render(&self, report: &mut CpuFlagsReport) -> Result<String> {
+        if self.format == FlagsFormat::Json {
+            return Ok(pretty_json(&self.json(report)?));
+        }
+        if self.level || self.explain {
+            report.fill_node_levels();
+        }
+        let guest = self.guest_cpu(report)?;
+        Ok(match self.format {
+            _ if self.explain => table(report, &explain(report)),
+            _ if self.level => levels(report),
+            FlagsFormat::List | FlagsFormat::Json => flag_list(&report.flags),
+            FlagsFormat::Qemu => format!("{}\n", render::qemu_cpu(guest.as_ref().expect("made above"))),
+            FlagsFormat::Libvirt => render::libvirt_cpu(guest.as_ref().expect("made above")),
+            FlagsFormat::Incus => render::incus_keys(guest.as_ref().expect("made above")),
+        })
+    }
+
+    /// The JSON form: the report with each node's level, and the guest CPU
+    /// and explanation when asked for.
+    pub fn json(&self, report: &mut CpuFlagsReport) -> Result<serde_json::Value> {
+        report.fill_node_levels();
+        let mut value = serde_json::to_value(&*report)?;
+        if let Some(guest) = self.guest_cpu(report)? {
+            value["guest_cpu"] = json!(guest);
+        }
+        if self.explain {
+            value["explain"] = json!(explain(report));
+        }
+        Ok(value)
+    }
+
+    /// The hypervisor view, when the format or a `--baseline` asks for it.
+    fn guest_cpu(&self, report: &CpuFlagsReport) -> Result<Option<GuestCpu>> {
+        Ok(match (self.format, &self.baseline) {
+            (FlagsFormat::Qemu | FlagsFormat::Libvirt | FlagsFormat::Incus, baseline)
+            | (_, baseline @ Some(_)) => {
+                let model = baseline.as_deref().unwrap_or(DEFAULT_BASELINE);
+                Some(GuestCpu::new(&report.flags, &qemu::baseline(model)?))
+            }
+            _ => None,
+        })
+    }
+}
+
+/// `--level`: the cluster's level, then each node's.
+fn levels(report: &CpuFlagsReport) -> String {
+    let mut text = format!("cluster {}\n", report.level.as_deref().unwrap_or("-"));
+    for node in &report.nodes {
+        text.push_str(&format!(
+            "{} {}\n",
+            node.name,
+            node.level.as_deref().unwrap_or("-")
+        ));
+    }
+    text
+}

@@ -1,0 +1,80 @@
+//! The text an operator pastes into QEMU, libvirt or Incus.
+
+use super::GuestCpu;
+
+/// `-cpu` for QEMU: `kvm64,feature,feature,…`. Bare names (each means
+/// `name=on`): QEMU 7.2 maps `_` to `-` only in bare names, not after `+`.
+pub fn qemu_cpu(cpu: &GuestCpu) -> String {
+    std::iter::once(cpu.baseline.as_str())
+        .chain(cpu.qemu_features.iter().map(String::as_str))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// A libvirt domain's `<cpu>`: the baseline model, every common feature required.
+pub fn libvirt_cpu(cpu: &GuestCpu) -> String {
+    let mut xml = format!(
+        "<cpu mode='custom' match='exact'>\n  <model fallback='forbid'>{}</model>\n",
+        cpu.baseline
+    );
+    for feature in &cpu.libvirt_features {
+        xml.push_str(&format!("  <feature policy='require' name='{feature}'/>\n"));
+    }
+    xml.push_str("</cpu>\n");
+    xml
+}
+
+/// The keys an Incus cluster group takes, one `key=value` per line, as
+/// `incus cluster group set GROUP key=value` (or `incus config set`) takes them.
+pub fn incus_keys(cpu: &GuestCpu) -> String {
+    format!(
+        "instances.vm.cpu.x86_64.baseline={}\ninstances.vm.cpu.x86_64.flags={}\n",
+        cpu.baseline,
+        cpu.qemu_features.join(",")
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::flags::qemu::Baseline;
+
+    fn guest(common: &[&str]) -> GuestCpu {
+        let baseline = Baseline {
+            model: "kvm64".into(),
+            flags: ["fpu", "sse2", "pni"].iter().map(|f| f.to_string()).collect(),
+            source: "test".into(),
+        };
+        let common: Vec<String> = common.iter().map(|f| f.to_string()).collect();
+        GuestCpu::new(&common, &baseline)
+    }
+
+    #[test]
+    fn qemu_gets_qemu_names_less_the_baseline_and_synthetic_flags() {
+        let cpu = guest(&[
+            "fpu",
+            "sse2",
+            "pni",
+            "sse4_2",
+            "sha_ni",
+            "avx512_vnni",
+            "constant_tsc",
+            "tsc_deadline_timer",
+        ]);
+        assert_eq!(qemu_cpu(&cpu), "kvm64,avx512vnni,sha-ni,sse4.2,tsc-deadline");
+        assert!(
+            incus_keys(&cpu)
+                .contains("instances.vm.cpu.x86_64.flags=avx512vnni,sha-ni,sse4.2,tsc-deadline\n")
+        );
+    }
+
+    #[test]
+    fn libvirt_gets_every_common_feature_in_its_names() {
+        let xml = libvirt_cpu(&guest(&["fpu", "pclmulqdq", "sse4_2", "constant_tsc"]));
+        assert!(xml.contains("<model fallback='forbid'>kvm64</model>"));
+        for name in ["fpu", "pclmuldq", "sse4.2"] {
+            assert!(xml.contains(&format!("name='{name}'")), "{name}: {xml}");
+        }
+        assert!(!xml.contains("constant_tsc"));
+    }
+}

@@ -1,0 +1,415 @@
+//! What operators paste, checked by the real tools: QEMU takes the `qemu`
+//! output, libvirt the `libvirt` output, for this machine and for clusters of
+//! real CPUs (tests/fixtures/cpuinfo); and nothing Incus's exact-name rule
+//! keeps is lost, while the features it drops are kept.
+
+use std::collections::BTreeSet;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use serde_json::{Value, json};
+
+use crate::util::{BIN, recorded_node, resources_of, stderr, write_cache_entry};
+
+/// A cluster whose members' entries are in the cache (their URLs are dead:
+/// a refetch would fail the run).
+struct Recorded {
+    dir: tempfile::TempDir,
+    cluster: PathBuf,
+}
+
+impl Recorded {
+    fn new(nodes: &[(&str, &str)]) -> Recorded {
+        let dir = tempfile::tempdir().unwrap();
+        let mut text = String::from("deadline = \"2s\"\n");
+        for (name, fixture) in nodes {
+            let flags = fixture_flags(fixture);
+            let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+            let file = recorded_node(dir.path(), name, "x86_64", &flags);
+            write_cache_entry(&dir.path().join("cache"), name, &resources_of(&file), None, 0);
+            text.push_str(&format!(
+                "[[member]]\nname = \"{name}\"\nurl = \"http://127.0.0.1:9\"\n"
+            ));
+        }
+        let cluster = dir.path().join("cluster.toml");
+        std::fs::write(&cluster, text).unwrap();
+        Recorded { dir, cluster }
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        let output = Command::new(BIN)
+            .arg("--cache-dir")
+            .arg(self.dir.path().join("cache"))
+            .arg("--cluster")
+            .arg(&self.cluster)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{args:?}: {}", stderr(&output));
+        output
+    }
+
+    fn text(&self, args: &[&str]) -> String {
+        String::from_utf8(self.run(args).stdout).unwrap()
+    }
+}
+
+fn fixture_flags(name: &str) -> BTreeSet<String> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../tests/fixtures/cpuinfo/{name}.flags"));
+    std::fs::read_to_string(&path)
+        .unwrap()
+        .lines()
+        .filter(|line| !line.starts_with('#'))
+        .flat_map(str::split_whitespace)
+        .map(str::to_string)
+        .collect()
+}
+
+const X86_CPUS: [&str; 4] = [
+    "intel-xeon-e5-2680v3-haswell",
+    "intel-xeon-gold-6130-skylake",
+    "amd-epyc-7702-rome",
+    "amd-epyc-genoa-kvm-guest",
+];
+
+/// QMP over stdio to a QEMU with `args`; returns each command's answer.
+fn qmp(args: &[&str], commands: &[Value]) -> (Vec<Value>, String, bool) {
+    let mut child = Command::new("qemu-system-x86_64")
+        .args(["-nodefaults", "-display", "none", "-S", "-accel", "tcg"])
+        .args(args)
+        .args(["-qmp", "stdio"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("qemu-system-x86_64 (scripts/test installs it)");
+    let mut stdin = child.stdin.take().unwrap();
+    writeln!(stdin, "{}", json!({"execute": "qmp_capabilities"})).unwrap();
+    for command in commands {
+        writeln!(stdin, "{command}").unwrap();
+    }
+    writeln!(stdin, "{}", json!({"execute": "quit"})).unwrap();
+    drop(stdin);
+    let output = child.wait_with_output().unwrap();
+    let answers = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter_map(|answer| answer.get("return").cloned())
+        .collect::<Vec<_>>();
+    let returns = answers
+        .get(1..answers.len().saturating_sub(1))
+        .unwrap_or_default()
+        .to_vec();
+    (
+        returns,
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+        output.status.success(),
+    )
+}
+
+/// QEMU starts a q35 machine with `-cpu <cpu>,check=off`, naming no unknown property.
+fn assert_qemu_accepts(cpu: &str) {
+    let (_, errors, ok) = qmp(&["-machine", "q35", "-cpu", &format!("{cpu},check=off")], &[]);
+    assert!(
+        ok && !errors.contains("not found"),
+        "QEMU refused -cpu {cpu}: {errors}"
+    );
+}
+
+#[test]
+fn qemu_accepts_the_qemu_output_for_this_machine_and_for_real_cpus() {
+    let here = Command::new(BIN)
+        .args([
+            "--cache-dir",
+            tempfile::tempdir().unwrap().path().to_str().unwrap(),
+        ])
+        .args(["cpu-flags", "--format", "qemu"])
+        .output()
+        .unwrap();
+    assert!(here.status.success(), "{}", stderr(&here));
+    let here = String::from_utf8(here.stdout).unwrap();
+    assert!(here.starts_with("kvm64,"), "{here}");
+    assert_qemu_accepts(here.trim());
+    for cpu in X86_CPUS {
+        let cpu_flags = Recorded::new(&[(cpu, cpu)]).text(&["cpu-flags", "--format", "qemu"]);
+        assert_qemu_accepts(cpu_flags.trim());
+    }
+    let mixed = Recorded::new(&[
+        ("haswell", X86_CPUS[0]),
+        ("skylake", X86_CPUS[1]),
+        ("rome", X86_CPUS[2]),
+    ]);
+    let common = mixed.text(&["cpu-flags", "--format", "qemu"]);
+    assert_qemu_accepts(common.trim());
+    // The Intel/AMD common set keeps AVX2 and AES and loses AVX-512.
+    let features: BTreeSet<&str> = common.trim().split(',').collect();
+    assert!(features.contains("avx2") && features.contains("aes"), "{common}");
+    assert!(!features.contains("avx512f"), "{common}");
+}
+
+/// Incus keeps a /proc flag when its exact name is a boolean property `kvm64`
+/// leaves off. Computed here, from this machine's /proc and this QEMU.
+#[test]
+fn nothing_incus_keeps_is_lost_and_what_it_drops_is_kept() {
+    let proc_flags: BTreeSet<String> = std::fs::read_to_string("/proc/cpuinfo")
+        .unwrap()
+        .lines()
+        .find_map(|line| line.strip_prefix("flags"))
+        .map(|rest| {
+            rest.trim_start_matches([' ', '\t', ':'])
+                .split_whitespace()
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default();
+    if proc_flags.is_empty() {
+        return; // not x86
+    }
+    let (answers, errors, _) = qmp(
+        &["-machine", "none"],
+        &[json!({"execute": "query-cpu-model-expansion",
+                 "arguments": {"type": "full", "model": {"name": "kvm64"}}})],
+    );
+    let props = answers[0]["model"]["props"]
+        .as_object()
+        .unwrap_or_else(|| panic!("{errors}"));
+    let incus_keeps: BTreeSet<&str> = proc_flags
+        .iter()
+        .map(String::as_str)
+        .filter(|flag| props.get(*flag).and_then(Value::as_bool) == Some(false))
+        .collect();
+    let report: Value = serde_json::from_slice(
+        &Command::new(BIN)
+            .args([
+                "--cache-dir",
+                tempfile::tempdir().unwrap().path().to_str().unwrap(),
+            ])
+            .args(["cpu-flags", "--format", "json", "--baseline", "kvm64"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    let ours: BTreeSet<&str> = report["guest_cpu"]["qemu_features"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f.as_str().unwrap())
+        .collect();
+    // Same spelling, different bit (Linux's ibrs, stibp, ssbd, ibpb are
+    // synthesised): Incus's rule keeps those by mistake; we cannot lose them.
+    let synthesised: BTreeSet<&str> = report["kernel_synthesised"]
+        .as_array()
+        .map(|a| a.iter().map(|f| f.as_str().unwrap()).collect())
+        .unwrap_or_default();
+    // Spelling aside (`sse4_1` is QEMU's alias of `sse4.1`): the same name.
+    let same = |a: &str, b: &str| a.replace(['-', '.', '_'], "") == b.replace(['-', '.', '_'], "");
+    let lost: Vec<&&str> = incus_keeps
+        .iter()
+        .filter(|flag| !synthesised.contains(**flag))
+        .filter(|flag| !ours.iter().any(|q| same(q, flag)))
+        .collect();
+    assert!(lost.is_empty(), "Incus keeps these and we lost them: {lost:?}");
+    let dropped_by_incus: Vec<&&str> = ours
+        .iter()
+        .filter(|q| !incus_keeps.iter().any(|k| same(k, q)))
+        .collect();
+    println!(
+        "on this machine: {} /proc flags; Incus's exact-name rule keeps {}; our qemu output has {} features, \
+         {} of them real features Incus drops: {dropped_by_incus:?}",
+        proc_flags.len(),
+        incus_keeps.len(),
+        ours.len(),
+        dropped_by_incus.len()
+    );
+    for name in ["sha-ni", "avx512vnni", "avx-vnni", "tsc-deadline", "avx512-bf16"] {
+        let linux = match name {
+            "sha-ni" => "sha_ni",
+            "avx512vnni" => "avx512_vnni",
+            "avx-vnni" => "avx_vnni",
+            "tsc-deadline" => "tsc_deadline_timer",
+            _ => "avx512_bf16",
+        };
+        if proc_flags.contains(linux) {
+            assert!(
+                ours.contains(name),
+                "{linux} is on this CPU and {name} not in {ours:?}"
+            );
+        }
+    }
+}
+
+/// `<cpu>` as libvirt's `cpu-baseline` takes a host: the architecture, a
+/// model and plain features.
+fn as_host_cpu(guest_xml: &str) -> String {
+    guest_xml
+        .replace(" mode='custom' match='exact'>", ">\n  <arch>x86_64</arch>")
+        .replace("<model fallback='forbid'>", "<model>")
+        .replace(" policy='require'", "")
+}
+
+fn virsh_baseline(xml: &str) -> BTreeSet<String> {
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), xml).unwrap();
+    let output = Command::new("virsh")
+        .args(["-c", "test:///default", "cpu-baseline", "--features"])
+        .arg(file.path())
+        .output()
+        .expect("virsh (scripts/test installs libvirt-clients)");
+    assert!(
+        output.status.success(),
+        "libvirt refused:\n{xml}\n{}",
+        stderr(&output)
+    );
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|line| line.split("name='").nth(1))
+        .filter_map(|rest| rest.split('\'').next())
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn libvirt_accepts_the_libvirt_output_and_its_own_baseline_agrees() {
+    let mixed = Recorded::new(&[
+        ("haswell", X86_CPUS[0]),
+        ("skylake", X86_CPUS[1]),
+        ("rome", X86_CPUS[2]),
+    ]);
+    let ours = mixed.text(&["cpu-flags", "--format", "libvirt"]);
+    assert!(ours.starts_with("<cpu mode='custom' match='exact'>"), "{ours}");
+    let our_features: BTreeSet<String> = ours
+        .lines()
+        .filter_map(|line| line.split("name='").nth(1))
+        .filter_map(|rest| rest.split('\'').next())
+        .map(str::to_string)
+        .collect();
+    // libvirt takes every name, and the baseline of our one CPU is that CPU.
+    let accepted = virsh_baseline(&as_host_cpu(&ours));
+    assert!(
+        our_features.is_subset(&accepted),
+        "{our_features:?} vs {accepted:?}"
+    );
+    // libvirt's own baseline of the three nodes, each written vendor-free as
+    // kvm64 plus all its features in libvirt's names, is our common set.
+    let mut hosts = String::new();
+    for cpu in [X86_CPUS[0], X86_CPUS[1], X86_CPUS[2]] {
+        let single = Recorded::new(&[(cpu, cpu)]).text(&["cpu-flags", "--format", "libvirt"]);
+        hosts.push_str(&as_host_cpu(&single));
+    }
+    let theirs = virsh_baseline(&hosts);
+    let kvm64_only: BTreeSet<String> = virsh_baseline(&as_host_cpu(
+        "<cpu mode='custom' match='exact'>\n  <model fallback='forbid'>kvm64</model>\n</cpu>\n",
+    ));
+    let theirs: BTreeSet<String> = theirs.union(&kvm64_only).cloned().collect();
+    let ours_with_model: BTreeSet<String> = our_features.union(&kvm64_only).cloned().collect();
+    assert_eq!(ours_with_model, theirs);
+}
+
+#[test]
+fn explain_names_the_node_that_holds_the_cluster_back() {
+    let mixed = Recorded::new(&[("haswell", X86_CPUS[0]), ("skylake", X86_CPUS[1])]);
+    let report: Value =
+        serde_json::from_str(&mixed.text(&["cpu-flags", "--format", "json", "--explain"])).unwrap();
+    assert_eq!(report["level"], "x86-64-v3");
+    let levels: Vec<&str> = report["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["level"].as_str().unwrap())
+        .collect();
+    assert_eq!(levels, ["x86-64-v3", "x86-64-v4"]);
+    let avx512f = report["explain"]["differing"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["flag"] == "avx512f")
+        .unwrap();
+    assert_eq!(avx512f["lacking"], json!(["haswell"]));
+    let haswell = &report["explain"]["nodes"][0];
+    assert_eq!(haswell["name"], "haswell");
+    assert_eq!(haswell["level_without"], "x86-64-v4");
+    assert!(
+        haswell["holds_back"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f == "avx512bw")
+    );
+    let table = mixed.text(&["cpu-flags", "--explain"]);
+    assert!(
+        table.contains("nodes lacking it") && table.contains("haswell"),
+        "{table}"
+    );
+    let levels = mixed.text(&["cpu-flags", "--level"]);
+    assert_eq!(
+        levels,
+        "cluster x86-64-v3\nhaswell x86-64-v3\nskylake x86-64-v4\n"
+    );
+    let incus = mixed.text(&["cpu-flags", "--format", "incus"]);
+    assert!(
+        incus.starts_with("instances.vm.cpu.x86_64.baseline=kvm64\ninstances.vm.cpu.x86_64.flags="),
+        "{incus}"
+    );
+}
+
+/// The kept name table agrees with the installed QEMU and libvirt (the
+/// generator asks them again: one QEMU per CPU property, about 15 s).
+#[test]
+fn the_name_table_agrees_with_the_installed_qemu_and_libvirt() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let output = Command::new("python3")
+        .arg(root.join("scripts/gen-flag-names.py"))
+        .arg("--check")
+        .arg(root.join("host/src/flags/x86_flag_names.tsv"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{text}{}", stderr(&output));
+    println!("{text}");
+}
+
+#[test]
+fn serve_gives_every_format_the_cli_gives() {
+    let mixed = Recorded::new(&[("haswell", X86_CPUS[0]), ("rome", X86_CPUS[2])]);
+    let server = crate::util::spawn_serve_with(
+        &[
+            "--cache-dir",
+            mixed.dir.path().join("cache").to_str().unwrap(),
+            "--cluster",
+            mixed.cluster.to_str().unwrap(),
+        ],
+        &["--insecure-http"],
+    );
+    for format in ["qemu", "libvirt", "incus", "list"] {
+        let served = crate::util::http_get(
+            &server.url,
+            &format!("/1.0/cluster/cpu-flags?format={format}"),
+            &[],
+        );
+        assert_eq!(served.status, 200, "{format}: {}", served.body);
+        assert_eq!(
+            served.body,
+            mixed.text(&["cpu-flags", "--format", format]),
+            "{format}"
+        );
+    }
+    let served = crate::util::http_get(
+        &server.url,
+        "/1.0/cluster/cpu-flags?explain=1&baseline=kvm64",
+        &[],
+    );
+    let envelope: Value = serde_json::from_str(&served.body).unwrap();
+    assert_eq!(envelope["metadata"]["level"], "x86-64-v3");
+    assert!(
+        envelope["metadata"]["explain"]["differing"]
+            .as_array()
+            .unwrap()
+            .len()
+            > 5
+    );
+    assert_eq!(envelope["metadata"]["guest_cpu"]["baseline"], "kvm64");
+    let refused = crate::util::http_get(&server.url, "/1.0/cluster/cpu-flags?format=bogus", &[]);
+    assert_eq!(refused.status, 400, "{}", refused.body);
+}
