@@ -21,9 +21,19 @@ struct Recorded {
 
 impl Recorded {
     fn new(nodes: &[(&str, &str)]) -> Recorded {
+        Recorded::grouped(
+            &nodes
+                .iter()
+                .map(|&(name, cpu)| (name, cpu, ""))
+                .collect::<Vec<_>>(),
+        )
+    }
+
+    /// Members with `groups = [GROUP]` (none where GROUP is empty).
+    fn grouped(nodes: &[(&str, &str, &str)]) -> Recorded {
         let dir = tempfile::tempdir().unwrap();
         let mut text = String::from("deadline = \"2s\"\n");
-        for (name, fixture) in nodes {
+        for (name, fixture, group) in nodes {
             let flags = fixture_flags(fixture);
             let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
             let file = recorded_node(dir.path(), name, "x86_64", &flags);
@@ -31,6 +41,9 @@ impl Recorded {
             text.push_str(&format!(
                 "[[member]]\nname = \"{name}\"\nurl = \"http://127.0.0.1:9\"\n"
             ));
+            if !group.is_empty() {
+                text.push_str(&format!("groups = [\"{group}\"]\n"));
+            }
         }
         let cluster = dir.path().join("cluster.toml");
         std::fs::write(&cluster, text).unwrap();
@@ -412,4 +425,104 @@ fn serve_gives_every_format_the_cli_gives() {
     assert_eq!(envelope["metadata"]["guest_cpu"]["baseline"], "kvm64");
     let refused = crate::util::http_get(&server.url, "/1.0/cluster/cpu-flags?format=bogus", &[]);
     assert_eq!(refused.status, 400, "{}", refused.body);
+}
+
+#[test]
+fn baseline_auto_picks_the_newest_named_model_every_node_runs_and_qemu_takes_it() {
+    let cases: [(&[&str], &str); 6] = [
+        (&[X86_CPUS[0]], "Haswell-"),
+        (&[X86_CPUS[1]], "Skylake-Server-"),
+        (&[X86_CPUS[2]], "EPYC-Rome-"),
+        (&[X86_CPUS[0], X86_CPUS[1]], "Haswell-"),
+        (&[X86_CPUS[1], X86_CPUS[2]], ""),
+        (&[X86_CPUS[0], X86_CPUS[1], X86_CPUS[2]], ""),
+    ];
+    for (cpus, family) in cases {
+        let nodes: Vec<(&str, &str)> = cpus.iter().map(|cpu| (*cpu, *cpu)).collect();
+        let cluster = Recorded::new(&nodes);
+        let report: Value =
+            serde_json::from_str(&cluster.text(&["cpu-flags", "--format", "json", "--baseline", "auto"]))
+                .unwrap();
+        let model = report["guest_cpu"]["baseline"].as_str().unwrap().to_string();
+        assert!(
+            model.starts_with(family) && model != "kvm64",
+            "{cpus:?} got {model}"
+        );
+        let qemu = cluster.text(&["cpu-flags", "--format", "qemu", "--baseline", "auto"]);
+        assert!(
+            qemu.starts_with(&format!("{model},")) || qemu.trim() == model,
+            "{qemu}"
+        );
+        assert_qemu_accepts(qemu.trim());
+        let libvirt = cluster.text(&["cpu-flags", "--format", "libvirt", "--baseline", "auto"]);
+        assert!(
+            libvirt.contains(&format!("<model fallback='forbid'>{model}</model>")),
+            "{libvirt}"
+        );
+        virsh_baseline(&as_host_cpu(&libvirt));
+        println!("--baseline auto for {cpus:?}: {model}");
+    }
+}
+
+#[test]
+fn can_run_and_groups_answer_over_a_recorded_mixed_cluster() {
+    let cluster = Recorded::grouped(&[
+        ("old", X86_CPUS[0], "gen1"),
+        ("new", X86_CPUS[1], "gen2"),
+        ("amd", X86_CPUS[2], "gen2"),
+    ]);
+    let placement: Value = serde_json::from_str(&cluster.text(&[
+        "can-run",
+        "--flags",
+        "avx2,avx512f,sse4.2",
+        "--format",
+        "json",
+    ]))
+    .unwrap();
+    assert_eq!(placement["required"], json!(["avx2", "avx512f", "sse4_2"]));
+    assert_eq!(placement["can_run"], json!(["new"]));
+    let lacking: Vec<(String, Value)> = placement["cannot_run"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| (n["name"].as_str().unwrap().to_string(), n["lacks"].clone()))
+        .collect();
+    assert_eq!(
+        lacking,
+        [
+            ("old".to_string(), json!(["avx512f"])),
+            ("amd".to_string(), json!(["avx512f"]))
+        ]
+    );
+    // A guest with the Haswell's host CPU runs on the Skylake, not on the Rome
+    // (it lacks Intel-only bits such as ds_cpl).
+    let from_old = cluster.text(&["can-run", "--from", "old"]);
+    assert!(
+        from_old.starts_with("needs ") && from_old.contains("can run: new, old")
+            || from_old.contains("can run: old, new"),
+        "{from_old}"
+    );
+    assert!(from_old.contains("cannot: amd lacks"), "{from_old}");
+    // One group's flags: gen2 is Skylake and Rome, without the Haswell.
+    let gen2: Value =
+        serde_json::from_str(&cluster.text(&["cpu-flags", "--group", "gen2", "--format", "json"])).unwrap();
+    let names: Vec<&str> = gen2["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["new", "amd"]);
+    let unknown = Command::new(BIN)
+        .arg("--cluster")
+        .arg(&cluster.cluster)
+        .args(["cpu-flags", "--group", "gen9"])
+        .output()
+        .unwrap();
+    assert_eq!(unknown.status.code(), Some(2));
+    assert!(
+        stderr(&unknown).contains("no member is in group \"gen9\" (groups in the cluster file: gen1, gen2)"),
+        "{}",
+        stderr(&unknown)
+    );
 }

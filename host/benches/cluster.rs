@@ -49,6 +49,7 @@ fn slow_members(tokio: &tokio::runtime::Runtime) -> Cluster {
                 name: NodeName::parse(&format!("node-{i:03}")).unwrap(),
                 local: false,
                 url: Some(url),
+                groups: Vec::new(),
             }
         })
         .collect();

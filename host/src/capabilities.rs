@@ -271,6 +271,7 @@ mod tests {
                 name,
                 local: false,
                 url: Some(url),
+                groups: Vec::new(),
             }],
         };
         let dir = tempfile::tempdir().unwrap();

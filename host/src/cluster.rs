@@ -15,6 +15,8 @@ pub struct ClusterMember {
     pub local: bool,
     /// Where a remote member answers (`https://host:8443`).
     pub url: Option<String>,
+    /// The groups the cluster file puts it in (`groups = ["rack-a"]`).
+    pub groups: Vec<String>,
 }
 
 impl ClusterMember {
@@ -34,8 +36,35 @@ impl Cluster {
                 name: NodeName::of_this_machine(),
                 local: true,
                 url: None,
+                groups: Vec::new(),
             }],
         }
+    }
+
+    /// The members of `group` alone, or why there are none.
+    pub fn in_group(&self, group: &str) -> Result<Cluster, String> {
+        let members: Vec<ClusterMember> = self
+            .members
+            .iter()
+            .filter(|member| member.groups.iter().any(|g| g == group))
+            .cloned()
+            .collect();
+        if members.is_empty() {
+            let known: std::collections::BTreeSet<&str> = self
+                .members
+                .iter()
+                .flat_map(|member| member.groups.iter().map(String::as_str))
+                .collect();
+            return Err(format!(
+                "no member is in group {group:?} (groups in the cluster file: {})",
+                if known.is_empty() {
+                    "none".to_string()
+                } else {
+                    known.into_iter().collect::<Vec<_>>().join(", ")
+                }
+            ));
+        }
+        Ok(Cluster { members })
     }
 
     pub fn find(&self, name: &NodeName) -> Option<&ClusterMember> {

@@ -79,6 +79,8 @@ struct TlsShape {
 struct MemberShape {
     name: Spanned<String>,
     url: Option<Spanned<String>>,
+    #[serde(default)]
+    groups: Vec<Spanned<String>>,
 }
 
 impl Membership {
@@ -129,10 +131,22 @@ fn parse(text: &str, base: &Path) -> Result<Membership, String> {
             ),
             None => None,
         };
+        let mut groups = Vec::new();
+        for group in &member.groups {
+            let text = group.get_ref();
+            if !is_group_name(text) {
+                return Err(format!(
+                    "{}, key member.groups: {text:?} is not a group name (1-64 of A-Z a-z 0-9 _ . -)",
+                    at(group.span())
+                ));
+            }
+            groups.push(text.clone());
+        }
         members.push(ClusterMember {
             name,
             local: false,
             url,
+            groups,
         });
     }
     if let Some(local) = &shape.local {
@@ -181,6 +195,13 @@ fn parse(text: &str, base: &Path) -> Result<Membership, String> {
         policy,
         tls,
     })
+}
+
+fn is_group_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
 }
 
 /// `https://host:port` for any host; `http://` only for loopback addresses.
@@ -282,6 +303,22 @@ url = "http://127.0.0.1:9001/"
         assert!(parse_err("[[member]]\nname = \"a\"\n").contains("no url"));
         let twice = "[[member]]\nname = \"a\"\nurl = \"https://a:1\"\n[[member]]\nname = \"a\"\nurl = \"https://b:1\"\n";
         assert!(parse_err(twice).contains("listed twice"));
+    }
+
+    #[test]
+    fn members_carry_groups_and_a_group_narrows_the_cluster() {
+        let text = "[[member]]\nname = \"a\"\nurl = \"https://a:1\"\ngroups = [\"rack-a\", \"gen3\"]\n\
+                    [[member]]\nname = \"b\"\nurl = \"https://b:1\"\n";
+        let membership = parse_ok(text);
+        assert_eq!(membership.cluster.members[0].groups, ["rack-a", "gen3"]);
+        assert_eq!(membership.cluster.in_group("gen3").unwrap().names(), "a");
+        let error = membership.cluster.in_group("rack-b").unwrap_err();
+        assert!(error.contains("gen3, rack-a"), "{error}");
+        let error = parse_err("[[member]]\nname = \"a\"\nurl = \"https://a:1\"\ngroups = [\"bad name\"]\n");
+        assert!(
+            error.contains("line 4") && error.contains("not a group name"),
+            "{error}"
+        );
     }
 
     #[test]

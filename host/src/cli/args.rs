@@ -63,8 +63,9 @@ pub enum Command {
     CpuFlags {
         #[arg(long, value_enum, default_value_t = FlagsFormat::List)]
         format: FlagsFormat,
-        /// The model the qemu, libvirt and incus formats build on (default kvm64);
-        /// its own flags are asked of QEMU.
+        /// The model the qemu, libvirt and incus formats build on (default kvm64;
+        /// "auto": the newest named QEMU model every node can run); its own flags
+        /// are asked of QEMU.
         #[arg(long, value_name = "MODEL")]
         baseline: Option<String>,
         /// Print the x86-64 level (v1-v4) of the common set and of each node.
@@ -73,12 +74,32 @@ pub enum Command {
         /// Show which nodes lack which flags, and which node holds the cluster back.
         #[arg(long)]
         explain: bool,
+        /// Compute over the members of this group alone (`groups = [...]` in the cluster file).
+        #[arg(long, value_name = "GROUP")]
+        group: Option<String>,
         /// Architecture to intersect (default: this machine's).
         #[arg(long, value_name = "ARCH")]
         arch: Option<String>,
         /// Compute over the nodes that have data instead of failing (exit 3) when some have none.
         #[arg(long)]
         allow_partial: bool,
+    },
+    /// Which members can take a guest started with these flags (or with a
+    /// node's host CPU), and what each other member lacks.
+    #[command(group(clap::ArgGroup::new("guest").required(true).args(["flags", "from"])))]
+    CanRun {
+        /// The guest's flags, comma-separated (Linux or QEMU names).
+        #[arg(long, value_name = "F1,F2,...")]
+        flags: Option<String>,
+        /// A guest started with this member's host CPU (`-cpu host`).
+        #[arg(long, value_name = "NODE")]
+        from: Option<String>,
+        /// Only the members of this group.
+        #[arg(long, value_name = "GROUP")]
+        group: Option<String>,
+        /// list (a table) or json.
+        #[arg(long, value_enum, default_value_t = FlagsFormat::List)]
+        format: FlagsFormat,
     },
     /// Print this machine's CPU flags straight from the hardware, without policy or cache.
     Probe {

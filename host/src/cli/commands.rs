@@ -33,10 +33,12 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
             baseline,
             level,
             explain,
+            group,
             arch,
             allow_partial,
         } => {
             let (membership, config) = cluster_setup(&cli)?;
+            let membership = in_group(membership, group.as_deref())?;
             let arch = arch.clone().unwrap_or_else(|| std::env::consts::ARCH.to_string());
             let output = FlagsOutput {
                 format: *format,
@@ -45,6 +47,21 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
                 explain: *explain,
             };
             query::cpu_flags_command(&cli, &membership, config, output, &arch, *allow_partial).await
+        }
+        Command::CanRun {
+            flags,
+            from,
+            group,
+            format,
+        } => {
+            let (membership, config) = cluster_setup(&cli)?;
+            let membership = in_group(membership, group.as_deref())?;
+            let guest = match (flags, from) {
+                (Some(flags), _) => query::Guest::Flags(flags.clone()),
+                (None, Some(node)) => query::Guest::HostCpuOf(node.clone()),
+                (None, None) => unreachable!("clap requires one of --flags and --from"),
+            };
+            query::can_run_command(&cli, &membership, config, guest, *format).await
         }
         Command::Probe { source } => node::probe_command(*source).await,
         Command::Serve { .. } => node::serve_command(&cli).await,
@@ -123,6 +140,17 @@ pub(super) fn loader(cli: &Cli, instances: usize) -> Loader {
 }
 
 /// Writes to stdout; a closed pipe (`| head`) is not an error worth a message.
+/// `--group G`: the membership narrowed to G's members.
+fn in_group(mut membership: Membership, group: Option<&str>) -> Result<Membership, Failure> {
+    if let Some(group) = group {
+        membership.cluster = membership
+            .cluster
+            .in_group(group)
+            .map_err(|e| Failure::usage(anyhow!(e)))?;
+    }
+    Ok(membership)
+}
+
 pub(super) fn print(text: &str) -> Result<(), Failure> {
     let mut stdout = std::io::stdout().lock();
     match stdout.write_all(text.as_bytes()).and_then(|_| stdout.flush()) {

@@ -12,7 +12,8 @@ use super::args::Cli;
 use super::commands::{capabilities, load_policy, print};
 use crate::api::Resources;
 use crate::cpu_flags::{NodeSource, cpu_flags};
-use crate::flags::output::FlagsOutput;
+use crate::flags::output::{FlagsFormat, FlagsOutput};
+use crate::flags::placement;
 use crate::format;
 use crate::gather::{DEFAULT_CONCURRENCY, gather};
 use crate::membership::Membership;
@@ -172,3 +173,61 @@ fn progress_bar(members: usize) -> ProgressBar {
 
 /// Below this many members, a run is too quick for a bar to help.
 const PROGRESS_THRESHOLD: usize = 8;
+
+/// The guest `can-run` places.
+pub(super) enum Guest {
+    /// These flags (Linux or QEMU names).
+    Flags(String),
+    /// `-cpu host` on this member.
+    HostCpuOf(String),
+}
+
+pub(super) async fn can_run_command(
+    cli: &Cli,
+    membership: &Membership,
+    config: BTreeMap<String, String>,
+    guest: Guest,
+    output: FlagsFormat,
+) -> Result<(), Failure> {
+    let capabilities = capabilities(cli, config, membership)?;
+    let runtime = std::sync::Arc::new(load_policy(cli, instances_for(membership))?);
+    let progress = progress_bar(membership.cluster.members.len());
+    let arch = std::env::consts::ARCH;
+    let report = cpu_flags(
+        &runtime,
+        capabilities,
+        &membership.cluster,
+        arch,
+        DEFAULT_CONCURRENCY,
+        &progress,
+    )
+    .await?;
+    progress.finish_and_clear();
+    let required = match guest {
+        Guest::Flags(flags) => placement::linux_names(&flags),
+        Guest::HostCpuOf(name) => {
+            let node = report
+                .nodes
+                .iter()
+                .find(|node| node.name == name)
+                .ok_or_else(|| {
+                    Failure::usage(anyhow!(
+                        "{name:?} is not a member (members: {})",
+                        membership.cluster.names()
+                    ))
+                })?;
+            let flags = node.flags().ok_or_else(|| {
+                anyhow!(
+                    "no data for {name}, so its host CPU is unknown: {}",
+                    node.error.as_deref().unwrap_or("another architecture")
+                )
+            })?;
+            placement::host_cpu_of(&flags)
+        }
+    };
+    let placement = placement::place(&report, required);
+    match output {
+        FlagsFormat::Json => print(&format::pretty_json(&placement)),
+        _ => print(&placement::table(&placement)),
+    }
+}

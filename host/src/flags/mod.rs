@@ -7,6 +7,7 @@ pub mod explain;
 pub mod level;
 pub mod names;
 pub mod output;
+pub mod placement;
 pub mod qemu;
 pub mod render;
 
@@ -29,6 +30,20 @@ pub fn unsettable(common: &[String]) -> (Vec<String>, Vec<String>) {
     (kernel_synthesised, unknown_to_qemu)
 }
 
+/// libvirt's cpu_map, where libvirt is installed.
+const LIBVIRT_CPU_MAP: &str = "/usr/share/libvirt/cpu_map";
+
+fn libvirt_model(model: &str) -> String {
+    let known = std::path::Path::new(LIBVIRT_CPU_MAP)
+        .join(format!("x86_{model}.xml"))
+        .is_file();
+    if known || model == "kvm64" {
+        model.to_string()
+    } else {
+        "kvm64".to_string()
+    }
+}
+
 /// The common set as a hypervisor takes it: a baseline model plus features.
 #[derive(Debug, Clone, Serialize)]
 pub struct GuestCpu {
@@ -39,6 +54,9 @@ pub struct GuestCpu {
     pub qemu_features: Vec<String>,
     /// libvirt names of every common flag libvirt knows.
     pub libvirt_features: Vec<String>,
+    /// The model the libvirt output names: the baseline where libvirt knows
+    /// it (its cpu_map has it), else `kvm64`.
+    pub libvirt_model: String,
 }
 
 impl GuestCpu {
@@ -60,6 +78,7 @@ impl GuestCpu {
             baseline_source: baseline.source.clone(),
             qemu_features,
             libvirt_features,
+            libvirt_model: libvirt_model(&baseline.model),
         }
     }
 }

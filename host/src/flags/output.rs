@@ -37,6 +37,17 @@ pub struct FlagsOutput {
 }
 
 pub const DEFAULT_BASELINE: &str = "kvm64";
+/// `--baseline auto`: the newest named QEMU model every included node can run.
+pub const AUTO: &str = "auto";
+
+/// The newest named model the common set covers, else `kvm64`.
+fn auto_baseline(common: &[String]) -> Result<qemu::Baseline> {
+    let common: std::collections::BTreeSet<&str> = common.iter().map(String::as_str).collect();
+    match qemu::newest_that_fits(qemu::named_models()?, &common) {
+        Some(model) => Ok(model),
+        None => qemu::baseline(DEFAULT_BASELINE),
+    }
+}
 
 impl FlagsOutput {
     /// The text to print. Asks QEMU for the baseline's own flags when the
@@ -79,7 +90,11 @@ impl FlagsOutput {
             (FlagsFormat::Qemu | FlagsFormat::Libvirt | FlagsFormat::Incus, baseline)
             | (_, baseline @ Some(_)) => {
                 let model = baseline.as_deref().unwrap_or(DEFAULT_BASELINE);
-                Some(GuestCpu::new(&report.flags, &qemu::baseline(model)?))
+                let baseline = match model {
+                    AUTO => auto_baseline(&report.flags)?,
+                    model => qemu::baseline(model)?,
+                };
+                Some(GuestCpu::new(&report.flags, &baseline))
             }
             _ => None,
         })

@@ -23,6 +23,8 @@ pub struct Baseline {
     pub flags: BTreeSet<String>,
     /// Who said so: "QEMU 10.0.2", or the built-in list.
     pub source: String,
+    /// The CPUID vendor the model shows a guest ("AuthenticAMD").
+    pub vendor: Option<String>,
 }
 
 /// What `kvm64` enables under TCG (QEMU 7.2 to 10.0 agree), for machines
@@ -65,6 +67,7 @@ pub fn baseline(model: &str) -> Result<Baseline> {
             model: model.into(),
             flags: KVM64_WITHOUT_QEMU.iter().map(|flag| flag.to_string()).collect(),
             source: "built-in list (QEMU not installed)".into(),
+            vendor: None,
         }),
         Err(error) => Err(error),
     }
@@ -78,13 +81,25 @@ fn is_not_installed(error: &anyhow::Error) -> bool {
 
 /// Asks QEMU for the full expansion of `model`.
 pub fn expand(model: &str) -> Result<Baseline> {
-    let answers = qmp(&[
-        json!({"execute": "query-version"}),
-        json!({"execute": "query-cpu-model-expansion",
-               "arguments": {"type": "full", "model": {"name": model}}}),
-    ])?;
-    let version = &answers[0]["qemu"];
-    let expansion = &answers[1];
+    let answers = qmp(&[json!({"execute": "query-version"}), expansion_of(model)])?;
+    let source = version_of(&answers[0]);
+    baseline_from(model, &answers[1], &source)
+}
+
+fn expansion_of(model: &str) -> Value {
+    json!({"execute": "query-cpu-model-expansion",
+           "arguments": {"type": "full", "model": {"name": model}}})
+}
+
+fn version_of(answer: &Value) -> String {
+    let version = &answer["qemu"];
+    format!(
+        "QEMU {}.{}.{}",
+        version["major"], version["minor"], version["micro"]
+    )
+}
+
+fn baseline_from(model: &str, expansion: &Value, source: &str) -> Result<Baseline> {
     let props = expansion["model"]["props"]
         .as_object()
         .with_context(|| format!("QEMU's expansion of {model} has no properties: {expansion}"))?;
@@ -97,11 +112,90 @@ pub fn expand(model: &str) -> Result<Baseline> {
     Ok(Baseline {
         model: model.into(),
         flags,
-        source: format!(
-            "QEMU {}.{}.{}",
-            version["major"], version["minor"], version["micro"]
-        ),
+        source: source.into(),
+        vendor: props.get("vendor").and_then(Value::as_str).map(str::to_string),
     })
+}
+
+/// Models that are not a CPU family a guest could be shown.
+const NOT_A_FAMILY: &[&str] = &[
+    "base",
+    "host",
+    "max",
+    "kvm32-v1",
+    "kvm64-v1",
+    "qemu32-v1",
+    "qemu64-v1",
+];
+
+/// Every named, versioned, non-deprecated CPU model QEMU defines, expanded.
+pub fn named_models() -> Result<Vec<Baseline>> {
+    let answers = qmp(&[
+        json!({"execute": "query-version"}),
+        json!({"execute": "query-cpu-definitions"}),
+    ])?;
+    let source = version_of(&answers[0]);
+    let names: Vec<String> = answers[1]
+        .as_array()
+        .context("QEMU listed no CPU definitions")?
+        .iter()
+        .filter(|model| model.get("alias-of").is_none() && model["deprecated"] != true)
+        .filter_map(|model| model["name"].as_str())
+        .filter(|name| !NOT_A_FAMILY.contains(name))
+        .map(str::to_string)
+        .collect();
+    let expansions = qmp(&names.iter().map(|name| expansion_of(name)).collect::<Vec<_>>())?;
+    names
+        .iter()
+        .zip(&expansions)
+        .map(|(name, expansion)| baseline_from(name, expansion, &source))
+        .collect()
+}
+
+/// Flags every guest model sets whatever the host: the CPUID bit that says
+/// "running under a hypervisor". A host need not have it to run the model.
+const GUEST_ONLY: &[&str] = &["hypervisor"];
+
+/// Bits only AMD (and Hygon) CPUs have: a common set with one of them is
+/// an AMD cluster, and gets an AMD model, as libvirt's baseline would.
+const AMD_ONLY: &[&str] = &["sse4a", "mmxext", "fxsr_opt", "cr8_legacy"];
+
+/// `--baseline auto`: the newest named model every included node can run
+/// (its flags, in Linux names, all in `common`, of the cluster's vendor when
+/// the flags show one), newest meaning the most flags, then the higher
+/// version. `None` when none fits.
+pub fn newest_that_fits(models: Vec<Baseline>, common: &BTreeSet<&str>) -> Option<Baseline> {
+    let amd = AMD_ONLY.iter().any(|flag| common.contains(flag));
+    models
+        .into_iter()
+        .filter(|model| {
+            model
+                .vendor
+                .as_deref()
+                .is_some_and(|vendor| (vendor == "AuthenticAMD") == amd)
+        })
+        .filter(|model| {
+            !model.flags.is_empty()
+                && model
+                    .flags
+                    .iter()
+                    .all(|flag| common.contains(flag.as_str()) || GUEST_ONLY.contains(&flag.as_str()))
+        })
+        .max_by(|a, b| {
+            a.flags
+                .len()
+                .cmp(&b.flags.len())
+                .then_with(|| version(&a.model).cmp(&version(&b.model)))
+                .then_with(|| b.model.cmp(&a.model))
+        })
+}
+
+/// `Skylake-Server-v4` -> 4.
+fn version(model: &str) -> u32 {
+    model
+        .rsplit_once("-v")
+        .and_then(|(_, number)| number.parse().ok())
+        .unwrap_or(0)
 }
 
 /// Runs QEMU with no machine, sends `commands` over QMP on stdio, and returns

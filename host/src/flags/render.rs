@@ -15,7 +15,7 @@ pub fn qemu_cpu(cpu: &GuestCpu) -> String {
 pub fn libvirt_cpu(cpu: &GuestCpu) -> String {
     let mut xml = format!(
         "<cpu mode='custom' match='exact'>\n  <model fallback='forbid'>{}</model>\n",
-        cpu.baseline
+        cpu.libvirt_model
     );
     for feature in &cpu.libvirt_features {
         xml.push_str(&format!("  <feature policy='require' name='{feature}'/>\n"));
@@ -44,6 +44,7 @@ mod tests {
             model: "kvm64".into(),
             flags: ["fpu", "sse2", "pni"].iter().map(|f| f.to_string()).collect(),
             source: "test".into(),
+            vendor: None,
         };
         let common: Vec<String> = common.iter().map(|f| f.to_string()).collect();
         GuestCpu::new(&common, &baseline)
