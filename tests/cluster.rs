@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::util::{BIN, Server, http_get_json, recorded_node, spawn_serve};
+use crate::util::{BIN, Server, http_get_json, recorded_node, spawn_serve, stderr};
 
 struct Cluster {
     dir: tempfile::TempDir,
@@ -463,4 +463,115 @@ fn members_sharing_one_cluster_certificate_trust_each_other() {
         !report["flags"].as_array().unwrap().contains(&json!("avx512f")),
         "Rome has no AVX-512"
     );
+}
+
+/// Trust is decided per request: a client removed with `trust remove` is
+/// refused on its next request, on the same kept-alive connection (curl
+/// reuses it for the second URL, three seconds later: `num_connects` 0).
+#[test]
+fn trust_remove_refuses_the_next_request_on_a_live_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let (client_cert, client_key) = make_identity(&dir.path().join("client"));
+    let identity = Command::new(BIN)
+        .arg("--state-dir")
+        .arg(dir.path().join("client"))
+        .arg("identity")
+        .output()
+        .unwrap();
+    let fingerprint = String::from_utf8(identity.stdout)
+        .unwrap()
+        .lines()
+        .find_map(|line| line.strip_prefix("fingerprint: ").map(str::to_string))
+        .unwrap();
+    let trust = |verb: &str, what: &str| {
+        let output = Command::new(BIN)
+            .arg("--state-dir")
+            .arg(&state)
+            .args(["trust", verb, what])
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{}", stderr(&output));
+    };
+    trust("add", client_cert.to_str().unwrap());
+    let file = recorded_node(dir.path(), "n", "x86_64", &["fpu"]);
+    let server = spawn_serve(Some(&state), &["--resources-file", file.to_str().unwrap()]);
+    let url = format!("{}/1.0", server.url);
+    let curl = Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "-o", "/dev/null"])
+        .args(["-w", "%{http_code} %{num_connects}\\n", "--rate", "20/m"])
+        .arg("--cert")
+        .arg(&client_cert)
+        .arg("--key")
+        .arg(&client_key)
+        .arg("--cacert")
+        .arg(state.join("server.crt"))
+        .args([&url, &url])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    trust("remove", &fingerprint);
+    let output = curl.wait_with_output().unwrap();
+    let lines = String::from_utf8(output.stdout).unwrap();
+    assert_eq!(lines, "200 1\n403 0\n", "curl printed {lines:?}");
+}
+
+/// CPU seconds (user + system) a process has used, from /proc.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let fields: Vec<&str> = stat.rsplit_once(')').unwrap().1.split_whitespace().collect();
+    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
+    ticks / 100.0
+}
+
+/// With its fd table full, `serve` waits between failed accepts instead of
+/// spinning on them, logs the run once, and accepts again once fds free up.
+#[test]
+fn a_full_fd_table_does_not_make_serve_spin() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = recorded_node(dir.path(), "n", "x86_64", &["fpu"]);
+    let mut child = Command::new("prlimit")
+        .args(["--nofile=64", "--", BIN, "--state-dir"])
+        .arg(dir.path().join("state"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--resources-file"])
+        .arg(&file)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr_pipe = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut stderr_pipe, &mut line).unwrap();
+    let address = line
+        .trim()
+        .strip_prefix("nodecache: listening on ")
+        .unwrap()
+        .to_string();
+    let logged = std::thread::spawn(move || {
+        let mut rest = Vec::new();
+        let _ = stderr_pipe.read_to_end(&mut rest);
+        rest.len()
+    });
+    // Each connection holds an fd for the 10 s TLS handshake deadline.
+    let held: Vec<std::net::TcpStream> = (0..100)
+        .filter_map(|_| std::net::TcpStream::connect(&address).ok())
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    let before = cpu_seconds(child.id());
+    std::thread::sleep(Duration::from_secs(2));
+    let spent = cpu_seconds(child.id()) - before;
+    drop(held);
+    assert!(
+        spent < 0.5,
+        "serve used {spent:.2} s of CPU in 2 s with its fds exhausted"
+    );
+    // Once the connections close, it accepts again.
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(std::net::TcpStream::connect(&address).is_ok());
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let log_bytes = logged.join().unwrap();
+    assert!(log_bytes < 10_000, "{log_bytes} bytes of log");
+    println!("fds exhausted: {spent:.2} s CPU in 2 s, {log_bytes} bytes of log");
 }

@@ -262,6 +262,38 @@ fn a_0_1_and_a_0_2_policy_both_load_and_answer_alike() {
     assert_eq!(sources(&pinned), ["remote", "remote"]);
 }
 
+/// Host work is counted too: a policy probing this machine in a loop gets
+/// 100 probes, then refusals, and its instruction budget ends it in
+/// seconds, not at the call's 120 s deadline.
+#[test]
+fn a_policy_looping_on_host_calls_is_stopped_by_the_call_budget() {
+    let hostile = build_policy("hostile");
+    let cache = tempfile::tempdir().unwrap();
+    let started = std::time::Instant::now();
+    let output = Command::new(BIN)
+        .arg("--cache-dir")
+        .arg(cache.path())
+        .args([
+            "--policy",
+            hostile.to_str().unwrap(),
+            "--set",
+            "hostile=probe-loop",
+            "cpu-flags",
+        ])
+        .output()
+        .unwrap();
+    let elapsed = started.elapsed();
+    let message = stderr(&output);
+    // The node's call broke: that node has no data (exit 3), named with the cause.
+    assert_eq!(output.status.code(), Some(3), "{message}");
+    assert!(
+        message.contains("policy failed") && message.contains("instruction budget"),
+        "{message}"
+    );
+    assert!(elapsed < std::time::Duration::from_secs(60), "took {elapsed:?}");
+    println!("probe-loop policy stopped after {elapsed:?}");
+}
+
 #[test]
 fn hostile_policies_are_refused_naming_the_policy() {
     let hostile = build_policy("hostile");

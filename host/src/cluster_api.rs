@@ -80,7 +80,12 @@ impl ClusterApi {
             &hidden,
         );
         match tokio::time::timeout(self.deadline(), run).await {
-            Ok(Ok(report)) => Ok(Arc::new(report)),
+            Ok(Ok(report)) => {
+                for _ in 0..report.policy_failures {
+                    self.slot.count_failure();
+                }
+                Ok(Arc::new(report))
+            }
             Ok(Err(error)) => {
                 self.slot.count_failure();
                 Err(ApiError::Policy(format!("{error:#}")))

@@ -33,6 +33,9 @@ pub struct CpuFlagsReport {
     pub unknown_to_qemu: Vec<String>,
     /// True when some node had no data: the flags were computed over the rest.
     pub partial: bool,
+    /// Nodes whose policy call broke (trap, budget, deadline), for counting.
+    #[serde(skip)]
+    pub policy_failures: usize,
     pub nodes: Vec<NodeStatus>,
 }
 
@@ -142,6 +145,10 @@ pub async fn cpu_flags(
             outcome: gathered.outcome,
         })
         .collect();
+    let policy_failures = reports
+        .iter()
+        .filter(|report| matches!(report.outcome, Err(FetchError::PolicyFailed(_))))
+        .count();
     let common = runtime
         .cluster_cpu_flags(capabilities, &reports, architecture)
         .await?;
@@ -175,6 +182,7 @@ pub async fn cpu_flags(
         kernel_synthesised,
         unknown_to_qemu,
         partial,
+        policy_failures,
         nodes,
     })
 }

@@ -29,7 +29,9 @@ pub struct Gathered<T = NodeResources> {
 }
 
 /// Runs `get-node-resources` for every member. A node that cannot be had is
-/// an outcome, not an error; a broken policy (trap, bad configuration) is.
+/// an outcome, not an error, and so is a call the policy broke for one node
+/// (a trap, its budget, its deadline): that node fails, the others stand.
+/// A bad configuration fails the run: it would fail every node alike.
 /// `progress` advances as each member finishes (pass `ProgressBar::hidden()` for none).
 pub async fn gather(
     runtime: &Arc<PolicyRuntime>,
@@ -71,10 +73,14 @@ pub async fn gather_with<T: Send + 'static>(
     let mut gathered = Vec::with_capacity(results.len());
     for joined in results {
         let (member, result) = joined.context("a policy call panicked")?;
-        let outcome = match result? {
-            Ok(reduced) => reduced,
-            Err(PolicyFailure::Unavailable(error)) => Err(error),
-            Err(failure @ PolicyFailure::BadConfig(_)) => bail!("{failure}"),
+        let outcome = match result {
+            Err(broken) => {
+                tracing::warn!("{broken:#}");
+                Err(FetchError::PolicyFailed(format!("{broken:#}")))
+            }
+            Ok(Ok(reduced)) => reduced,
+            Ok(Err(PolicyFailure::Unavailable(error))) => Err(error),
+            Ok(Err(failure @ PolicyFailure::BadConfig(_))) => bail!("{failure}"),
         };
         gathered.push(Gathered { member, outcome });
     }

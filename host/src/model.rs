@@ -25,6 +25,11 @@ pub enum FetchError {
     BadResponse(String),
     #[error("storage: {0}")]
     Storage(String),
+    /// The policy's call for this node failed (a trap, its instruction
+    /// budget, its memory cap, its deadline): that node has no data; the
+    /// other nodes are unaffected.
+    #[error("policy failed: {0}")]
+    PolicyFailed(String),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -132,11 +132,6 @@ fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// What a connection whose client certificate is not trusted gets, whatever it asks.
-fn untrusted_router() -> Router {
-    Router::new().fallback(|| async { error(StatusCode::FORBIDDEN, "not authorized") })
-}
-
 fn error(status: StatusCode, message: &str) -> Response {
     (status, Json(Envelope::<()>::error(status.as_u16(), message))).into_response()
 }
@@ -360,20 +355,58 @@ async fn serve_tls(listener: TcpListener, app: Router, tls: TlsSetup) -> Result<
     let acceptor = tokio_rustls::TlsAcceptor::from(tls.config.clone());
     let trust = Arc::new(tls.trust);
     tracing::info!("serving HTTPS on {}", listener.local_addr()?);
+    let mut backoff = AcceptBackoff::default();
     loop {
         let (stream, peer) = match listener.accept().await {
-            Ok(accepted) => accepted,
+            Ok(accepted) => {
+                backoff.reset();
+                accepted
+            }
             Err(e) => {
-                tracing::warn!("accept failed: {e}");
+                backoff.wait(&e).await;
                 continue;
             }
         };
         let (acceptor, app, trust) = (acceptor.clone(), app.clone(), trust.clone());
         tokio::spawn(async move {
-            if let Err(e) = serve_connection(stream, peer, acceptor, app, &trust).await {
+            if let Err(e) = serve_connection(stream, peer, acceptor, app, trust).await {
                 tracing::debug!("{peer}: {e:#}");
             }
         });
+    }
+}
+
+/// What `serve` does when `accept` fails (a full fd table, above all): it
+/// waits before trying again, longer each time up to a second, and logs
+/// the first failure of a run of them, not each one. Without the wait the
+/// loop spins on the error at full speed, and the log fills the disk.
+#[derive(Default)]
+struct AcceptBackoff {
+    failures: u32,
+}
+
+impl AcceptBackoff {
+    const FIRST: std::time::Duration = std::time::Duration::from_millis(10);
+    const LONGEST: std::time::Duration = std::time::Duration::from_secs(1);
+
+    async fn wait(&mut self, error: &std::io::Error) {
+        if self.failures == 0 {
+            tracing::warn!("accept failed: {error}; waiting before accepting again");
+        }
+        self.failures = self.failures.saturating_add(1);
+        tokio::time::sleep(self.delay()).await;
+    }
+
+    fn delay(&self) -> std::time::Duration {
+        let doublings = self.failures.saturating_sub(1).min(7);
+        (Self::FIRST * 2u32.pow(doublings)).min(Self::LONGEST)
+    }
+
+    fn reset(&mut self) {
+        if self.failures > 0 {
+            tracing::info!("accepting again after {} failed accepts", self.failures);
+        }
+        self.failures = 0;
     }
 }
 
@@ -382,7 +415,7 @@ async fn serve_connection(
     peer: SocketAddr,
     acceptor: tokio_rustls::TlsAcceptor,
     app: Router,
-    trust: &TrustStore,
+    trust: Arc<TrustStore>,
 ) -> Result<()> {
     let tls_stream = tokio::time::timeout(std::time::Duration::from_secs(10), acceptor.accept(stream))
         .await
@@ -398,8 +431,25 @@ async fn serve_connection(
         None => false,
     };
     tracing::debug!(%peer, trusted, "connection");
-    // Trust is decided once per connection: an untrusted one reaches no handler.
-    let app = if trusted { app } else { untrusted_router() };
+    // Trust is decided for every request, not once per connection: a client
+    // removed with `trust remove` is refused on its next request, even on a
+    // connection kept alive. An untrusted request reaches no handler.
+    let certificate: Option<Arc<Vec<u8>>> = tls_stream
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|certs| certs.first())
+        .map(|cert| Arc::new(cert.as_ref().to_vec()));
+    let guard = move |request: axum::extract::Request, next: axum::middleware::Next| {
+        let trusted = certificate.as_deref().is_some_and(|cert| trust.contains(cert));
+        async move {
+            match trusted {
+                true => next.run(request).await,
+                false => error(StatusCode::FORBIDDEN, "not authorized"),
+            }
+        }
+    };
+    let app = app.layer(axum::middleware::from_fn(guard));
     let service = hyper_util::service::TowerToHyperService::new(app);
     hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new())
         .serve_connection(hyper_util::rt::TokioIo::new(tls_stream), service)

@@ -13,6 +13,7 @@
 
 use std::fs;
 use std::io::{self, Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
@@ -93,8 +94,14 @@ impl CacheStore {
             path: path.display().to_string(),
             problem: e.to_string(),
         };
-        // One open: the size checked is the size of the file read, even if it is replaced meanwhile.
-        let mut file = match fs::File::open(&path) {
+        // One open: the size checked is the size of the file read, even if it
+        // is replaced meanwhile. Non-blocking, so a FIFO in the entry's place
+        // cannot hang the call in `open` (it is then refused as not a file).
+        let opened = fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&path);
+        let mut file = match opened {
             Ok(file) => file,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(unreadable(e)),
@@ -359,6 +366,21 @@ mod tests {
         assert_eq!((entry.document.as_str(), entry.summary), (document, None));
         // A document that is JSON but no resources document has no summary.
         assert_eq!(store.write(&node, "{\"v\":1}", None, 1).unwrap(), None);
+    }
+
+    #[test]
+    fn a_fifo_in_an_entrys_place_is_refused_without_blocking() {
+        let (dir, store, node) = setup();
+        fs::create_dir_all(dir.path().join("resources")).unwrap();
+        let path = store.path_of(&node);
+        let made = std::process::Command::new("mkfifo").arg(&path).status().unwrap();
+        assert!(made.success());
+        match store.read(&node, 0) {
+            Err(CacheFault::Corrupt { problem, .. }) => {
+                assert!(problem.contains("not a regular file"), "{problem}")
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

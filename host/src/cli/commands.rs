@@ -15,7 +15,7 @@ use crate::flags::output::FlagsOutput;
 use crate::membership::Membership;
 use crate::remote::RemoteFetcher;
 use crate::runtime::artifacts::ArtifactCache;
-use crate::runtime::{Loader, PolicyRuntime};
+use crate::runtime::{Limits, Loader, PolicyRuntime};
 use crate::store::CacheStore;
 
 pub async fn run(cli: Cli) -> Result<(), Failure> {
@@ -123,8 +123,15 @@ fn cache_root(cli: &Cli) -> anyhow::Result<std::path::PathBuf> {
 /// The policy `--policy` names (the default one without it), with a pool
 /// for `instances` at once, compiled only when no trusted artifact of it is
 /// kept under `<cache-dir>/compiled/`.
-pub(super) fn load_policy(cli: &Cli, instances: usize) -> anyhow::Result<PolicyRuntime> {
-    loader(cli, instances).load(cli.policy.as_deref())
+/// The policy, with limits fit for `membership`'s fetch deadline.
+pub(super) fn load_policy(
+    cli: &Cli,
+    membership: &Membership,
+    instances: usize,
+) -> anyhow::Result<PolicyRuntime> {
+    let mut loader = loader(cli, instances);
+    loader.limits = Limits::for_fetch_deadline(membership.deadline);
+    loader.load(cli.policy.as_deref())
 }
 
 pub(super) fn loader(cli: &Cli, instances: usize) -> Loader {
@@ -139,7 +146,6 @@ pub(super) fn loader(cli: &Cli, instances: usize) -> Loader {
     }
 }
 
-/// Writes to stdout; a closed pipe (`| head`) is not an error worth a message.
 /// `--group G`: the membership narrowed to G's members.
 fn in_group(mut membership: Membership, group: Option<&str>) -> Result<Membership, Failure> {
     if let Some(group) = group {
@@ -151,6 +157,7 @@ fn in_group(mut membership: Membership, group: Option<&str>) -> Result<Membershi
     Ok(membership)
 }
 
+/// Writes to stdout; a closed pipe (`| head`) is not an error worth a message.
 pub(super) fn print(text: &str) -> Result<(), Failure> {
     let mut stdout = std::io::stdout().lock();
     match stdout.write_all(text.as_bytes()).and_then(|_| stdout.flush()) {

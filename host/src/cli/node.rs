@@ -14,8 +14,8 @@ use std::sync::Arc;
 
 use super::commands::{capabilities, cluster_setup, loader};
 use crate::cluster_api::ClusterApi;
-use crate::runtime::DEFAULT_INSTANCES;
 use crate::runtime::slot::PolicySlot;
+use crate::runtime::{DEFAULT_INSTANCES, Limits};
 use crate::serve::{ResourcesSource, Service, TlsSetup, serve};
 use crate::trust::{self, TrustStore};
 
@@ -92,7 +92,8 @@ pub(super) async fn serve_command(cli: &Cli) -> Result<(), Failure> {
     // cluster it answers for when given a cluster file.
     let (membership, config) = cluster_setup(cli)?;
     let capabilities = capabilities(cli, config, &membership)?;
-    let loader = loader(cli, DEFAULT_INSTANCES as usize);
+    let mut loader = loader(cli, DEFAULT_INSTANCES as usize);
+    loader.limits = Limits::for_fetch_deadline(membership.deadline);
     let policy = Arc::new(PolicySlot::load(cli.policy.clone(), loader, capabilities.clone()).await?);
     policy.watch()?;
     let cluster = cli

@@ -42,7 +42,7 @@ pub(super) async fn resources(
         }
     };
     let capabilities = capabilities(cli, config, membership)?;
-    let runtime = load_policy(cli, 1)?;
+    let runtime = load_policy(cli, membership, 1)?;
     let outcome = runtime
         .get_node_resources(capabilities, &member.as_member())
         .await?;
@@ -70,7 +70,7 @@ pub(super) async fn resources_all(
     config: BTreeMap<String, String>,
 ) -> Result<(), Failure> {
     let capabilities = capabilities(cli, config, membership)?;
-    let runtime = std::sync::Arc::new(load_policy(cli, instances_for(membership))?);
+    let runtime = std::sync::Arc::new(load_policy(cli, membership, instances_for(membership))?);
     let members: Vec<_> = membership.cluster.members.iter().map(|m| m.as_member()).collect();
     let progress = progress_bar(members.len());
     let gathered = gather(&runtime, capabilities, &members, DEFAULT_CONCURRENCY, &progress).await?;
@@ -113,7 +113,7 @@ pub(super) async fn cpu_flags_command(
     allow_partial: bool,
 ) -> Result<(), Failure> {
     let capabilities = capabilities(cli, config, membership)?;
-    let runtime = std::sync::Arc::new(load_policy(cli, instances_for(membership))?);
+    let runtime = std::sync::Arc::new(load_policy(cli, membership, instances_for(membership))?);
     let progress = progress_bar(membership.cluster.members.len());
     let cluster = &membership.cluster;
     let report = cpu_flags(
@@ -190,7 +190,7 @@ pub(super) async fn can_run_command(
     output: FlagsFormat,
 ) -> Result<(), Failure> {
     let capabilities = capabilities(cli, config, membership)?;
-    let runtime = std::sync::Arc::new(load_policy(cli, instances_for(membership))?);
+    let runtime = std::sync::Arc::new(load_policy(cli, membership, instances_for(membership))?);
     let progress = progress_bar(membership.cluster.members.len());
     let arch = std::env::consts::ARCH;
     let report = cpu_flags(

@@ -17,6 +17,7 @@ use rand::{Rng, SeedableRng};
 
 use crate::api::cpu_summary::CpuSummary;
 use crate::capabilities::{Capabilities, Grant};
+use crate::model::FetchError;
 
 /// Per-call resource limits of a plugin instance.
 #[derive(Debug, Clone)]
@@ -27,6 +28,22 @@ pub struct Limits {
     pub fuel: u64,
     /// Wall-clock bound on a whole call, host imports included.
     pub call_deadline: Duration,
+}
+
+impl Limits {
+    /// The default limits, with a call deadline that leaves room for what a
+    /// call may wait on the network: a fetch, a conditional refetch and a
+    /// fallback, each up to the members' `fetch_deadline`. A cluster file's
+    /// `deadline = "150s"` must not be cut short by the call's own 120 s.
+    pub fn for_fetch_deadline(fetch_deadline: Duration) -> Limits {
+        let defaults = Limits::default();
+        Limits {
+            call_deadline: defaults
+                .call_deadline
+                .max(fetch_deadline.saturating_mul(3) + Duration::from_secs(10)),
+            ..defaults
+        }
+    }
 }
 
 impl Default for Limits {
@@ -54,7 +71,15 @@ pub struct PluginState {
     /// The last document this call read from or wrote to the cache, with
     /// the summary stored beside it.
     cached: Option<(String, CpuSummary)>,
+    /// Host calls that do work (probe, fetch, cache, log) made so far.
+    host_calls: u32,
 }
+
+/// Working host calls one policy call may make. Fuel counts the guest's
+/// instructions, not the host's work: without a count, a policy calling
+/// `probe-local` in a loop would run until the call's deadline. A policy
+/// needs a handful per node.
+pub const HOST_CALL_BUDGET: u32 = 100;
 
 impl PluginState {
     pub fn new(capabilities: Arc<Capabilities>, grant: Grant, limits: &Limits) -> Self {
@@ -80,7 +105,21 @@ impl PluginState {
             grant,
             random: StdRng::seed_from_u64(seed),
             cached: None,
+            host_calls: 0,
         }
+    }
+
+    /// Counts one working host call, or refuses it once the call's budget
+    /// is spent (the policy gets an error, and its instruction budget ends a
+    /// loop that ignores it).
+    pub fn charge(&mut self, import: &str) -> Result<(), FetchError> {
+        self.host_calls = self.host_calls.saturating_add(1);
+        if self.host_calls > HOST_CALL_BUDGET {
+            return Err(FetchError::NotGranted(format!(
+                "{import}: this call has used its {HOST_CALL_BUDGET} host calls"
+            )));
+        }
+        Ok(())
     }
 
     /// Notes a document that went through the cache with its stored summary.
@@ -163,6 +202,18 @@ pub fn describe_trap(error: wasmtime::Error, store: &Store<PluginState>) -> anyh
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_long_fetch_deadline_lengthens_the_call_deadline() {
+        assert_eq!(
+            Limits::for_fetch_deadline(Duration::from_secs(10)).call_deadline,
+            Duration::from_secs(120)
+        );
+        assert_eq!(
+            Limits::for_fetch_deadline(Duration::from_secs(150)).call_deadline,
+            Duration::from_secs(460)
+        );
+    }
     use crate::api::cpu_summary::CoreGroup;
     use crate::remote::RemoteFetcher;
     use crate::store::CacheStore;

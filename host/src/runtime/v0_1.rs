@@ -76,6 +76,7 @@ impl wit::Host for PluginState {}
 
 impl self::nodecache::policy::host::Host for PluginState {
     async fn probe_local(&mut self) -> Result<String, wit::HostError> {
+        self.charge("probe-local").map_err(fetch_error_to_wit)?;
         self.capabilities
             .probe_local(&self.grant)
             .await
@@ -84,6 +85,7 @@ impl self::nodecache::policy::host::Host for PluginState {
     }
 
     async fn fetch_remote(&mut self, node: wit::Member) -> Result<String, wit::HostError> {
+        self.charge("fetch-remote").map_err(fetch_error_to_wit)?;
         self.capabilities
             .fetch_remote(&self.grant, &node.name)
             .await
@@ -92,6 +94,9 @@ impl self::nodecache::policy::host::Host for PluginState {
     }
 
     async fn cache_read(&mut self, node: String) -> Result<Option<wit::CacheEntry>, wit::CacheFault> {
+        if let Err(refused) = self.charge("cache-read") {
+            return Err(wit::CacheFault::Unreadable(refused.to_string()));
+        }
         match self.capabilities.cache_read(&self.grant, &node) {
             Ok(entry) => Ok(entry.map(|e| {
                 self.remember_summary(e.document.clone(), e.summary);
@@ -108,6 +113,7 @@ impl self::nodecache::policy::host::Host for PluginState {
     }
 
     async fn cache_write(&mut self, node: String, document: String) -> Result<(), wit::HostError> {
+        self.charge("cache-write").map_err(fetch_error_to_wit)?;
         let summary = self
             .capabilities
             .cache_write(&self.grant, &node, &document, None)
@@ -117,6 +123,7 @@ impl self::nodecache::policy::host::Host for PluginState {
     }
 
     async fn cache_remove(&mut self, node: String) -> Result<(), wit::HostError> {
+        self.charge("cache-remove").map_err(fetch_error_to_wit)?;
         self.capabilities
             .cache_remove(&self.grant, &node)
             .map_err(fetch_error_to_wit)
@@ -127,6 +134,9 @@ impl self::nodecache::policy::host::Host for PluginState {
     }
 
     async fn log(&mut self, level: wit::LogLevel, message: String) {
+        if self.charge("log").is_err() {
+            return;
+        }
         let level = match level {
             wit::LogLevel::Trace => model::LogLevel::Trace,
             wit::LogLevel::Debug => model::LogLevel::Debug,
@@ -153,6 +163,8 @@ fn fetch_error_to_wit(error: model::FetchError) -> wit::HostError {
         E::RemoteError(m) => wit::HostError::RemoteError(m),
         E::BadResponse(m) => wit::HostError::BadResponse(m),
         E::Storage(m) => wit::HostError::Storage(m),
+        // The contract has no word for it: the node's answer is unusable.
+        E::PolicyFailed(m) => wit::HostError::BadResponse(format!("policy failed: {m}")),
     }
 }
 

@@ -84,6 +84,7 @@ impl wit::Host for PluginState {}
 
 impl self::nodecache::policy::host::Host for PluginState {
     async fn probe_local(&mut self) -> Result<wit::Document, wit::HostError> {
+        self.charge("probe-local").map_err(fetch_error_to_wit)?;
         self.capabilities
             .probe_local(&self.grant)
             .await
@@ -92,6 +93,7 @@ impl self::nodecache::policy::host::Host for PluginState {
     }
 
     async fn local_fingerprint(&mut self) -> Result<String, wit::HostError> {
+        self.charge("local-fingerprint").map_err(fetch_error_to_wit)?;
         self.capabilities
             .local_fingerprint(&self.grant)
             .await
@@ -99,6 +101,7 @@ impl self::nodecache::policy::host::Host for PluginState {
     }
 
     async fn fetch_remote(&mut self, node: wit::Member) -> Result<wit::Document, wit::HostError> {
+        self.charge("fetch-remote").map_err(fetch_error_to_wit)?;
         self.capabilities
             .fetch_remote(&self.grant, &node.name)
             .await
@@ -111,6 +114,8 @@ impl self::nodecache::policy::host::Host for PluginState {
         node: wit::Member,
         validator: String,
     ) -> Result<wit::Fetched, wit::HostError> {
+        self.charge("fetch-remote-if-changed")
+            .map_err(fetch_error_to_wit)?;
         match self
             .capabilities
             .fetch_remote_if_changed(&self.grant, &node.name, &validator)
@@ -123,6 +128,9 @@ impl self::nodecache::policy::host::Host for PluginState {
     }
 
     async fn cache_read(&mut self, node: String) -> Result<Option<wit::CacheEntry>, wit::CacheFault> {
+        if let Err(refused) = self.charge("cache-read") {
+            return Err(wit::CacheFault::Unreadable(refused.to_string()));
+        }
         match self.capabilities.cache_read(&self.grant, &node) {
             Ok(entry) => Ok(entry.map(|e| {
                 self.remember_summary(e.document.clone(), e.summary);
@@ -140,6 +148,7 @@ impl self::nodecache::policy::host::Host for PluginState {
     }
 
     async fn cache_write(&mut self, node: String, document: wit::Document) -> Result<(), wit::HostError> {
+        self.charge("cache-write").map_err(fetch_error_to_wit)?;
         let summary = self
             .capabilities
             .cache_write(&self.grant, &node, &document.body, Some(&document.validator))
@@ -149,12 +158,14 @@ impl self::nodecache::policy::host::Host for PluginState {
     }
 
     async fn cache_restamp(&mut self, node: String) -> Result<(), wit::HostError> {
+        self.charge("cache-restamp").map_err(fetch_error_to_wit)?;
         self.capabilities
             .cache_restamp(&self.grant, &node)
             .map_err(fetch_error_to_wit)
     }
 
     async fn cache_remove(&mut self, node: String) -> Result<(), wit::HostError> {
+        self.charge("cache-remove").map_err(fetch_error_to_wit)?;
         self.capabilities
             .cache_remove(&self.grant, &node)
             .map_err(fetch_error_to_wit)
@@ -169,6 +180,9 @@ impl self::nodecache::policy::host::Host for PluginState {
     }
 
     async fn log(&mut self, level: wit::LogLevel, message: String) {
+        if self.charge("log").is_err() {
+            return;
+        }
         let level = match level {
             wit::LogLevel::Trace => model::LogLevel::Trace,
             wit::LogLevel::Debug => model::LogLevel::Debug,
@@ -202,6 +216,8 @@ fn fetch_error_to_wit(error: model::FetchError) -> wit::HostError {
         E::RemoteError(m) => wit::HostError::RemoteError(m),
         E::BadResponse(m) => wit::HostError::BadResponse(m),
         E::Storage(m) => wit::HostError::Storage(m),
+        // The contract has no word for it: the node's answer is unusable.
+        E::PolicyFailed(m) => wit::HostError::BadResponse(format!("policy failed: {m}")),
     }
 }
 

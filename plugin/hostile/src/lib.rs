@@ -11,6 +11,8 @@
 //! - `allocate`: allocates until the memory cap stops it.
 //! - `trap`: panics (a trap).
 //! - `huge`: returns a 48 MiB document.
+//! - `probe-loop`: calls `probe-local` forever, ignoring its errors (host
+//!   work that fuel does not count; the host's call budget stops it).
 //! - anything else (or unset): behaves like the default policy without a cache.
 
 use nodecache_policy_sdk::steps::refresh;
@@ -49,6 +51,9 @@ impl Policy for Hostile {
                 }
             }
             "trap" => panic!("a deliberate trap"),
+            "probe-loop" => loop {
+                let _ = std::hint::black_box(host.probe_local());
+            },
             "huge" => {
                 let mut resources = refresh(host, node).map_err(PolicyError::Unavailable)?;
                 resources.document = "x".repeat(48 << 20);
