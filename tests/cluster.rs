@@ -575,3 +575,64 @@ fn a_full_fd_table_does_not_make_serve_spin() {
     assert!(log_bytes < 10_000, "{log_bytes} bytes of log");
     println!("fds exhausted: {spent:.2} s CPU in 2 s, {log_bytes} bytes of log");
 }
+
+/// A client that completes the TLS handshake (without a certificate) and
+/// then says nothing is disconnected after the idle timeout, and at the
+/// connection cap further clients wait until a slot frees.
+#[test]
+fn quiet_connections_are_closed_and_connections_are_capped() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = recorded_node(dir.path(), "n", "x86_64", &["fpu"]);
+    let state = dir.path().join("state");
+    let server = spawn_serve(
+        Some(&state),
+        &[
+            "--resources-file",
+            file.to_str().unwrap(),
+            "--idle-timeout",
+            "1s",
+            "--max-connections",
+            "2",
+        ],
+    );
+    let address = server.url.trim_start_matches("https://").to_string();
+    // Two quiet TLS clients take both slots; openssl keeps stdin open and sends nothing.
+    let quiet: Vec<std::process::Child> = (0..2)
+        .map(|_| {
+            Command::new("openssl")
+                .args(["s_client", "-quiet", "-connect", &address])
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    // A third client is not served while they hold the slots...
+    let started = Instant::now();
+    let third = Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--cacert"])
+        .arg(state.join("server.crt"))
+        .arg(format!("{}/1.0", server.url))
+        .output()
+        .unwrap();
+    let waited = started.elapsed();
+    // ...until the idle timeout closes them (the server's 403 needs no certificate to be sent).
+    assert_eq!(String::from_utf8_lossy(&third.stdout), "403");
+    assert!(
+        waited >= Duration::from_millis(500),
+        "served at once ({waited:?}): no cap"
+    );
+    for mut client in quiet {
+        let started = Instant::now();
+        while client.try_wait().unwrap().is_none() {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "a quiet connection stayed open"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    println!("idle 1 s, cap 2: the third client waited {waited:?}");
+}

@@ -54,7 +54,12 @@ impl ClusterApi {
     }
 
     fn deadline(&self) -> Duration {
-        self.membership.deadline + REQUEST_MARGIN
+        Self::request_deadline(self.membership.deadline)
+    }
+
+    /// How long a cluster request may take, given the members' fetch deadline.
+    pub fn request_deadline(fetch_deadline: Duration) -> Duration {
+        fetch_deadline + REQUEST_MARGIN
     }
 
     /// The cluster's common flags for `arch`; requests made while one is

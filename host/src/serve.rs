@@ -32,6 +32,7 @@ use crate::cluster_api::{ApiError, ClusterApi};
 use crate::cpu_flags::CpuFlagsReport;
 use crate::fingerprint;
 use crate::flags::output::{FlagsFormat, FlagsOutput};
+use crate::idle::IdleTimeout;
 use crate::node_name::NodeName;
 use crate::probe;
 use crate::runtime::slot::PolicySlot;
@@ -120,7 +121,20 @@ pub struct Service {
 pub struct TlsSetup {
     pub config: Arc<rustls::ServerConfig>,
     pub trust: TrustStore,
+    pub limits: ConnectionLimits,
 }
+
+/// What one client may hold of the server.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectionLimits {
+    /// A connection with no bytes either way for this long is closed.
+    pub idle: std::time::Duration,
+    /// Connections served at once; the rest wait in the listen backlog.
+    pub max_connections: usize,
+}
+
+/// How long a TLS handshake may take.
+const HANDSHAKE_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
 
 fn router(state: AppState) -> Router {
     Router::new()
@@ -354,9 +368,17 @@ pub async fn serve(listener: TcpListener, service: Service, tls: Option<TlsSetup
 async fn serve_tls(listener: TcpListener, app: Router, tls: TlsSetup) -> Result<()> {
     let acceptor = tokio_rustls::TlsAcceptor::from(tls.config.clone());
     let trust = Arc::new(tls.trust);
+    let limits = tls.limits;
+    let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections.max(1)));
     tracing::info!("serving HTTPS on {}", listener.local_addr()?);
     let mut backoff = AcceptBackoff::default();
     loop {
+        // A slot first: at the cap, connections wait in the backlog, unaccepted.
+        let slot = slots
+            .clone()
+            .acquire_owned()
+            .await
+            .context("connection slots closed")?;
         let (stream, peer) = match listener.accept().await {
             Ok(accepted) => {
                 backoff.reset();
@@ -369,9 +391,10 @@ async fn serve_tls(listener: TcpListener, app: Router, tls: TlsSetup) -> Result<
         };
         let (acceptor, app, trust) = (acceptor.clone(), app.clone(), trust.clone());
         tokio::spawn(async move {
-            if let Err(e) = serve_connection(stream, peer, acceptor, app, trust).await {
+            if let Err(e) = serve_connection(stream, peer, acceptor, app, trust, limits.idle).await {
                 tracing::debug!("{peer}: {e:#}");
             }
+            drop(slot);
         });
     }
 }
@@ -416,8 +439,9 @@ async fn serve_connection(
     acceptor: tokio_rustls::TlsAcceptor,
     app: Router,
     trust: Arc<TrustStore>,
+    idle: std::time::Duration,
 ) -> Result<()> {
-    let tls_stream = tokio::time::timeout(std::time::Duration::from_secs(10), acceptor.accept(stream))
+    let tls_stream = tokio::time::timeout(HANDSHAKE_DEADLINE, acceptor.accept(stream))
         .await
         .context("TLS handshake timed out")?
         .context("TLS handshake")?;
@@ -452,7 +476,10 @@ async fn serve_connection(
     let app = app.layer(axum::middleware::from_fn(guard));
     let service = hyper_util::service::TowerToHyperService::new(app);
     hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new())
-        .serve_connection(hyper_util::rt::TokioIo::new(tls_stream), service)
+        .serve_connection(
+            hyper_util::rt::TokioIo::new(IdleTimeout::new(tls_stream, idle)),
+            service,
+        )
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))
 }

@@ -123,6 +123,13 @@ pub enum Command {
         /// Serve this recorded document (bare api.Resources or Incus envelope) instead of probing.
         #[arg(long, value_name = "FILE")]
         resources_file: Option<PathBuf>,
+        /// Close a connection after this long with no bytes either way (at least
+        /// the cluster request deadline plus 30 s).
+        #[arg(long, default_value = "120s", value_name = "DURATION")]
+        idle_timeout: String,
+        /// Connections served at once; more wait in the kernel's backlog.
+        #[arg(long, default_value_t = 512, value_name = "N")]
+        max_connections: usize,
     },
     /// Print this node's certificate (made on first use): the one `serve` presents
     /// and, named in a cluster file, the one this node's client presents.

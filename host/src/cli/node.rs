@@ -16,8 +16,9 @@ use super::commands::{capabilities, cluster_setup, loader};
 use crate::cluster_api::ClusterApi;
 use crate::runtime::slot::PolicySlot;
 use crate::runtime::{DEFAULT_INSTANCES, Limits};
-use crate::serve::{ResourcesSource, Service, TlsSetup, serve};
+use crate::serve::{ConnectionLimits, ResourcesSource, Service, TlsSetup, serve};
 use crate::trust::{self, TrustStore};
+use std::time::Duration;
 
 pub(super) async fn probe_command(source: ProbeSource) -> Result<(), Failure> {
     let cpus = tokio::task::spawn_blocking(probe::local_cpu_flags)
@@ -61,6 +62,8 @@ pub(super) async fn serve_command(cli: &Cli) -> Result<(), Failure> {
         tls_key,
         insecure_http,
         resources_file,
+        idle_timeout,
+        max_connections,
     } = &cli.command
     else {
         unreachable!()
@@ -75,6 +78,20 @@ pub(super) async fn serve_command(cli: &Cli) -> Result<(), Failure> {
         Some(path) => ResourcesSource::from_file(path)?,
         None => ResourcesSource::Probe,
     };
+    // The policy (reloaded when its file changes or on SIGHUP), and the
+    // cluster it answers for when given a cluster file.
+    let (membership, config) = cluster_setup(cli)?;
+    let idle = crate::membership::parse_duration(idle_timeout)
+        .map_err(|e| Failure::usage(anyhow!("--idle-timeout {idle_timeout:?}: {e}")))?;
+    // A cluster request may be quiet for its whole deadline: never cut it.
+    let idle = match cli.cluster {
+        Some(_) => idle.max(ClusterApi::request_deadline(membership.deadline) + Duration::from_secs(30)),
+        None => idle,
+    };
+    let limits = ConnectionLimits {
+        idle,
+        max_connections: *max_connections,
+    };
     let tls = if *insecure_http {
         None
     } else {
@@ -86,11 +103,9 @@ pub(super) async fn serve_command(cli: &Cli) -> Result<(), Failure> {
         Some(TlsSetup {
             config: trust::server_config(&cert, &key)?,
             trust: TrustStore::new(&state_dir),
+            limits,
         })
     };
-    // The policy (reloaded when its file changes or on SIGHUP), and the
-    // cluster it answers for when given a cluster file.
-    let (membership, config) = cluster_setup(cli)?;
     let capabilities = capabilities(cli, config, &membership)?;
     let mut loader = loader(cli, DEFAULT_INSTANCES as usize);
     loader.limits = Limits::for_fetch_deadline(membership.deadline);
