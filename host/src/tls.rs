@@ -112,9 +112,10 @@ impl ServerCertVerifier for PinnedServerCerts {
 }
 
 /// Server side: asks for a client certificate and checks the client holds its
-/// key, but accepts any certificate; whether it is trusted is decided once
-/// per connection (`serve`), so an untrusted client gets Incus's 403 rather
-/// than a reset.
+/// key, but accepts any certificate; whether it is trusted is decided for
+/// every request (`serve`), so an untrusted client gets Incus's 403 rather
+/// than a reset, and a certificate removed from the trust store is refused
+/// on the next request of a connection already open.
 #[derive(Debug)]
 pub struct AnyClientCert {
     pub provider: Arc<CryptoProvider>,

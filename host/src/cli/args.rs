@@ -107,30 +107,7 @@ pub enum Command {
         source: ProbeSource,
     },
     /// Serve this node's GET /1.0 and GET /1.0/resources over HTTPS (mutual TLS).
-    Serve {
-        /// Address and port to listen on.
-        #[arg(long, default_value = "[::]:8443", value_name = "ADDR:PORT")]
-        listen: String,
-        /// Server certificate (PEM); default: made in the state directory on first start.
-        #[arg(long, requires = "tls_key", value_name = "FILE")]
-        tls_cert: Option<PathBuf>,
-        /// Server private key (PEM).
-        #[arg(long, requires = "tls_cert", value_name = "FILE")]
-        tls_key: Option<PathBuf>,
-        /// Serve plain HTTP (loopback addresses only), for tests.
-        #[arg(long, conflicts_with_all = ["tls_cert", "tls_key"])]
-        insecure_http: bool,
-        /// Serve this recorded document (bare api.Resources or Incus envelope) instead of probing.
-        #[arg(long, value_name = "FILE")]
-        resources_file: Option<PathBuf>,
-        /// Close a connection after this long with no bytes either way (at least
-        /// the cluster request deadline plus 30 s).
-        #[arg(long, default_value = "120s", value_name = "DURATION")]
-        idle_timeout: String,
-        /// Connections served at once; more wait in the kernel's backlog.
-        #[arg(long, default_value_t = 512, value_name = "N")]
-        max_connections: usize,
-    },
+    Serve(ServeArgs),
     /// Print this node's certificate (made on first use): the one `serve` presents
     /// and, named in a cluster file, the one this node's client presents.
     Identity,
@@ -144,6 +121,33 @@ pub enum Command {
         #[command(subcommand)]
         command: PolicyCommand,
     },
+}
+
+/// `serve`'s own options.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServeArgs {
+    /// Address and port to listen on.
+    #[arg(long, default_value = "[::]:8443", value_name = "ADDR:PORT")]
+    pub listen: String,
+    /// Server certificate (PEM); default: made in the state directory on first start.
+    #[arg(long, requires = "tls_key", value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+    /// Server private key (PEM).
+    #[arg(long, requires = "tls_cert", value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
+    /// Serve plain HTTP (loopback addresses only), for tests.
+    #[arg(long, conflicts_with_all = ["tls_cert", "tls_key"])]
+    pub insecure_http: bool,
+    /// Serve this recorded document (bare api.Resources or Incus envelope) instead of probing.
+    #[arg(long, value_name = "FILE")]
+    pub resources_file: Option<PathBuf>,
+    /// Close a connection after this long with no bytes either way (with a
+    /// cluster file, at least its request deadline plus 30 s).
+    #[arg(long, default_value = "120s", value_name = "DURATION")]
+    pub idle_timeout: String,
+    /// Connections served at once; more wait in the kernel's backlog.
+    #[arg(long, default_value_t = 512, value_name = "N")]
+    pub max_connections: usize,
 }
 
 #[derive(Debug, Subcommand)]

@@ -64,7 +64,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
             query::can_run_command(&cli, &membership, config, guest, *format).await
         }
         Command::Probe { source } => node::probe_command(*source).await,
-        Command::Serve { .. } => node::serve_command(&cli).await,
+        Command::Serve(args) => node::serve_command(&cli, args).await,
         Command::Identity => node::identity_command(&cli),
         Command::Trust { command } => node::trust_command(&cli, command),
         Command::Policy {

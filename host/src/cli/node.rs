@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use anyhow::{Context, anyhow};
 
 use super::Failure;
-use super::args::{Cli, Command, ProbeSource, TrustCommand};
+use super::args::{Cli, ProbeSource, ServeArgs, TrustCommand};
 use super::commands::print;
 use crate::format;
 use crate::probe;
@@ -55,8 +55,8 @@ pub(super) async fn probe_command(source: ProbeSource) -> Result<(), Failure> {
     print(&text)
 }
 
-pub(super) async fn serve_command(cli: &Cli) -> Result<(), Failure> {
-    let Command::Serve {
+pub(super) async fn serve_command(cli: &Cli, args: &ServeArgs) -> Result<(), Failure> {
+    let ServeArgs {
         listen,
         tls_cert,
         tls_key,
@@ -64,10 +64,7 @@ pub(super) async fn serve_command(cli: &Cli) -> Result<(), Failure> {
         resources_file,
         idle_timeout,
         max_connections,
-    } = &cli.command
-    else {
-        unreachable!()
-    };
+    } = args;
     let address = parse_listen(listen).map_err(Failure::usage)?;
     if *insecure_http && !address.ip().is_loopback() {
         return Err(Failure::usage(anyhow!(
