@@ -636,3 +636,60 @@ fn quiet_connections_are_closed_and_connections_are_capped() {
     }
     println!("idle 1 s, cap 2: the third client waited {waited:?}");
 }
+
+/// A member that answers with a 15.9 MB document (500,000 cores): the entry
+/// is stored as received (not re-serialised, so not larger), the next run
+/// reads it back, and the dead member beside it fails alone.
+#[test]
+fn a_huge_member_answer_is_stored_as_received_and_fails_nothing_else() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut envelope: Value = serde_json::from_str(crate::util::INCUS_FIXTURE).unwrap();
+    let cores: Vec<Value> = (0..500_000)
+        .map(|i| json!({"core": i, "flags": ["fpu"]}))
+        .collect();
+    envelope["metadata"]["cpu"]["sockets"][0]["cores"] = json!(cores);
+    let file = dir.path().join("huge.json");
+    std::fs::write(&file, serde_json::to_vec(&envelope).unwrap()).unwrap();
+    let wire_bytes = envelope["metadata"].to_string().len() as u64;
+    assert!(wire_bytes > 12 << 20 && wire_bytes < 16 << 20, "{wire_bytes}");
+    let server = spawn_serve(
+        None,
+        &["--insecure-http", "--resources-file", file.to_str().unwrap()],
+    );
+    let cluster = dir.path().join("cluster.toml");
+    std::fs::write(
+        &cluster,
+        format!(
+            "deadline = \"30s\"\n[[member]]\nname = \"big\"\nurl = \"{}\"\n[[member]]\nname = \"dead\"\nurl = \"http://127.0.0.1:9\"\n",
+            server.url
+        ),
+    )
+    .unwrap();
+    let run = || -> Value {
+        let output = Command::new(BIN)
+            .arg("--cache-dir")
+            .arg(dir.path().join("cache"))
+            .arg("--cluster")
+            .arg(&cluster)
+            .args(["cpu-flags", "--allow-partial", "--format", "json"])
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{}", stderr(&output));
+        serde_json::from_slice(&output.stdout).unwrap()
+    };
+    let first = run();
+    assert_eq!(first["flags"], json!(["fpu"]));
+    assert_eq!(first["nodes"][0]["source"], "remote");
+    assert_eq!(first["nodes"][1]["source"], "error");
+    let entry_bytes = std::fs::metadata(dir.path().join("cache/resources/big.json"))
+        .unwrap()
+        .len();
+    assert!(
+        entry_bytes < wire_bytes + 4096,
+        "entry {entry_bytes} bytes for {wire_bytes} on the wire"
+    );
+    let second = run();
+    assert_eq!(second["nodes"][0]["source"], "cache");
+    assert_eq!(second["flags"], json!(["fpu"]));
+    println!("a {wire_bytes}-byte answer: a {entry_bytes}-byte entry, read back");
+}

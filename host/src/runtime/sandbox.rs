@@ -73,6 +73,8 @@ pub struct PluginState {
     cached: Option<(String, CpuSummary)>,
     /// Host calls that do work (probe, fetch, cache, log) made so far.
     host_calls: u32,
+    /// The largest document this policy can be handed back from the cache.
+    cacheable_bytes: usize,
 }
 
 /// Working host calls one policy call may make. Fuel counts the guest's
@@ -106,7 +108,25 @@ impl PluginState {
             random: StdRng::seed_from_u64(seed),
             cached: None,
             host_calls: 0,
+            cacheable_bytes: limits.memory_bytes / 4,
         }
+    }
+
+    /// Refuses to cache a document the policy could not hold when it reads
+    /// it back: a cache read, the copy it answers with and its own working
+    /// copies must fit its memory cap, so an entry may take a quarter of it
+    /// (16 MiB of the default 64 MiB, the default response cap too). An
+    /// entry larger than that would trap every later call for its node.
+    pub fn check_cacheable(&self, document: &str) -> Result<(), FetchError> {
+        if document.len() > self.cacheable_bytes {
+            return Err(FetchError::Storage(format!(
+                "a document of {} bytes is larger than this policy can hold when it reads it back \
+                 ({} bytes, a quarter of its memory cap): not cached",
+                document.len(),
+                self.cacheable_bytes
+            )));
+        }
+        Ok(())
     }
 
     /// Counts one working host call, or refuses it once the call's budget
@@ -202,6 +222,27 @@ pub fn describe_trap(error: wasmtime::Error, store: &Store<PluginState>) -> anyh
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_document_too_large_to_read_back_is_not_cached() {
+        let dir = tempfile::tempdir().unwrap();
+        let capabilities = Arc::new(Capabilities::new(
+            CacheStore::new(dir.path()),
+            Default::default(),
+            RemoteFetcher::default(),
+        ));
+        let limits = Limits {
+            memory_bytes: 4096,
+            ..Limits::default()
+        };
+        let state = PluginState::new(capabilities, Grant::none(), &limits);
+        assert!(state.check_cacheable(&"x".repeat(1024)).is_ok());
+        let refused = state.check_cacheable(&"x".repeat(1025)).unwrap_err().to_string();
+        assert!(
+            refused.contains("1025 bytes") && refused.contains("not cached"),
+            "{refused}"
+        );
+    }
 
     #[test]
     fn a_long_fetch_deadline_lengthens_the_call_deadline() {

@@ -114,6 +114,7 @@ impl self::nodecache::policy::host::Host for PluginState {
 
     async fn cache_write(&mut self, node: String, document: String) -> Result<(), wit::HostError> {
         self.charge("cache-write").map_err(fetch_error_to_wit)?;
+        self.check_cacheable(&document).map_err(fetch_error_to_wit)?;
         let summary = self
             .capabilities
             .cache_write(&self.grant, &node, &document, None)

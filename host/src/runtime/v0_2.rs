@@ -149,6 +149,7 @@ impl self::nodecache::policy::host::Host for PluginState {
 
     async fn cache_write(&mut self, node: String, document: wit::Document) -> Result<(), wit::HostError> {
         self.charge("cache-write").map_err(fetch_error_to_wit)?;
+        self.check_cacheable(&document.body).map_err(fetch_error_to_wit)?;
         let summary = self
             .capabilities
             .cache_write(&self.grant, &node, &document.body, Some(&document.validator))
