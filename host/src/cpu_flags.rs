@@ -9,7 +9,7 @@ use anyhow::{Result, bail};
 use indicatif::ProgressBar;
 use serde::Serialize;
 
-use crate::api::cpu_summary::{CpuSummary, SummaryError};
+use crate::api::cpu_summary::{self, CpuSummary, SummaryError};
 use crate::capabilities::Capabilities;
 use crate::cluster::Cluster;
 use crate::gather::gather_with;
@@ -155,16 +155,10 @@ pub async fn cpu_flags(
     let verdicts = checked_verdicts(&reports, &common, architecture)
         .map_err(|problem| anyhow::anyhow!("policy {}: cluster-cpu-flags {problem}", runtime.origin()))?;
     let nodes: Vec<NodeStatus> = reports
-        .iter()
+        .into_iter()
         .zip(verdicts)
         .map(|(report, verdict)| node_status(report, verdict))
         .collect();
-    let mut nodes = nodes;
-    for (node, report) in nodes.iter_mut().zip(reports) {
-        if node.source != NodeSource::Error && node.source != NodeSource::Excluded {
-            node.cpu = report.outcome.ok().map(|resolved| resolved.cpu);
-        }
-    }
     let partial = nodes.iter().any(|node| node.source == NodeSource::Error);
     let x86 = common.architecture == "x86_64";
     let (kernel_synthesised, unknown_to_qemu) = if x86 {
@@ -274,7 +268,7 @@ fn first_missing<'a, 'b>(wanted: &[&'a str], have: impl Iterator<Item = &'b str>
 fn resolve(resources: NodeResources, policy: &str) -> Result<ResolvedNode, FetchError> {
     let summary = match resources.summary {
         Some(summary) => Ok(summary),
-        None => CpuSummary::from_document(&resources.document),
+        None => cpu_summary::from_document(&resources.document),
     };
     let cpu = summary.map_err(|e| match e {
         SummaryError::Json(e) => FetchError::BadResponse(format!(
@@ -290,8 +284,9 @@ fn resolve(resources: NodeResources, policy: &str) -> Result<ResolvedNode, Fetch
     })
 }
 
-fn node_status(report: &NodeReport, verdict: &Verdict) -> NodeStatus {
-    let resolved = report.outcome.as_ref().ok();
+/// A node's line in the report; an included node keeps its CPU summary
+/// (levels and explanations are made from it).
+fn node_status(report: NodeReport, verdict: &Verdict) -> NodeStatus {
     let (source, error) = match (verdict, &report.outcome) {
         (Verdict::Included, Ok(node)) => (
             node.source.into(),
@@ -301,14 +296,17 @@ fn node_status(report: &NodeReport, verdict: &Verdict) -> NodeStatus {
         (Verdict::NoData(why), _) => (NodeSource::Error, Some(why.clone())),
         (Verdict::Included, Err(e)) => (NodeSource::Error, Some(e.to_string())),
     };
+    let resolved = report.outcome.ok();
     NodeStatus {
-        name: report.name.clone(),
+        name: report.name,
         source,
-        age_seconds: resolved.map(|node| node.age_ms / 1000),
-        arch: resolved.map(|node| node.cpu.architecture.clone()),
+        age_seconds: resolved.as_ref().map(|node| node.age_ms / 1000),
+        arch: resolved.as_ref().map(|node| node.cpu.architecture.clone()),
         error,
         level: None,
-        cpu: None,
+        cpu: resolved
+            .filter(|_| !matches!(source, NodeSource::Error | NodeSource::Excluded))
+            .map(|node| node.cpu),
     }
 }
 

@@ -445,16 +445,6 @@ async fn serve_connection(
         .await
         .context("TLS handshake timed out")?
         .context("TLS handshake")?;
-    let trusted = match tls_stream
-        .get_ref()
-        .1
-        .peer_certificates()
-        .and_then(|certs| certs.first())
-    {
-        Some(cert) => trust.contains(cert.as_ref()),
-        None => false,
-    };
-    tracing::debug!(%peer, trusted, "connection");
     // Trust is decided for every request, not once per connection: a client
     // removed with `trust remove` is refused on its next request, even on a
     // connection kept alive. An untrusted request reaches no handler.
@@ -464,6 +454,7 @@ async fn serve_connection(
         .peer_certificates()
         .and_then(|certs| certs.first())
         .map(|cert| Arc::new(cert.as_ref().to_vec()));
+    tracing::debug!(%peer, client_certificate = certificate.is_some(), "connection");
     let guard = move |request: axum::extract::Request, next: axum::middleware::Next| {
         let trusted = certificate.as_deref().is_some_and(|cert| trust.contains(cert));
         async move {

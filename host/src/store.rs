@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
-use crate::api::cpu_summary::CpuSummary;
+use crate::api::cpu_summary::{self, CpuSummary};
 use crate::node_name::NodeName;
 
 const FORMAT: &str = "nodecache-cache/1";
@@ -143,7 +143,7 @@ impl CacheStore {
         fetched_at_ms: u64,
     ) -> Result<Option<CpuSummary>> {
         // Summarising parses the whole document, so it also shows it is JSON.
-        let summary = match CpuSummary::from_document(document) {
+        let summary = match cpu_summary::from_document(document) {
             Ok(summary) => Some(summary),
             Err(_) => {
                 serde_json::from_str::<serde::de::IgnoredAny>(document)
@@ -257,7 +257,7 @@ fn parse_entry(mut bytes: Vec<u8>, node: &NodeName, now_ms: u64) -> Result<Cache
         validator: header.validator,
         fetched_at_ms: header.fetched_at_ms,
         age_ms: now_ms.saturating_sub(header.fetched_at_ms),
-        summary: header.cpu.filter(CpuSummary::is_well_formed),
+        summary: header.cpu.filter(cpu_summary::is_well_formed),
     })
 }
 

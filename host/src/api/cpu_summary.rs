@@ -4,41 +4,11 @@
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
-/// A node's architecture and its cores grouped by identical flag sets.
-/// Cache entries keep one beside their document (see `store`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CpuSummary {
-    pub architecture: String,
-    pub core_groups: Vec<CoreGroup>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CoreGroup {
-    pub cores: u32,
-    /// Sorted, unique names joined by single spaces (empty when the document
-    /// gives no flags for these cores): one allocation per group instead of
-    /// one per flag, and contract 0.2 carries a group's flags just so.
-    pub flags: String,
-}
-
-impl CoreGroup {
-    pub fn new<S: AsRef<str>>(cores: u32, flags: &[S]) -> CoreGroup {
-        let mut sorted: Vec<&str> = flags.iter().map(AsRef::as_ref).collect();
-        sorted.sort_unstable();
-        sorted.dedup();
-        CoreGroup {
-            cores,
-            flags: sorted.join(" "),
-        }
-    }
-
-    /// The flag names, sorted.
-    pub fn flags(&self) -> impl Iterator<Item = &str> + Clone {
-        self.flags.split_ascii_whitespace()
-    }
-}
+/// A node's architecture and its cores grouped by identical flag sets: the
+/// SDK's types, which policies see too (serialised into cache entries here).
+pub use nodecache_policy_sdk::{CoreGroup, CpuSummary};
 
 // Views borrow from the document: flag names are allocated once per group
 // of identical cores, not once per core.
@@ -110,66 +80,64 @@ fn is_flag_shaped(name: &str) -> bool {
             .all(|b| matches!(b, b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'_' | b'.' | b'-'))
 }
 
-impl CpuSummary {
-    /// Whether this summary is one `from_document` could have made: a
-    /// flag-shaped architecture, and each group's flags flag-shaped, sorted,
-    /// unique and joined by single spaces. A summary read back from a file
-    /// is used only then (the host's check of a policy's answer walks the
-    /// sorted lists, and names reach terminals).
-    pub fn is_well_formed(&self) -> bool {
-        is_flag_shaped(&self.architecture)
-            && self.core_groups.iter().all(|group| {
-                let mut previous = "";
-                group.flags.is_empty()
-                    || group.flags.split(' ').all(|flag| {
-                        let in_order = previous < flag;
-                        previous = flag;
-                        in_order && is_flag_shaped(flag)
-                    })
-            })
-    }
-
-    /// Summarises a bare `api.Resources` JSON document; a flag that is not
-    /// flag-shaped makes the document unusable.
-    pub fn from_document(document: &str) -> Result<CpuSummary, SummaryError> {
-        let view: DocumentView = serde_json::from_str(document)?;
-        // Cores of a node nearly always list the same flags in the same
-        // order: group them as listed (an equality test), and sort and
-        // check each group once, not each core.
-        let mut as_listed: Vec<(Vec<FlagName>, u32)> = Vec::new();
-        let cores = view
-            .cpu
-            .sockets
-            .into_iter()
-            .flatten()
-            .flat_map(|s| s.cores.into_iter().flatten());
-        for core in cores {
-            let flags = core.flags.unwrap_or_default();
-            match as_listed.iter_mut().find(|(listed, _)| *listed == flags) {
-                Some((_, count)) => *count += 1,
-                None => as_listed.push((flags, 1)),
-            }
-        }
-        let mut groups: BTreeMap<Vec<FlagName>, u32> = BTreeMap::new();
-        for (mut flags, count) in as_listed {
-            if let Some(bad) = flags.iter().find(|flag| !is_flag_shaped(&flag.0)) {
-                return Err(SummaryError::NotAFlag(bad.0.to_string()));
-            }
-            flags.sort_unstable();
-            flags.dedup();
-            *groups.entry(flags).or_default() += count;
-        }
-        Ok(CpuSummary {
-            architecture: view.cpu.architecture,
-            core_groups: groups
-                .into_iter()
-                .map(|(flags, cores)| CoreGroup {
-                    cores,
-                    flags: join(&flags),
+/// Whether `summary` is one [`from_document`] could have made: a
+/// flag-shaped architecture, and each group's flags flag-shaped, sorted,
+/// unique and joined by single spaces. A summary read back from a file
+/// is used only then (the host's check of a policy's answer walks the
+/// sorted lists, and names reach terminals).
+pub fn is_well_formed(summary: &CpuSummary) -> bool {
+    is_flag_shaped(&summary.architecture)
+        && summary.core_groups.iter().all(|group| {
+            let mut previous = "";
+            group.flags.is_empty()
+                || group.flags.split(' ').all(|flag| {
+                    let in_order = previous < flag;
+                    previous = flag;
+                    in_order && is_flag_shaped(flag)
                 })
-                .collect(),
         })
+}
+
+/// Summarises a bare `api.Resources` JSON document; a flag that is not
+/// flag-shaped makes the document unusable.
+pub fn from_document(document: &str) -> Result<CpuSummary, SummaryError> {
+    let view: DocumentView = serde_json::from_str(document)?;
+    // Cores of a node nearly always list the same flags in the same
+    // order: group them as listed (an equality test), and sort and
+    // check each group once, not each core.
+    let mut as_listed: Vec<(Vec<FlagName>, u32)> = Vec::new();
+    let cores = view
+        .cpu
+        .sockets
+        .into_iter()
+        .flatten()
+        .flat_map(|s| s.cores.into_iter().flatten());
+    for core in cores {
+        let flags = core.flags.unwrap_or_default();
+        match as_listed.iter_mut().find(|(listed, _)| *listed == flags) {
+            Some((_, count)) => *count += 1,
+            None => as_listed.push((flags, 1)),
+        }
     }
+    let mut groups: BTreeMap<Vec<FlagName>, u32> = BTreeMap::new();
+    for (mut flags, count) in as_listed {
+        if let Some(bad) = flags.iter().find(|flag| !is_flag_shaped(&flag.0)) {
+            return Err(SummaryError::NotAFlag(bad.0.to_string()));
+        }
+        flags.sort_unstable();
+        flags.dedup();
+        *groups.entry(flags).or_default() += count;
+    }
+    Ok(CpuSummary {
+        architecture: view.cpu.architecture,
+        core_groups: groups
+            .into_iter()
+            .map(|(flags, cores)| CoreGroup {
+                cores,
+                flags: join(&flags),
+            })
+            .collect(),
+    })
 }
 
 fn join(flags: &[FlagName]) -> String {
@@ -196,7 +164,7 @@ mod tests {
         let doc = r#"{"cpu":{"architecture":"x86_64","sockets":[
             {"cores":[{"flags":["sse2","fpu"]},{"flags":["fpu","sse2"]}]},
             {"cores":[{"flags":["fpu"]},{"flags":null}]}]}}"#;
-        let summary = CpuSummary::from_document(doc).unwrap();
+        let summary = from_document(doc).unwrap();
         assert_eq!(summary.architecture, "x86_64");
         assert_eq!(core_count(&summary), 4);
         assert_eq!(
@@ -217,7 +185,7 @@ mod tests {
                 serde_json::json!(bad)
             );
             assert!(
-                matches!(CpuSummary::from_document(&doc), Err(SummaryError::NotAFlag(_))),
+                matches!(from_document(&doc), Err(SummaryError::NotAFlag(_))),
                 "{bad:?}"
             );
         }
@@ -226,8 +194,8 @@ mod tests {
     #[test]
     fn only_summaries_as_from_document_makes_them_are_well_formed() {
         let doc = r#"{"cpu":{"architecture":"x86_64","sockets":[{"cores":[{"flags":["sse2","fpu","avx"]},{"flags":[]}]}]}}"#;
-        let made = CpuSummary::from_document(doc).unwrap();
-        assert!(made.is_well_formed());
+        let made = from_document(doc).unwrap();
+        assert!(is_well_formed(&made));
         let with = |flags: &str| CpuSummary {
             architecture: "x86_64".into(),
             core_groups: vec![CoreGroup {
@@ -235,7 +203,7 @@ mod tests {
                 flags: flags.into(),
             }],
         };
-        assert!(with("avx fpu sse2").is_well_formed());
+        assert!(is_well_formed(&with("avx fpu sse2")));
         for bad in [
             "fpu avx",
             "avx avx",
@@ -245,17 +213,16 @@ mod tests {
             "avx\tfpu",
             "avx x\u{1b}[31m",
         ] {
-            assert!(!with(bad).is_well_formed(), "{bad:?}");
+            assert!(!is_well_formed(&with(bad)), "{bad:?}");
         }
         let mut foreign = with("fpu");
         foreign.architecture = "x86_64\n".into();
-        assert!(!foreign.is_well_formed());
+        assert!(!is_well_formed(&foreign));
     }
 
     #[test]
     fn a_document_without_sockets_has_no_cores() {
-        let summary =
-            CpuSummary::from_document(r#"{"cpu":{"architecture":"x86_64","sockets":null}}"#).unwrap();
+        let summary = from_document(r#"{"cpu":{"architecture":"x86_64","sockets":null}}"#).unwrap();
         assert_eq!(core_count(&summary), 0);
     }
 }

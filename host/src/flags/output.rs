@@ -51,7 +51,7 @@ fn auto_baseline(common: &[String]) -> Result<qemu::Baseline> {
 
 impl FlagsOutput {
     /// The text to print. Asks QEMU for the baseline's own flags when the
-    /// output needs them (blocking: about 50 ms).
+    /// output needs them (blocking: it runs one QEMU process).
     pub fn render(&self, report: &mut CpuFlagsReport) -> Result<String> {
         if self.format == FlagsFormat::Json {
             return Ok(pretty_json(&self.json(report)?));
@@ -59,14 +59,21 @@ impl FlagsOutput {
         if self.level || self.explain {
             report.fill_node_levels();
         }
-        let guest = self.guest_cpu(report)?;
         Ok(match self.format {
             _ if self.explain => table(report, &explain(report)),
             _ if self.level => levels(report),
             FlagsFormat::List | FlagsFormat::Json => flag_list(&report.flags),
-            FlagsFormat::Qemu => format!("{}\n", render::qemu_cpu(guest.as_ref().expect("made above"))),
-            FlagsFormat::Libvirt => render::libvirt_cpu(guest.as_ref().expect("made above")),
-            FlagsFormat::Incus => render::incus_keys(guest.as_ref().expect("made above")),
+            hypervisor => {
+                // Asked of QEMU only here, where the text needs it.
+                let guest = self
+                    .guest_cpu(report)?
+                    .expect("the hypervisor formats always build one");
+                match hypervisor {
+                    FlagsFormat::Qemu => format!("{}\n", render::qemu_cpu(&guest)),
+                    FlagsFormat::Libvirt => render::libvirt_cpu(&guest),
+                    _ => render::incus_keys(&guest),
+                }
+            }
         })
     }
 

@@ -223,19 +223,25 @@ pub fn describe_trap(error: wasmtime::Error, store: &Store<PluginState>) -> anyh
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_document_too_large_to_read_back_is_not_cached() {
+    /// A call's state over an empty cache, lent nothing.
+    fn state_with(limits: &Limits) -> (tempfile::TempDir, PluginState) {
         let dir = tempfile::tempdir().unwrap();
         let capabilities = Arc::new(Capabilities::new(
             CacheStore::new(dir.path()),
             Default::default(),
             RemoteFetcher::default(),
         ));
+        let state = PluginState::new(capabilities, Grant::none(), limits);
+        (dir, state)
+    }
+
+    #[test]
+    fn a_document_too_large_to_read_back_is_not_cached() {
         let limits = Limits {
             memory_bytes: 4096,
             ..Limits::default()
         };
-        let state = PluginState::new(capabilities, Grant::none(), &limits);
+        let (_dir, state) = state_with(&limits);
         assert!(state.check_cacheable(&"x".repeat(1024)).is_ok());
         let refused = state.check_cacheable(&"x".repeat(1025)).unwrap_err().to_string();
         assert!(
@@ -261,13 +267,7 @@ mod tests {
 
     #[test]
     fn a_stored_summary_serves_only_the_very_document_it_came_with() {
-        let dir = tempfile::tempdir().unwrap();
-        let capabilities = Arc::new(Capabilities::new(
-            CacheStore::new(dir.path()),
-            Default::default(),
-            RemoteFetcher::default(),
-        ));
-        let mut state = PluginState::new(capabilities, Grant::none(), &Limits::default());
+        let (_dir, mut state) = state_with(&Limits::default());
         let summary = CpuSummary {
             architecture: "x86_64".into(),
             core_groups: vec![CoreGroup::new(1, &["fpu"])],

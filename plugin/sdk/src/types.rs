@@ -77,6 +77,7 @@ pub struct NodeResources {
 
 /// Cores of one node that have identical flags.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct CoreGroup {
     pub cores: u32,
     /// Sorted, unique flag names separated by one space (as contract 0.2
@@ -102,6 +103,7 @@ impl CoreGroup {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct CpuSummary {
     pub architecture: String,
     pub core_groups: Vec<CoreGroup>,
