@@ -5,6 +5,7 @@
 
 pub mod explain;
 pub mod level;
+pub mod model_props;
 pub mod names;
 pub mod output;
 pub mod placement;
@@ -57,6 +58,10 @@ pub struct GuestCpu {
     /// The model the libvirt output names: the baseline where libvirt knows
     /// it (its cpu_map has it), else `kvm64`.
     pub libvirt_model: String,
+    /// With `--baseline auto`: newer models every node shows every flag of,
+    /// passed over for bits no flag line can show.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub passed_over: Vec<qemu::PassedOver>,
 }
 
 impl GuestCpu {
@@ -79,6 +84,7 @@ impl GuestCpu {
             qemu_features,
             libvirt_features,
             libvirt_model: libvirt_model(&baseline.model),
+            passed_over: Vec::new(),
         }
     }
 }

@@ -40,13 +40,17 @@ pub const DEFAULT_BASELINE: &str = "kvm64";
 /// `--baseline auto`: the newest named QEMU model every included node can run.
 pub const AUTO: &str = "auto";
 
-/// The newest named model the common set covers, else `kvm64`.
-fn auto_baseline(common: &[String]) -> Result<qemu::Baseline> {
+/// The newest named model the common set covers, else `kvm64`, and the
+/// newer models passed over for bits no flag line shows.
+fn auto_baseline(common: &[String]) -> Result<(qemu::Baseline, Vec<qemu::PassedOver>)> {
     let common: std::collections::BTreeSet<&str> = common.iter().map(String::as_str).collect();
-    match qemu::newest_that_fits(qemu::named_models()?, &common) {
-        Some(model) => Ok(model),
-        None => qemu::baseline(DEFAULT_BASELINE),
-    }
+    let models = qemu::named_models()?;
+    let chosen = match qemu::newest_that_fits(&models, &common) {
+        Some(model) => model,
+        None => qemu::baseline(DEFAULT_BASELINE)?,
+    };
+    let passed_over = qemu::passed_over(&models, &common, &chosen);
+    Ok((chosen, passed_over))
 }
 
 impl FlagsOutput {
@@ -97,11 +101,13 @@ impl FlagsOutput {
             (FlagsFormat::Qemu | FlagsFormat::Libvirt | FlagsFormat::Incus, baseline)
             | (_, baseline @ Some(_)) => {
                 let model = baseline.as_deref().unwrap_or(DEFAULT_BASELINE);
-                let baseline = match model {
+                let (baseline, passed_over) = match model {
                     AUTO => auto_baseline(&report.flags)?,
-                    model => qemu::baseline(model)?,
+                    model => (qemu::baseline(model)?, Vec::new()),
                 };
-                Some(GuestCpu::new(&report.flags, &baseline))
+                let mut guest = GuestCpu::new(&report.flags, &baseline);
+                guest.passed_over = passed_over;
+                Some(guest)
             }
             _ => None,
         })

@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 
-use super::names;
+use super::model_props::{Ask, ask};
 
 /// The QEMU binary asked; `NODECACHE_QEMU` overrides it.
 fn qemu_binary() -> String {
@@ -21,6 +21,11 @@ fn qemu_binary() -> String {
 pub struct Baseline {
     pub model: String,
     pub flags: BTreeSet<String>,
+    /// Bits the model enables that Linux reports under other names: a node
+    /// runs the model only with one flag of each list.
+    pub shown_as: Vec<&'static [&'static str]>,
+    /// QEMU properties the model enables that no flag line can show.
+    pub unprovable: Vec<String>,
     /// Who said so: "QEMU 10.0.2", or the built-in list.
     pub source: String,
     /// The CPUID vendor the model shows a guest ("AuthenticAMD").
@@ -66,6 +71,8 @@ pub fn baseline(model: &str) -> Result<Baseline> {
         Err(error) if model == "kvm64" && is_not_installed(&error) => Ok(Baseline {
             model: model.into(),
             flags: KVM64_WITHOUT_QEMU.iter().map(|flag| flag.to_string()).collect(),
+            shown_as: Vec::new(),
+            unprovable: Vec::new(),
             source: "built-in list (QEMU not installed)".into(),
             vendor: None,
         }),
@@ -81,9 +88,14 @@ fn is_not_installed(error: &anyhow::Error) -> bool {
 
 /// Asks QEMU for the full expansion of `model`.
 pub fn expand(model: &str) -> Result<Baseline> {
-    let answers = qmp(&[json!({"execute": "query-version"}), expansion_of(model)])?;
+    let answers = qmp(&[
+        json!({"execute": "query-version"}),
+        expansion_of("base"),
+        expansion_of(model),
+    ])?;
     let source = version_of(&answers[0]);
-    baseline_from(model, &answers[1], &source)
+    let settings = enabled_props("base", &answers[1])?;
+    baseline_from(model, &answers[2], &settings, &source)
 }
 
 fn expansion_of(model: &str) -> Value {
@@ -99,22 +111,44 @@ fn version_of(answer: &Value) -> String {
     )
 }
 
-fn baseline_from(model: &str, expansion: &Value, source: &str) -> Result<Baseline> {
+/// The properties `expansion` turns on.
+fn enabled_props<'a>(model: &str, expansion: &'a Value) -> Result<BTreeSet<&'a str>> {
     let props = expansion["model"]["props"]
         .as_object()
         .with_context(|| format!("QEMU's expansion of {model} has no properties: {expansion}"))?;
-    let flags = props
+    Ok(props
         .iter()
         .filter(|(_, on)| on.as_bool() == Some(true))
-        .filter_map(|(name, _)| names::by_qemu(name))
-        .map(|names| names.linux.to_string())
-        .collect();
-    Ok(Baseline {
+        .map(|(name, _)| name.as_str())
+        .collect())
+}
+
+/// `settings`: what the featureless `base` model turns on (accelerator and
+/// cache settings, not CPUID bits), which every model has and no node needs.
+fn baseline_from(
+    model: &str,
+    expansion: &Value,
+    settings: &BTreeSet<&str>,
+    source: &str,
+) -> Result<Baseline> {
+    let mut baseline = Baseline {
         model: model.into(),
-        flags,
+        flags: BTreeSet::new(),
+        shown_as: Vec::new(),
+        unprovable: Vec::new(),
         source: source.into(),
-        vendor: props.get("vendor").and_then(Value::as_str).map(str::to_string),
-    })
+        vendor: expansion["model"]["props"]["vendor"].as_str().map(str::to_string),
+    };
+    for prop in enabled_props(model, expansion)?.difference(settings) {
+        match ask(prop) {
+            Ask::Flag(flag) => {
+                baseline.flags.insert(flag.to_string());
+            }
+            Ask::AnyOf(flags) => baseline.shown_as.push(flags),
+            Ask::Unprovable => baseline.unprovable.push(prop.to_string()),
+        }
+    }
+    Ok(baseline)
 }
 
 /// Models that are not a CPU family a guest could be shown.
@@ -144,11 +178,14 @@ pub fn named_models() -> Result<Vec<Baseline>> {
         .filter(|name| !NOT_A_FAMILY.contains(name))
         .map(str::to_string)
         .collect();
-    let expansions = qmp(&names.iter().map(|name| expansion_of(name)).collect::<Vec<_>>())?;
+    let mut commands = vec![expansion_of("base")];
+    commands.extend(names.iter().map(|name| expansion_of(name)));
+    let expansions = qmp(&commands)?;
+    let settings = enabled_props("base", &expansions[0])?;
     names
         .iter()
-        .zip(&expansions)
-        .map(|(name, expansion)| baseline_from(name, expansion, &source))
+        .zip(&expansions[1..])
+        .map(|(name, expansion)| baseline_from(name, expansion, &settings, &source))
         .collect()
 }
 
@@ -164,23 +201,10 @@ const AMD_ONLY: &[&str] = &["sse4a", "mmxext", "fxsr_opt", "cr8_legacy"];
 /// (its flags, in Linux names, all in `common`, of the cluster's vendor when
 /// the flags show one), newest meaning the most flags, then the higher
 /// version. `None` when none fits.
-pub fn newest_that_fits(models: Vec<Baseline>, common: &BTreeSet<&str>) -> Option<Baseline> {
-    let amd = AMD_ONLY.iter().any(|flag| common.contains(flag));
+pub fn newest_that_fits(models: &[Baseline], common: &BTreeSet<&str>) -> Option<Baseline> {
     models
-        .into_iter()
-        .filter(|model| {
-            model
-                .vendor
-                .as_deref()
-                .is_some_and(|vendor| (vendor == "AuthenticAMD") == amd)
-        })
-        .filter(|model| {
-            !model.flags.is_empty()
-                && model
-                    .flags
-                    .iter()
-                    .all(|flag| common.contains(flag.as_str()) || GUEST_ONLY.contains(&flag.as_str()))
-        })
+        .iter()
+        .filter(|model| model.shows_the_vendor_of(common) && model.runs_on(common))
         .max_by(|a, b| {
             a.flags
                 .len()
@@ -188,6 +212,62 @@ pub fn newest_that_fits(models: Vec<Baseline>, common: &BTreeSet<&str>) -> Optio
                 .then_with(|| version(&a.model).cmp(&version(&b.model)))
                 .then_with(|| b.model.cmp(&a.model))
         })
+        .cloned()
+}
+
+/// A model `--baseline auto` passed over: every node shows every flag it
+/// asks for, but it also asks for bits no flag line shows.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PassedOver {
+    pub model: String,
+    /// The QEMU properties nothing proves every node has.
+    pub unprovable: Vec<String>,
+}
+
+/// The models with more flags than `chosen` that only unprovable bits keep
+/// from the cluster, so an operator sees why the choice is not newer.
+pub fn passed_over(models: &[Baseline], common: &BTreeSet<&str>, chosen: &Baseline) -> Vec<PassedOver> {
+    let mut passed: Vec<PassedOver> = models
+        .iter()
+        .filter(|model| model.flags.len() > chosen.flags.len() && !model.unprovable.is_empty())
+        .filter(|model| model.shows_the_vendor_of(common) && model.shows_every_flag_in(common))
+        .map(|model| PassedOver {
+            model: model.model.clone(),
+            unprovable: model.unprovable.clone(),
+        })
+        .collect();
+    passed.sort_by(|a, b| a.model.cmp(&b.model));
+    passed
+}
+
+impl Baseline {
+    /// Whether a node reporting `flags` shows everything this model asks.
+    pub fn runs_on(&self, flags: &BTreeSet<&str>) -> bool {
+        self.unprovable.is_empty() && self.shows_every_flag_in(flags)
+    }
+
+    /// Whether `flags` holds every flag the model asks for (its unprovable
+    /// bits aside).
+    fn shows_every_flag_in(&self, flags: &BTreeSet<&str>) -> bool {
+        !self.flags.is_empty()
+            && self
+                .flags
+                .iter()
+                .all(|flag| flags.contains(flag.as_str()) || GUEST_ONLY.contains(&flag.as_str()))
+            && self
+                .shown_as
+                .iter()
+                .all(|any| any.iter().any(|flag| flags.contains(flag)))
+    }
+
+    /// Whether the model's vendor is the one `common` shows: AMD when an
+    /// AMD-only bit is common, Intel otherwise.
+    fn shows_the_vendor_of(&self, common: &BTreeSet<&str>) -> bool {
+        let amd = AMD_ONLY.iter().any(|flag| common.contains(flag));
+        self.vendor
+            .as_deref()
+            .is_some_and(|vendor| (vendor == "AuthenticAMD") == amd)
+    }
 }
 
 /// `Skylake-Server-v4` -> 4.

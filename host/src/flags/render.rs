@@ -43,6 +43,8 @@ mod tests {
         let baseline = Baseline {
             model: "kvm64".into(),
             flags: ["fpu", "sse2", "pni"].iter().map(|f| f.to_string()).collect(),
+            shown_as: Vec::new(),
+            unprovable: Vec::new(),
             source: "test".into(),
             vendor: None,
         };
