@@ -150,6 +150,23 @@ fn a_corrupted_cache_entry_is_refetched_without_error() {
     assert_eq!(repaired["nodes"][0]["source"], "cache");
 }
 
+/// An entry that is whole, fresh and JSON but not a resources document
+/// (written by hand, or by an older nodecache that cached any JSON) is a
+/// miss: both commands refetch instead of failing until it expires.
+#[test]
+fn a_fresh_entry_that_is_not_a_resources_document_is_a_miss() {
+    let run = Run::new();
+    let first = run.json(&["cpu-flags", "--format", "json"]);
+    let node = first["nodes"][0]["name"].as_str().unwrap().to_string();
+    crate::util::write_cache_entry(run.cache.path(), &node, "{\"hello\":1}", None, 0);
+    let resources = run.json(&["resources"]);
+    assert_eq!(resources["cpu"]["architecture"], std::env::consts::ARCH);
+    crate::util::write_cache_entry(run.cache.path(), &node, "{\"hello\":1}", None, 0);
+    let again = run.json(&["cpu-flags", "--format", "json"]);
+    assert_eq!(again["nodes"][0]["source"], "local");
+    assert_eq!(again["flags"], first["flags"]);
+}
+
 #[test]
 fn resources_print_an_incus_document() {
     let run = Run::new();

@@ -187,7 +187,7 @@ impl Capabilities {
         node: &str,
         document: &str,
         validator: Option<&str>,
-    ) -> Result<Option<CpuSummary>, FetchError> {
+    ) -> Result<CpuSummary, FetchError> {
         let name = grant.node("cache-write", node)?;
         self.store
             .write(&name, document, validator, now_ms())
@@ -299,7 +299,8 @@ mod tests {
             RemoteFetcher::default(),
         );
         let n1 = Grant::for_node(&member("n1", false));
-        capabilities.cache_write(&n1, "n1", "{}", None).unwrap();
+        let document = r#"{"cpu":{"architecture":"x86_64"}}"#;
+        capabilities.cache_write(&n1, "n1", document, None).unwrap();
         let refused = capabilities.cache_write(&n1, "other", "{}", None).unwrap_err();
         assert_eq!(
             refused.to_string(),

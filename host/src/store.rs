@@ -15,6 +15,8 @@ use std::fs;
 use std::io::{self, Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Once};
+use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
@@ -23,14 +25,24 @@ use crate::api::cpu_summary::{self, CpuSummary};
 use crate::node_name::NodeName;
 
 const FORMAT: &str = "nodecache-cache/1";
+/// Entries are written under this prefix, then renamed into place.
+const TEMP_PREFIX: &str = ".tmp-";
 /// An entry larger than this is not a resources document: treat it as corrupt.
 const MAX_ENTRY_BYTES: u64 = 64 << 20;
 /// Fetch times this far in the future are clock trouble, not a fresh entry.
 const FUTURE_TOLERANCE_MS: u64 = 5 * 60 * 1000;
 
+/// A temporary file older than this belongs to no live writer (a write
+/// takes well under a second; a policy call at most minutes): a writer
+/// killed mid-write left it, and the first write of a later run removes it.
+const ORPHAN_AGE: Duration = Duration::from_secs(15 * 60);
+
 #[derive(Debug, Clone)]
 pub struct CacheStore {
     resources_dir: PathBuf,
+    /// Orphaned temporary files are looked for once per process, on the
+    /// first write, not on every one (a cold run writes every member).
+    orphans_swept: Arc<Once>,
 }
 
 /// A cache entry that was read whole.
@@ -40,8 +52,9 @@ pub struct CachedEntry {
     pub validator: Option<String>,
     pub fetched_at_ms: u64,
     pub age_ms: u64,
-    /// The summary stored beside the document, when there is a well-formed one.
-    pub summary: Option<CpuSummary>,
+    /// The document's CPU summary: the one stored beside it when that is
+    /// well formed, else made from the document as it was read.
+    pub summary: CpuSummary,
 }
 
 /// Why an existing entry cannot be used. The policy treats both as a miss.
@@ -76,6 +89,7 @@ impl CacheStore {
     pub fn new(root: &Path) -> CacheStore {
         CacheStore {
             resources_dir: root.join("resources"),
+            orphans_swept: Arc::new(Once::new()),
         }
     }
 
@@ -134,25 +148,22 @@ impl CacheStore {
     }
 
     /// Replaces the node's entry with `document` (and its validator, if
-    /// any), and returns the CPU summary stored with it, if it has one.
+    /// any), and returns the CPU summary stored with it.
     pub fn write(
         &self,
         node: &NodeName,
         document: &str,
         validator: Option<&str>,
         fetched_at_ms: u64,
-    ) -> Result<Option<CpuSummary>> {
-        // Summarising parses the whole document, so it also shows it is JSON.
-        let summary = match cpu_summary::from_document(document) {
-            Ok(summary) => Some(summary),
-            Err(_) => {
-                serde_json::from_str::<serde::de::IgnoredAny>(document)
-                    .with_context(|| format!("refusing to cache a document for {node} that is not JSON"))?;
-                None
-            }
-        };
+    ) -> Result<CpuSummary> {
+        // Summarising parses the whole document, so it also shows it is an
+        // `api.Resources` document: anything else would be read back as a
+        // fresh entry that fails every run until it expires.
+        let summary = cpu_summary::from_document(document).with_context(|| {
+            format!("refusing to cache a document for {node} that is not a resources document")
+        })?;
         let validator = validator.filter(|v| !v.is_empty());
-        self.replace(node, document, validator, fetched_at_ms, summary.as_ref())?;
+        self.replace(node, document, validator, fetched_at_ms, &summary)?;
         Ok(summary)
     }
 
@@ -163,8 +174,13 @@ impl CacheStore {
             .read(node, now_ms)
             .map_err(anyhow::Error::from)?
             .with_context(|| format!("no cache entry for {node} to restamp"))?;
-        let summary = entry.summary.as_ref();
-        self.replace(node, &entry.document, entry.validator.as_deref(), now_ms, summary)
+        self.replace(
+            node,
+            &entry.document,
+            entry.validator.as_deref(),
+            now_ms,
+            &entry.summary,
+        )
     }
 
     fn replace(
@@ -173,10 +189,12 @@ impl CacheStore {
         document: &str,
         validator: Option<&str>,
         fetched_at_ms: u64,
-        summary: Option<&CpuSummary>,
+        summary: &CpuSummary,
     ) -> Result<()> {
         fs::create_dir_all(&self.resources_dir)
             .with_context(|| format!("cannot create {}", self.resources_dir.display()))?;
+        self.orphans_swept
+            .call_once(|| remove_orphans(&self.resources_dir, SystemTime::now()));
         let header = Header {
             format: FORMAT.into(),
             node: node.to_string(),
@@ -184,11 +202,11 @@ impl CacheStore {
             length: document.len(),
             validator: validator.map(str::to_string),
             sha256: Some(crate::digest::sha256_hex(document.as_bytes())),
-            cpu: summary.cloned(),
+            cpu: Some(summary.clone()),
         };
         let path = self.path_of(node);
         let mut temp = tempfile::Builder::new()
-            .prefix(".tmp-")
+            .prefix(TEMP_PREFIX)
             .tempfile_in(&self.resources_dir)
             .with_context(|| {
                 format!(
@@ -221,6 +239,31 @@ impl CacheStore {
     }
 }
 
+/// Removes the temporary files in `dir` older than [`ORPHAN_AGE`] at
+/// `now`. Best effort: what cannot be removed now is tried on a later run.
+fn remove_orphans(dir: &Path, now: SystemTime) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let is_temp = entry
+            .file_name()
+            .as_encoded_bytes()
+            .starts_with(TEMP_PREFIX.as_bytes());
+        let modified = entry.metadata().and_then(|m| m.modified());
+        let orphaned = modified.is_ok_and(|at| now.duration_since(at).is_ok_and(|age| age > ORPHAN_AGE));
+        if is_temp && orphaned {
+            match fs::remove_file(entry.path()) {
+                Ok(()) => tracing::info!(
+                    "removed {}, left by a writer that was killed",
+                    entry.path().display()
+                ),
+                Err(e) => tracing::debug!("cannot remove {}: {e}", entry.path().display()),
+            }
+        }
+    }
+}
+
 fn parse_entry(mut bytes: Vec<u8>, node: &NodeName, now_ms: u64) -> Result<CachedEntry, String> {
     let newline = bytes.iter().position(|&b| b == b'\n').ok_or("no header line")?;
     let header: Header = serde_json::from_slice(&bytes[..newline]).map_err(|e| format!("bad header: {e}"))?;
@@ -242,28 +285,36 @@ fn parse_entry(mut bytes: Vec<u8>, node: &NodeName, now_ms: u64) -> Result<Cache
     }
     bytes.drain(..=newline);
     let document = String::from_utf8(bytes).map_err(|_| "document is not UTF-8".to_string())?;
-    match &header.sha256 {
-        Some(digest) if *digest != crate::digest::sha256_hex(document.as_bytes()) => {
-            return Err("document does not match its digest".into());
-        }
-        Some(_) => {}
-        None => {
-            serde_json::from_str::<serde::de::IgnoredAny>(&document)
-                .map_err(|e| format!("document is not JSON: {e}"))?;
-        }
+    if let Some(digest) = &header.sha256
+        && *digest != crate::digest::sha256_hex(document.as_bytes())
+    {
+        return Err("document does not match its digest".into());
     }
+    // An entry without a stored summary (written before summaries were
+    // kept, or by hand) is summarised now, which also shows it holds a
+    // resources document: one that does not is a miss, not a fresh entry.
+    let summary = match header.cpu.filter(cpu_summary::is_well_formed) {
+        Some(summary) => summary,
+        None => {
+            cpu_summary::from_document(&document).map_err(|e| format!("not a resources document: {e}"))?
+        }
+    };
     Ok(CachedEntry {
         document,
         validator: header.validator,
         fetched_at_ms: header.fetched_at_ms,
         age_ms: now_ms.saturating_sub(header.fetched_at_ms),
-        summary: header.cpu.filter(cpu_summary::is_well_formed),
+        summary,
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The smallest resources documents: a CPU section with its architecture.
+    const DOC: &str = r#"{"cpu":{"architecture":"x86_64"}}"#;
+    const OTHER_DOC: &str = r#"{"cpu":{"architecture":"aarch64"}}"#;
 
     fn setup() -> (tempfile::TempDir, CacheStore, NodeName) {
         let dir = tempfile::tempdir().unwrap();
@@ -274,23 +325,23 @@ mod tests {
     #[test]
     fn a_written_entry_reads_back_with_its_age() {
         let (_dir, store, node) = setup();
-        store.write(&node, "{\"cpu\":{}}", None, 1_000).unwrap();
+        store.write(&node, DOC, None, 1_000).unwrap();
         let entry = store.read(&node, 4_000).unwrap().unwrap();
-        assert_eq!(entry.document, "{\"cpu\":{}}");
+        assert_eq!(entry.document, DOC);
         assert_eq!(entry.age_ms, 3_000);
     }
 
     #[test]
     fn a_validator_is_kept_and_a_restamp_resets_the_age_only() {
         let (_dir, store, node) = setup();
-        store.write(&node, "{\"cpu\":{}}", Some("abc"), 1_000).unwrap();
+        store.write(&node, DOC, Some("abc"), 1_000).unwrap();
         let entry = store.read(&node, 9_000).unwrap().unwrap();
         assert_eq!((entry.validator.as_deref(), entry.age_ms), (Some("abc"), 8_000));
         store.restamp(&node, 9_000).unwrap();
         let entry = store.read(&node, 9_500).unwrap().unwrap();
         assert_eq!(
             (entry.document.as_str(), entry.validator.as_deref(), entry.age_ms),
-            ("{\"cpu\":{}}", Some("abc"), 500)
+            (DOC, Some("abc"), 500)
         );
         assert!(store.restamp(&NodeName::parse("absent").unwrap(), 1).is_err());
     }
@@ -304,7 +355,7 @@ mod tests {
     #[test]
     fn damaged_entries_are_corrupt() {
         let (_dir, store, node) = setup();
-        store.write(&node, "{\"cpu\":{}}", None, 1_000).unwrap();
+        store.write(&node, DOC, None, 1_000).unwrap();
         let path = store.path_of(&node);
         let good = fs::read(&path).unwrap();
         let cases: Vec<Vec<u8>> = vec![
@@ -317,11 +368,15 @@ mod tests {
                 .into_bytes(),
             String::from_utf8(good.clone())
                 .unwrap()
-                .replace("{\"cpu\":{}}", "{\"cpu\":{]]")
+                .replace("\"x86_64\"}}", "\"x86_64\"]]")
                 .into_bytes(),
             Vec::new(),
             // An entry without a digest (as tests and older writers make them) is parsed.
             b"{\"format\":\"nodecache-cache/1\",\"node\":\"n1\",\"fetched_at_ms\":1,\"length\":5}\n{]]]}"
+                .to_vec(),
+            // Valid JSON without a stored summary that is not a resources
+            // document: a miss, not an entry served as fresh until it expires.
+            b"{\"format\":\"nodecache-cache/1\",\"node\":\"n1\",\"fetched_at_ms\":1,\"length\":7}\n{\"v\":1}"
                 .to_vec(),
         ];
         for bytes in cases {
@@ -351,21 +406,25 @@ mod tests {
         let (_dir, store, node) = setup();
         let document =
             r#"{"cpu":{"architecture":"x86_64","sockets":[{"cores":[{"flags":["sse2","fpu"]}]}]}}"#;
-        let written = store.write(&node, document, None, 1_000).unwrap().unwrap();
+        let written = store.write(&node, document, None, 1_000).unwrap();
         let entry = store.read(&node, 2_000).unwrap().unwrap();
-        assert_eq!(entry.summary.as_ref(), Some(&written));
+        assert_eq!(entry.summary, written);
         assert_eq!(written.core_groups[0].flags, "fpu sse2");
         // A header whose summary was edited out of order: the entry is
-        // still good, its summary is not used.
+        // still good, its summary is made again from the document.
         let path = store.path_of(&node);
         let text = fs::read_to_string(&path)
             .unwrap()
             .replace("\"fpu sse2\"", "\"sse2 fpu\"");
         fs::write(&path, text).unwrap();
         let entry = store.read(&node, 2_000).unwrap().unwrap();
-        assert_eq!((entry.document.as_str(), entry.summary), (document, None));
-        // A document that is JSON but no resources document has no summary.
-        assert_eq!(store.write(&node, "{\"v\":1}", None, 1).unwrap(), None);
+        assert_eq!((entry.document.as_str(), entry.summary), (document, written));
+        // A document that is JSON but no resources document is not cached.
+        let refused = store.write(&node, "{\"v\":1}", None, 1).unwrap_err();
+        assert!(
+            format!("{refused:#}").contains("not a resources document"),
+            "{refused:#}"
+        );
     }
 
     #[test]
@@ -386,21 +445,43 @@ mod tests {
     #[test]
     fn a_future_fetch_time_is_corrupt() {
         let (_dir, store, node) = setup();
-        store.write(&node, "{}", None, 10 * FUTURE_TOLERANCE_MS).unwrap();
+        store.write(&node, DOC, None, 10 * FUTURE_TOLERANCE_MS).unwrap();
         assert!(matches!(store.read(&node, 0), Err(CacheFault::Corrupt { .. })));
     }
 
     #[test]
     fn writes_replace_and_leave_no_temporary_files() {
         let (dir, store, node) = setup();
-        store.write(&node, "{\"v\":1}", None, 1).unwrap();
-        store.write(&node, "{\"v\":2}", None, 2).unwrap();
-        assert_eq!(store.read(&node, 2).unwrap().unwrap().document, "{\"v\":2}");
+        store.write(&node, DOC, None, 1).unwrap();
+        store.write(&node, OTHER_DOC, None, 2).unwrap();
+        assert_eq!(store.read(&node, 2).unwrap().unwrap().document, OTHER_DOC);
         let names: Vec<_> = fs::read_dir(dir.path().join("resources"))
             .unwrap()
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names, ["n1.json"]);
+    }
+
+    #[test]
+    fn temporary_files_of_killed_writers_are_removed_by_the_next_run() {
+        let (dir, store, node) = setup();
+        let resources = dir.path().join("resources");
+        fs::create_dir_all(&resources).unwrap();
+        let orphan = resources.join(".tmp-orphan");
+        let live = resources.join(".tmp-live");
+        for path in [&orphan, &live] {
+            fs::write(path, vec![0u8; 4096]).unwrap();
+        }
+        let an_hour_ago = SystemTime::now() - Duration::from_secs(3600);
+        fs::File::options()
+            .write(true)
+            .open(&orphan)
+            .unwrap()
+            .set_modified(an_hour_ago)
+            .unwrap();
+        store.write(&node, DOC, None, 1).unwrap();
+        assert!(!orphan.exists(), "an hour-old temporary file is an orphan");
+        assert!(live.exists(), "a fresh one may be a live writer's");
     }
 
     #[test]
@@ -413,7 +494,7 @@ mod tests {
     #[test]
     fn remove_forgets_and_tolerates_absence() {
         let (_dir, store, node) = setup();
-        store.write(&node, "{}", None, 1).unwrap();
+        store.write(&node, DOC, None, 1).unwrap();
         store.remove(&node).unwrap();
         store.remove(&node).unwrap();
         assert_eq!(store.read(&node, 1), Ok(None));

@@ -143,8 +143,8 @@ impl PluginState {
     }
 
     /// Notes a document that went through the cache with its stored summary.
-    pub fn remember_summary(&mut self, document: String, summary: Option<CpuSummary>) {
-        self.cached = summary.map(|summary| (document, summary));
+    pub fn remember_summary(&mut self, document: String, summary: CpuSummary) {
+        self.cached = Some((document, summary));
     }
 
     /// The stored summary of `document`, if it is the one last noted: a
@@ -272,9 +272,9 @@ mod tests {
             architecture: "x86_64".into(),
             core_groups: vec![CoreGroup::new(1, &["fpu"])],
         };
-        state.remember_summary("{\"a\":1}".into(), Some(summary.clone()));
+        state.remember_summary("{\"a\":1}".into(), summary.clone());
         assert_eq!(state.summary_of("{\"a\":2}"), None, "another document");
-        state.remember_summary("{\"a\":1}".into(), Some(summary.clone()));
+        state.remember_summary("{\"a\":1}".into(), summary.clone());
         assert_eq!(state.summary_of("{\"a\":1}"), Some(summary));
         assert_eq!(state.summary_of("{\"a\":1}"), None, "used once");
     }
