@@ -374,3 +374,27 @@ fn compiled_policies_are_kept_privately_and_reused() {
         proc_cpuinfo_common_flags()
     );
 }
+
+/// Batch systems and some containers cap address space (`ulimit -v`). A
+/// one-node run fits its instance pool under 64 GiB; under 1 GiB the pool
+/// cannot be reserved and instances are made on demand, and the run still
+/// answers, the same.
+#[test]
+fn runs_under_an_address_space_limit() {
+    let run = Run::new();
+    let expected = run.ok(&["cpu-flags"]);
+    for (limit, pooled) in [(64u64 << 30, true), (1 << 30, false)] {
+        let output = Command::new("prlimit")
+            .arg(format!("--as={limit}"))
+            .arg(BIN)
+            .arg("--cache-dir")
+            .arg(run.cache.path())
+            .args(["-v", "--set", "max-age=0", "cpu-flags"])
+            .output()
+            .expect("prlimit (util-linux)");
+        let log = stderr(&output);
+        assert!(output.status.success(), "under {limit} bytes: {log}");
+        assert_eq!(String::from_utf8(output.stdout).unwrap(), expected);
+        assert_eq!(!log.contains("no instance pool"), pooled, "{log}");
+    }
+}

@@ -34,6 +34,9 @@ use sandbox::PluginState;
 pub const DEFAULT_INSTANCES: u32 = 256;
 /// Memory, table and stack bytes kept mapped between instances.
 const RESIDENT_BYTES: usize = 256 << 10;
+/// The guard after each memory when there is no pool: small, because the
+/// address space is what ran out.
+const GUARD_BYTES_WITHOUT_POOL: u64 = 64 << 10;
 
 /// How policies are loaded: their limits, how many instances may be alive
 /// at once (the pool is sized to the work: one for a one-node question), and
@@ -155,7 +158,8 @@ impl PolicyRuntime {
     /// `instances` slots, so a per-node instantiation reuses memory and fiber
     /// stacks instead of mapping fresh ones. Where the pool's address space
     /// cannot be reserved (a low `ulimit -v`), instances are allocated on
-    /// demand instead: slower per call, but it runs.
+    /// demand, each memory reserving only its cap instead of 4 GiB of guard
+    /// region: slower per call (explicit bounds checks), but it runs.
     pub fn engine(limits: &Limits, instances: u32) -> Result<Engine> {
         let instances = instances.max(1);
         let mut pool = PoolingAllocationConfig::default();
@@ -181,7 +185,10 @@ impl PolicyRuntime {
             Ok(engine) => Ok(engine),
             Err(error) => {
                 tracing::warn!("no instance pool ({error}); allocating instances on demand");
-                config.allocation_strategy(InstanceAllocationStrategy::OnDemand);
+                config
+                    .allocation_strategy(InstanceAllocationStrategy::OnDemand)
+                    .memory_reservation(limits.memory_bytes as u64)
+                    .memory_guard_size(GUARD_BYTES_WITHOUT_POOL);
                 Engine::new(&config)
                     .map_err(anyhow::Error::from)
                     .context("cannot start wasmtime")
