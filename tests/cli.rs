@@ -398,3 +398,57 @@ fn runs_under_an_address_space_limit() {
         assert_eq!(!log.contains("no instance pool"), pooled, "{log}");
     }
 }
+
+/// Forty first runs of `identity` at once make one identity between them:
+/// every run succeeds and shows the same fingerprint.
+#[test]
+fn concurrent_first_runs_make_one_identity() {
+    let state = tempfile::tempdir().unwrap();
+    let runs: Vec<std::process::Child> = (0..40)
+        .map(|_| {
+            Command::new(BIN)
+                .arg("--state-dir")
+                .arg(state.path())
+                .arg("identity")
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let mut fingerprints = BTreeSet::new();
+    for run in runs {
+        let output = run.wait_with_output().unwrap();
+        assert!(output.status.success(), "{}", stderr(&output));
+        let text = String::from_utf8(output.stdout).unwrap();
+        let fingerprint = text
+            .lines()
+            .find_map(|l| l.strip_prefix("fingerprint: "))
+            .unwrap();
+        fingerprints.insert(fingerprint.to_string());
+    }
+    assert_eq!(fingerprints.len(), 1, "{fingerprints:?}");
+}
+
+/// A setting the policy refuses is the operator's usage error (exit 2, as
+/// the README says), from every command that runs the policy.
+#[test]
+fn a_setting_the_policy_refuses_is_a_usage_error() {
+    let run = Run::new();
+    for command in [
+        &["cpu-flags"][..],
+        &["resources"],
+        &["resources", "--all"],
+        &["can-run", "--flags", "sse2"],
+    ] {
+        let mut args = vec!["--set", "max-age=bogus"];
+        args.extend_from_slice(command);
+        let output = run.nodecache(&args);
+        assert_eq!(output.status.code(), Some(2), "{command:?}: {}", stderr(&output));
+        assert!(
+            stderr(&output).contains("max-age = \"bogus\""),
+            "{command:?}: {}",
+            stderr(&output)
+        );
+    }
+}

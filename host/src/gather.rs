@@ -9,7 +9,7 @@
 
 use std::sync::Arc;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use futures::stream::{self, StreamExt};
 use indicatif::ProgressBar;
 
@@ -80,7 +80,9 @@ pub async fn gather_with<T: Send + 'static>(
             }
             Ok(Ok(reduced)) => reduced,
             Ok(Err(PolicyFailure::Unavailable(error))) => Err(error),
-            Ok(Err(failure @ PolicyFailure::BadConfig(_))) => bail!("{failure}"),
+            // The operator's settings are wrong for every node: the run's
+            // error, typed so the CLI can call it a usage error.
+            Ok(Err(failure @ PolicyFailure::BadConfig(_))) => return Err(failure.into()),
         };
         gathered.push(Gathered { member, outcome });
     }

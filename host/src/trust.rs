@@ -90,6 +90,10 @@ impl TrustStore {
 }
 
 /// The server certificate and key in `state_dir`, made on first use.
+/// Concurrent first runs make one pair between them (an exclusive lock on
+/// `state_dir/.identity.lock`), and each file appears whole or not at all
+/// (written aside, then renamed): a key left without its certificate by a
+/// killed run is replaced, not an error forever.
 pub fn ensure_server_identity(state_dir: &Path) -> Result<(PathBuf, PathBuf)> {
     let cert = state_dir.join("server.crt");
     let key = state_dir.join("server.key");
@@ -97,11 +101,35 @@ pub fn ensure_server_identity(state_dir: &Path) -> Result<(PathBuf, PathBuf)> {
         return Ok((cert, key));
     }
     fs::create_dir_all(state_dir).with_context(|| format!("cannot create {}", state_dir.display()))?;
+    let lock_path = state_dir.join(".identity.lock");
+    let lock =
+        fs::File::create(&lock_path).with_context(|| format!("cannot create {}", lock_path.display()))?;
+    lock.lock()
+        .with_context(|| format!("cannot lock {}", lock_path.display()))?;
+    if cert.exists() && key.exists() {
+        return Ok((cert, key));
+    }
     let (cert_pem, key_pem) = generate_certificate()?;
-    write_private(&key, &key_pem)?;
-    fs::write(&cert, cert_pem).with_context(|| format!("cannot write {}", cert.display()))?;
+    replace_file(state_dir, &key, &key_pem)?;
+    replace_file(state_dir, &cert, &cert_pem)?;
     tracing::info!("created server certificate {}", cert.display());
     Ok((cert, key))
+}
+
+/// Writes `contents` to a temporary file in `dir` (mode 0600, as tempfile
+/// makes them) and renames it to `path`.
+fn replace_file(dir: &Path, path: &Path, contents: &str) -> Result<()> {
+    use std::io::Write;
+    let mut temp = tempfile::Builder::new()
+        .prefix(".tmp-")
+        .tempfile_in(dir)
+        .with_context(|| format!("cannot create a temporary file in {}", dir.display()))?;
+    temp.write_all(contents.as_bytes())
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    temp.persist(path)
+        .map_err(|e| e.error)
+        .with_context(|| format!("cannot replace {}", path.display()))?;
+    Ok(())
 }
 
 /// A self-signed ECDSA P-384 certificate for this host, 127.0.0.1 and ::1.
@@ -120,19 +148,6 @@ pub fn generate_certificate() -> Result<(String, String)> {
         .push(rcgen::DnType::CommonName, "nodecache");
     let cert = params.self_signed(&key).context("self-sign certificate")?;
     Ok((cert.pem(), key.serialize_pem()))
-}
-
-fn write_private(path: &Path, contents: &str) -> Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut file = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("cannot create {}", path.display()))?;
-    file.write_all(contents.as_bytes())
-        .with_context(|| format!("cannot write {}", path.display()))
 }
 
 /// TLS 1.3 server configuration that asks for a client certificate and
@@ -179,6 +194,16 @@ mod tests {
         let first = fs::read(&cert).unwrap();
         ensure_server_identity(dir.path()).unwrap();
         assert_eq!(fs::read(&cert).unwrap(), first);
+        assert!(server_config(&cert, &key).is_ok());
+        let mode = std::os::unix::fs::PermissionsExt::mode(&fs::metadata(&key).unwrap().permissions());
+        assert_eq!(mode & 0o777, 0o600, "the key is the user's alone");
+    }
+
+    #[test]
+    fn a_key_left_without_its_certificate_is_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("server.key"), "half a pair").unwrap();
+        let (cert, key) = ensure_server_identity(dir.path()).unwrap();
         assert!(server_config(&cert, &key).is_ok());
     }
 }

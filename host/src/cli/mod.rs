@@ -17,8 +17,20 @@ pub struct Failure {
 }
 
 impl From<anyhow::Error> for Failure {
+    /// A runtime error, except a policy's refusal of its settings (`--set`
+    /// or the cluster file's `[policy]` table), which is the operator's
+    /// usage error wherever it is found.
     fn from(error: anyhow::Error) -> Self {
-        Failure { code: 1, error }
+        let bad_settings = error.chain().any(|cause| {
+            matches!(
+                cause.downcast_ref(),
+                Some(crate::model::PolicyFailure::BadConfig(_))
+            )
+        });
+        Failure {
+            code: if bad_settings { 2 } else { 1 },
+            error,
+        }
     }
 }
 

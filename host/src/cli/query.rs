@@ -46,7 +46,8 @@ pub(super) async fn resources(
     let outcome = runtime
         .get_node_resources(capabilities, &member.as_member())
         .await?;
-    let resources = outcome.map_err(|failure: PolicyFailure| anyhow!("{}: {failure}", member.name))?;
+    let resources =
+        outcome.map_err(|failure: PolicyFailure| anyhow::Error::new(failure).context(member.name.clone()))?;
     tracing::info!(node = %member.name, source = %resources.source, age_ms = resources.age_ms, "resources");
     print(&format::pretty_json(&parse_document(
         &member.name,
