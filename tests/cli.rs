@@ -452,3 +452,44 @@ fn a_setting_the_policy_refuses_is_a_usage_error() {
         );
     }
 }
+
+/// Every file an operator names is read with a bound: `/dev/zero` in its
+/// place is an error naming the file, soon, not gigabytes read.
+#[test]
+fn operator_files_are_read_with_a_bound() {
+    let run = Run::new();
+    let state = tempfile::tempdir().unwrap();
+    let cases: [&[&str]; 5] = [
+        &["--cluster", "/dev/zero", "cpu-flags"],
+        &["--policy", "/dev/zero", "cpu-flags"],
+        &[
+            "serve",
+            "--insecure-http",
+            "--listen",
+            "127.0.0.1:0",
+            "--resources-file",
+            "/dev/zero",
+        ],
+        &["trust", "add", "/dev/zero"],
+        &[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--tls-cert",
+            "/dev/zero",
+            "--tls-key",
+            "/dev/zero",
+        ],
+    ];
+    for args in cases {
+        let mut full = vec!["--state-dir", state.path().to_str().unwrap()];
+        full.extend_from_slice(args);
+        let output = run.nodecache(&full);
+        assert!(!output.status.success(), "{args:?}");
+        assert!(
+            stderr(&output).contains("/dev/zero: larger than"),
+            "{args:?}: {}",
+            stderr(&output)
+        );
+    }
+}

@@ -18,6 +18,7 @@ pub mod idle;
 pub mod membership;
 pub mod model;
 pub mod node_name;
+pub mod operator_file;
 pub mod probe;
 pub mod remote;
 pub mod runtime;

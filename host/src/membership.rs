@@ -23,7 +23,7 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{Context, Result, anyhow};
+use anyhow::{Result, anyhow};
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -96,8 +96,8 @@ impl Membership {
     }
 
     pub fn load(path: &Path) -> Result<Membership> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read cluster file {}", path.display()))?;
+        let text =
+            crate::operator_file::read_text(path, "cluster file", crate::operator_file::CLUSTER_FILE_BYTES)?;
         parse(&text, path.parent().unwrap_or(Path::new("."))).map_err(|e| anyhow!("{}: {e}", path.display()))
     }
 }

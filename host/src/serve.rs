@@ -89,7 +89,11 @@ impl RecordedFile {
         {
             return Ok(reading.tagged.clone());
         }
-        let bytes = std::fs::read(&self.path).with_context(unreadable)?;
+        let bytes = crate::operator_file::read(
+            &self.path,
+            "resources file",
+            crate::operator_file::RESOURCES_BYTES,
+        )?;
         let document = resources_text(&bytes).with_context(|| format!("{}", self.path.display()))?;
         let tag = fingerprint::of_document(&document).unwrap_or_default();
         let tagged = Arc::new(Tagged { document, tag });

@@ -18,8 +18,8 @@ pub fn provider() -> Arc<CryptoProvider> {
 }
 
 pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>> {
-    let certs = CertificateDer::pem_file_iter(path)
-        .with_context(|| format!("cannot read certificate {}", path.display()))?
+    let pem = crate::operator_file::read(path, "certificate", crate::operator_file::PEM_BYTES)?;
+    let certs = CertificateDer::pem_slice_iter(&pem)
         .collect::<Result<Vec<_>, _>>()
         .with_context(|| format!("{}: not a PEM certificate", path.display()))?;
     if certs.is_empty() {
@@ -29,7 +29,8 @@ pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>> {
 }
 
 pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>> {
-    PrivateKeyDer::from_pem_file(path).with_context(|| format!("{}: not a PEM private key", path.display()))
+    let pem = crate::operator_file::read(path, "private key", crate::operator_file::PEM_BYTES)?;
+    PrivateKeyDer::from_pem_slice(&pem).with_context(|| format!("{}: not a PEM private key", path.display()))
 }
 
 /// SHA-256 of a certificate's DER, hex: how Incus names certificates.

@@ -71,7 +71,7 @@ impl Loader {
     }
 
     pub fn load_file(&self, path: &Path) -> Result<PolicyRuntime> {
-        let bytes = read_policy_file(path)?;
+        let bytes = crate::operator_file::read(path, "policy", crate::operator_file::POLICY_BYTES)?;
         self.load_bytes(&bytes, &path.display().to_string())
     }
 
@@ -103,25 +103,6 @@ impl Loader {
             origin: origin.to_string(),
         })
     }
-}
-
-/// A component file, read with a bound: no policy is near 256 MiB.
-fn read_policy_file(path: &Path) -> Result<Vec<u8>> {
-    use std::io::Read;
-    const MAX_POLICY_BYTES: u64 = 256 << 20;
-    let file = std::fs::File::open(path).with_context(|| format!("cannot read policy {}", path.display()))?;
-    let mut bytes = Vec::new();
-    file.take(MAX_POLICY_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .with_context(|| format!("cannot read policy {}", path.display()))?;
-    if bytes.len() as u64 > MAX_POLICY_BYTES {
-        anyhow::bail!(
-            "policy {}: larger than {} MiB",
-            path.display(),
-            MAX_POLICY_BYTES >> 20
-        );
-    }
-    Ok(bytes)
 }
 
 /// A pre-instantiated component of one contract version.
