@@ -694,3 +694,80 @@ fn a_huge_member_answer_is_stored_as_received_and_fails_nothing_else() {
     assert_eq!(second["flags"], json!(["fpu"]));
     println!("a {wire_bytes}-byte answer: a {entry_bytes}-byte entry, read back");
 }
+
+/// `server-cert` pins a member to its own certificate: a server holding
+/// another member's (pinned) certificate cannot answer as it, and a
+/// certificate pinned nowhere is refused too.
+#[test]
+fn each_member_is_pinned_to_its_own_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let (client_cert, client_key) = make_identity(&dir.path().join("client"));
+    let mut servers = Vec::new();
+    for (name, flags) in [("a", SKYLAKE), ("b", NAPLES), ("stranger", HASWELL)] {
+        let state = dir.path().join(format!("state-{name}"));
+        let (cert, key) = make_identity(&state);
+        let trusted = Command::new(BIN)
+            .arg("--state-dir")
+            .arg(&state)
+            .args(["trust", "add", client_cert.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert!(trusted.status.success());
+        let file = recorded_node(dir.path(), name, "x86_64", &split(flags));
+        let server = spawn_serve(
+            Some(&state),
+            &[
+                "--tls-cert",
+                cert.to_str().unwrap(),
+                "--tls-key",
+                key.to_str().unwrap(),
+                "--resources-file",
+                file.to_str().unwrap(),
+            ],
+        );
+        servers.push((server, cert));
+    }
+    let tls = format!(
+        "[tls]\nclient-cert = \"{}\"\nclient-key = \"{}\"\n",
+        client_cert.display(),
+        client_key.display()
+    );
+    let run = |urls: [&str; 2]| -> Value {
+        let mut text = tls.clone();
+        for ((name, url), (_, cert)) in ["a", "b"].iter().zip(urls).zip(&servers) {
+            text.push_str(&format!(
+                "[[member]]\nname = \"{name}\"\nurl = \"{url}\"\nserver-cert = \"{}\"\n",
+                cert.display()
+            ));
+        }
+        let file = dir.path().join("cluster.toml");
+        std::fs::write(&file, text).unwrap();
+        let output = Command::new(BIN)
+            .arg("--cache-dir")
+            .arg(tempfile::tempdir().unwrap().path())
+            .arg("--cluster")
+            .arg(&file)
+            .args(["cpu-flags", "--format", "json", "--allow-partial"])
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        serde_json::from_slice(&output.stdout).unwrap()
+    };
+    let (a, b, stranger) = (&servers[0].0.url, &servers[1].0.url, &servers[2].0.url);
+    let right = run([a, b]);
+    assert_eq!(node(&right, "a")["source"], "remote");
+    assert_eq!(node(&right, "b")["source"], "remote");
+    // a's server, holding a pinned certificate, answers at b's address.
+    let swapped = run([a, a]);
+    assert_eq!(node(&swapped, "a")["source"], "remote");
+    let error = node(&swapped, "b")["error"].as_str().unwrap();
+    assert!(error.contains("is not trusted"), "{swapped}");
+    // A server whose certificate is pinned for no member.
+    let unknown = run([a, stranger]);
+    let error = node(&unknown, "b")["error"].as_str().unwrap();
+    assert!(error.contains("is not trusted"), "{unknown}");
+}

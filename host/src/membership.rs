@@ -14,6 +14,8 @@
 //! [[member]]
 //! name = "node-a"
 //! url = "https://10.0.0.1:8443"
+//! server-cert = "node-a.crt"            # optional: the certificate this member
+//!                                       # alone must present (else server-certs)
 //! ```
 //! Every error names the file, the line and the key.
 
@@ -50,6 +52,10 @@ pub struct TlsFiles {
     pub client_cert: Option<PathBuf>,
     pub client_key: Option<PathBuf>,
     pub server_certs: Vec<PathBuf>,
+    /// Members pinned to a certificate of their own (`server-cert`): only it
+    /// answers for them, as Incus pins each remote, so one member's
+    /// certificate cannot answer as another.
+    pub member_certs: BTreeMap<NodeName, PathBuf>,
 }
 
 #[derive(Deserialize)]
@@ -75,12 +81,13 @@ struct TlsShape {
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
 struct MemberShape {
     name: Spanned<String>,
     url: Option<Spanned<String>>,
     #[serde(default)]
     groups: Vec<Spanned<String>>,
+    server_cert: Option<PathBuf>,
 }
 
 impl Membership {
@@ -114,7 +121,9 @@ fn parse(text: &str, base: &Path) -> Result<Membership, String> {
                 + 1
         )
     };
+    let resolve = |p: PathBuf| if p.is_absolute() { p } else { base.join(p) };
     let mut members = Vec::new();
+    let mut member_certs = BTreeMap::new();
     let mut seen = BTreeSet::new();
     for member in &shape.member {
         let name = NodeName::parse(member.name.get_ref())
@@ -141,6 +150,9 @@ fn parse(text: &str, base: &Path) -> Result<Membership, String> {
                 ));
             }
             groups.push(text.clone());
+        }
+        if let Some(cert) = &member.server_cert {
+            member_certs.insert(name.clone(), resolve(cert.clone()));
         }
         members.push(ClusterMember {
             name,
@@ -182,12 +194,13 @@ fn parse(text: &str, base: &Path) -> Result<Membership, String> {
             (key, value)
         })
         .collect();
-    let resolve = |p: PathBuf| if p.is_absolute() { p } else { base.join(p) };
-    let tls = shape.tls.map_or_else(TlsFiles::default, |tls| TlsFiles {
+    let mut tls = shape.tls.map_or_else(TlsFiles::default, |tls| TlsFiles {
         client_cert: tls.client_cert.map(resolve),
         client_key: tls.client_key.map(resolve),
         server_certs: tls.server_certs.into_iter().map(resolve).collect(),
+        member_certs: BTreeMap::new(),
     });
+    tls.member_certs = member_certs;
     Ok(Membership {
         cluster: Cluster { members },
         deadline,

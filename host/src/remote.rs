@@ -23,8 +23,12 @@ use crate::tls;
 /// Knows how to reach each remote member.
 #[derive(Debug)]
 pub struct RemoteFetcher {
-    urls: BTreeMap<NodeName, String>,
-    client: reqwest::Client,
+    /// Each member's base URL and the index of its client.
+    urls: BTreeMap<NodeName, (String, usize)>,
+    /// One client per set of pinned certificates: the cluster file's
+    /// `server-certs` first, then one per distinct member `server-cert`
+    /// (members sharing a certificate share its client and connections).
+    clients: Vec<reqwest::Client>,
     deadline: Duration,
     max_response_bytes: u64,
 }
@@ -33,7 +37,7 @@ impl Default for RemoteFetcher {
     fn default() -> Self {
         RemoteFetcher {
             urls: BTreeMap::new(),
-            client: build_client(&[], None).expect("a client without certificates always builds"),
+            clients: vec![build_client(&[], None).expect("a client without certificates always builds")],
             deadline: DEFAULT_DEADLINE,
             max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
         }
@@ -52,15 +56,37 @@ impl RemoteFetcher {
             (None, None) => None,
             _ => anyhow::bail!("the cluster file's [tls] needs both client-cert and client-key"),
         };
-        let urls = membership
-            .cluster
-            .members
-            .iter()
-            .filter_map(|member| Some((member.name.clone(), member.url.clone()?)))
-            .collect();
+        // Every client presents the same client certificate.
+        let identity = || {
+            identity
+                .as_ref()
+                .map(|(certs, key)| (certs.clone(), key.clone_key()))
+        };
+        let mut clients = vec![build_client(&trusted, identity())?];
+        let mut client_of_cert: BTreeMap<&std::path::Path, usize> = BTreeMap::new();
+        let mut urls = BTreeMap::new();
+        for member in &membership.cluster.members {
+            let Some(url) = member.url.clone() else {
+                continue;
+            };
+            let client = match membership.tls.member_certs.get(&member.name) {
+                None => 0,
+                Some(path) => match client_of_cert.get(path.as_path()) {
+                    Some(&index) => index,
+                    None => {
+                        let pinned =
+                            tls::load_certs(path).with_context(|| format!("member {}", member.name))?;
+                        clients.push(build_client(&pinned, identity())?);
+                        client_of_cert.insert(path, clients.len() - 1);
+                        clients.len() - 1
+                    }
+                },
+            };
+            urls.insert(member.name.clone(), (url, client));
+        }
         Ok(RemoteFetcher {
             urls,
-            client: build_client(&trusted, identity)?,
+            clients,
             deadline: membership.deadline,
             max_response_bytes: membership.max_response_bytes,
         })
@@ -73,13 +99,14 @@ impl RemoteFetcher {
         node: &NodeName,
         validator: Option<&str>,
     ) -> Result<Fetched, FetchError> {
-        let Some(base) = self.urls.get(node) else {
+        let Some((base, client)) = self.urls.get(node) else {
             return Err(FetchError::Unreachable(format!(
                 "{node} has no address in the cluster configuration"
             )));
         };
         let url = format!("{base}/1.0/resources");
-        match tokio::time::timeout(self.deadline, self.fetch_url(&url, validator)).await {
+        let client = &self.clients[*client];
+        match tokio::time::timeout(self.deadline, self.fetch_url(client, &url, validator)).await {
             Ok(result) => result,
             Err(_) => Err(FetchError::TimedOut(format!(
                 "{url} did not answer within {:.1} s",
@@ -88,8 +115,13 @@ impl RemoteFetcher {
         }
     }
 
-    async fn fetch_url(&self, url: &str, validator: Option<&str>) -> Result<Fetched, FetchError> {
-        let mut request = self.client.get(url);
+    async fn fetch_url(
+        &self,
+        client: &reqwest::Client,
+        url: &str,
+        validator: Option<&str>,
+    ) -> Result<Fetched, FetchError> {
+        let mut request = client.get(url);
         if let Some(validator) = validator {
             request = request.header(reqwest::header::IF_NONE_MATCH, format!("\"{validator}\""));
         }
