@@ -263,3 +263,61 @@ fn serve_answers_for_the_cluster_and_reloads_on_sighup() {
     assert_eq!(answer.status, 404);
     assert!(answer.body.contains("--cluster"), "{}", answer.body);
 }
+
+/// A plain-HTTP `serve` answers anyone on the host: a hundred requests for
+/// this machine's resources make about one probe a second between them,
+/// not a hundred, and all get the same document.
+#[test]
+fn this_machine_is_probed_at_most_once_a_second_however_many_ask() {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(crate::util::BIN)
+        .args(["-vv", "serve", "--insecure-http", "--listen", "127.0.0.1:0"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let url = loop {
+        let line = lines.next().expect("serve printed its address").unwrap();
+        if let Some(address) = line.split("listening on ").nth(1) {
+            break address.trim().to_string();
+        }
+    };
+    let probes = Arc::new(AtomicUsize::new(0));
+    let counter = probes.clone();
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            if line.contains("probed this machine's resources") {
+                counter.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+    });
+    let started = Instant::now();
+    let bodies: Vec<String> = std::thread::scope(|scope| {
+        let askers: Vec<_> = (0..10)
+            .map(|_| {
+                scope.spawn(|| {
+                    (0..10)
+                        .map(|_| {
+                            let answer = http_get(&url, "/1.0/resources", &[]);
+                            assert_eq!(answer.status, 200, "{}", answer.body);
+                            answer.body
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        askers.into_iter().flat_map(|a| a.join().unwrap()).collect()
+    });
+    let elapsed = started.elapsed();
+    std::thread::sleep(Duration::from_millis(200));
+    let _ = child.kill();
+    let _ = child.wait();
+    let probes = probes.load(Ordering::SeqCst);
+    assert!(bodies.iter().all(|body| *body == bodies[0]));
+    assert!(
+        probes >= 1 && probes as u64 <= elapsed.as_secs() + 2,
+        "{probes} probes for 100 requests in {elapsed:?}"
+    );
+    println!("100 requests in {elapsed:?}: {probes} probes");
+}

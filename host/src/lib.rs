@@ -21,6 +21,7 @@ pub mod node_name;
 pub mod operator_file;
 pub mod probe;
 pub mod remote;
+pub mod resources_source;
 pub mod runtime;
 pub mod serve;
 pub mod singleflight;

@@ -14,9 +14,7 @@
 //! hardware being probed, so a revalidating client costs a few /proc reads.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
+use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use axum::extract::{Path as UrlPath, Query, State};
@@ -27,84 +25,15 @@ use axum::{Json, Router};
 use serde_json::json;
 use tokio::net::TcpListener;
 
-use crate::api::envelope::{Envelope, resources_text};
+use crate::api::envelope::Envelope;
 use crate::cluster_api::{ApiError, ClusterApi};
 use crate::cpu_flags::CpuFlagsReport;
-use crate::fingerprint;
 use crate::flags::output::{FlagsFormat, FlagsOutput};
 use crate::idle::IdleTimeout;
 use crate::node_name::NodeName;
-use crate::probe;
+pub use crate::resources_source::ResourcesSource;
 use crate::runtime::slot::PolicySlot;
 use crate::trust::TrustStore;
-
-/// Where `/1.0/resources` comes from.
-#[derive(Clone)]
-pub enum ResourcesSource {
-    /// Probe this machine on every request (unless its fingerprint shows a 304).
-    Probe,
-    /// A recorded document (for recorded or simulated nodes), read again
-    /// whenever the file changes, so a test can change a node's hardware.
-    Recorded(Arc<RecordedFile>),
-}
-
-pub struct RecordedFile {
-    path: PathBuf,
-    last: Mutex<Option<Reading>>,
-}
-
-/// The last reading of a recorded file, valid while its time and length hold.
-struct Reading {
-    modified: SystemTime,
-    len: u64,
-    tagged: Arc<Tagged>,
-}
-
-/// A document (bare, as text) and its `ETag`; an empty document means a 304.
-struct Tagged {
-    document: String,
-    tag: String,
-}
-
-impl ResourcesSource {
-    pub fn from_file(path: &Path) -> Result<Self> {
-        let file = RecordedFile {
-            path: path.to_path_buf(),
-            last: Mutex::new(None),
-        };
-        file.current()?;
-        Ok(ResourcesSource::Recorded(Arc::new(file)))
-    }
-}
-
-impl RecordedFile {
-    /// The document text (bare, as recorded) and its tag, re-read if the file changed.
-    fn current(&self) -> Result<Arc<Tagged>> {
-        let unreadable = || format!("cannot read {}", self.path.display());
-        let metadata = std::fs::metadata(&self.path).with_context(unreadable)?;
-        let (modified, len) = (metadata.modified()?, metadata.len());
-        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(reading) = last.as_ref()
-            && (reading.modified, reading.len) == (modified, len)
-        {
-            return Ok(reading.tagged.clone());
-        }
-        let bytes = crate::operator_file::read(
-            &self.path,
-            "resources file",
-            crate::operator_file::RESOURCES_BYTES,
-        )?;
-        let document = resources_text(&bytes).with_context(|| format!("{}", self.path.display()))?;
-        let tag = fingerprint::of_document(&document).unwrap_or_default();
-        let tagged = Arc::new(Tagged { document, tag });
-        *last = Some(Reading {
-            modified,
-            len,
-            tagged: tagged.clone(),
-        });
-        Ok(tagged)
-    }
-}
 
 #[derive(Clone)]
 struct AppState {
@@ -173,16 +102,7 @@ async fn server_info(State(state): State<AppState>) -> Response {
 }
 
 async fn resources(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    let current = match state.source {
-        ResourcesSource::Recorded(file) => file.current().map_err(|e| format!("{e:#}")),
-        ResourcesSource::Probe => tokio::task::spawn_blocking({
-            let headers = headers.clone();
-            move || probe_with_tag(&headers)
-        })
-        .await
-        .map_err(|e| e.to_string())
-        .and_then(|probed| probed),
-    };
+    let current = state.source.current(|tag| matches_tag(&headers, tag)).await;
     match current {
         Ok(tagged) if matches_tag(&headers, &tagged.tag) => not_modified(&tagged.tag),
         Ok(tagged) => with_tag(raw_envelope(&tagged.document), &tagged.tag),
@@ -294,19 +214,6 @@ async fn cluster_resources(State(state): State<AppState>, UrlPath(node): UrlPath
         Ok(resources) => raw_envelope(&resources.document),
         Err(failure) => api_error(failure),
     }
-}
-
-/// This machine's fingerprint, and its document unless the client already
-/// holds that fingerprint (then the text is empty: the answer is a 304).
-fn probe_with_tag(headers: &HeaderMap) -> Result<Arc<Tagged>, String> {
-    let tag = fingerprint::local().map_err(|e| format!("fingerprint: {e}"))?;
-    if matches_tag(headers, &tag) {
-        let document = String::new();
-        return Ok(Arc::new(Tagged { document, tag }));
-    }
-    let resources = probe::probe_resources().map_err(|e| e.to_string())?;
-    let document = serde_json::to_string(&resources).map_err(|e| e.to_string())?;
-    Ok(Arc::new(Tagged { document, tag }))
 }
 
 /// Whether `If-None-Match` lists `tag` (strong or weak) or is `*`.

@@ -73,7 +73,7 @@ pub(super) async fn serve_command(cli: &Cli, args: &ServeArgs) -> Result<(), Fai
     }
     let source = match resources_file {
         Some(path) => ResourcesSource::from_file(path)?,
-        None => ResourcesSource::Probe,
+        None => ResourcesSource::probe(),
     };
     // The policy (reloaded when its file changes or on SIGHUP), and the
     // cluster it answers for when given a cluster file.
