@@ -336,6 +336,69 @@ fn hostile_policies_are_refused_naming_the_policy() {
     );
 }
 
+/// The sandbox's promises, tested from inside a component: no file, no
+/// directory, no socket (a listener on loopback sees no connection), no
+/// environment, and a clock that does not move.
+#[test]
+fn a_policy_cannot_leave_its_sandbox() {
+    let hostile = build_policy("hostile");
+    let dir = tempfile::tempdir().unwrap();
+    let (a, _) = recorded_server(dir.path(), "a", &["fpu", "sse2"]);
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let port = listener.local_addr().unwrap().port().to_string();
+    let members = [("a".to_string(), a.url.clone())];
+    let setup = Setup::new(&members, &[("hostile", "escape"), ("escape-port", &port)]);
+    let output = setup.run(&["--policy", hostile.to_str().unwrap(), "cpu-flags"]);
+    let log = stderr(&output);
+    assert!(output.status.success(), "{log}");
+    let found = log
+        .lines()
+        .find_map(|line| line.split("sandbox: ").nth(1))
+        .unwrap_or_else(|| panic!("{log}"));
+    for held in [
+        "file denied",
+        "dir denied",
+        "socket denied",
+        "environment 0 variables",
+        "clock stopped",
+    ] {
+        assert!(found.contains(held), "{held}: {found}");
+    }
+    assert_eq!(
+        listener.accept().map(|_| ()).unwrap_err().kind(),
+        std::io::ErrorKind::WouldBlock,
+        "the policy connected to the host"
+    );
+    println!("sandbox: {found}");
+}
+
+/// The wasm test runner passes a passing wasm test and fails a failing one
+/// (both ignored in the hostile crate, run here by name), so a green
+/// `cargo test --target wasm32-wasip2` means the policies' tests passed.
+#[test]
+fn the_wasm_test_runner_fails_a_failing_wasm_test() {
+    let run = |name: &str| {
+        crate::util::policy_cargo(&["test", "--release", "--target", "wasm32-wasip2", "-p"])
+            .arg("nodecache-policy-hostile")
+            .args(["--", "--ignored", "--nocapture", "--exact", name])
+            .output()
+            .expect("run cargo")
+    };
+    let passed = run("tests::a_deliberately_passing_test");
+    assert!(passed.status.success(), "{}", stderr(&passed));
+    assert!(String::from_utf8_lossy(&passed.stdout).contains("1 passed"));
+    let failed = run("tests::a_deliberately_failing_test");
+    let output = format!("{}{}", String::from_utf8_lossy(&failed.stdout), stderr(&failed));
+    assert!(!failed.status.success(), "{output}");
+    // A panic aborts a wasm32 test binary (no unwinding): the runner
+    // reports the trap and fails, with the test's own message.
+    assert!(
+        output.contains("a deliberate failure") && output.contains("the test binary trapped"),
+        "{output}"
+    );
+}
+
 /// A policy written in Python (componentize-py, installed by scripts/test)
 /// against the same WIT builds, loads with `--policy`, and answers as the
 /// default policy does.

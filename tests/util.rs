@@ -169,29 +169,62 @@ pub fn http_get(url: &str, path: &str, headers: &[&str]) -> HttpResponse {
 /// Builds a policy crate of `plugin/` that is not embedded (the hostile
 /// one), once per test run, into the directory host/build.rs uses.
 pub fn build_policy(name: &str) -> PathBuf {
-    static BUILD: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _one_at_a_time = BUILD.lock().unwrap_or_else(|e| e.into_inner());
     let file = policy_file(name);
-    let target_dir = file.ancestors().nth(3).unwrap().to_path_buf();
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
-    let status = Command::new(option_env!("CARGO").unwrap_or("cargo"))
-        .args(["build", "--quiet", "--release", "--target", "wasm32-wasip2", "-p"])
+    let status = policy_cargo(&["build", "--quiet", "--release", "--target", "wasm32-wasip2", "-p"])
         .arg(format!("nodecache-policy-{name}"))
+        .status()
+        .expect("run cargo");
+    assert!(status.success(), "building policy {name} failed");
+    file
+}
+
+/// `cargo SUBCOMMAND ARGS…` for a policy crate, with the target directory and
+/// flags host/build.rs builds policies with (so nothing is built twice), one
+/// at a time; the caller may add more arguments.
+pub fn policy_cargo(args: &[&str]) -> PolicyCargo {
+    static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let guard = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let target_dir = policy_file("x").ancestors().nth(3).unwrap().to_path_buf();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let (subcommand, rest) = args.split_first().expect("a cargo subcommand");
+    let mut command = Command::new(option_env!("CARGO").unwrap_or("cargo"));
+    command
+        .arg(subcommand)
         .arg("--manifest-path")
         .arg(root.join("Cargo.toml"))
         .arg("--target-dir")
         .arg(&target_dir)
+        .args(rest)
         .env("CARGO_PROFILE_RELEASE_DEBUG", "none")
         .env("CARGO_PROFILE_RELEASE_STRIP", "debuginfo")
         .env(
             "CARGO_TARGET_WASM32_WASIP2_RUSTFLAGS",
             "-C link-arg=-zstack-size=131072",
         )
-        .env_remove("CARGO_TARGET_DIR")
-        .status()
-        .expect("run cargo");
-    assert!(status.success(), "building policy {name} failed");
-    file
+        .env_remove("CARGO_TARGET_DIR");
+    PolicyCargo {
+        command,
+        _guard: guard,
+    }
+}
+
+/// A cargo command that holds the policy build lock while it lives.
+pub struct PolicyCargo {
+    command: Command,
+    _guard: std::sync::MutexGuard<'static, ()>,
+}
+
+impl std::ops::Deref for PolicyCargo {
+    type Target = Command;
+    fn deref(&self) -> &Command {
+        &self.command
+    }
+}
+
+impl std::ops::DerefMut for PolicyCargo {
+    fn deref_mut(&mut self) -> &mut Command {
+        &mut self.command
+    }
 }
 
 /// The bare resources document of a recorded node's file (it is enveloped).

@@ -41,11 +41,19 @@ impl NodeName {
         }
     }
 
-    /// This machine's host name made into a valid node name (invalid bytes become `-`).
+    /// This machine's host name made into a valid node name (see [`Self::from_hostname`]).
     pub fn of_this_machine() -> NodeName {
         let raw = std::fs::read_to_string("/proc/sys/kernel/hostname")
             .or_else(|_| std::env::var("HOSTNAME"))
             .unwrap_or_default();
+        Self::from_hostname(&raw)
+    }
+
+    /// A host name as the kernel holds it, made into a valid node name:
+    /// surrounding space trimmed, each character outside `A-Za-z0-9._-`
+    /// made `-`, leading `.` and `-` dropped, cut to 63; `localhost` when
+    /// nothing is left.
+    pub fn from_hostname(raw: &str) -> NodeName {
         let cleaned: String = raw
             .trim()
             .chars()
@@ -56,10 +64,10 @@ impl NodeName {
                     '-'
                 }
             })
-            .take(Self::MAX_LEN)
             .collect();
         let cleaned = cleaned.trim_start_matches(['.', '-']);
-        NodeName::parse(cleaned).unwrap_or_else(|_| NodeName("localhost".into()))
+        let cut = &cleaned[..cleaned.len().min(Self::MAX_LEN)];
+        NodeName::parse(cut).unwrap_or_else(|_| NodeName("localhost".into()))
     }
 
     pub fn as_str(&self) -> &str {
@@ -105,8 +113,29 @@ mod tests {
     }
 
     #[test]
-    fn this_machine_has_a_valid_name() {
-        let name = NodeName::of_this_machine();
-        assert!(NodeName::parse(name.as_str()).is_ok());
+    fn host_names_are_cleaned_into_node_names() {
+        let long = format!("{}.example.com", "h".repeat(70));
+        for (raw, expected) in [
+            ("web01.example.com\n", "web01.example.com"),
+            ("  node-a  ", "node-a"),
+            ("host name", "host-name"),
+            ("-leading.dash", "leading.dash"),
+            ("..dots", "dots"),
+            ("n\u{e4}me", "n-me"),
+            ("\u{1b}[31mred", "31mred"),
+            ("a/b", "a-b"),
+            (long.as_str(), &"h".repeat(63)),
+            ("", "localhost"),
+            ("---", "localhost"),
+            ("\u{1b}\0", "localhost"),
+        ] {
+            assert_eq!(NodeName::from_hostname(raw).as_str(), expected, "{raw:?}");
+        }
+    }
+
+    #[test]
+    fn this_machine_is_named_by_its_kernel_host_name() {
+        let raw = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+        assert_eq!(NodeName::of_this_machine(), NodeName::from_hostname(&raw));
     }
 }

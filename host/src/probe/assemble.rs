@@ -126,7 +126,7 @@ mod tests {
             .flat_map(|s| &s.cores)
             .map(|c| c.threads.len())
             .sum();
-        assert_eq!(threads, topology::online_cpus().len());
+        assert_eq!(threads, crate::probe::processors_in_proc_cpuinfo().len());
         assert_eq!(resources.cpu.total as usize, threads);
         assert_eq!(resources.cpu.architecture, std::env::consts::ARCH);
         assert!(resources.memory.total > 0);

@@ -15,3 +15,16 @@ mod assemble;
 
 pub use assemble::probe_resources;
 pub use flags::{CpuFlags, local_cpu_flags};
+
+/// The logical CPUs `/proc/cpuinfo` lists (its `processor` lines): counted
+/// apart from /sys, which the probe reads, so a test comparing the two can
+/// fail.
+#[cfg(test)]
+pub(crate) fn processors_in_proc_cpuinfo() -> Vec<usize> {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .unwrap()
+        .lines()
+        .filter(|line| line.starts_with("processor"))
+        .map(|line| line.rsplit(':').next().unwrap().trim().parse().unwrap())
+        .collect()
+}

@@ -147,7 +147,7 @@ mod tests {
     }
 
     #[test]
-    fn this_machine_has_an_online_cpu() {
-        assert!(!online_cpus().is_empty());
+    fn the_online_cpus_are_those_proc_cpuinfo_lists() {
+        assert_eq!(online_cpus(), crate::probe::processors_in_proc_cpuinfo());
     }
 }

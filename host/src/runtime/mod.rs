@@ -407,20 +407,51 @@ mod tests {
         );
     }
 
+    /// `n` included nodes, each with its own flag list: work for the
+    /// intersection that grows with `n`.
+    fn reports(n: usize) -> Vec<crate::model::NodeReport> {
+        use crate::api::cpu_summary::{CoreGroup, CpuSummary};
+        (0..n)
+            .map(|i| crate::model::NodeReport {
+                name: format!("n{i}"),
+                outcome: Ok(crate::model::ResolvedNode {
+                    source: crate::model::Source::Cache,
+                    age_ms: 0,
+                    refresh_error: None,
+                    cpu: CpuSummary {
+                        architecture: "x86_64".into(),
+                        core_groups: vec![CoreGroup::new(1, &["fpu", "sse2", &format!("only{i}")])],
+                    },
+                }),
+            })
+            .collect()
+    }
+
     #[tokio::test]
-    async fn a_policy_out_of_fuel_is_an_error_of_that_call() {
+    async fn a_policy_out_of_fuel_is_an_error_of_that_call_only() {
         let dir = tempfile::tempdir().unwrap();
         let limits = Limits {
-            fuel: 1_000,
+            fuel: 2_000_000,
             ..Limits::default()
         };
         let runtime = PolicyRuntime::default_policy(limits).unwrap();
-        let error = runtime.describe(capabilities(dir.path())).await.unwrap_err();
+        let small = runtime
+            .cluster_cpu_flags(capabilities(dir.path()), &reports(2), "x86_64")
+            .await
+            .unwrap();
+        assert_eq!(small.flags, ["fpu", "sse2"]);
+        let error = runtime
+            .cluster_cpu_flags(capabilities(dir.path()), &reports(20_000), "x86_64")
+            .await
+            .unwrap_err();
         assert!(format!("{error:#}").contains("instruction budget"), "{error:#}");
-        // The trap poisons nothing: the next call gets a fresh instance with its
-        // own budget, and fails the same way instead of on a broken pool or store.
-        let again = runtime.describe(capabilities(dir.path())).await.unwrap_err();
-        assert!(format!("{again:#}").contains("instruction budget"), "{again:#}");
+        // The trap poisons nothing: the next call gets a fresh instance with
+        // a full budget of its own, and succeeds.
+        let again = runtime
+            .cluster_cpu_flags(capabilities(dir.path()), &reports(2), "x86_64")
+            .await
+            .unwrap();
+        assert_eq!(again, small);
     }
 
     #[test]

@@ -13,12 +13,16 @@
 //! - `huge`: returns a 48 MiB document.
 //! - `probe-loop`: calls `probe-local` forever, ignoring its errors (host
 //!   work that fuel does not count; the host's call budget stops it).
+//! - `escape`: tries to leave the sandbox (read a file, list a directory,
+//!   connect to the TCP port in the `escape-port` setting, read the
+//!   environment, see the clock move), logs what it found at warn level as
+//!   `sandbox: ...`, then behaves.
 //! - anything else (or unset): behaves like the default policy without a cache.
 
 use nodecache_policy_sdk::steps::refresh;
 use nodecache_policy_sdk::{
-    ClusterFlags, Document, Host, Member, NodeOutcome, NodeReport, NodeResources, NodeVerdict, Policy,
-    PolicyError, PolicyInfo, intersect,
+    ClusterFlags, Document, Host, LogLevel, Member, NodeOutcome, NodeReport, NodeResources, NodeVerdict,
+    Policy, PolicyError, PolicyInfo, intersect,
 };
 
 pub struct Hostile;
@@ -68,6 +72,10 @@ impl Policy for Hostile {
                     .map_err(PolicyError::Unavailable)?;
                 refresh(host, node).map_err(PolicyError::Unavailable)
             }
+            "escape" => {
+                host.log(LogLevel::Warn, &format!("sandbox: {}", try_to_escape(host)));
+                refresh(host, node).map_err(PolicyError::Unavailable)
+            }
             "bad-document" => {
                 let mut resources = refresh(host, node).map_err(PolicyError::Unavailable)?;
                 resources.document = "{\"not\":\"resources\"}".into();
@@ -96,6 +104,33 @@ impl Policy for Hostile {
     }
 }
 
+/// What each way out of the sandbox gave: `denied (why)` or what it reached.
+fn try_to_escape(host: &impl Host) -> String {
+    let outcome = |result: Result<String, std::io::Error>| match result {
+        Ok(reached) => format!("REACHED {reached}"),
+        Err(e) => format!("denied ({e})"),
+    };
+    let file = outcome(std::fs::read_to_string("/etc/hostname").map(|text| text.trim().to_string()));
+    let dir = outcome(std::fs::read_dir(".").map(|entries| format!("{} entries", entries.count())));
+    let port: u16 = host
+        .config("escape-port")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(9);
+    let socket =
+        outcome(std::net::TcpStream::connect(("127.0.0.1", port)).map(|s| format!("{:?}", s.peer_addr())));
+    let env = std::env::vars().count();
+    let (wall, clock) = (std::time::SystemTime::now(), std::time::Instant::now());
+    let mut spins = 0u64;
+    for _ in 0..5_000_000 {
+        spins = std::hint::black_box(spins.wrapping_add(1));
+    }
+    let moved = std::time::SystemTime::now() != wall || clock.elapsed() != std::time::Duration::ZERO;
+    format!(
+        "file {file}; dir {dir}; socket {socket}; environment {env} variables; clock {}",
+        if moved { "MOVED" } else { "stopped" }
+    )
+}
+
 /// `cluster-cpu-flags` is given no host; config is reachable through the imports.
 #[cfg(target_arch = "wasm32")]
 fn imported_host() -> nodecache_policy_sdk::v0_2::ImportedHost {
@@ -108,3 +143,20 @@ fn imported_host() -> nodecache_policy_sdk::FakeHost {
 }
 
 nodecache_policy_sdk::export_policy!(Hostile);
+
+/// For the test suite's check that the wasm test runner reports failure
+/// (tests/policies.rs): ignored, so only that check runs them.
+#[cfg(test)]
+mod tests {
+    #[test]
+    #[ignore = "run by tests/policies.rs only"]
+    fn a_deliberately_passing_test() {
+        assert_eq!(1 + 1, 2);
+    }
+
+    #[test]
+    #[ignore = "run by tests/policies.rs only"]
+    fn a_deliberately_failing_test() {
+        assert_eq!(1 + 1, 3, "a deliberate failure");
+    }
+}
