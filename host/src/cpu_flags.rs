@@ -274,7 +274,9 @@ fn resolve(resources: NodeResources, policy: &str) -> Result<ResolvedNode, Fetch
         SummaryError::Json(e) => FetchError::BadResponse(format!(
             "policy {policy} returned something that is not a resources document: {e}"
         )),
-        not_a_flag @ SummaryError::NotAFlag(_) => FetchError::BadResponse(not_a_flag.to_string()),
+        not_a_name @ (SummaryError::NotAFlag(_) | SummaryError::NotAnArchitecture(_)) => {
+            FetchError::BadResponse(not_a_name.to_string())
+        }
     })?;
     Ok(ResolvedNode {
         source: resources.source,

@@ -102,6 +102,11 @@ impl Membership {
         }
     }
 
+    /// A cluster file's text; relative certificate paths are resolved against `base`.
+    pub fn from_text(text: &str, base: &Path) -> Result<Membership, String> {
+        parse(text, base)
+    }
+
     pub fn load(path: &Path) -> Result<Membership> {
         let text =
             crate::operator_file::read_text(path, "cluster file", crate::operator_file::CLUSTER_FILE_BYTES)?;

@@ -264,7 +264,9 @@ fn remove_orphans(dir: &Path, now: SystemTime) {
     }
 }
 
-fn parse_entry(mut bytes: Vec<u8>, node: &NodeName, now_ms: u64) -> Result<CachedEntry, String> {
+/// One entry file's bytes, checked whole: its header, node, length, fetch
+/// time, digest and document. Public for the fuzz targets.
+pub fn parse_entry(mut bytes: Vec<u8>, node: &NodeName, now_ms: u64) -> Result<CachedEntry, String> {
     let newline = bytes.iter().position(|&b| b == b'\n').ok_or("no header line")?;
     let header: Header = serde_json::from_slice(&bytes[..newline]).map_err(|e| format!("bad header: {e}"))?;
     if header.format != FORMAT {

@@ -19,11 +19,17 @@ pub fn provider() -> Arc<CryptoProvider> {
 
 pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>> {
     let pem = crate::operator_file::read(path, "certificate", crate::operator_file::PEM_BYTES)?;
-    let certs = CertificateDer::pem_slice_iter(&pem)
+    certs_from_pem(&pem).with_context(|| path.display().to_string())
+}
+
+/// Every certificate of a PEM text; an error when there is none or one is
+/// malformed.
+pub fn certs_from_pem(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>> {
+    let certs = CertificateDer::pem_slice_iter(pem)
         .collect::<Result<Vec<_>, _>>()
-        .with_context(|| format!("{}: not a PEM certificate", path.display()))?;
+        .context("not a PEM certificate")?;
     if certs.is_empty() {
-        bail!("{}: no certificate in the file", path.display());
+        bail!("no certificate in the file");
     }
     Ok(certs)
 }

@@ -69,6 +69,8 @@ pub enum SummaryError {
     Json(#[from] serde_json::Error),
     #[error("flag {0:?} is not a flag name (1-64 of A-Z a-z 0-9 _ . -)")]
     NotAFlag(String),
+    #[error("architecture {0:?} is not an architecture name (1-64 of A-Z a-z 0-9 _ . -)")]
+    NotAnArchitecture(String),
 }
 
 /// What a CPU flag name looks like on every architecture Linux reports:
@@ -102,6 +104,10 @@ pub fn is_well_formed(summary: &CpuSummary) -> bool {
 /// flag-shaped makes the document unusable.
 pub fn from_document(document: &str) -> Result<CpuSummary, SummaryError> {
     let view: DocumentView = serde_json::from_str(document)?;
+    // The architecture reaches terminals and selects nodes as flags do.
+    if !is_flag_shaped(&view.cpu.architecture) {
+        return Err(SummaryError::NotAnArchitecture(view.cpu.architecture));
+    }
     // Cores of a node nearly always list the same flags in the same
     // order: group them as listed (an equality test), and sort and
     // check each group once, not each core.
@@ -186,6 +192,23 @@ mod tests {
             );
             assert!(
                 matches!(from_document(&doc), Err(SummaryError::NotAFlag(_))),
+                "{bad:?}"
+            );
+        }
+    }
+
+    /// Found by fuzz/fuzz_targets/resources_document.rs: a summary whose
+    /// architecture `is_well_formed` refuses was made, and an architecture
+    /// such as "x86\nINJECTED" would have reached a terminal.
+    #[test]
+    fn architectures_that_are_not_names_are_refused() {
+        for bad in ["x86_~64", "x86\nINJECTED", "", "\u{1b}[31m"] {
+            let doc = format!(
+                r#"{{"cpu":{{"architecture":{},"sockets":[{{"cores":[{{"flags":["fpu"]}}]}}]}}}}"#,
+                serde_json::json!(bad)
+            );
+            assert!(
+                matches!(from_document(&doc), Err(SummaryError::NotAnArchitecture(_))),
                 "{bad:?}"
             );
         }

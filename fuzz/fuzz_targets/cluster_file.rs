@@ -1,0 +1,14 @@
+//! The cluster file: whatever it says, an error or members with valid names.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use nodecache::membership::Membership;
+use nodecache::node_name::NodeName;
+
+fuzz_target!(|text: &str| {
+    if let Ok(membership) = Membership::from_text(text, std::path::Path::new("/etc/nodecache")) {
+        for member in &membership.cluster.members {
+            assert!(NodeName::parse(member.name.as_str()).is_ok());
+        }
+    }
+});

@@ -1,0 +1,8 @@
+//! /proc/cpuinfo as a kernel (or a container's lxcfs) may print it.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|text: &str| {
+    let _ = nodecache::probe::cpuinfo::parse(text);
+});
