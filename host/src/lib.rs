@@ -14,6 +14,7 @@ pub mod fingerprint;
 pub mod flags;
 pub mod format;
 pub mod gather;
+pub mod identity;
 pub mod idle;
 pub mod membership;
 pub mod model;

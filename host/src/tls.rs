@@ -152,3 +152,20 @@ impl ClientCertVerifier for AnyClientCert {
 
     handshake_signatures_by_provider!();
 }
+
+/// TLS 1.3 server configuration that asks for a client certificate and
+/// proves the client holds its key; whether it is trusted is decided per
+/// request, so an untrusted client gets Incus's 403 rather than a reset.
+pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>> {
+    let provider = provider();
+    let verifier = Arc::new(AnyClientCert {
+        provider: provider.clone(),
+    });
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .context("TLS 1.3 configuration")?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(load_certs(cert)?, load_key(key)?)
+        .context("server certificate and key do not match")?;
+    Ok(Arc::new(config))
+}

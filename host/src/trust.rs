@@ -1,14 +1,12 @@
-//! The server's identity and trust store: a self-signed ECDSA P-384
-//! certificate made on first start (as Incus makes its own), and the client
-//! certificates allowed to ask, kept as `<state>/trust/<sha256>.der`.
+//! The trust store: the client certificates `serve` answers, kept as
+//! `<state>/trust/<sha256>.der` (Incus names certificates by the same
+//! digest), and where the state directory is.
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 
-use crate::node_name::NodeName;
 use crate::tls;
 
 /// `$XDG_STATE_HOME/nodecache`, else `~/.local/state/nodecache`.
@@ -89,84 +87,6 @@ impl TrustStore {
     }
 }
 
-/// The server certificate and key in `state_dir`, made on first use.
-/// Concurrent first runs make one pair between them (an exclusive lock on
-/// `state_dir/.identity.lock`), and each file appears whole or not at all
-/// (written aside, then renamed): a key left without its certificate by a
-/// killed run is replaced, not an error forever.
-pub fn ensure_server_identity(state_dir: &Path) -> Result<(PathBuf, PathBuf)> {
-    let cert = state_dir.join("server.crt");
-    let key = state_dir.join("server.key");
-    if cert.exists() && key.exists() {
-        return Ok((cert, key));
-    }
-    fs::create_dir_all(state_dir).with_context(|| format!("cannot create {}", state_dir.display()))?;
-    let lock_path = state_dir.join(".identity.lock");
-    let lock =
-        fs::File::create(&lock_path).with_context(|| format!("cannot create {}", lock_path.display()))?;
-    lock.lock()
-        .with_context(|| format!("cannot lock {}", lock_path.display()))?;
-    if cert.exists() && key.exists() {
-        return Ok((cert, key));
-    }
-    let (cert_pem, key_pem) = generate_certificate()?;
-    replace_file(state_dir, &key, &key_pem)?;
-    replace_file(state_dir, &cert, &cert_pem)?;
-    tracing::info!("created server certificate {}", cert.display());
-    Ok((cert, key))
-}
-
-/// Writes `contents` to a temporary file in `dir` (mode 0600, as tempfile
-/// makes them) and renames it to `path`.
-fn replace_file(dir: &Path, path: &Path, contents: &str) -> Result<()> {
-    use std::io::Write;
-    let mut temp = tempfile::Builder::new()
-        .prefix(".tmp-")
-        .tempfile_in(dir)
-        .with_context(|| format!("cannot create a temporary file in {}", dir.display()))?;
-    temp.write_all(contents.as_bytes())
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    temp.persist(path)
-        .map_err(|e| e.error)
-        .with_context(|| format!("cannot replace {}", path.display()))?;
-    Ok(())
-}
-
-/// A self-signed ECDSA P-384 certificate for this host, 127.0.0.1 and ::1.
-pub fn generate_certificate() -> Result<(String, String)> {
-    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384).context("generate key")?;
-    let mut params = rcgen::CertificateParams::new(vec![NodeName::of_this_machine().to_string()])
-        .context("certificate parameters")?;
-    params
-        .subject_alt_names
-        .push(rcgen::SanType::IpAddress("127.0.0.1".parse().unwrap()));
-    params
-        .subject_alt_names
-        .push(rcgen::SanType::IpAddress("::1".parse().unwrap()));
-    params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, "nodecache");
-    let cert = params.self_signed(&key).context("self-sign certificate")?;
-    Ok((cert.pem(), key.serialize_pem()))
-}
-
-/// TLS 1.3 server configuration that asks for a client certificate and
-/// proves the client holds its key; whether it is trusted is decided per
-/// request, so an untrusted client gets Incus's 403 rather than a reset.
-pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>> {
-    let provider = tls::provider();
-    let verifier = Arc::new(tls::AnyClientCert {
-        provider: provider.clone(),
-    });
-    let config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .context("TLS 1.3 configuration")?
-        .with_client_cert_verifier(verifier)
-        .with_single_cert(tls::load_certs(cert)?, tls::load_key(key)?)
-        .context("server certificate and key do not match")?;
-    Ok(Arc::new(config))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -174,7 +94,7 @@ mod tests {
     #[test]
     fn certificates_are_added_listed_and_removed_by_fingerprint() {
         let dir = tempfile::tempdir().unwrap();
-        let (cert_pem, _) = generate_certificate().unwrap();
+        let (cert_pem, _) = crate::identity::generate_certificate().unwrap();
         let cert_file = dir.path().join("client.crt");
         fs::write(&cert_file, &cert_pem).unwrap();
         let store = TrustStore::new(dir.path());
@@ -185,25 +105,5 @@ mod tests {
         assert!(store.remove("zz").is_err());
         assert_eq!(store.remove(&added[0][..12]).unwrap(), added[0]);
         assert!(!store.contains(der.as_ref()));
-    }
-
-    #[test]
-    fn a_server_identity_is_made_once() {
-        let dir = tempfile::tempdir().unwrap();
-        let (cert, key) = ensure_server_identity(dir.path()).unwrap();
-        let first = fs::read(&cert).unwrap();
-        ensure_server_identity(dir.path()).unwrap();
-        assert_eq!(fs::read(&cert).unwrap(), first);
-        assert!(server_config(&cert, &key).is_ok());
-        let mode = std::os::unix::fs::PermissionsExt::mode(&fs::metadata(&key).unwrap().permissions());
-        assert_eq!(mode & 0o777, 0o600, "the key is the user's alone");
-    }
-
-    #[test]
-    fn a_key_left_without_its_certificate_is_replaced() {
-        let dir = tempfile::tempdir().unwrap();
-        fs::write(dir.path().join("server.key"), "half a pair").unwrap();
-        let (cert, key) = ensure_server_identity(dir.path()).unwrap();
-        assert!(server_config(&cert, &key).is_ok());
     }
 }

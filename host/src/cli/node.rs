@@ -95,10 +95,10 @@ pub(super) async fn serve_command(cli: &Cli, args: &ServeArgs) -> Result<(), Fai
         let state_dir = state_dir(cli)?;
         let (cert, key) = match (tls_cert, tls_key) {
             (Some(cert), Some(key)) => (cert.clone(), key.clone()),
-            _ => trust::ensure_server_identity(&state_dir)?,
+            _ => crate::identity::ensure_server_identity(&state_dir)?,
         };
         Some(TlsSetup {
-            config: trust::server_config(&cert, &key)?,
+            config: crate::tls::server_config(&cert, &key)?,
             trust: TrustStore::new(&state_dir),
             limits,
         })
@@ -143,7 +143,7 @@ fn parse_listen(listen: &str) -> anyhow::Result<std::net::SocketAddr> {
 const DEFAULT_PORT: u16 = 8443;
 
 pub(super) fn identity_command(cli: &Cli) -> Result<(), Failure> {
-    let (cert, key) = trust::ensure_server_identity(&state_dir(cli)?)?;
+    let (cert, key) = crate::identity::ensure_server_identity(&state_dir(cli)?)?;
     let der = crate::tls::load_certs(&cert)?.remove(0);
     print(&format!(
         "certificate: {}\nkey: {}\nfingerprint: {}\n",
