@@ -7,6 +7,9 @@ use nodecache::api::{cpu_summary, envelope};
 
 fuzz_target!(|body: &[u8]| {
     let _ = envelope::unwrap_resources(body);
+    if let Ok((_, summary)) = envelope::resources_document(body) {
+        assert!(cpu_summary::is_well_formed(&summary), "{summary:?}");
+    }
     if let Ok(text) = envelope::resources_text(body) {
         if let Ok(summary) = cpu_summary::from_document(&text) {
             assert!(cpu_summary::is_well_formed(&summary), "{summary:?}");

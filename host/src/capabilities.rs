@@ -131,7 +131,11 @@ impl Capabilities {
         .map_err(|e| FetchError::ProbeFailed(e.to_string()))?;
         let (resources, validator) = probed.map_err(FetchError::ProbeFailed)?;
         let body = serde_json::to_string(&resources).map_err(|e| FetchError::ProbeFailed(e.to_string()))?;
-        Ok(Document { body, validator })
+        Ok(Document {
+            body,
+            validator,
+            summary: None,
+        })
     }
 
     pub async fn local_fingerprint(&self, grant: &Grant) -> Result<String, FetchError> {
@@ -187,10 +191,11 @@ impl Capabilities {
         node: &str,
         document: &str,
         validator: Option<&str>,
+        known: Option<CpuSummary>,
     ) -> Result<CpuSummary, FetchError> {
         let name = grant.node("cache-write", node)?;
         self.store
-            .write(&name, document, validator, now_ms())
+            .write(&name, document, validator, now_ms(), known)
             .map_err(|e| FetchError::Storage(format!("{e:#}")))
     }
 
@@ -300,8 +305,10 @@ mod tests {
         );
         let n1 = Grant::for_node(&member("n1", false));
         let document = r#"{"cpu":{"architecture":"x86_64"}}"#;
-        capabilities.cache_write(&n1, "n1", document, None).unwrap();
-        let refused = capabilities.cache_write(&n1, "other", "{}", None).unwrap_err();
+        capabilities.cache_write(&n1, "n1", document, None, None).unwrap();
+        let refused = capabilities
+            .cache_write(&n1, "other", "{}", None, None)
+            .unwrap_err();
         assert_eq!(
             refused.to_string(),
             "not granted: cache-write for node \"other\": this call is lent node \"n1\" only"
@@ -316,7 +323,7 @@ mod tests {
         );
         let none = Grant::none();
         assert!(
-            matches!(capabilities.cache_write(&none, "n1", "{}", None), Err(FetchError::NotGranted(m)) if m.contains("lent no node"))
+            matches!(capabilities.cache_write(&none, "n1", "{}", None, None), Err(FetchError::NotGranted(m)) if m.contains("lent no node"))
         );
         let me = Grant::for_node(&member("me", true));
         assert!(

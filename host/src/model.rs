@@ -60,6 +60,9 @@ impl fmt::Display for Source {
 pub struct Document {
     pub body: String,
     pub validator: String,
+    /// The CPU summary the host made when it checked the body, kept so the
+    /// cache write does not parse the body again. Never crosses to the guest.
+    pub summary: Option<CpuSummary>,
 }
 
 /// What a conditional fetch found.

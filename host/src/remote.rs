@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 
-use crate::api::envelope::{EnvelopeError, resources_text};
+use crate::api::envelope::{EnvelopeError, resources_document};
 use crate::fingerprint;
 use crate::membership::{DEFAULT_DEADLINE, DEFAULT_MAX_RESPONSE_BYTES, Membership};
 use crate::model::{Document, FetchError, Fetched};
@@ -154,8 +154,8 @@ impl RemoteFetcher {
                 return Err(too_large(url, body.len() as u64, self.max_response_bytes));
             }
         }
-        let text = match resources_text(&body) {
-            Ok(text) => text,
+        let (text, summary) = match resources_document(&body) {
+            Ok(checked) => checked,
             Err(EnvelopeError::Server { code, message }) => {
                 return Err(FetchError::RemoteError(format!("{url}: {code} {message}")));
             }
@@ -176,6 +176,7 @@ impl RemoteFetcher {
         Ok(Fetched::Modified(Document {
             body: text,
             validator: validator_now,
+            summary: Some(summary),
         }))
     }
 }

@@ -148,20 +148,25 @@ impl CacheStore {
     }
 
     /// Replaces the node's entry with `document` (and its validator, if
-    /// any), and returns the CPU summary stored with it.
+    /// any), and returns the CPU summary stored with it (`known`, or made now).
     pub fn write(
         &self,
         node: &NodeName,
         document: &str,
         validator: Option<&str>,
         fetched_at_ms: u64,
+        known: Option<CpuSummary>,
     ) -> Result<CpuSummary> {
         // Summarising parses the whole document, so it also shows it is an
         // `api.Resources` document: anything else would be read back as a
-        // fresh entry that fails every run until it expires.
-        let summary = cpu_summary::from_document(document).with_context(|| {
-            format!("refusing to cache a document for {node} that is not a resources document")
-        })?;
+        // fresh entry that fails every run until it expires. `known` is the
+        // summary the host made of this very document when it fetched it.
+        let summary = match known {
+            Some(summary) => summary,
+            None => cpu_summary::from_document(document).with_context(|| {
+                format!("refusing to cache a document for {node} that is not a resources document")
+            })?,
+        };
         let validator = validator.filter(|v| !v.is_empty());
         self.replace(node, document, validator, fetched_at_ms, &summary)?;
         Ok(summary)
@@ -331,7 +336,7 @@ mod tests {
     #[test]
     fn a_written_entry_reads_back_with_its_age() {
         let (_dir, store, node) = setup();
-        store.write(&node, DOC, None, 1_000).unwrap();
+        store.write(&node, DOC, None, 1_000, None).unwrap();
         let entry = store.read(&node, 4_000).unwrap().unwrap();
         assert_eq!(entry.document, DOC);
         assert_eq!(entry.age_ms, 3_000);
@@ -340,7 +345,7 @@ mod tests {
     #[test]
     fn a_validator_is_kept_and_a_restamp_resets_the_age_only() {
         let (_dir, store, node) = setup();
-        store.write(&node, DOC, Some("abc"), 1_000).unwrap();
+        store.write(&node, DOC, Some("abc"), 1_000, None).unwrap();
         let entry = store.read(&node, 9_000).unwrap().unwrap();
         assert_eq!((entry.validator.as_deref(), entry.age_ms), (Some("abc"), 8_000));
         store.restamp(&node, 9_000).unwrap();
@@ -361,7 +366,7 @@ mod tests {
     #[test]
     fn damaged_entries_are_corrupt() {
         let (_dir, store, node) = setup();
-        store.write(&node, DOC, None, 1_000).unwrap();
+        store.write(&node, DOC, None, 1_000, None).unwrap();
         let path = store.path_of(&node);
         let good = fs::read(&path).unwrap();
         let cases: Vec<Vec<u8>> = vec![
@@ -412,7 +417,7 @@ mod tests {
         let (_dir, store, node) = setup();
         let document =
             r#"{"cpu":{"architecture":"x86_64","sockets":[{"cores":[{"flags":["sse2","fpu"]}]}]}}"#;
-        let written = store.write(&node, document, None, 1_000).unwrap();
+        let written = store.write(&node, document, None, 1_000, None).unwrap();
         let entry = store.read(&node, 2_000).unwrap().unwrap();
         assert_eq!(entry.summary, written);
         assert_eq!(written.core_groups[0].flags, "fpu sse2");
@@ -426,7 +431,7 @@ mod tests {
         let entry = store.read(&node, 2_000).unwrap().unwrap();
         assert_eq!((entry.document.as_str(), entry.summary), (document, written));
         // A document that is JSON but no resources document is not cached.
-        let refused = store.write(&node, "{\"v\":1}", None, 1).unwrap_err();
+        let refused = store.write(&node, "{\"v\":1}", None, 1, None).unwrap_err();
         assert!(
             format!("{refused:#}").contains("not a resources document"),
             "{refused:#}"
@@ -451,15 +456,17 @@ mod tests {
     #[test]
     fn a_future_fetch_time_is_corrupt() {
         let (_dir, store, node) = setup();
-        store.write(&node, DOC, None, 10 * FUTURE_TOLERANCE_MS).unwrap();
+        store
+            .write(&node, DOC, None, 10 * FUTURE_TOLERANCE_MS, None)
+            .unwrap();
         assert!(matches!(store.read(&node, 0), Err(CacheFault::Corrupt { .. })));
     }
 
     #[test]
     fn writes_replace_and_leave_no_temporary_files() {
         let (dir, store, node) = setup();
-        store.write(&node, DOC, None, 1).unwrap();
-        store.write(&node, OTHER_DOC, None, 2).unwrap();
+        store.write(&node, DOC, None, 1, None).unwrap();
+        store.write(&node, OTHER_DOC, None, 2, None).unwrap();
         assert_eq!(store.read(&node, 2).unwrap().unwrap().document, OTHER_DOC);
         let names: Vec<_> = fs::read_dir(dir.path().join("resources"))
             .unwrap()
@@ -485,7 +492,7 @@ mod tests {
             .unwrap()
             .set_modified(an_hour_ago)
             .unwrap();
-        store.write(&node, DOC, None, 1).unwrap();
+        store.write(&node, DOC, None, 1, None).unwrap();
         assert!(!orphan.exists(), "an hour-old temporary file is an orphan");
         assert!(live.exists(), "a fresh one may be a live writer's");
     }
@@ -493,14 +500,14 @@ mod tests {
     #[test]
     fn non_json_documents_are_not_cached() {
         let (_dir, store, node) = setup();
-        assert!(store.write(&node, "not json", None, 1).is_err());
+        assert!(store.write(&node, "not json", None, 1, None).is_err());
         assert_eq!(store.read(&node, 1), Ok(None));
     }
 
     #[test]
     fn remove_forgets_and_tolerates_absence() {
         let (_dir, store, node) = setup();
-        store.write(&node, DOC, None, 1).unwrap();
+        store.write(&node, DOC, None, 1, None).unwrap();
         store.remove(&node).unwrap();
         store.remove(&node).unwrap();
         assert_eq!(store.read(&node, 1), Ok(None));

@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use super::Resources;
+use super::cpu_summary::{self, CpuSummary};
 
 /// Incus's response envelope (sync or error).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -74,28 +75,41 @@ struct EnvelopeView<'a> {
 
 /// The resources document in a body given either bare or in Incus's sync
 /// envelope, as the exact text received (never re-serialised), after
-/// checking that it is one.
+/// checking that it is one (a typed parse).
 pub fn resources_text(body: &[u8]) -> Result<String, EnvelopeError> {
+    let document = document_in(body)?;
+    serde_json::from_str::<Resources>(document).map_err(|e| EnvelopeError::Malformed(e.to_string()))?;
+    Ok(document.to_string())
+}
+
+/// A member's answer: the document as received and its CPU summary, which
+/// is the check that it is a resources document (a CPU section, named
+/// architecture, flag-shaped flags) and what the cache keeps beside it, so
+/// a fetched document is parsed for it once.
+pub fn resources_document(body: &[u8]) -> Result<(String, CpuSummary), EnvelopeError> {
+    let document = document_in(body)?;
+    let summary =
+        cpu_summary::from_document(document).map_err(|e| EnvelopeError::Malformed(e.to_string()))?;
+    Ok((document.to_string(), summary))
+}
+
+/// The document inside `body`: the body itself when bare, the `metadata` of
+/// a sync envelope; an error envelope is the server's own message.
+fn document_in(body: &[u8]) -> Result<&str, EnvelopeError> {
     let text = std::str::from_utf8(body).map_err(|e| EnvelopeError::Malformed(format!("not UTF-8: {e}")))?;
     let view: EnvelopeView =
         serde_json::from_str(text).map_err(|e| EnvelopeError::Malformed(e.to_string()))?;
-    let document = match view.kind {
-        Some("error") => {
-            return Err(EnvelopeError::Server {
-                code: view.error_code,
-                message: view.error,
-            });
-        }
-        Some("sync") => view.metadata.map(RawValue::get).unwrap_or("null"),
-        Some(other) => {
-            return Err(EnvelopeError::Malformed(format!(
-                "unexpected response type {other:?}"
-            )));
-        }
-        None => text,
-    };
-    serde_json::from_str::<Resources>(document).map_err(|e| EnvelopeError::Malformed(e.to_string()))?;
-    Ok(document.to_string())
+    match view.kind {
+        Some("error") => Err(EnvelopeError::Server {
+            code: view.error_code,
+            message: view.error,
+        }),
+        Some("sync") => Ok(view.metadata.map(RawValue::get).unwrap_or("null")),
+        Some(other) => Err(EnvelopeError::Malformed(format!(
+            "unexpected response type {other:?}"
+        ))),
+        None => Ok(text),
+    }
 }
 
 /// Reads a resources document given either bare or in Incus's sync envelope.

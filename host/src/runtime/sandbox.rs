@@ -150,6 +150,14 @@ impl PluginState {
     /// The stored summary of `document`, if it is the one last noted: a
     /// policy that answers with the cached document spares the host a parse
     /// (a byte comparison costs far less).
+    /// Notes a fetched document with the summary made when it was checked,
+    /// so a cache write of the same document need not parse it again.
+    pub fn remember_fetched(&mut self, document: &crate::model::Document) {
+        if let Some(summary) = &document.summary {
+            self.remember_summary(document.body.clone(), summary.clone());
+        }
+    }
+
     pub fn summary_of(&mut self, document: &str) -> Option<CpuSummary> {
         self.cached
             .take()

@@ -86,11 +86,13 @@ impl self::nodecache::policy::host::Host for PluginState {
 
     async fn fetch_remote(&mut self, node: wit::Member) -> Result<String, wit::HostError> {
         self.charge("fetch-remote").map_err(fetch_error_to_wit)?;
-        self.capabilities
+        let document = self
+            .capabilities
             .fetch_remote(&self.grant, &node.name)
             .await
-            .map(|document| document.body)
-            .map_err(fetch_error_to_wit)
+            .map_err(fetch_error_to_wit)?;
+        self.remember_fetched(&document);
+        Ok(document.body)
     }
 
     async fn cache_read(&mut self, node: String) -> Result<Option<wit::CacheEntry>, wit::CacheFault> {
@@ -115,9 +117,10 @@ impl self::nodecache::policy::host::Host for PluginState {
     async fn cache_write(&mut self, node: String, document: String) -> Result<(), wit::HostError> {
         self.charge("cache-write").map_err(fetch_error_to_wit)?;
         self.check_cacheable(&document).map_err(fetch_error_to_wit)?;
+        let known = self.summary_of(&document);
         let summary = self
             .capabilities
-            .cache_write(&self.grant, &node, &document, None)
+            .cache_write(&self.grant, &node, &document, None, known)
             .map_err(fetch_error_to_wit)?;
         self.remember_summary(document, summary);
         Ok(())

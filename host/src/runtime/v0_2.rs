@@ -102,11 +102,13 @@ impl self::nodecache::policy::host::Host for PluginState {
 
     async fn fetch_remote(&mut self, node: wit::Member) -> Result<wit::Document, wit::HostError> {
         self.charge("fetch-remote").map_err(fetch_error_to_wit)?;
-        self.capabilities
+        let document = self
+            .capabilities
             .fetch_remote(&self.grant, &node.name)
             .await
-            .map(document_to_wit)
-            .map_err(fetch_error_to_wit)
+            .map_err(fetch_error_to_wit)?;
+        self.remember_fetched(&document);
+        Ok(document_to_wit(document))
     }
 
     async fn fetch_remote_if_changed(
@@ -122,7 +124,10 @@ impl self::nodecache::policy::host::Host for PluginState {
             .await
         {
             Ok(model::Fetched::NotModified) => Ok(wit::Fetched::NotModified),
-            Ok(model::Fetched::Modified(document)) => Ok(wit::Fetched::Modified(document_to_wit(document))),
+            Ok(model::Fetched::Modified(document)) => {
+                self.remember_fetched(&document);
+                Ok(wit::Fetched::Modified(document_to_wit(document)))
+            }
             Err(error) => Err(fetch_error_to_wit(error)),
         }
     }
@@ -150,9 +155,16 @@ impl self::nodecache::policy::host::Host for PluginState {
     async fn cache_write(&mut self, node: String, document: wit::Document) -> Result<(), wit::HostError> {
         self.charge("cache-write").map_err(fetch_error_to_wit)?;
         self.check_cacheable(&document.body).map_err(fetch_error_to_wit)?;
+        let known = self.summary_of(&document.body);
         let summary = self
             .capabilities
-            .cache_write(&self.grant, &node, &document.body, Some(&document.validator))
+            .cache_write(
+                &self.grant,
+                &node,
+                &document.body,
+                Some(&document.validator),
+                known,
+            )
             .map_err(fetch_error_to_wit)?;
         self.remember_summary(document.body, summary);
         Ok(())
