@@ -33,26 +33,52 @@ impl Cluster {
     }
 
     fn run(&self, args: &[&str]) -> Output {
-        let cluster = self.file();
-        Command::new(BIN)
-            .arg("--cache-dir")
-            .arg(self.dir.path().join("cache"))
-            .arg("--cluster")
-            .arg(&cluster)
-            .args(args)
-            .output()
-            .unwrap()
+        run_with(&self.dir.path().join("cache"), &self.file(), args)
     }
 
     fn json(&self, args: &[&str]) -> Value {
-        let output = self.run(args);
-        assert!(
-            output.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        serde_json::from_slice(&output.stdout).unwrap()
+        json_with(&self.dir.path().join("cache"), &self.file(), args)
     }
+}
+
+/// `nodecache --cache-dir CACHE --cluster CLUSTER ARGS`.
+fn run_with(cache: &Path, cluster: &Path, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .arg("--cache-dir")
+        .arg(cache)
+        .arg("--cluster")
+        .arg(cluster)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// [`run_with`], which must succeed, its JSON answer.
+fn json_with(cache: &Path, cluster: &Path, args: &[&str]) -> Value {
+    let output = run_with(cache, cluster, args);
+    assert!(
+        output.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+/// `nodecache --state-dir STATE trust add CERT`, which must succeed.
+fn trust(state: &Path, cert: &Path) {
+    let trusted = Command::new(BIN)
+        .arg("--state-dir")
+        .arg(state)
+        .arg("trust")
+        .arg("add")
+        .arg(cert)
+        .output()
+        .unwrap();
+    assert!(
+        trusted.status.success(),
+        "{}",
+        String::from_utf8_lossy(&trusted.stderr)
+    );
 }
 
 /// Real per-core flag lines of different generations and vendors (sources:
@@ -415,13 +441,7 @@ fn members_sharing_one_cluster_certificate_trust_each_other() {
     let mut servers = Vec::new();
     for (name, flags) in [("a", SKYLAKE), ("b", NAPLES)] {
         let state = dir.path().join(format!("state-{name}"));
-        let trusted = Command::new(BIN)
-            .arg("--state-dir")
-            .arg(&state)
-            .args(["trust", "add", cert_arg])
-            .output()
-            .unwrap();
-        assert!(trusted.status.success());
+        trust(&state, &cert);
         let file = recorded_node(dir.path(), name, "x86_64", &split(flags));
         let args = [
             "--tls-cert",
@@ -443,20 +463,11 @@ fn members_sharing_one_cluster_certificate_trust_each_other() {
         "[tls]\nclient-cert = \"{cert_arg}\"\nclient-key = \"{key_arg}\"\nserver-certs = [\"{cert_arg}\"]\n"
     );
     std::fs::write(&cluster_file, format!("{tls}{members}")).unwrap();
-    let output = Command::new(BIN)
-        .arg("--cache-dir")
-        .arg(dir.path().join("cache"))
-        .arg("--cluster")
-        .arg(&cluster_file)
-        .args(["cpu-flags", "--format", "json"])
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
+    let report = json_with(
+        &dir.path().join("cache"),
+        &cluster_file,
+        &["cpu-flags", "--format", "json"],
     );
-    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(node(&report, "a")["source"], "remote");
     assert_eq!(node(&report, "b")["source"], "remote");
     assert!(report["flags"].as_array().unwrap().contains(&json!("avx2")));
@@ -706,13 +717,7 @@ fn each_member_is_pinned_to_its_own_certificate() {
     for (name, flags) in [("a", SKYLAKE), ("b", NAPLES), ("stranger", HASWELL)] {
         let state = dir.path().join(format!("state-{name}"));
         let (cert, key) = make_identity(&state);
-        let trusted = Command::new(BIN)
-            .arg("--state-dir")
-            .arg(&state)
-            .args(["trust", "add", client_cert.to_str().unwrap()])
-            .output()
-            .unwrap();
-        assert!(trusted.status.success());
+        trust(&state, &client_cert);
         let file = recorded_node(dir.path(), name, "x86_64", &split(flags));
         let server = spawn_serve(
             Some(&state),
@@ -742,20 +747,11 @@ fn each_member_is_pinned_to_its_own_certificate() {
         }
         let file = dir.path().join("cluster.toml");
         std::fs::write(&file, text).unwrap();
-        let output = Command::new(BIN)
-            .arg("--cache-dir")
-            .arg(tempfile::tempdir().unwrap().path())
-            .arg("--cluster")
-            .arg(&file)
-            .args(["cpu-flags", "--format", "json", "--allow-partial"])
-            .output()
-            .unwrap();
-        assert!(
-            output.status.success(),
-            "{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        serde_json::from_slice(&output.stdout).unwrap()
+        json_with(
+            tempfile::tempdir().unwrap().path(),
+            &file,
+            &["cpu-flags", "--format", "json", "--allow-partial"],
+        )
     };
     let (a, b, stranger) = (&servers[0].0.url, &servers[1].0.url, &servers[2].0.url);
     let right = run([a, b]);

@@ -232,3 +232,22 @@ pub fn resources_of(file: &Path) -> String {
     let envelope: Value = serde_json::from_slice(&std::fs::read(file).unwrap()).unwrap();
     envelope["metadata"].to_string()
 }
+
+/// A loopback member, served on `tokio`, that answers `/1.0/resources` with
+/// the Incus fixture after `delay`; its base URL. The benches' slow members.
+#[allow(dead_code)] // the benches use it; the end-to-end tests do not
+pub fn slow_member(tokio: &tokio::runtime::Runtime, delay: std::time::Duration) -> String {
+    let listener = tokio
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let app = axum::Router::new().route(
+        "/1.0/resources",
+        axum::routing::get(move || async move {
+            tokio::time::sleep(delay).await;
+            INCUS_FIXTURE
+        }),
+    );
+    tokio.spawn(async move { axum::serve(listener, app).await });
+    url
+}

@@ -7,8 +7,6 @@ use std::hint::black_box;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
-use axum::routing::get;
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use indicatif::ProgressBar;
 use nodecache::capabilities::Capabilities;
@@ -22,7 +20,6 @@ use nodecache::store::CacheStore;
 
 const MEMBERS: usize = 100;
 const ANSWER_DELAY: Duration = Duration::from_millis(100);
-const FIXTURE: &str = support::INCUS_FIXTURE;
 
 // The end-to-end tests' helpers; this bench uses a few of them.
 #[path = "../../tests/util.rs"]
@@ -32,25 +29,11 @@ mod support;
 /// 100 loopback servers that answer `/1.0/resources` after 100 ms.
 fn slow_members(tokio: &tokio::runtime::Runtime) -> Cluster {
     let members = (0..MEMBERS)
-        .map(|i| {
-            let listener = tokio
-                .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-                .unwrap();
-            let url = format!("http://{}", listener.local_addr().unwrap());
-            let app = Router::new().route(
-                "/1.0/resources",
-                get(|| async {
-                    tokio::time::sleep(ANSWER_DELAY).await;
-                    FIXTURE
-                }),
-            );
-            tokio.spawn(async move { axum::serve(listener, app).await });
-            ClusterMember {
-                name: NodeName::parse(&format!("node-{i:03}")).unwrap(),
-                local: false,
-                url: Some(url),
-                groups: Vec::new(),
-            }
+        .map(|i| ClusterMember {
+            name: NodeName::parse(&format!("node-{i:03}")).unwrap(),
+            local: false,
+            url: Some(support::slow_member(tokio, ANSWER_DELAY)),
+            groups: Vec::new(),
         })
         .collect();
     Cluster { members }

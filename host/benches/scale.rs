@@ -14,8 +14,6 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use axum::Router;
-use axum::routing::get;
 use plotters::prelude::*;
 
 #[path = "../../tests/util.rs"]
@@ -105,18 +103,7 @@ fn main() {
 fn cluster_file(tokio: &tokio::runtime::Runtime, members: usize) -> String {
     let mut text = String::from("deadline = \"30s\"\n");
     for i in 0..members {
-        let listener = tokio
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-            .unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let app = Router::new().route(
-            "/1.0/resources",
-            get(|| async {
-                tokio::time::sleep(ANSWER_DELAY).await;
-                support::INCUS_FIXTURE
-            }),
-        );
-        tokio.spawn(async move { axum::serve(listener, app).await });
+        let url = support::slow_member(tokio, ANSWER_DELAY);
         text.push_str(&format!("[[member]]\nname = \"node-{i:05}\"\nurl = \"{url}\"\n"));
     }
     text
