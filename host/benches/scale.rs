@@ -35,6 +35,10 @@ struct Row {
 }
 
 fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some(LAUNCH) {
+        launch(&args[2..]);
+    }
     let sizes: Vec<usize> = std::env::args()
         .skip(1)
         .filter_map(|arg| arg.parse().ok())
@@ -109,47 +113,72 @@ fn cluster_file(tokio: &tokio::runtime::Runtime, members: usize) -> String {
     text
 }
 
+/// The argument that makes this binary the launcher (see [`launch`]).
+const LAUNCH: &str = "--launch";
+
 /// One whole `nodecache cpu-flags` process: its wall time and peak RSS (MB).
+///
+/// It is started by a fresh copy of this binary ([`launch`]), not by this
+/// process: a child's peak RSS (`ru_maxrss`) counts the memory of the
+/// process it was forked from, and this one holds the member farm (tens of
+/// MB), which the first version of this bench reported as nodecache's.
 fn run(cluster: &Path, cache: &Path, members: usize) -> (Duration, f64) {
-    let started = Instant::now();
+    let mut command = Command::new(std::env::current_exe().unwrap());
+    command.arg(LAUNCH);
     // SCALE_WRAP="perf record -g -o nodecache.perf --" profiles each run.
     let wrap = std::env::var("SCALE_WRAP").unwrap_or_default();
-    let mut words = wrap.split_whitespace();
-    let mut command = match words.next() {
-        Some(program) => {
-            let mut command = Command::new(program);
-            command.args(words).arg(env!("CARGO_BIN_EXE_nodecache"));
-            command
-        }
-        None => Command::new(env!("CARGO_BIN_EXE_nodecache")),
-    };
-    let child = command
+    command.args(wrap.split_whitespace());
+    let output = command
+        .arg(env!("CARGO_BIN_EXE_nodecache"))
         .arg("--cache-dir")
         .arg(cache)
         .arg("--cluster")
         .arg(cluster)
         .args(["cpu-flags", "--format", "json"])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
+        .output()
         .unwrap();
-    let pid = child.id() as libc::pid_t;
-    let output_reader = std::thread::spawn(move || {
-        let mut child = child;
-        let mut text = String::new();
-        std::io::Read::read_to_string(child.stdout.as_mut().unwrap(), &mut text).unwrap();
-        text
-    });
-    let (status, max_rss_kb, cpu) = wait_with_rusage(pid);
-    let elapsed = started.elapsed();
-    let text = output_reader.join().unwrap();
-    assert_eq!(status, 0, "nodecache failed over {members} members");
-    let report: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let measured = stderr
+        .lines()
+        .find_map(|line| line.strip_prefix(REPORT))
+        .unwrap_or_else(|| panic!("the launcher reported nothing: {stderr}"));
+    let [status, max_rss_kb, wall_us, cpu_us] = measured
+        .split_whitespace()
+        .map(|word| word.parse::<i64>().unwrap())
+        .collect::<Vec<_>>()[..]
+    else {
+        panic!("a bad launcher report: {measured}")
+    };
+    assert_eq!(status, 0, "nodecache failed over {members} members: {stderr}");
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(report["nodes"].as_array().unwrap().len(), members);
     assert_eq!(report["partial"], false);
+    let elapsed = Duration::from_micros(wall_us as u64);
     if std::env::var_os("SCALE_CPU").is_some() {
+        let cpu = Duration::from_micros(cpu_us as u64);
         eprintln!("  {members} members: {elapsed:?} wall, {cpu:?} CPU");
     }
     (elapsed, max_rss_kb as f64 / 1024.0)
+}
+
+/// How the launcher's measurement starts on its stderr.
+const REPORT: &str = "scale-launcher: ";
+
+/// The launcher: runs the command in its arguments (stdout and stderr
+/// passed through) and reports on stderr its exit status, peak RSS (KB),
+/// wall time and CPU time (µs). A process this small forks nodecache, so
+/// nodecache's peak RSS is its own.
+fn launch(command: &[String]) -> ! {
+    let started = Instant::now();
+    let child = Command::new(&command[0]).args(&command[1..]).spawn().unwrap();
+    let (status, max_rss_kb, cpu) = wait_with_rusage(child.id() as libc::pid_t);
+    let wall = started.elapsed();
+    eprintln!(
+        "{REPORT}{status} {max_rss_kb} {} {}",
+        wall.as_micros(),
+        cpu.as_micros()
+    );
+    std::process::exit(0)
 }
 
 /// Waits for `pid`, returning its exit status, peak resident set (KB) and
