@@ -9,8 +9,9 @@
 //! mode checked, else refused with the reason, and the policy is compiled as
 //! if there were no cache), and only after its SHA-256, stored in front of
 //! it, matches: a damaged artifact is recompiled, never trusted. Its name is
-//! the component's digest and the engine's compatibility hash, so a changed
-//! policy or a new nodecache build is a miss, never a stale hit.
+//! the component's digest, nodecache's version and the engine's
+//! compatibility hash, so a changed policy, a new nodecache or another
+//! engine configuration is a miss, never a stale hit.
 
 use std::fs;
 use std::hash::{Hash, Hasher};
@@ -68,25 +69,33 @@ impl ArtifactCache {
     /// The artifact's path for `component` on `engine`.
     pub fn path_for(&self, engine: &Engine, component: &[u8]) -> PathBuf {
         let component_digest = hex(&sha256(component)[..16]);
-        self.dir
-            .join(format!("{component_digest}-{}.cwasm", engine_tag(engine)))
+        self.dir.join(format!(
+            "{component_digest}-{}-{}.cwasm",
+            build_tag(),
+            engine_tag(engine)
+        ))
     }
 
-    /// Removes the artifacts of other nodecache builds (another engine tag):
-    /// no run of this build can use them, and each is megabytes. Called
-    /// after a compile, so a run that finds its artifact never lists the
-    /// directory. A build that comes back recompiles once.
-    fn prune_other_builds(&self, engine: &Engine) {
-        let suffix = format!("-{}.cwasm", engine_tag(engine));
+    /// Removes the artifacts of other nodecache versions (and of the name
+    /// format before versions were in it): no run of this one can use them,
+    /// and each is megabytes. Artifacts of this version for another engine
+    /// configuration stay: a small policy and a large one get different
+    /// engines (see `PolicyRuntime::engine`), and each would otherwise remove
+    /// the other's and compile again on every alternation. Called after a
+    /// compile, so a run that finds its artifact never lists the directory.
+    fn prune_other_builds(&self) {
+        let ours = format!("-{}-", build_tag());
         let Ok(entries) = fs::read_dir(&self.dir) else {
             return;
         };
         for entry in entries.flatten() {
             let name = entry.file_name();
             let name = name.to_string_lossy();
-            if name.ends_with(".cwasm") && !name.ends_with(&suffix) {
+            if name.ends_with(".cwasm") && !name.contains(&ours) {
                 match fs::remove_file(entry.path()) {
                     Ok(()) => tracing::info!("removed {name}, compiled by another nodecache build"),
+                    // Another process pruning at the same time got there first.
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                     Err(e) => tracing::warn!("cannot remove {}: {e}", entry.path().display()),
                 }
             }
@@ -120,7 +129,7 @@ impl ArtifactCache {
         if let Err(e) = self.write(&path, &artifact) {
             tracing::warn!("cannot keep the compiled policy: {e:#}");
         }
-        self.prune_other_builds(engine);
+        self.prune_other_builds();
         Ok((component, obtained))
     }
 
@@ -159,12 +168,16 @@ impl ArtifactCache {
 }
 
 /// What an artifact's name says of the engine that compiled it: wasmtime's
-/// compatibility hash and nodecache's version.
+/// compatibility hash (its version, target and configuration).
 fn engine_tag(engine: &Engine) -> String {
     let mut hasher = std::hash::DefaultHasher::new();
     engine.precompile_compatibility_hash().hash(&mut hasher);
-    env!("CARGO_PKG_VERSION").hash(&mut hasher);
     format!("{:016x}", hasher.finish())
+}
+
+/// What an artifact's name says of the nodecache that wrote it: its version.
+fn build_tag() -> String {
+    format!("v{}", env!("CARGO_PKG_VERSION"))
 }
 
 /// Owned by this user, and writable by nobody else.
@@ -211,7 +224,7 @@ mod tests {
     fn setup() -> (tempfile::TempDir, ArtifactCache, Engine, &'static [u8]) {
         let dir = tempfile::tempdir().unwrap();
         let cache = ArtifactCache::open(&dir.path().join("compiled")).unwrap();
-        let engine = PolicyRuntime::engine(&Limits::default(), 4).unwrap();
+        let engine = PolicyRuntime::engine(&Limits::default(), 4, 0).unwrap();
         let bytes = embedded::find("default").unwrap().component;
         (dir, cache, engine, bytes)
     }
@@ -230,17 +243,25 @@ mod tests {
     #[test]
     fn a_compile_removes_artifacts_of_other_builds_only() {
         let (_dir, cache, engine, bytes) = setup();
-        let other_build = cache
+        let before_versions = cache
             .dir()
             .join("00112233445566778899aabbccddeeff-0123456789abcdef.cwasm");
+        let other_version = cache
+            .dir()
+            .join("00112233445566778899aabbccddeeff-v0.0.1-0123456789abcdef.cwasm");
+        let other_engine = cache.dir().join(format!(
+            "00112233445566778899aabbccddeeff-{}-0123456789abcdef.cwasm",
+            build_tag()
+        ));
         let not_ours = cache.dir().join("notes.txt");
-        fs::write(&other_build, b"old").unwrap();
-        fs::write(&not_ours, b"kept").unwrap();
+        for file in [&before_versions, &other_version, &other_engine, &not_ours] {
+            fs::write(file, b"old").unwrap();
+        }
         cache.component(&engine, bytes).unwrap();
         let other = embedded::find("pinned").unwrap().component;
         cache.component(&engine, other).unwrap();
-        assert!(!other_build.exists());
-        assert!(not_ours.exists());
+        assert!(!before_versions.exists() && !other_version.exists());
+        assert!(other_engine.exists() && not_ours.exists());
         assert!(cache.path_for(&engine, bytes).exists() && cache.path_for(&engine, other).exists());
     }
 

@@ -30,10 +30,13 @@ pub use sandbox::Limits;
 use sandbox::PluginState;
 
 /// Instances alive at once when the caller does not say: `gather`'s
-/// concurrency plus headroom.
-pub const DEFAULT_INSTANCES: u32 = 256;
+/// concurrency (384) plus headroom for `serve`'s requests beside it.
+pub const DEFAULT_INSTANCES: u32 = 512;
 /// Memory, table and stack bytes kept mapped between instances.
 const RESIDENT_BYTES: usize = 256 << 10;
+/// Components smaller than this initialise each instance's memory by copy
+/// (their data segments can be no larger), not by mapping an image.
+const COPY_INIT_BELOW: usize = 1 << 20;
 /// The guard after each memory when there is no pool: small, because the
 /// address space is what ran out.
 const GUARD_BYTES_WITHOUT_POOL: u64 = 64 << 10;
@@ -79,7 +82,7 @@ impl Loader {
     /// pre-instantiates a policy; `origin` names it in errors.
     pub fn load_bytes(&self, bytes: &[u8], origin: &str) -> Result<PolicyRuntime> {
         contract::check_binary_kind(bytes).with_context(|| format!("policy {origin}"))?;
-        let engine = PolicyRuntime::engine(&self.limits, self.instances)?;
+        let engine = PolicyRuntime::engine(&self.limits, self.instances, bytes.len())?;
         let component = match &self.artifacts {
             Some(cache) => cache.component(&engine, bytes).map(|(component, obtained)| {
                 tracing::debug!(policy = origin, ?obtained, "loaded");
@@ -141,7 +144,14 @@ impl PolicyRuntime {
     /// cannot be reserved (a low `ulimit -v`), instances are allocated on
     /// demand, each memory reserving only its cap instead of 4 GiB of guard
     /// region: slower per call (explicit bounds checks), but it runs.
-    pub fn engine(limits: &Limits, instances: u32) -> Result<Engine> {
+    ///
+    /// A small component's memory is initialised by copying its data (a
+    /// Rust policy's is two pages), a large one's by mapping a copy-on-write
+    /// image: mapping costs a system call and a TLB shootdown per instance,
+    /// which for the default policy was a tenth of a cold 1,000-member
+    /// run's CPU (0.68 -> 0.59 s), while copying a componentize-py
+    /// policy's 18 MB would cost more than mapping it.
+    pub fn engine(limits: &Limits, instances: u32, component_bytes: usize) -> Result<Engine> {
         let instances = instances.max(1);
         let mut pool = PoolingAllocationConfig::default();
         // Per instance: the shelf's Rust components have one core instance,
@@ -159,8 +169,17 @@ impl PolicyRuntime {
             .linear_memory_keep_resident(RESIDENT_BYTES)
             .table_keep_resident(RESIDENT_BYTES)
             .async_stack_keep_resident(RESIDENT_BYTES);
+        // Reset only the pages an instance touched (Linux 6.7+, PAGEMAP_SCAN;
+        // elsewhere the memset above): a policy's stack sits low in its
+        // memory and is mostly untouched, and memsetting it made every slot
+        // ever used cost the whole 256 KiB. With it, a cold 1,000-member run
+        // asking 256 members at once peaked at 72 MB instead of 121 MB.
+        pool.pagemap_scan(wasmtime::Enabled::Auto);
         let mut config = Config::new();
-        config.consume_fuel(true).concurrency_support(false);
+        config
+            .consume_fuel(true)
+            .concurrency_support(false)
+            .memory_init_cow(component_bytes >= COPY_INIT_BELOW);
         config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         match Engine::new(&config) {
             Ok(engine) => Ok(engine),
