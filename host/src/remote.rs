@@ -223,6 +223,10 @@ fn build_client(
         // A member answers for itself: never follow it elsewhere, never via a proxy.
         .redirect(reqwest::redirect::Policy::none())
         .no_proxy()
+        // A member is asked once per run (once per max-age in `serve`): an
+        // idle connection kept for it is never reused. Closing each at once
+        // took a cold 5,000-member run from 3.5 to 2.4 s of CPU.
+        .pool_max_idle_per_host(0)
         .build()
         .context("cannot build the HTTP client")
 }
