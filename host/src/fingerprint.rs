@@ -14,8 +14,6 @@
 use std::fs;
 use std::path::Path;
 
-use serde_json::Value;
-
 /// Hex of the first 128 bits of SHA-256: ample to tell hardware apart.
 fn digest(bytes: &[u8]) -> String {
     crate::digest::hex(&crate::digest::sha256(bytes)[..16])
@@ -107,75 +105,18 @@ const VOLATILE: &[&str] = &[
 /// The fingerprint of a resources document's hardware identity; `None` when
 /// it is not JSON.
 pub fn of_document(document: &str) -> Option<String> {
-    let mut value: Value = serde_json::from_str(document).ok()?;
-    strip_volatile(&mut value);
-    let canonical = canonical_json(&value);
-    Some(digest(canonical.as_bytes()))
-}
-
-fn strip_volatile(value: &mut Value) {
-    match value {
-        Value::Object(map) => {
-            map.retain(|key, _| !VOLATILE.contains(&key.as_str()));
-            map.values_mut().for_each(strip_volatile);
-        }
-        Value::Array(items) => items.iter_mut().for_each(strip_volatile),
-        _ => {}
-    }
-}
-
-/// JSON with object keys sorted, so field order never changes the digest.
-/// Written into one buffer: this runs on every document fetched from a
-/// member that sends no `ETag` (Incus), a thousand times in a cold run.
-fn canonical_json(value: &Value) -> String {
-    let mut out = String::with_capacity(8 << 10);
-    write_canonical(value, &mut out);
-    out
-}
-
-fn write_canonical(value: &Value, out: &mut String) {
-    match value {
-        Value::Object(map) => {
-            let mut keys: Vec<&String> = map.keys().collect();
-            keys.sort();
-            out.push('{');
-            for (i, key) in keys.into_iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                write_scalar(&Value::String(key.clone()), out);
-                out.push(':');
-                write_canonical(&map[key], out);
-            }
-            out.push('}');
-        }
-        Value::Array(items) => {
-            out.push('[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                write_canonical(item, out);
-            }
-            out.push(']');
-        }
-        scalar => write_scalar(scalar, out),
-    }
-}
-
-/// A string, number, boolean or null as compact JSON.
-fn write_scalar(scalar: &Value, out: &mut String) {
-    use std::fmt::Write;
-    let _ = write!(out, "{scalar}");
+    crate::canonical_json::without(document, VOLATILE).map(|canonical| digest(&canonical))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::Value;
 
-    /// The recursive formatter fingerprints were first made with: the
-    /// buffered writer must give the very same bytes, or every stored
-    /// validator and `ETag` would change with an upgrade.
+    /// The recursive formatter fingerprints were first made with (a
+    /// `Value`, volatile fields stripped, keys sorted by hand): today's
+    /// fingerprint must be the very same, or every stored validator would
+    /// change with an upgrade.
     fn canonical_json_as_first_written(value: &Value) -> String {
         match value {
             Value::Object(map) => {
@@ -205,15 +146,30 @@ mod tests {
         }
     }
 
+    fn strip_volatile(value: &mut Value) {
+        match value {
+            Value::Object(map) => {
+                map.retain(|key, _| !VOLATILE.contains(&key.as_str()));
+                map.values_mut().for_each(strip_volatile);
+            }
+            Value::Array(items) => items.iter_mut().for_each(strip_volatile),
+            _ => {}
+        }
+    }
+
     #[test]
-    fn the_canonical_form_is_unchanged() {
+    fn the_fingerprint_is_unchanged() {
         for text in [
             include_str!("../../tests/fixtures/incus-6.0.4-resources.envelope.json"),
             include_str!("../../tests/fixtures/lxd-5.0.2-resources.envelope.json"),
             r#"{"b":[1,2.5,-3e10,"x\"y\u0001",null,true],"a":{"\u00e9":{}}}"#,
         ] {
-            let value: Value = serde_json::from_str(text).unwrap();
-            assert_eq!(canonical_json(&value), canonical_json_as_first_written(&value));
+            let mut value: Value = serde_json::from_str(text).unwrap();
+            strip_volatile(&mut value);
+            assert_eq!(
+                of_document(text).unwrap(),
+                digest(canonical_json_as_first_written(&value).as_bytes())
+            );
         }
     }
 

@@ -3,6 +3,7 @@
 //! intersection run as a sandboxed WebAssembly component (see `runtime`).
 
 pub mod api;
+pub mod canonical_json;
 pub mod capabilities;
 pub mod cli;
 pub mod clock;
