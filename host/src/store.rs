@@ -196,8 +196,6 @@ impl CacheStore {
         fetched_at_ms: u64,
         summary: &CpuSummary,
     ) -> Result<()> {
-        fs::create_dir_all(&self.resources_dir)
-            .with_context(|| format!("cannot create {}", self.resources_dir.display()))?;
         self.orphans_swept
             .call_once(|| remove_orphans(&self.resources_dir, SystemTime::now()));
         let header = Header {
@@ -210,31 +208,48 @@ impl CacheStore {
             cpu: Some(summary.clone()),
         };
         let path = self.path_of(node);
-        let mut temp = tempfile::Builder::new()
-            .prefix(TEMP_PREFIX)
-            .tempfile_in(&self.resources_dir)
-            .with_context(|| {
-                format!(
-                    "cannot create a temporary file in {}",
-                    self.resources_dir.display()
-                )
-            })?;
-        // The header is made in memory and written with the document in two
-        // calls: serde_json writing to the file itself makes a system call
-        // per token (a fifth of a cold run's cache writes, measured).
-        let mut head = serde_json::to_vec(&header).context("cannot encode a cache header")?;
-        head.push(b'\n');
-        let written = (|| -> io::Result<()> {
-            temp.write_all(&head)?;
-            // No fsync: the rename keeps readers from seeing a torn entry, and an
-            // entry a crash leaves damaged fails its length check and is a miss.
-            temp.write_all(document.as_bytes())
-        })();
-        written.with_context(|| format!("cannot write the cache entry for {node}"))?;
+        let mut temp = self.temp_file()?;
+        // The entry is made in memory and written in one call: serde_json
+        // writing to the file itself makes a system call per token (a fifth
+        // of a cold run's cache writes, measured).
+        let mut entry = Vec::with_capacity(document.len() + 1024);
+        serde_json::to_writer(&mut entry, &header).context("cannot encode a cache header")?;
+        entry.push(b'\n');
+        entry.extend_from_slice(document.as_bytes());
+        // No fsync: the rename keeps readers from seeing a torn entry, and an
+        // entry a crash leaves damaged fails its length check and is a miss.
+        temp.write_all(&entry)
+            .with_context(|| format!("cannot write the cache entry for {node}"))?;
         temp.persist(&path)
             .map_err(|e| e.error)
             .with_context(|| format!("cannot replace {}", path.display()))?;
         Ok(())
+    }
+
+    /// A temporary file beside the entries. The directory is made only when
+    /// it is missing (first write, or a cache cleared under a running
+    /// `serve`): asking the filesystem on every write cost a system call per
+    /// member of a cold run.
+    fn temp_file(&self) -> Result<tempfile::NamedTempFile> {
+        let create = || {
+            tempfile::Builder::new()
+                .prefix(TEMP_PREFIX)
+                .tempfile_in(&self.resources_dir)
+        };
+        let temp = match create() {
+            Err(error) if error.kind() == io::ErrorKind::NotFound => {
+                fs::create_dir_all(&self.resources_dir)
+                    .with_context(|| format!("cannot create {}", self.resources_dir.display()))?;
+                create()
+            }
+            other => other,
+        };
+        temp.with_context(|| {
+            format!(
+                "cannot create a temporary file in {}",
+                self.resources_dir.display()
+            )
+        })
     }
 
     pub fn remove(&self, node: &NodeName) -> Result<()> {
