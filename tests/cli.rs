@@ -520,3 +520,41 @@ fn operator_files_are_read_with_a_bound() {
         );
     }
 }
+
+/// A full disk loses nothing: the answer still comes from what was just
+/// fetched, the failed write is a warning naming the entry and the reason,
+/// the entry already there is kept byte for byte, and no temporary file is
+/// left. The disk is a 128 KiB tmpfs in a private mount namespace
+/// (`unshare -rm`: no root needed), filled before the second run.
+#[test]
+fn a_full_disk_keeps_the_entry_and_the_answer() {
+    let disk = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let script = r#"
+set -e
+mount -t tmpfs -o size=128k tmpfs "$1"
+"$0" --cache-dir "$1/c" cpu-flags --format list > "$2/first" 2>/dev/null
+cp "$1"/c/resources/*.json "$2/entry-before"
+dd if=/dev/zero of="$1/fill" bs=4k 2>/dev/null || true
+"$0" --cache-dir "$1/c" --set max-age=0s cpu-flags --format list > "$2/second" 2> "$2/warnings"
+cp "$1"/c/resources/*.json "$2/entry-after"
+ls -A "$1/c/resources" > "$2/listing"
+"#;
+    let status = Command::new("unshare")
+        .args(["-rm", "sh", "-c", script, BIN])
+        .arg(disk.path())
+        .arg(out.path())
+        .status()
+        .expect("run unshare");
+    assert!(status.success(), "the full-disk script failed ({status})");
+    let read = |name: &str| std::fs::read_to_string(out.path().join(name)).unwrap();
+    assert!(!read("first").is_empty());
+    assert_eq!(read("second"), read("first"));
+    let warnings = read("warnings");
+    assert!(
+        warnings.contains("could not write the cache") && warnings.contains("No space left on device"),
+        "{warnings}"
+    );
+    assert_eq!(read("entry-after"), read("entry-before"));
+    assert_eq!(read("listing").lines().count(), 1, "{}", read("listing"));
+}
