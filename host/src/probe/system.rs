@@ -98,8 +98,12 @@ fn is_number(text: &str) -> bool {
     !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit())
 }
 
-fn numa_nodes(blocks: Option<&MemoryBlocks>) -> Vec<MemoryNode> {
-    let Ok(entries) = fs::read_dir("/sys/devices/system/node") else {
+/// Each NUMA node's memory. Huge pages are counted as Incus counts them:
+/// the node meminfo's `HugePages_Total`/`_Free`, which are pages of the
+/// default size only, times that size (`hugepage_size`, bytes); a node's
+/// 1 GiB pages beside 2 MiB defaults are not in it.
+fn numa_nodes(root: &Path, blocks: Option<&MemoryBlocks>, hugepage_size: u64) -> Vec<MemoryNode> {
+    let Ok(entries) = fs::read_dir(root) else {
         return Vec::new();
     };
     let mut nodes: Vec<MemoryNode> = entries
@@ -109,11 +113,11 @@ fn numa_nodes(blocks: Option<&MemoryBlocks>) -> Vec<MemoryNode> {
             let dir = entry.path();
             let meminfo = fs::read_to_string(dir.join("meminfo")).ok()?;
             let field = |name: &str| meminfo_field(&meminfo, name).unwrap_or(0);
-            let (huge_total, huge_free) = node_hugepages(&dir);
+            let (huge_total, huge_free) = (field("HugePages_Total"), field("HugePages_Free"));
             Some(MemoryNode {
                 numa_node,
-                hugepages_used: huge_total.saturating_sub(huge_free),
-                hugepages_total: huge_total,
+                hugepages_used: huge_total.saturating_sub(huge_free) * hugepage_size,
+                hugepages_total: huge_total * hugepage_size,
                 used: field("MemUsed"),
                 total: blocks
                     .and_then(|b| b.online_bytes(&dir))
@@ -125,35 +129,6 @@ fn numa_nodes(blocks: Option<&MemoryBlocks>) -> Vec<MemoryNode> {
     nodes
 }
 
-/// (total, free) bytes of huge pages on a NUMA node, over all page sizes.
-fn node_hugepages(node_dir: &Path) -> (u64, u64) {
-    let Ok(entries) = fs::read_dir(node_dir.join("hugepages")) else {
-        return (0, 0);
-    };
-    entries.flatten().fold((0, 0), |(total, free), entry| {
-        let name = entry.file_name();
-        let size_kb = name
-            .to_str()
-            .and_then(|n| {
-                n.strip_prefix("hugepages-")?
-                    .strip_suffix("kB")?
-                    .parse::<u64>()
-                    .ok()
-            })
-            .unwrap_or(0);
-        let read = |file: &str| -> u64 {
-            fs::read_to_string(entry.path().join(file))
-                .ok()
-                .and_then(|s| s.trim().parse().ok())
-                .unwrap_or(0)
-        };
-        (
-            total + read("nr_hugepages") * size_kb * 1024,
-            free + read("free_hugepages") * size_kb * 1024,
-        )
-    })
-}
-
 pub fn memory() -> Memory {
     let blocks = MemoryBlocks::read();
     let installed = blocks
@@ -162,7 +137,11 @@ pub fn memory() -> Memory {
     let mut memory = fs::read_to_string("/proc/meminfo")
         .map(|t| parse_meminfo(&t, installed))
         .unwrap_or_default();
-    memory.nodes = numa_nodes(blocks.as_ref());
+    memory.nodes = numa_nodes(
+        Path::new("/sys/devices/system/node"),
+        blocks.as_ref(),
+        memory.hugepages_size,
+    );
     memory
 }
 
@@ -203,12 +182,38 @@ mod tests {
 
     #[test]
     fn numa_node_meminfo_lines_parse() {
-        let text = "Node 0 MemTotal:       13330636 kB\nNode 0 MemUsed:         8109388 kB\n";
+        let text = "Node 0 MemTotal:       13330636 kB\nNode 0 MemUsed:         8109388 kB\nNode 0 HugePages_Total:     4\n";
         assert_eq!(meminfo_field(text, "MemUsed"), Some(8_109_388 * 1024));
+        // A count, not kB: the node's pages of the default size.
+        assert_eq!(meminfo_field(text, "HugePages_Total"), Some(4));
         assert_eq!(
             meminfo_field("SwapCached: 5 kB\nCached: 7 kB\n", "Cached"),
             Some(7 * 1024)
         );
+    }
+
+    /// The issue's machine: four 2 MiB pages (the default size) and one
+    /// 1 GiB page on node 0. Incus says 8388608 bytes of huge pages for the
+    /// node; summing every size said 1082130432, more than the machine's.
+    #[test]
+    fn a_nodes_huge_pages_are_those_of_the_default_size() {
+        let root = tempfile::tempdir().unwrap();
+        let node = root.path().join("node0");
+        let gigantic = node.join("hugepages/hugepages-1048576kB");
+        fs::create_dir_all(&gigantic).unwrap();
+        fs::write(gigantic.join("nr_hugepages"), "1\n").unwrap();
+        fs::write(gigantic.join("free_hugepages"), "1\n").unwrap();
+        fs::write(
+            node.join("meminfo"),
+            "Node 0 MemTotal:  2097152 kB\nNode 0 MemUsed:  1048576 kB\n\
+             Node 0 HugePages_Total:     4\nNode 0 HugePages_Free:      1\n",
+        )
+        .unwrap();
+        let nodes = numa_nodes(root.path(), None, 2 << 20);
+        assert_eq!(nodes.len(), 1);
+        assert_eq!(nodes[0].hugepages_total, 8_388_608);
+        assert_eq!(nodes[0].hugepages_used, 3 * (2 << 20));
+        assert_eq!(nodes[0].total, 2 << 30);
     }
 
     #[test]
