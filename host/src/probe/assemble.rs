@@ -108,7 +108,29 @@ fn core_section(cpus: &LocalCpus, die: u64, core: u64, threads: &[&topology::Cpu
             })
             .collect(),
         frequency: 0,
-        flags: flags.map(|set| set.into_iter().collect()),
+        flags: flags.map(|set| in_kernel_order(set, cpus, threads)),
+    }
+}
+
+/// A core's flags listed as Incus lists them: in the order of the kernel's
+/// flags line of the core's first thread (its capability-bit order, not
+/// the alphabet). Without a kernel view, sorted.
+fn in_kernel_order(
+    flags: BTreeSet<String>,
+    cpus: &LocalCpus,
+    threads: &[&topology::CpuPlace],
+) -> Vec<String> {
+    let order = threads
+        .first()
+        .and_then(|place| cpus.kernel.get(&place.cpu))
+        .map(|kernel| &kernel.flags_in_order);
+    match order {
+        Some(order) if !order.is_empty() => order
+            .iter()
+            .filter(|flag| flags.contains(*flag))
+            .cloned()
+            .collect(),
+        _ => flags.into_iter().collect(),
     }
 }
 
@@ -130,5 +152,51 @@ mod tests {
         assert_eq!(resources.cpu.total as usize, threads);
         assert_eq!(resources.cpu.architecture, std::env::consts::ARCH);
         assert!(resources.memory.total > 0);
+    }
+}
+
+#[cfg(test)]
+mod order_tests {
+    use super::*;
+    use crate::probe::cpuinfo::KernelCpu;
+
+    /// Threads of one core that disagree (the second lacks `avx`): the
+    /// core keeps what both have, in the first thread's line order.
+    #[test]
+    fn a_cores_flags_follow_the_kernels_line() {
+        let line = ["fpu", "vme", "tsc", "sse2", "avx", "aes"];
+        let mut cpus = LocalCpus::default();
+        for cpu in [0, 1] {
+            let flags_in_order: Vec<String> = line
+                .iter()
+                .filter(|flag| cpu == 0 || **flag != "avx")
+                .map(|flag| flag.to_string())
+                .collect();
+            cpus.kernel.insert(
+                cpu,
+                KernelCpu {
+                    processor: cpu,
+                    flags: flags_in_order.iter().cloned().collect(),
+                    flags_in_order,
+                    ..KernelCpu::default()
+                },
+            );
+        }
+        let common: BTreeSet<String> = ["aes", "fpu", "sse2", "tsc", "vme"].map(String::from).into();
+        let places: Vec<topology::CpuPlace> = [0, 1]
+            .map(|cpu| topology::CpuPlace {
+                cpu,
+                ..topology::CpuPlace::default()
+            })
+            .into();
+        let threads: Vec<&topology::CpuPlace> = places.iter().collect();
+        assert_eq!(
+            in_kernel_order(common.clone(), &cpus, &threads),
+            ["fpu", "vme", "tsc", "sse2", "aes"]
+        );
+        assert_eq!(
+            in_kernel_order(common, &LocalCpus::default(), &threads),
+            ["aes", "fpu", "sse2", "tsc", "vme"]
+        );
     }
 }

@@ -10,6 +10,9 @@ pub struct KernelCpu {
     pub model_name: String,
     /// `flags` on x86, `Features` on Arm.
     pub flags: BTreeSet<String>,
+    /// The same flags in the kernel's order (its capability-bit order), which
+    /// is how Incus lists a core's flags.
+    pub flags_in_order: Vec<String>,
     pub address_bits: Option<(u8, u8)>,
 }
 
@@ -28,7 +31,10 @@ pub fn parse(text: &str) -> BTreeMap<usize, KernelCpu> {
                 "processor" => processor = value.parse().ok(),
                 "vendor_id" | "CPU implementer" if cpu.vendor.is_empty() => cpu.vendor = value.to_string(),
                 "model name" => cpu.model_name = value.to_string(),
-                "flags" | "Features" => cpu.flags = value.split_whitespace().map(str::to_string).collect(),
+                "flags" | "Features" => {
+                    cpu.flags_in_order = value.split_whitespace().map(str::to_string).collect();
+                    cpu.flags = cpu.flags_in_order.iter().cloned().collect();
+                }
                 "address sizes" => cpu.address_bits = parse_address_sizes(value),
                 _ => {}
             }
