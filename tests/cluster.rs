@@ -508,7 +508,8 @@ fn trust_remove_refuses_the_next_request_on_a_live_connection() {
     trust("add", client_cert.to_str().unwrap());
     let file = recorded_node(dir.path(), "n", "x86_64", &["fpu"]);
     let server = spawn_serve(Some(&state), &["--resources-file", file.to_str().unwrap()]);
-    let url = format!("{}/1.0", server.url);
+    // `/1.0/resources`: `/1.0` itself answers an untrusted client too (as Incus does).
+    let url = format!("{}/1.0/resources", server.url);
     let curl = Command::new("curl")
         .args(["-s", "-o", "/dev/null", "-o", "/dev/null"])
         .args(["-w", "%{http_code} %{num_connects}\\n", "--rate", "20/m"])
@@ -626,7 +627,7 @@ fn quiet_connections_are_closed_and_connections_are_capped() {
     let third = Command::new("curl")
         .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--cacert"])
         .arg(state.join("server.crt"))
-        .arg(format!("{}/1.0", server.url))
+        .arg(format!("{}/1.0/resources", server.url))
         .output()
         .unwrap();
     let waited = started.elapsed();

@@ -315,3 +315,101 @@ fn a_real_incus_is_a_peer() {
     );
     println!("Incus refused the stranger: {error}");
 }
+
+/// The real Incus client against `serve`: a client nodecache trusts adds it
+/// as a remote and reads its resources with `incus query` and `incus info
+/// --resources` (which needs `resources_v2` among the API extensions); a
+/// client it does not trust is answered as Incus answers one, 200 with
+/// `"auth": "untrusted"` on `/1.0` (the client then asks for a trust
+/// token) and 403 everywhere else.
+#[test]
+fn a_real_incus_client_reads_resources_from_serve() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let server = spawn_serve(Some(&state), &[]);
+    let incus = |conf: &Path, args: &[&str]| {
+        Command::new("incus")
+            .args(args)
+            .env("INCUS_CONF", conf)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let (trusted, stranger) = (dir.path().join("trusted"), dir.path().join("stranger"));
+    for conf in [&trusted, &stranger] {
+        std::fs::create_dir_all(conf).unwrap();
+        let generated = incus(conf, &["remote", "generate-certificate"]);
+        assert!(generated.status.success(), "{generated:?}");
+    }
+    let added = Command::new(BIN)
+        .arg("--state-dir")
+        .arg(&state)
+        .args(["trust", "add"])
+        .arg(trusted.join("client.crt"))
+        .output()
+        .unwrap();
+    assert!(added.status.success(), "{added:?}");
+
+    let remote = ["remote", "add", "nc", &server.url, "--accept-certificate"];
+    let ok = |output: Output| {
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).unwrap()
+    };
+    ok(incus(&trusted, &remote));
+    let queried: Value = serde_json::from_str(&ok(incus(&trusted, &["query", "nc:/1.0/resources"]))).unwrap();
+    let ours = json_of(&nodecache_resources(&dir.path().join("cache")));
+    assert_eq!(queried["cpu"]["sockets"], ours["cpu"]["sockets"]);
+    let info = ok(incus(&trusted, &["info", "--resources", "nc:"]));
+    for line in ["CPU:", "Architecture: x86_64", "Memory:", "Total:"] {
+        assert!(info.contains(line), "{line:?} not in:\n{info}");
+    }
+    let server_info: Value = serde_json::from_str(&ok(incus(&trusted, &["query", "nc:/1.0"]))).unwrap();
+    assert_eq!(server_info["auth"], "trusted");
+
+    // No certificate at all: Incus's untrusted answer, nothing about the
+    // machine; the resources stay closed.
+    let curl = |path: &str| {
+        let output = Command::new("curl")
+            .args(["-s", "--cacert"])
+            .arg(state.join("server.crt"))
+            .arg(format!("{}{path}", server.url))
+            .output()
+            .unwrap();
+        serde_json::from_slice::<Value>(&output.stdout).unwrap()
+    };
+    let anonymous = curl("/1.0");
+    assert_eq!(anonymous["status_code"], 200);
+    assert_eq!(anonymous["metadata"]["auth"], "untrusted");
+    assert_eq!(anonymous["metadata"]["auth_methods"], serde_json::json!(["tls"]));
+    assert!(anonymous["metadata"].get("environment").is_none(), "{anonymous}");
+    assert_eq!(curl("/1.0/resources")["error_code"], 403);
+
+    // The stranger: Incus's untrusted answer starts the trust flow...
+    let untrusted = incus(&stranger, &remote);
+    assert!(!untrusted.status.success());
+    let said = String::from_utf8_lossy(&untrusted.stdout) + String::from_utf8_lossy(&untrusted.stderr);
+    assert!(said.contains("Trust token for nc"), "{said}");
+    // ... and a token nodecache does not issue is refused.
+    let mut with_token = remote.to_vec();
+    with_token.extend(["--token", "not-a-token"]);
+    let refused = incus(&stranger, &with_token);
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("not authorized"),
+        "{refused:?}"
+    );
+}
+
+/// `nodecache resources` on this machine, freshly probed.
+fn nodecache_resources(cache: &Path) -> Output {
+    Command::new(BIN)
+        .arg("--cache-dir")
+        .arg(cache)
+        .args(["--set", "max-age=0s", "resources"])
+        .output()
+        .unwrap()
+}

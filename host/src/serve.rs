@@ -83,12 +83,60 @@ fn error(status: StatusCode, message: &str) -> Response {
     (status, Json(Envelope::<()>::error(status.as_u16(), message))).into_response()
 }
 
-async fn server_info(State(state): State<AppState>) -> Response {
+/// The resources API extensions `/1.0/resources` implements, by Incus's
+/// names: what an Incus client checks before it asks (`incus info
+/// --resources` needs `resources_v2`). Only sections the document really
+/// has are named.
+pub const API_EXTENSIONS: &[&str] = &[
+    "resources",
+    "resources_cpu_socket",
+    "resources_numa",
+    "resources_v2",
+    "resources_cpu_threads_numa",
+    "resources_cpu_core_die",
+    "resources_load",
+    "resources_cpu_flags",
+];
+
+/// Who is asking, as the TLS guard found it; absent in plain-HTTP mode,
+/// where there are no clients to tell apart.
+#[derive(Debug, Clone)]
+enum Client {
+    /// Trusted; the SHA-256 fingerprint of its certificate.
+    Trusted(String),
+    /// No certificate, or one not in the trust store: `GET /1.0` only.
+    Untrusted,
+}
+
+async fn server_info(State(state): State<AppState>, client: Option<axum::Extension<Client>>) -> Response {
+    let fingerprint = match client.map(|axum::Extension(client)| client) {
+        // As Incus answers a client it does not trust: enough to start the
+        // trust flow (`incus remote add`), nothing about the machine.
+        Some(Client::Untrusted) => {
+            return Json(Envelope::sync(json!({
+                "config": {},
+                "api_extensions": API_EXTENSIONS,
+                "api_status": "stable",
+                "api_version": "1.0",
+                "auth": "untrusted",
+                "public": false,
+                "auth_methods": ["tls"],
+            })))
+            .into_response();
+        }
+        Some(Client::Trusted(fingerprint)) => fingerprint,
+        None => String::new(),
+    };
     Json(Envelope::sync(json!({
-        "api_extensions": ["resources", "resources_cpu_flags"],
+        "config": {},
+        "api_extensions": API_EXTENSIONS,
         "api_status": "stable",
         "api_version": "1.0",
         "auth": "trusted",
+        "public": false,
+        "auth_methods": ["tls"],
+        "auth_user_name": fingerprint,
+        "auth_user_method": "tls",
         "environment": {
             "server": "nodecache",
             "server_version": env!("CARGO_PKG_VERSION"),
@@ -358,7 +406,8 @@ async fn serve_connection(
         .context("TLS handshake")?;
     // Trust is decided for every request, not once per connection: a client
     // removed with `trust remove` is refused on its next request, even on a
-    // connection kept alive. An untrusted request reaches no handler.
+    // connection kept alive. An untrusted request reaches no handler but
+    // `GET /1.0`, which answers it as Incus does ("auth": "untrusted").
     let certificate: Option<Arc<Vec<u8>>> = tls_stream
         .get_ref()
         .1
@@ -366,10 +415,16 @@ async fn serve_connection(
         .and_then(|certs| certs.first())
         .map(|cert| Arc::new(cert.as_ref().to_vec()));
     tracing::debug!(%peer, client_certificate = certificate.is_some(), "connection");
-    let guard = move |request: axum::extract::Request, next: axum::middleware::Next| {
-        let trusted = certificate.as_deref().is_some_and(|cert| trust.contains(cert));
+    let guard = move |mut request: axum::extract::Request, next: axum::middleware::Next| {
+        let client = match certificate.as_deref() {
+            Some(cert) if trust.contains(cert) => Client::Trusted(crate::digest::sha256_hex(cert)),
+            _ => Client::Untrusted,
+        };
+        let allowed = matches!(client, Client::Trusted(_))
+            || (request.method() == axum::http::Method::GET && request.uri().path() == "/1.0");
+        request.extensions_mut().insert(client);
         async move {
-            match trusted {
+            match allowed {
                 true => next.run(request).await,
                 false => error(StatusCode::FORBIDDEN, "not authorized"),
             }
