@@ -4,18 +4,31 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 
 use super::flags::{LocalCpus, local_cpus};
-use super::{system, topology};
+use super::sysfs::Roots;
+use super::{absent_devices, dmi, pci, storage, system, topology};
 use crate::api::resources::{AddressSizes, Cpu, CpuCache, CpuCore, CpuSocket, CpuThread, Resources};
 
 /// Probes this machine. Blocking: reads /proc and /sys and pins threads.
 pub fn probe_resources() -> io::Result<Resources> {
     let cpus = local_cpus()?;
+    let roots = Roots::local();
     Ok(Resources {
         cpu: cpu_section(&cpus),
         memory: system::memory(),
         load: system::load(),
+        pci: section(pci::pci(&roots)),
+        storage: section(storage::storage(&roots)),
+        system: section(dmi::system(&roots, dmi::local_kind(&roots))),
+        gpu: absent_devices::gpu(&roots),
+        usb: absent_devices::usb(&roots),
         ..Resources::default()
     })
+}
+
+/// A device section as the document carries it (the sections nodecache
+/// does not read are kept as JSON values).
+fn section(typed: impl serde::Serialize) -> Option<serde_json::Value> {
+    serde_json::to_value(typed).ok()
 }
 
 fn cpu_section(cpus: &LocalCpus) -> Cpu {

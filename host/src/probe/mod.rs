@@ -2,12 +2,18 @@
 //!
 //! Flags come per logical CPU from CPUID (the probing thread pinned to that
 //! CPU) reconciled with the kernel's /proc/cpuinfo line for the same CPU;
-//! topology, caches and NUMA from /sys; memory and load from /proc.
+//! topology, caches and NUMA from /sys; memory and load from /proc; the
+//! PCI devices, disks and DMI identity from /sys, as Incus reads them.
 
+pub mod absent_devices;
 pub mod cpuid;
 pub mod cpuinfo;
+pub mod dmi;
 pub mod flag_table;
 pub mod flags;
+pub mod pci;
+pub mod storage;
+pub mod sysfs;
 pub mod system;
 pub mod topology;
 

@@ -1,0 +1,145 @@
+//! The device sections of Incus's `api.Resources` that nodecache probes
+//! itself: `pci`, `storage` and `system`, with Incus's JSON field names and
+//! its choice of which empty fields are left out (Go's `omitempty`), so the
+//! documents compare leaf for leaf.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Pci {
+    pub devices: Vec<PciDevice>,
+    pub total: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PciDevice {
+    pub driver: String,
+    pub driver_version: String,
+    pub numa_node: u64,
+    pub pci_address: String,
+    pub vendor: String,
+    pub vendor_id: String,
+    pub product: String,
+    pub product_id: String,
+    pub iommu_group: u64,
+    pub vpd: PciVpd,
+}
+
+/// Vital product data; `{}` where the device has none or it is unreadable.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PciVpd {
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub product_name: String,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub entries: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Storage {
+    pub disks: Vec<Disk>,
+    /// Disks and their partitions.
+    pub total: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Disk {
+    pub id: String,
+    pub device: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub model: String,
+    #[serde(default, skip_serializing_if = "String::is_empty", rename = "type")]
+    pub kind: String,
+    pub read_only: bool,
+    pub size: u64,
+    pub removable: bool,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub wwn: String,
+    pub numa_node: u64,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub device_path: String,
+    pub block_size: u64,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub firmware_version: String,
+    pub rpm: u64,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub serial: String,
+    pub device_id: String,
+    pub partitions: Vec<Partition>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub pci_address: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub usb_address: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Partition {
+    pub id: String,
+    pub device: String,
+    pub read_only: bool,
+    pub size: u64,
+    pub partition: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct System {
+    pub uuid: String,
+    pub vendor: String,
+    pub product: String,
+    pub family: String,
+    pub version: String,
+    pub sku: String,
+    pub serial: String,
+    /// `physical`, `virtual-machine`, `container` or `unknown`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// `null` where the machine publishes no DMI table, as in Incus.
+    pub firmware: Option<Firmware>,
+    pub chassis: Option<Chassis>,
+    pub motherboard: Option<Motherboard>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Firmware {
+    pub vendor: String,
+    pub date: String,
+    pub version: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Chassis {
+    pub vendor: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub serial: String,
+    pub version: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Motherboard {
+    pub vendor: String,
+    pub product: String,
+    pub serial: String,
+    pub version: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Fields Incus leaves out when empty are left out; the rest stay.
+    #[test]
+    fn empty_fields_are_written_as_incus_writes_them() {
+        let disk = serde_json::to_value(Disk::default()).unwrap();
+        for absent in ["model", "type", "wwn", "device_path", "serial", "pci_address"] {
+            assert!(disk.get(absent).is_none(), "{absent}");
+        }
+        for present in ["id", "device", "block_size", "rpm", "device_id", "partitions"] {
+            assert!(disk.get(present).is_some(), "{present}");
+        }
+        assert_eq!(serde_json::to_string(&PciVpd::default()).unwrap(), "{}");
+        let system = serde_json::to_value(System::default()).unwrap();
+        assert!(system["firmware"].is_null() && system.get("type").is_some());
+    }
+}

@@ -1,0 +1,153 @@
+//! Reading the kernel's device tree: where it is (so tests point the probes
+//! at recorded trees), small typed reads, and the questions every device
+//! section asks (its driver, the PCI or USB device it sits on).
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+/// Where the device probes look: `/sys`, `/dev`, and udev's database.
+#[derive(Debug, Clone)]
+pub struct Roots {
+    pub sys: PathBuf,
+    pub dev: PathBuf,
+    pub udev_data: PathBuf,
+    /// The running kernel's release: a built-in driver's version, as Incus reports it.
+    pub kernel_release: String,
+}
+
+impl Roots {
+    /// This machine's.
+    pub fn local() -> Roots {
+        Roots {
+            sys: PathBuf::from("/sys"),
+            dev: PathBuf::from("/dev"),
+            udev_data: PathBuf::from("/run/udev/data"),
+            kernel_release: read_trimmed(Path::new("/proc/sys/kernel/osrelease")).unwrap_or_default(),
+        }
+    }
+
+    /// A recorded tree: `<root>/sys`, `<root>/dev`, `<root>/run/udev/data`.
+    pub fn under(root: &Path, kernel_release: &str) -> Roots {
+        Roots {
+            sys: root.join("sys"),
+            dev: root.join("dev"),
+            udev_data: root.join("run/udev/data"),
+            kernel_release: kernel_release.to_string(),
+        }
+    }
+}
+
+/// A sysfs attribute, trimmed; `None` when absent or unreadable.
+pub fn read_trimmed(path: &Path) -> Option<String> {
+    fs::read_to_string(path).ok().map(|text| text.trim().to_string())
+}
+
+pub fn read_u64(path: &Path) -> Option<u64> {
+    read_trimmed(path)?.parse().ok()
+}
+
+/// A NUMA node as Incus records it: the kernel's -1 (no node) is 0.
+pub fn numa_node(device: &Path) -> u64 {
+    read_trimmed(&device.join("numa_node"))
+        .and_then(|text| text.parse::<i64>().ok())
+        .map_or(0, |node| node.max(0) as u64)
+}
+
+/// A PCI or USB id file (`0x8086`) without its prefix.
+pub fn id(path: &Path) -> String {
+    read_trimmed(path)
+        .map(|text| text.trim_start_matches("0x").to_string())
+        .unwrap_or_default()
+}
+
+/// The last component of where a link points.
+pub fn link_name(path: &Path) -> Option<String> {
+    let target = fs::read_link(path).ok()?;
+    Some(target.file_name()?.to_string_lossy().into_owned())
+}
+
+/// A device's driver and its version: the module's `version`, or for a
+/// driver built into the kernel (no version file) the kernel's release.
+pub fn driver(device: &Path, kernel_release: &str) -> Option<(String, String)> {
+    let link = device.join("driver");
+    let name = link_name(&link)?;
+    let version = read_trimmed(&link.join("module/version")).unwrap_or_else(|| kernel_release.to_string());
+    Some((name, version))
+}
+
+/// `dddd:bb:dd.f`, a PCI device's name in sysfs.
+pub fn is_pci_address(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    bytes.len() == 12
+        && bytes.iter().enumerate().all(|(i, &b)| match i {
+            4 | 7 => b == b':',
+            10 => b == b'.',
+            _ => b.is_ascii_hexdigit(),
+        })
+}
+
+/// The PCI device `device` sits on (itself or the nearest ancestor that is
+/// one): a virtio disk's `virtio1` answers with the PCI function above it.
+pub fn pci_address(device: &Path) -> Option<String> {
+    let real = fs::canonicalize(device).ok()?;
+    real.ancestors()
+        .filter_map(|dir| dir.file_name()?.to_str())
+        .find(|name| is_pci_address(name))
+        .map(str::to_string)
+}
+
+/// The USB device `device` sits on, as `bus:device`.
+pub fn usb_address(device: &Path) -> Option<String> {
+    let real = fs::canonicalize(device).ok()?;
+    real.ancestors().find_map(|dir| {
+        let bus = read_u64(&dir.join("busnum"))?;
+        let number = read_u64(&dir.join("devnum"))?;
+        Some(format!("{bus}:{number}"))
+    })
+}
+
+/// The names in a directory, sorted (as Go's `os.ReadDir` lists them);
+/// none when it is absent.
+pub fn sorted_entries(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|entry| entry.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pci_addresses_are_told_from_other_names() {
+        assert!(is_pci_address("0000:00:02.0"));
+        assert!(is_pci_address("0000:af:1f.7"));
+        for name in [
+            "virtio1",
+            "pci0000:00",
+            "0000:00:02",
+            "0000:00:02.0x",
+            "000g:00:02.0",
+        ] {
+            assert!(!is_pci_address(name), "{name}");
+        }
+    }
+
+    #[test]
+    fn a_device_finds_the_pci_and_usb_devices_above_it() {
+        let root = tempfile::tempdir().unwrap();
+        let usb = root.path().join("devices/pci0000:00/0000:00:14.0/usb1/1-2");
+        let disk = usb.join("1-2:1.0/host6/target6:0:0/6:0:0:0");
+        fs::create_dir_all(&disk).unwrap();
+        fs::write(usb.join("busnum"), "1\n").unwrap();
+        fs::write(usb.join("devnum"), "5\n").unwrap();
+        assert_eq!(pci_address(&disk).as_deref(), Some("0000:00:14.0"));
+        assert_eq!(usb_address(&disk).as_deref(), Some("1:5"));
+        assert_eq!(usb_address(root.path()), None);
+    }
+}
