@@ -94,6 +94,13 @@ pub const API_EXTENSIONS: &[&str] = &[
     "resources_v2",
     "resources_cpu_threads_numa",
     "resources_cpu_core_die",
+    "resources_system",
+    "resources_disk_sata",
+    "resources_network_firmware",
+    "resources_disk_id",
+    "resources_pci_iommu",
+    "resources_network_usb",
+    "resources_disk_address",
     "resources_load",
     "resources_cpu_flags",
 ];

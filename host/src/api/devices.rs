@@ -1,5 +1,5 @@
 //! The device sections of Incus's `api.Resources` that nodecache probes
-//! itself: `pci`, `storage` and `system`, with Incus's JSON field names and
+//! itself: `pci`, `network`, `storage` and `system`, with Incus's JSON field names and
 //! its choice of which empty fields are left out (Go's `omitempty`), so the
 //! documents compare leaf for leaf.
 
@@ -34,6 +34,76 @@ pub struct PciVpd {
     pub product_name: String,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub entries: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Network {
+    pub cards: Vec<NetworkCard>,
+    /// Cards and their virtual functions.
+    pub total: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct NetworkCard {
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub driver: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub driver_version: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<NetworkPort>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sriov: Option<Sriov>,
+    pub numa_node: u64,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub pci_address: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub vendor: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub vendor_id: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub product: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub product_id: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub firmware_version: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub usb_address: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct NetworkPort {
+    pub id: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub address: String,
+    pub port: u64,
+    pub protocol: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub supported_modes: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub supported_ports: Vec<String>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub port_type: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub transceiver_type: String,
+    pub auto_negotiation: bool,
+    pub link_detected: bool,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub link_speed: u64,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub link_duplex: String,
+}
+
+/// SR-IOV: how many virtual functions the card has and may have, and them.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Sriov {
+    pub current_vfs: u64,
+    pub maximum_vfs: u64,
+    /// `null` when there are none, as Incus writes it.
+    pub vfs: Option<Vec<NetworkCard>>,
+}
+
+fn is_zero(value: &u64) -> bool {
+    *value == 0
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -3,14 +3,17 @@
 //! Flags come per logical CPU from CPUID (the probing thread pinned to that
 //! CPU) reconciled with the kernel's /proc/cpuinfo line for the same CPU;
 //! topology, caches and NUMA from /sys; memory and load from /proc; the
-//! PCI devices, disks and DMI identity from /sys, as Incus reads them.
+//! PCI devices, network cards, disks and DMI identity from /sys (and
+//! ethtool for ports), as Incus reads them.
 
 pub mod absent_devices;
 pub mod cpuid;
 pub mod cpuinfo;
 pub mod dmi;
+pub mod ethtool;
 pub mod flag_table;
 pub mod flags;
+pub mod network;
 pub mod pci;
 pub mod storage;
 pub mod sysfs;

@@ -190,10 +190,22 @@ mod tests {
         let pci = sys.join("devices/pci0000:00");
         let nvme = pci.join("0000:01:00.0/nvme/nvme0");
         let sata = pci.join("0000:00:17.0/ata1/host0/target0:0:0/0:0:0:0");
-        for dir in [&nvme, &sata, &sys.join("bus/nvme"), &sys.join("bus/scsi")] {
+        let function = pci.join("0000:01:00.0");
+        for dir in [
+            &nvme,
+            &sata,
+            &sys.join("bus/nvme"),
+            &sys.join("bus/scsi"),
+            &sys.join("bus/pci"),
+        ] {
             fs::create_dir_all(dir).unwrap();
         }
         symlink(sys.join("bus/nvme"), nvme.join("subsystem")).unwrap();
+        // The controller's `device` leads to its PCI function, whose own
+        // `device` is the product id.
+        symlink(&function, nvme.join("device")).unwrap();
+        symlink(sys.join("bus/pci"), function.join("subsystem")).unwrap();
+        fs::write(function.join("device"), "0xa80a\n").unwrap();
         symlink(sys.join("bus/scsi"), sata.join("subsystem")).unwrap();
         fs::write(nvme.join("model"), "Samsung SSD 980 PRO 1TB  \n").unwrap();
         fs::write(nvme.join("firmware_rev"), "5B2QGXA7\n").unwrap();
@@ -263,10 +275,11 @@ mod tests {
             (sata.model.as_str(), sata.firmware_version.as_str()),
             ("ST4000NM0035-1V4", "TN02")
         );
-        // No device node to open: no block size, as Incus.
+        // No device node to open: no block size; on the SCSI bus: no PCI
+        // address (as Incus).
         assert_eq!(
             (sata.rpm, sata.block_size, sata.pci_address.as_str()),
-            (7200, 0, "0000:00:17.0")
+            (7200, 0, "")
         );
     }
 }

@@ -86,19 +86,40 @@ pub fn is_pci_address(name: &str) -> bool {
         })
 }
 
-/// The PCI device `device` sits on (itself or the nearest ancestor that is
-/// one): a virtio disk's `virtio1` answers with the PCI function above it.
+/// The directory holding a device's own attributes: `device` links are
+/// followed while they lead to directories (a disk's `device` is its
+/// controller's, an NVMe namespace's leads through the controller to the
+/// PCI function), and not into a `device` file, which is an id.
+pub fn device_dir(path: &Path) -> PathBuf {
+    let mut dir = path.to_path_buf();
+    while dir.join("device").is_dir() {
+        dir = dir.join("device");
+    }
+    dir
+}
+
+/// The PCI address of a device, as Incus finds it: the device directory's
+/// own when it is on the PCI bus, its parent's when it is a virtio device
+/// (a virtio disk or NIC sits on a virtio-pci function); none otherwise (a
+/// SATA disk is on the SCSI bus).
 pub fn pci_address(device: &Path) -> Option<String> {
-    let real = fs::canonicalize(device).ok()?;
-    real.ancestors()
-        .filter_map(|dir| dir.file_name()?.to_str())
-        .find(|name| is_pci_address(name))
-        .map(str::to_string)
+    let dir = device_dir(device);
+    let mut real = fs::canonicalize(&dir).ok()?;
+    let subsystem_of = |dir: &Path| link_name(&dir.join("subsystem"));
+    let mut subsystem = subsystem_of(&real)?;
+    if subsystem == "virtio" {
+        real = real.parent()?.to_path_buf();
+        subsystem = subsystem_of(&real)?;
+    }
+    (subsystem == "pci").then(|| real.file_name()?.to_str().map(str::to_string))?
 }
 
 /// The USB device `device` sits on, as `bus:device`.
 pub fn usb_address(device: &Path) -> Option<String> {
     let real = fs::canonicalize(device).ok()?;
+    if !real.to_string_lossy().contains("/usb") {
+        return None;
+    }
     real.ancestors().find_map(|dir| {
         let bus = read_u64(&dir.join("busnum"))?;
         let number = read_u64(&dir.join("devnum"))?;
@@ -138,16 +159,33 @@ mod tests {
         }
     }
 
+    /// A USB stick's SCSI disk: on USB bus 1 as device 5, and (on the SCSI
+    /// bus) no PCI address; a virtio NIC: its virtio-pci function's.
     #[test]
-    fn a_device_finds_the_pci_and_usb_devices_above_it() {
+    fn devices_find_their_usb_and_pci_addresses_as_incus_does() {
         let root = tempfile::tempdir().unwrap();
-        let usb = root.path().join("devices/pci0000:00/0000:00:14.0/usb1/1-2");
+        let bus = root.path().join("bus");
+        for name in ["pci", "scsi", "virtio"] {
+            fs::create_dir_all(bus.join(name)).unwrap();
+        }
+        let pci = root.path().join("devices/pci0000:00");
+        let usb = pci.join("0000:00:14.0/usb1/1-2");
         let disk = usb.join("1-2:1.0/host6/target6:0:0/6:0:0:0");
         fs::create_dir_all(&disk).unwrap();
+        std::os::unix::fs::symlink(bus.join("scsi"), disk.join("subsystem")).unwrap();
         fs::write(usb.join("busnum"), "1\n").unwrap();
         fs::write(usb.join("devnum"), "5\n").unwrap();
-        assert_eq!(pci_address(&disk).as_deref(), Some("0000:00:14.0"));
         assert_eq!(usb_address(&disk).as_deref(), Some("1:5"));
-        assert_eq!(usb_address(root.path()), None);
+        assert_eq!(pci_address(&disk), None);
+
+        let function = pci.join("0000:00:03.0");
+        let virtio = function.join("virtio2");
+        fs::create_dir_all(&virtio).unwrap();
+        std::os::unix::fs::symlink(bus.join("pci"), function.join("subsystem")).unwrap();
+        std::os::unix::fs::symlink(bus.join("virtio"), virtio.join("subsystem")).unwrap();
+        fs::write(virtio.join("device"), "0x0001\n").unwrap();
+        assert_eq!(device_dir(&virtio), virtio, "a device file is an id, not a link");
+        assert_eq!(pci_address(&virtio).as_deref(), Some("0000:00:03.0"));
+        assert_eq!(usb_address(&virtio), None);
     }
 }
