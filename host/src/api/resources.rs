@@ -1,9 +1,11 @@
 //! Incus's `api.Resources` document, with the same JSON field names, so
 //! Incus and LXD clients read ours and we read theirs.
 //!
-//! CPU, memory and load are modelled; the sections nodecache does not use
-//! (GPU, network, storage, USB, PCI, system, serial) are kept as raw JSON so a
-//! document read from Incus is written back without losing them.
+//! CPU, memory and load are modelled here, being what nodecache computes
+//! with; the device sections (GPU, network, storage, USB, PCI, system,
+//! serial) are carried as JSON values, so a document read from Incus is
+//! written back without losing them. The local probe makes its own device
+//! sections from the typed structs in `devices`.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
