@@ -94,6 +94,7 @@ pub const API_EXTENSIONS: &[&str] = &[
     "resources_v2",
     "resources_cpu_threads_numa",
     "resources_cpu_core_die",
+    "resources_usb_pci",
     "resources_system",
     "resources_disk_sata",
     "resources_network_firmware",

@@ -1,5 +1,5 @@
 //! The device sections of Incus's `api.Resources` that nodecache probes
-//! itself: `pci`, `network`, `storage` and `system`, with Incus's JSON field names and
+//! itself: `pci`, `network`, `storage`, `usb` and `system`, with Incus's JSON field names and
 //! its choice of which empty fields are left out (Go's `omitempty`), so the
 //! documents compare leaf for leaf.
 
@@ -107,6 +107,48 @@ fn is_zero(value: &u64) -> bool {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Usb {
+    pub devices: Vec<UsbDevice>,
+    pub total: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct UsbDevice {
+    pub bus_address: u64,
+    pub device_address: u64,
+    pub serial: String,
+    /// `null` for a device without interfaces, as Incus writes it.
+    pub interfaces: Option<Vec<UsbInterface>>,
+    pub vendor: String,
+    pub vendor_id: String,
+    pub product: String,
+    pub product_id: String,
+    /// Mbit/s; written as Go writes a float (`480`, `1.5`).
+    #[serde(serialize_with = "go_float")]
+    pub speed: f64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct UsbInterface {
+    pub class: String,
+    pub class_id: u64,
+    pub driver: String,
+    pub driver_version: String,
+    pub number: u64,
+    pub subclass: String,
+    pub subclass_id: u64,
+}
+
+/// A float as Go's encoding/json writes it: whole numbers without `.0`.
+fn go_float<S: serde::Serializer>(value: &f64, serializer: S) -> Result<S::Ok, S::Error> {
+    if value.fract() == 0.0 && value.abs() < 1e15 {
+        serializer.serialize_i64(*value as i64)
+    } else {
+        serializer.serialize_f64(*value)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Storage {
     pub disks: Vec<Disk>,
     /// Disks and their partitions.
@@ -209,6 +251,20 @@ mod tests {
             assert!(disk.get(present).is_some(), "{present}");
         }
         assert_eq!(serde_json::to_string(&PciVpd::default()).unwrap(), "{}");
+        let usb = UsbDevice {
+            speed: 480.0,
+            ..UsbDevice::default()
+        };
+        assert_eq!(
+            serde_json::to_value(&usb).unwrap()["speed"],
+            serde_json::json!(480)
+        );
+        let slow = UsbDevice { speed: 1.5, ..usb };
+        assert_eq!(
+            serde_json::to_value(&slow).unwrap()["speed"],
+            serde_json::json!(1.5)
+        );
+        assert!(serde_json::to_value(&slow).unwrap()["interfaces"].is_null());
         let system = serde_json::to_value(System::default()).unwrap();
         assert!(system["firmware"].is_null() && system.get("type").is_some());
     }

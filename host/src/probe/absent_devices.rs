@@ -1,10 +1,10 @@
-//! The `gpu` and `usb` sections where the machine has no such devices.
+//! The `gpu` section where the machine has no GPU.
 //!
-//! nodecache does not read GPUs or USB devices yet. Where the machine has
-//! none (no display-class PCI device, no DRM card, no USB bus: most
-//! servers' VMs), the section is what Incus writes, empty; where it has
-//! some, the section is left out of the document rather than written
-//! wrong, and an Incus client shows it as missing.
+//! nodecache does not read GPUs yet. Where the machine has none (no
+//! display-class PCI device, no DRM card, no NVIDIA device: most servers'
+//! VMs), the section is what Incus writes, empty; where it has some, the
+//! section is left out of the document rather than written wrong, and an
+//! Incus client shows it as missing.
 
 use serde_json::{Value, json};
 
@@ -22,29 +22,19 @@ pub fn gpu(roots: &Roots) -> Option<Value> {
     (!display && !drm && !roots.dev.join("nvidiactl").exists()).then(|| json!({"cards": [], "total": 0}))
 }
 
-/// `{"devices": [], "total": 0}` when there is no USB device.
-pub fn usb(roots: &Roots) -> Option<Value> {
-    sysfs::sorted_entries(&roots.sys.join("bus/usb/devices"))
-        .is_empty()
-        .then(|| json!({"devices": [], "total": 0}))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::fs;
 
     #[test]
-    fn a_machine_with_devices_gets_no_section_rather_than_a_wrong_one() {
+    fn a_machine_with_a_gpu_gets_no_section_rather_than_a_wrong_one() {
         let root = tempfile::tempdir().unwrap();
         let roots = Roots::under(root.path(), "6.1.0");
         assert_eq!(gpu(&roots), Some(json!({"cards": [], "total": 0})));
-        assert_eq!(usb(&roots), Some(json!({"devices": [], "total": 0})));
         let vga = roots.sys.join("bus/pci/devices/0000:00:02.0");
         fs::create_dir_all(&vga).unwrap();
         fs::write(vga.join("class"), "0x030000\n").unwrap();
-        fs::create_dir_all(roots.sys.join("bus/usb/devices/1-1")).unwrap();
         assert_eq!(gpu(&roots), None);
-        assert_eq!(usb(&roots), None);
     }
 }

@@ -5,7 +5,7 @@ use std::io;
 
 use super::flags::{LocalCpus, local_cpus};
 use super::sysfs::Roots;
-use super::{absent_devices, dmi, network, pci, storage, system, topology};
+use super::{absent_devices, dmi, network, pci, storage, system, topology, usb};
 use crate::api::resources::{AddressSizes, Cpu, CpuCache, CpuCore, CpuSocket, CpuThread, Resources};
 
 /// Probes this machine. Blocking: reads /proc and /sys and pins threads.
@@ -21,7 +21,7 @@ pub fn probe_resources() -> io::Result<Resources> {
         storage: section(storage::storage(&roots)),
         system: section(dmi::system(&roots, dmi::local_kind(&roots))),
         gpu: absent_devices::gpu(&roots),
-        usb: absent_devices::usb(&roots),
+        usb: section(usb::usb(&roots)),
         ..Resources::default()
     })
 }

@@ -3,7 +3,7 @@
 //! Flags come per logical CPU from CPUID (the probing thread pinned to that
 //! CPU) reconciled with the kernel's /proc/cpuinfo line for the same CPU;
 //! topology, caches and NUMA from /sys; memory and load from /proc; the
-//! PCI devices, network cards, disks and DMI identity from /sys (and
+//! PCI and USB devices, network cards, disks and DMI identity from /sys (and
 //! ethtool for ports), as Incus reads them.
 
 pub mod absent_devices;
@@ -19,6 +19,7 @@ pub mod storage;
 pub mod sysfs;
 pub mod system;
 pub mod topology;
+pub mod usb;
 
 mod assemble;
 
