@@ -90,6 +90,7 @@ fn error(status: StatusCode, message: &str) -> Response {
 pub const API_EXTENSIONS: &[&str] = &[
     "resources",
     "resources_cpu_socket",
+    "resources_gpu",
     "resources_numa",
     "resources_v2",
     "resources_cpu_threads_numa",
@@ -100,8 +101,10 @@ pub const API_EXTENSIONS: &[&str] = &[
     "resources_network_firmware",
     "resources_disk_id",
     "resources_pci_iommu",
+    "resources_gpu_mdev",
     "resources_network_usb",
     "resources_disk_address",
+    "resources_gpu_usb",
     "resources_load",
     "resources_cpu_flags",
 ];

@@ -1,5 +1,5 @@
 //! The device sections of Incus's `api.Resources` that nodecache probes
-//! itself: `pci`, `network`, `storage`, `usb` and `system`, with Incus's JSON field names and
+//! itself: `gpu`, `pci`, `network`, `storage`, `usb` and `system`, with Incus's JSON field names and
 //! its choice of which empty fields are left out (Go's `omitempty`), so the
 //! documents compare leaf for leaf.
 
@@ -34,6 +34,92 @@ pub struct PciVpd {
     pub product_name: String,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub entries: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Gpu {
+    pub cards: Vec<GpuCard>,
+    /// Cards and their virtual functions.
+    pub total: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct GpuCard {
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub driver: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub driver_version: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drm: Option<GpuDrm>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sriov: Option<GpuSriov>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nvidia: Option<GpuNvidia>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub mdev: BTreeMap<String, GpuMdev>,
+    pub numa_node: u64,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub pci_address: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub vendor: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub vendor_id: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub product: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub product_id: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub usb_address: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct GpuDrm {
+    pub id: u64,
+    pub card_name: String,
+    pub card_device: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub control_name: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub control_device: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub render_name: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub render_device: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct GpuSriov {
+    pub current_vfs: u64,
+    pub maximum_vfs: u64,
+    pub vfs: Option<Vec<GpuCard>>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct GpuNvidia {
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub cuda_version: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub nvrm_version: String,
+    pub brand: String,
+    pub model: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub uuid: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub architecture: String,
+    pub card_name: String,
+    pub card_device: String,
+}
+
+/// A mediated-device profile of a GPU.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct GpuMdev {
+    pub api: String,
+    pub available: u64,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub name: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub description: String,
+    pub devices: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

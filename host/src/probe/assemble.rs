@@ -5,7 +5,7 @@ use std::io;
 
 use super::flags::{LocalCpus, local_cpus};
 use super::sysfs::Roots;
-use super::{absent_devices, dmi, network, pci, storage, system, topology, usb};
+use super::{dmi, gpu, network, pci, storage, system, topology, usb};
 use crate::api::resources::{AddressSizes, Cpu, CpuCache, CpuCore, CpuSocket, CpuThread, Resources};
 
 /// Probes this machine. Blocking: reads /proc and /sys and pins threads.
@@ -20,7 +20,7 @@ pub fn probe_resources() -> io::Result<Resources> {
         network: section(network::network(&roots)),
         storage: section(storage::storage(&roots)),
         system: section(dmi::system(&roots, dmi::local_kind(&roots))),
-        gpu: absent_devices::gpu(&roots),
+        gpu: section(gpu::gpu(&roots)),
         usb: section(usb::usb(&roots)),
         ..Resources::default()
     })

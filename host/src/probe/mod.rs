@@ -3,16 +3,16 @@
 //! Flags come per logical CPU from CPUID (the probing thread pinned to that
 //! CPU) reconciled with the kernel's /proc/cpuinfo line for the same CPU;
 //! topology, caches and NUMA from /sys; memory and load from /proc; the
-//! PCI and USB devices, network cards, disks and DMI identity from /sys (and
+//! GPUs, PCI and USB devices, network cards, disks and DMI identity from /sys (and
 //! ethtool for ports), as Incus reads them.
 
-pub mod absent_devices;
 pub mod cpuid;
 pub mod cpuinfo;
 pub mod dmi;
 pub mod ethtool;
 pub mod flag_table;
 pub mod flags;
+pub mod gpu;
 pub mod network;
 pub mod pci;
 pub mod storage;

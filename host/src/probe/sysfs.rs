@@ -5,10 +5,11 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-/// Where the device probes look: `/sys`, `/dev`, and udev's database.
+/// Where the device probes look: `/sys`, `/proc`, `/dev`, and udev's database.
 #[derive(Debug, Clone)]
 pub struct Roots {
     pub sys: PathBuf,
+    pub proc: PathBuf,
     pub dev: PathBuf,
     pub udev_data: PathBuf,
     /// The running kernel's release: a built-in driver's version, as Incus reports it.
@@ -20,16 +21,18 @@ impl Roots {
     pub fn local() -> Roots {
         Roots {
             sys: PathBuf::from("/sys"),
+            proc: PathBuf::from("/proc"),
             dev: PathBuf::from("/dev"),
             udev_data: PathBuf::from("/run/udev/data"),
             kernel_release: read_trimmed(Path::new("/proc/sys/kernel/osrelease")).unwrap_or_default(),
         }
     }
 
-    /// A recorded tree: `<root>/sys`, `<root>/dev`, `<root>/run/udev/data`.
+    /// A recorded tree: `<root>/sys`, `<root>/proc`, `<root>/dev`, `<root>/run/udev/data`.
     pub fn under(root: &Path, kernel_release: &str) -> Roots {
         Roots {
             sys: root.join("sys"),
+            proc: root.join("proc"),
             dev: root.join("dev"),
             udev_data: root.join("run/udev/data"),
             kernel_release: kernel_release.to_string(),

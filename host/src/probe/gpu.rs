@@ -1,0 +1,272 @@
+//! The `gpu` section: cards from /sys/class/drm, then display-class PCI
+//! functions without a DRM card (bound to vfio-pci, or NVIDIA's driver),
+//! with DRM nodes, SR-IOV virtual functions, mediated-device profiles and
+//! NVIDIA's model, as Incus lists them.
+//!
+//! Incus first asks `nvidia-container-cli info` for NVIDIA cards (adding
+//! CUDA and driver versions, UUID and architecture) and falls back to
+//! /proc/driver/nvidia; nodecache reads /proc only, so on a host with that
+//! tool those four fields are missing from its document.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use super::pci::PciNames;
+use super::sysfs::{self, Roots};
+use crate::api::devices::{Gpu, GpuCard, GpuDrm, GpuMdev, GpuNvidia, GpuSriov};
+
+pub fn gpu(roots: &Roots) -> Gpu {
+    let names = PciNames::load();
+    let nvidia = nvidia_cards(&roots.proc.join("driver/nvidia/gpus"));
+    let mut cards = Vec::new();
+    let mut functions: BTreeMap<String, Vec<GpuCard>> = BTreeMap::new();
+    let mut known: Vec<String> = Vec::new();
+    let mut place = |card: GpuCard, device: &Path| match sysfs::link_name(&device.join("physfn")) {
+        Some(parent) => functions.entry(parent).or_default().push(card),
+        None => cards.push(card),
+    };
+    let class = roots.sys.join("class/drm");
+    for name in sysfs::sorted_entries(&class) {
+        let entry = class.join(&name);
+        // Cards, not render nodes or connectors (`card0-HDMI-A-1` has no `dev`).
+        if !name.starts_with("card") || !entry.join("dev").exists() {
+            continue;
+        }
+        let device = entry.join("device");
+        let pci_address = sysfs::pci_address(&device).unwrap_or_default();
+        if !pci_address.is_empty() {
+            if known.contains(&pci_address) {
+                continue;
+            }
+            known.push(pci_address.clone());
+        }
+        place(card(&device, pci_address, roots, &names, &nvidia), &device);
+    }
+    let bus = roots.sys.join("bus/pci/devices");
+    for address in sysfs::sorted_entries(&bus) {
+        let device = bus.join(&address);
+        let is_display =
+            sysfs::read_trimmed(&device.join("class")).is_some_and(|class| class.starts_with("0x03"));
+        if known.contains(&address) || !is_display {
+            continue;
+        }
+        place(card(&device, address, roots, &names, &nvidia), &device);
+    }
+    let mut total = 0;
+    for card in &mut cards {
+        if let Some(sriov) = &mut card.sriov {
+            let vfs = functions.remove(&card.pci_address).unwrap_or_default();
+            total += vfs.len() as u64;
+            sriov.vfs = (!vfs.is_empty()).then_some(vfs);
+        }
+        total += 1;
+    }
+    Gpu { cards, total }
+}
+
+fn card(
+    device: &Path,
+    pci_address: String,
+    roots: &Roots,
+    names: &PciNames,
+    nvidia: &BTreeMap<String, GpuNvidia>,
+) -> GpuCard {
+    // Nested devices (a USB display adapter): the innermost directory.
+    let dir = sysfs::device_dir(device);
+    let mut card = GpuCard {
+        pci_address,
+        numa_node: sysfs::numa_node(&dir),
+        sriov: sysfs::read_u64(&dir.join("sriov_numvfs")).map(|current| GpuSriov {
+            current_vfs: current,
+            maximum_vfs: sysfs::read_u64(&dir.join("sriov_totalvfs")).unwrap_or(0),
+            vfs: None,
+        }),
+        ..GpuCard::default()
+    };
+    if dir.join("device/busnum").exists() {
+        card.usb_address = sysfs::usb_address(&dir.join("device")).unwrap_or_default();
+    } else {
+        card.vendor_id = sysfs::id(&dir.join("vendor"));
+        card.product_id = sysfs::id(&dir.join("device"));
+        (card.vendor, card.product) = names.of(&card.vendor_id, &card.product_id);
+    }
+    if let Some((driver, version)) = sysfs::driver(&dir, &roots.kernel_release) {
+        (card.driver, card.driver_version) = (driver, version);
+    }
+    if card.driver == "nvidia" && !card.pci_address.is_empty() {
+        card.nvidia = nvidia.get(&card.pci_address).cloned();
+    }
+    card.drm = drm(&dir.join("drm"));
+    card.mdev = mdev_profiles(&dir.join("mdev_supported_types"));
+    card
+}
+
+/// The card's DRM nodes: `cardN`, `controlDN`, `renderDN` and their numbers.
+fn drm(dir: &Path) -> Option<GpuDrm> {
+    if !dir.exists() {
+        return None;
+    }
+    let mut drm = GpuDrm::default();
+    for name in sysfs::sorted_entries(dir) {
+        let device = sysfs::read_trimmed(&dir.join(&name).join("dev")).unwrap_or_default();
+        if let Some(number) = name.strip_prefix("card") {
+            drm.id = number.parse().unwrap_or(0);
+            drm.card_name = name;
+            drm.card_device = device;
+        } else if name.starts_with("controlD") {
+            drm.control_name = name;
+            drm.control_device = device;
+        } else if name.starts_with("renderD") {
+            drm.render_name = name;
+            drm.render_device = device;
+        }
+    }
+    Some(drm)
+}
+
+/// Mediated-device profiles, by their directory name.
+fn mdev_profiles(dir: &Path) -> BTreeMap<String, GpuMdev> {
+    sysfs::sorted_entries(dir)
+        .into_iter()
+        .map(|profile| {
+            let path = dir.join(&profile);
+            let devices = path.join("devices");
+            let mdev = GpuMdev {
+                api: sysfs::read_trimmed(&path.join("device_api")).unwrap_or_default(),
+                available: sysfs::read_u64(&path.join("available_instances")).unwrap_or(0),
+                name: sysfs::read_trimmed(&path.join("name")).unwrap_or_default(),
+                description: sysfs::read_trimmed(&path.join("description")).unwrap_or_default(),
+                devices: devices.exists().then(|| sysfs::sorted_entries(&devices)),
+            };
+            (profile, mdev)
+        })
+        .collect()
+}
+
+/// NVIDIA cards as the driver describes them in /proc, by PCI address.
+fn nvidia_cards(gpus: &Path) -> BTreeMap<String, GpuNvidia> {
+    sysfs::sorted_entries(gpus)
+        .into_iter()
+        .filter_map(|address| {
+            let text = std::fs::read_to_string(gpus.join(&address).join("information")).ok()?;
+            let mut card = GpuNvidia::default();
+            for (key, value) in text.lines().filter_map(|line| line.split_once(':')) {
+                let value = value.trim();
+                match key.trim() {
+                    "Model" => {
+                        card.model = value.to_string();
+                        card.brand = value.split(' ').next().unwrap_or_default().to_string();
+                    }
+                    "Device Minor" => {
+                        card.card_name = format!("nvidia{value}");
+                        card.card_device = format!("195:{value}");
+                    }
+                    _ => {}
+                }
+            }
+            Some((address, card))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+    use std::os::unix::fs::symlink;
+
+    /// A recorded workstation: an Intel iGPU driving the display (DRM card,
+    /// control and render nodes, i915 GVT-g profiles) and an NVIDIA card on
+    /// its proprietary driver (no DRM card, described in /proc).
+    #[test]
+    fn recorded_intel_and_nvidia_gpus() {
+        let root = tempfile::tempdir().unwrap();
+        let roots = Roots::under(root.path(), "6.1.0");
+        let sys = &roots.sys;
+        let pci = sys.join("devices/pci0000:00");
+        fs::create_dir_all(sys.join("bus/pci/devices")).unwrap();
+        fs::create_dir_all(sys.join("class/drm")).unwrap();
+        let write = |dir: &Path, files: &[(&str, &str)]| {
+            fs::create_dir_all(dir).unwrap();
+            for (file, value) in files {
+                fs::write(dir.join(file), format!("{value}\n")).unwrap();
+            }
+        };
+        let function = |address: &str, vendor: &str, product: &str, driver: &str| {
+            let dir = pci.join(address);
+            write(
+                &dir,
+                &[("vendor", vendor), ("device", product), ("class", "0x030000")],
+            );
+            symlink(sys.join("bus/pci"), dir.join("subsystem")).unwrap();
+            let drivers = sys.join("bus/pci/drivers").join(driver);
+            fs::create_dir_all(&drivers).unwrap();
+            symlink(&drivers, dir.join("driver")).unwrap();
+            symlink(&dir, sys.join("bus/pci/devices").join(address)).unwrap();
+            dir
+        };
+        let intel = function("0000:00:02.0", "0x8086", "0x5916", "i915");
+        for (node, number) in [
+            ("card0", "226:0"),
+            ("controlD64", "226:64"),
+            ("renderD128", "226:128"),
+        ] {
+            write(&intel.join("drm").join(node), &[("dev", number)]);
+        }
+        symlink(intel.join("drm/card0"), sys.join("class/drm/card0")).unwrap();
+        symlink(&intel, intel.join("drm/card0/device")).unwrap();
+        write(&sys.join("class/drm/card0-HDMI-A-1"), &[]);
+        let profile = intel.join("mdev_supported_types/i915-GVTg_V5_8");
+        write(
+            &profile,
+            &[
+                ("device_api", "vfio-pci"),
+                ("available_instances", "2"),
+                ("name", "GVTg_V5_8"),
+            ],
+        );
+        fs::create_dir_all(profile.join("devices")).unwrap();
+        let nvidia = function("0000:01:00.0", "0x10de", "0x1287", "nvidia");
+        write(
+            &roots.proc.join("driver/nvidia/gpus/0000:01:00.0"),
+            &[(
+                "information",
+                "Model: \t\t GeForce GT 730\nIRQ:   130\nDevice Minor: \t 0",
+            )],
+        );
+        let _ = nvidia;
+
+        let gpu = gpu(&roots);
+        assert_eq!(gpu.total, 2);
+        let (intel, nvidia) = (&gpu.cards[0], &gpu.cards[1]);
+        assert_eq!(
+            (intel.pci_address.as_str(), intel.driver.as_str()),
+            ("0000:00:02.0", "i915")
+        );
+        assert_eq!(intel.driver_version, "6.1.0");
+        let drm = intel.drm.as_ref().unwrap();
+        assert_eq!(
+            (drm.id, drm.card_device.as_str(), drm.render_name.as_str()),
+            (0, "226:0", "renderD128")
+        );
+        let gvt = &intel.mdev["i915-GVTg_V5_8"];
+        assert_eq!(
+            (gvt.api.as_str(), gvt.available, gvt.devices.as_deref()),
+            ("vfio-pci", 2, Some(&[][..]))
+        );
+        assert_eq!(
+            (nvidia.pci_address.as_str(), nvidia.product_id.as_str()),
+            ("0000:01:00.0", "1287")
+        );
+        assert!(nvidia.drm.is_none());
+        let model = nvidia.nvidia.as_ref().unwrap();
+        assert_eq!(
+            (model.brand.as_str(), model.model.as_str()),
+            ("GeForce", "GeForce GT 730")
+        );
+        assert_eq!(
+            (model.card_name.as_str(), model.card_device.as_str()),
+            ("nvidia0", "195:0")
+        );
+    }
+}
