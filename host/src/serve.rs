@@ -105,6 +105,7 @@ pub const API_EXTENSIONS: &[&str] = &[
     "resources_network_usb",
     "resources_disk_address",
     "resources_gpu_usb",
+    "resources_pci_vpd",
     "resources_load",
     "resources_cpu_flags",
 ];

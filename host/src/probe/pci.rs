@@ -6,7 +6,7 @@ use std::fs;
 use std::path::Path;
 
 use super::sysfs::{self, Roots};
-use crate::api::devices::{Pci, PciDevice};
+use crate::api::devices::{Pci, PciDevice, PciVpd};
 
 /// Where distributions keep pci.ids (the paths Incus's pcidb reads).
 const PCI_IDS: &[&str] = &["/usr/share/hwdata/pci.ids", "/usr/share/misc/pci.ids"];
@@ -41,10 +41,77 @@ fn device(path: &Path, address: String, roots: &Roots, names: &PciNames) -> PciD
         vendor_id,
         product,
         product_id,
-        // Vital product data is read only by root and is not parsed yet:
-        // left empty, as for a device that has none.
-        vpd: Default::default(),
+        // Vital product data: readable by root only; otherwise empty, as
+        // Incus leaves it.
+        vpd: read_vpd(&path.join("vpd"))
+            .map(|bytes| parse_vpd(&bytes))
+            .unwrap_or_default(),
     }
+}
+
+/// The most a device's VPD can hold (its address field is 15 bits).
+const VPD_BYTES: u64 = 32 << 10;
+
+fn read_vpd(path: &Path) -> Option<Vec<u8>> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    fs::File::open(path)
+        .ok()?
+        .take(VPD_BYTES)
+        .read_to_end(&mut bytes)
+        .ok()?;
+    Some(bytes)
+}
+
+/// VPD keywords Incus reports: vendor-specific (`V*`), system-specific
+/// (`Y*`), `Z*`, and the standard identity fields.
+fn vpd_keyword_kept(key: &str) -> bool {
+    matches!(key.as_bytes().first(), Some(b'V' | b'Y' | b'Z'))
+        || ["CC", "EC", "FC", "FN", "MN", "NA", "PN", "RM", "SN"].contains(&key)
+}
+
+/// PCI vital product data (PCI Local Bus 3.0, section 6.4): the identifier
+/// string (tag 0x82) is the product name, the read-only (0x90) and
+/// read-write (0x91) resources hold `keyword, length, value` entries. Read
+/// as Incus reads it, but never past the data: a truncated or lying length
+/// ends the parse.
+pub fn parse_vpd(mut bytes: &[u8]) -> PciVpd {
+    let text = |bytes: &[u8]| {
+        String::from_utf8_lossy(bytes)
+            .trim_matches(['\0', ' '])
+            .to_string()
+    };
+    let mut vpd = PciVpd::default();
+    while let Some((&tag, rest)) = bytes.split_first() {
+        bytes = rest;
+        let length = if tag & 0x80 != 0 {
+            let Some((low_high, rest)) = bytes.split_first_chunk::<2>() else {
+                break;
+            };
+            bytes = rest;
+            usize::from(u16::from_le_bytes(*low_high))
+        } else {
+            usize::from(tag & 0x07)
+        };
+        let (value, rest) = bytes.split_at(length.min(bytes.len()));
+        match tag {
+            0x82 => vpd.product_name = text(value),
+            0x90 | 0x91 => {
+                let mut entries = value;
+                while entries.len() >= 3 {
+                    let (key, size) = (text(&entries[..2]), usize::from(entries[2]));
+                    let end = (3 + size).min(entries.len());
+                    if size > 0 && vpd_keyword_kept(&key) {
+                        vpd.entries.insert(key, text(&entries[3..end]));
+                    }
+                    entries = &entries[end..];
+                }
+            }
+            _ => {}
+        }
+        bytes = rest;
+    }
+    vpd
 }
 
 /// The pci.ids database, when installed: vendor and product names by id.
@@ -125,6 +192,72 @@ mod tests {
         assert_eq!(names.of("1af4", "9999"), ("Red Hat, Inc.".into(), String::new()));
         assert_eq!(names.of("abcd", "1533"), Default::default());
         assert_eq!(PciNames { text: None }.of("8086", "1533"), Default::default());
+    }
+
+    /// The VPD of an Intel X710 as `lspci -vv` shows it: product name, part
+    /// and serial numbers, a vendor field, a checksum (`RV`, not kept), the
+    /// end tag; then a truncated blob and one whose length lies.
+    #[test]
+    fn vital_product_data_is_parsed_as_incus_parses_it() {
+        let mut blob = vec![0x82, 25, 0];
+        blob.extend_from_slice(b"XL710 40GbE Controller   ");
+        let mut read_only = Vec::new();
+        for (key, value) in [
+            ("PN", "X710DA2"),
+            ("SN", "A4BF01234567"),
+            ("V0", "FFV21.5.9"),
+            ("RV", "\u{1}"),
+        ] {
+            read_only.extend_from_slice(key.as_bytes());
+            read_only.push(value.len() as u8);
+            read_only.extend_from_slice(value.as_bytes());
+        }
+        blob.extend_from_slice(&[0x90, read_only.len() as u8, 0]);
+        blob.extend_from_slice(&read_only);
+        blob.push(0x78);
+        let vpd = parse_vpd(&blob);
+        assert_eq!(vpd.product_name, "XL710 40GbE Controller");
+        let entries: Vec<(&str, &str)> = vpd
+            .entries
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        assert_eq!(
+            entries,
+            [("PN", "X710DA2"), ("SN", "A4BF01234567"), ("V0", "FFV21.5.9")]
+        );
+        assert_eq!(parse_vpd(&blob[..10]).product_name, "XL710 4");
+        assert_eq!(
+            parse_vpd(&[0x90, 0xff, 0xff, b'S', b'N', 200, b'x']).entries["SN"],
+            "x"
+        );
+        assert_eq!(parse_vpd(&[]), PciVpd::default());
+        assert_eq!(serde_json::to_string(&parse_vpd(&[0x78])).unwrap(), "{}");
+    }
+
+    /// Any bytes at all (a device's VPD is outside input): no panic, no
+    /// entry of more characters than the data has bytes.
+    #[test]
+    fn any_bytes_parse_without_panic() {
+        let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+        for round in 0..20_000 {
+            let len = round % 64;
+            let bytes: Vec<u8> = (0..len)
+                .map(|_| {
+                    state = state
+                        .wrapping_mul(6_364_136_223_846_793_005)
+                        .wrapping_add(1_442_695_040_888_963_407);
+                    // Bias towards the tags the parser acts on.
+                    match state >> 61 {
+                        0 => 0x82,
+                        1 => 0x90,
+                        _ => (state >> 33) as u8,
+                    }
+                })
+                .collect();
+            let vpd = parse_vpd(&bytes);
+            assert!(vpd.entries.values().all(|value| value.chars().count() <= len));
+        }
     }
 
     /// A recorded device: driver from its link, the module's own version,
