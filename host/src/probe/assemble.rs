@@ -3,9 +3,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 
+use super::devices::sysfs::Roots;
+use super::devices::{dmi, gpu, network, pci, storage, usb};
 use super::flags::{LocalCpus, local_cpus};
-use super::sysfs::Roots;
-use super::{dmi, gpu, network, pci, storage, system, topology, usb};
+use super::{memory, topology};
 use crate::api::resources::{AddressSizes, Cpu, CpuCache, CpuCore, CpuSocket, CpuThread, Resources};
 
 /// Probes this machine. Blocking: reads /proc and /sys and pins threads.
@@ -14,8 +15,8 @@ pub fn probe_resources() -> io::Result<Resources> {
     let roots = Roots::local();
     Ok(Resources {
         cpu: cpu_section(&cpus),
-        memory: system::memory(),
-        load: system::load(),
+        memory: memory::memory(),
+        load: memory::load(),
         pci: section(pci::pci(&roots)),
         network: section(network::network(&roots)),
         storage: section(storage::storage(&roots)),

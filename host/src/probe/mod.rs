@@ -2,24 +2,17 @@
 //!
 //! Flags come per logical CPU from CPUID (the probing thread pinned to that
 //! CPU) reconciled with the kernel's /proc/cpuinfo line for the same CPU;
-//! topology, caches and NUMA from /sys; memory and load from /proc; the
-//! GPUs, PCI and USB devices, network cards, disks and DMI identity from /sys (and
-//! ethtool for ports), as Incus reads them.
+//! topology, caches and NUMA from /sys; memory and load from /proc and /sys
+//! (`memory`); GPUs, PCI and USB devices, network cards, disks and the DMI
+//! identity from /sys and ethtool (`devices`), as Incus reads them.
 
 pub mod cpuid;
 pub mod cpuinfo;
-pub mod dmi;
-pub mod ethtool;
+pub mod devices;
 pub mod flag_table;
 pub mod flags;
-pub mod gpu;
-pub mod network;
-pub mod pci;
-pub mod storage;
-pub mod sysfs;
-pub mod system;
+pub mod memory;
 pub mod topology;
-pub mod usb;
 
 mod assemble;
 
