@@ -427,9 +427,11 @@ async fn serve_connection(
         .and_then(|certs| certs.first())
         .map(|cert| Arc::new(cert.as_ref().to_vec()));
     tracing::debug!(%peer, client_certificate = certificate.is_some(), "connection");
+    // Its fingerprint, for `GET /1.0`'s `auth_user_name`: once per connection.
+    let fingerprint = certificate.as_deref().map(|cert| crate::digest::sha256_hex(cert));
     let guard = move |mut request: axum::extract::Request, next: axum::middleware::Next| {
-        let client = match certificate.as_deref() {
-            Some(cert) if trust.contains(cert) => Client::Trusted(crate::digest::sha256_hex(cert)),
+        let client = match (certificate.as_deref(), &fingerprint) {
+            (Some(cert), Some(fingerprint)) if trust.contains(cert) => Client::Trusted(fingerprint.clone()),
             _ => Client::Untrusted,
         };
         let allowed = matches!(client, Client::Trusted(_))

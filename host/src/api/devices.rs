@@ -52,7 +52,7 @@ pub struct GpuCard {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drm: Option<GpuDrm>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sriov: Option<GpuSriov>,
+    pub sriov: Option<Sriov<GpuCard>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nvidia: Option<GpuNvidia>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -85,13 +85,6 @@ pub struct GpuDrm {
     pub render_name: String,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub render_device: String,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct GpuSriov {
-    pub current_vfs: u64,
-    pub maximum_vfs: u64,
-    pub vfs: Option<Vec<GpuCard>>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -138,7 +131,7 @@ pub struct NetworkCard {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ports: Vec<NetworkPort>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sriov: Option<Sriov>,
+    pub sriov: Option<Sriov<NetworkCard>>,
     pub numa_node: u64,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub pci_address: String,
@@ -179,13 +172,14 @@ pub struct NetworkPort {
     pub link_duplex: String,
 }
 
-/// SR-IOV: how many virtual functions the card has and may have, and them.
+/// SR-IOV of a network card or GPU: how many virtual functions it has and
+/// may have, and them (each a card of the same kind).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Sriov {
+pub struct Sriov<Card> {
     pub current_vfs: u64,
     pub maximum_vfs: u64,
     /// `null` when there are none, as Incus writes it.
-    pub vfs: Option<Vec<NetworkCard>>,
+    pub vfs: Option<Vec<Card>>,
 }
 
 fn is_zero(value: &u64) -> bool {

@@ -3,6 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 
+use super::devices::ids::IdDatabase;
 use super::devices::sysfs::Roots;
 use super::devices::{dmi, gpu, network, pci, storage, usb};
 use super::flags::{LocalCpus, local_cpus};
@@ -13,15 +14,16 @@ use crate::api::resources::{AddressSizes, Cpu, CpuCache, CpuCore, CpuSocket, Cpu
 pub fn probe_resources() -> io::Result<Resources> {
     let cpus = local_cpus()?;
     let roots = Roots::local();
+    let pci_ids = IdDatabase::pci();
     Ok(Resources {
         cpu: cpu_section(&cpus),
         memory: memory::memory(),
         load: memory::load(),
-        pci: section(pci::pci(&roots)),
-        network: section(network::network(&roots)),
+        pci: section(pci::pci(&roots, &pci_ids)),
+        network: section(network::network(&roots, &pci_ids)),
         storage: section(storage::storage(&roots)),
         system: section(dmi::system(&roots, dmi::local_kind(&roots))),
-        gpu: section(gpu::gpu(&roots)),
+        gpu: section(gpu::gpu(&roots, &pci_ids)),
         usb: section(usb::usb(&roots)),
         ..Resources::default()
     })

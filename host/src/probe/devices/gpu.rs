@@ -11,12 +11,11 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use super::pci::PciNames;
+use super::ids::IdDatabase;
 use super::sysfs::{self, Roots};
-use crate::api::devices::{Gpu, GpuCard, GpuDrm, GpuMdev, GpuNvidia, GpuSriov};
+use crate::api::devices::{Gpu, GpuCard, GpuDrm, GpuMdev, GpuNvidia, Sriov};
 
-pub fn gpu(roots: &Roots) -> Gpu {
-    let names = PciNames::load();
+pub fn gpu(roots: &Roots, names: &IdDatabase) -> Gpu {
     let nvidia = nvidia_cards(&roots.proc.join("driver/nvidia/gpus"));
     let mut cards = Vec::new();
     let mut functions: BTreeMap<String, Vec<GpuCard>> = BTreeMap::new();
@@ -40,7 +39,7 @@ pub fn gpu(roots: &Roots) -> Gpu {
             }
             known.push(pci_address.clone());
         }
-        place(card(&device, pci_address, roots, &names, &nvidia), &device);
+        place(card(&device, pci_address, roots, names, &nvidia), &device);
     }
     let bus = roots.sys.join("bus/pci/devices");
     for address in sysfs::sorted_entries(&bus) {
@@ -50,7 +49,7 @@ pub fn gpu(roots: &Roots) -> Gpu {
         if known.contains(&address) || !is_display {
             continue;
         }
-        place(card(&device, address, roots, &names, &nvidia), &device);
+        place(card(&device, address, roots, names, &nvidia), &device);
     }
     let mut total = 0;
     for card in &mut cards {
@@ -68,7 +67,7 @@ fn card(
     device: &Path,
     pci_address: String,
     roots: &Roots,
-    names: &PciNames,
+    names: &IdDatabase,
     nvidia: &BTreeMap<String, GpuNvidia>,
 ) -> GpuCard {
     // Nested devices (a USB display adapter): the innermost directory.
@@ -76,7 +75,7 @@ fn card(
     let mut card = GpuCard {
         pci_address,
         numa_node: sysfs::numa_node(&dir),
-        sriov: sysfs::read_u64(&dir.join("sriov_numvfs")).map(|current| GpuSriov {
+        sriov: sysfs::read_u64(&dir.join("sriov_numvfs")).map(|current| Sriov {
             current_vfs: current,
             maximum_vfs: sysfs::read_u64(&dir.join("sriov_totalvfs")).unwrap_or(0),
             vfs: None,
@@ -88,7 +87,7 @@ fn card(
     } else {
         card.vendor_id = sysfs::id(&dir.join("vendor"));
         card.product_id = sysfs::id(&dir.join("device"));
-        (card.vendor, card.product) = names.of(&card.vendor_id, &card.product_id);
+        (card.vendor, card.product) = names.device(&card.vendor_id, &card.product_id);
     }
     if let Some((driver, version)) = sysfs::driver(&dir, &roots.kernel_release) {
         (card.driver, card.driver_version) = (driver, version);
@@ -236,7 +235,7 @@ mod tests {
         );
         let _ = nvidia;
 
-        let gpu = gpu(&roots);
+        let gpu = gpu(&roots, &IdDatabase::from_text(""));
         assert_eq!(gpu.total, 2);
         let (intel, nvidia) = (&gpu.cards[0], &gpu.cards[1]);
         assert_eq!(

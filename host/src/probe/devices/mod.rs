@@ -6,6 +6,7 @@
 pub mod dmi;
 pub mod ethtool;
 pub mod gpu;
+pub mod ids;
 pub mod network;
 pub mod pci;
 pub mod storage;

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use super::ethtool::{Ethtool, LinkSettings};
-use super::pci::PciNames;
+use super::ids::IdDatabase;
 use super::sysfs::{self, Roots};
 use crate::api::devices::{Network, NetworkCard, NetworkPort, Sriov};
 
@@ -68,14 +68,14 @@ const PORTS: &[(u32, &str)] = &[
 /// when no socket could be opened: then ports carry sysfs facts only).
 struct Sources<'a> {
     roots: &'a Roots,
-    names: PciNames,
+    names: &'a IdDatabase,
     ethtool: Option<Ethtool>,
 }
 
-pub fn network(roots: &Roots) -> Network {
+pub fn network(roots: &Roots, names: &IdDatabase) -> Network {
     let sources = Sources {
         roots,
-        names: PciNames::load(),
+        names,
         ethtool: Ethtool::open().ok(),
     };
     let mut cards = Vec::new();
@@ -132,7 +132,7 @@ fn card(device: &Path, pci_address: String, sources: &Sources) -> NetworkCard {
     let dir = sysfs::device_dir(device);
     let vendor_id = sysfs::id(&dir.join("vendor"));
     let product_id = sysfs::id(&dir.join("device"));
-    let (vendor, product) = sources.names.of(&vendor_id, &product_id);
+    let (vendor, product) = sources.names.device(&vendor_id, &product_id);
     let (driver, driver_version) = sysfs::driver(&dir, &sources.roots.kernel_release).unwrap_or_default();
     let sriov = sysfs::read_u64(&dir.join("sriov_numvfs")).map(|current| Sriov {
         current_vfs: current,
@@ -329,14 +329,14 @@ mod tests {
 
         let sources = Sources {
             roots: &roots,
-            names: PciNames::from_text(""),
+            names: &IdDatabase::from_text(""),
             ethtool: None,
         };
         let card = card(&pf.clone(), "0000:3b:00.0".into(), &sources);
         let ports: Vec<(&str, u64)> = card.ports.iter().map(|p| (p.id.as_str(), p.port)).collect();
         assert_eq!(ports, [("enp59s0f0", 0), ("enp59s0f1", 1)]);
         assert_eq!(card.ports[1].address, "3c:fd:fe:00:00:01");
-        let section = network(&roots);
+        let section = network(&roots, &IdDatabase::from_text(""));
         assert_eq!(section.total, 2, "one card and its VF");
         assert_eq!(section.cards.len(), 1);
         let sriov = section.cards[0].sriov.as_ref().unwrap();

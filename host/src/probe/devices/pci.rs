@@ -5,18 +5,15 @@
 use std::fs;
 use std::path::Path;
 
+use super::ids::IdDatabase;
 use super::sysfs::{self, Roots};
 use crate::api::devices::{Pci, PciDevice, PciVpd};
 
-/// Where distributions keep pci.ids (the paths Incus's pcidb reads).
-const PCI_IDS: &[&str] = &["/usr/share/hwdata/pci.ids", "/usr/share/misc/pci.ids"];
-
-pub fn pci(roots: &Roots) -> Pci {
-    let names = PciNames::load();
+pub fn pci(roots: &Roots, names: &IdDatabase) -> Pci {
     let bus = roots.sys.join("bus/pci/devices");
     let devices: Vec<PciDevice> = sysfs::sorted_entries(&bus)
         .into_iter()
-        .map(|address| device(&bus.join(&address), address, roots, &names))
+        .map(|address| device(&bus.join(&address), address, roots, names))
         .collect();
     Pci {
         total: devices.len() as u64,
@@ -24,11 +21,11 @@ pub fn pci(roots: &Roots) -> Pci {
     }
 }
 
-fn device(path: &Path, address: String, roots: &Roots, names: &PciNames) -> PciDevice {
+fn device(path: &Path, address: String, roots: &Roots, names: &IdDatabase) -> PciDevice {
     let (driver, driver_version) = sysfs::driver(path, &roots.kernel_release).unwrap_or_default();
     let vendor_id = sysfs::id(&path.join("vendor"));
     let product_id = sysfs::id(&path.join("device"));
-    let (vendor, product) = names.of(&vendor_id, &product_id);
+    let (vendor, product) = names.device(&vendor_id, &product_id);
     PciDevice {
         driver,
         driver_version,
@@ -114,64 +111,6 @@ pub fn parse_vpd(mut bytes: &[u8]) -> PciVpd {
     vpd
 }
 
-/// The pci.ids database, when installed: vendor and product names by id.
-pub struct PciNames {
-    text: Option<String>,
-}
-
-impl PciNames {
-    pub fn load() -> PciNames {
-        PciNames {
-            text: PCI_IDS.iter().find_map(|path| fs::read_to_string(path).ok()),
-        }
-    }
-
-    pub fn from_text(text: &str) -> PciNames {
-        PciNames {
-            text: Some(text.to_string()),
-        }
-    }
-
-    /// (vendor name, product name); empty where unknown.
-    pub fn of(&self, vendor_id: &str, product_id: &str) -> (String, String) {
-        let Some(text) = &self.text else {
-            return Default::default();
-        };
-        let mut vendor = None;
-        for line in text.lines() {
-            if line.starts_with('#') || line.is_empty() {
-                continue;
-            }
-            match (&vendor, line.strip_prefix('\t')) {
-                // A vendor line: `8086  Intel Corporation`.
-                (_, None) => {
-                    if vendor.is_some() {
-                        break;
-                    }
-                    if let Some(name) = named(line, vendor_id) {
-                        vendor = Some(name.to_string());
-                    }
-                }
-                // A device line of our vendor: `\t1533  I210 Gigabit ...`
-                // (subsystem lines have two tabs and are skipped).
-                (Some(vendor), Some(rest)) if !rest.starts_with('\t') => {
-                    if let Some(name) = named(rest, product_id) {
-                        return (vendor.clone(), name.to_string());
-                    }
-                }
-                _ => {}
-            }
-        }
-        (vendor.unwrap_or_default(), String::new())
-    }
-}
-
-/// The name on a pci.ids line `id  name` when its id is `id`.
-fn named<'a>(line: &'a str, id: &str) -> Option<&'a str> {
-    let (line_id, name) = line.split_once("  ")?;
-    (!id.is_empty() && line_id.eq_ignore_ascii_case(id)).then(|| name.trim())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -180,18 +119,20 @@ mod tests {
 
     #[test]
     fn names_come_from_pci_ids() {
-        let names = PciNames::from_text(IDS);
+        let names = IdDatabase::from_text(IDS);
         assert_eq!(
-            names.of("8086", "1533"),
+            names.device("8086", "1533"),
             (
                 "Intel Corporation".into(),
                 "I210 Gigabit Network Connection".into()
             )
         );
-        assert_eq!(names.of("1af4", "1041").1, "Virtio 1.0 network device");
-        assert_eq!(names.of("1af4", "9999"), ("Red Hat, Inc.".into(), String::new()));
-        assert_eq!(names.of("abcd", "1533"), Default::default());
-        assert_eq!(PciNames { text: None }.of("8086", "1533"), Default::default());
+        assert_eq!(names.device("1af4", "1041").1, "Virtio 1.0 network device");
+        assert_eq!(
+            names.device("1af4", "9999"),
+            ("Red Hat, Inc.".into(), String::new())
+        );
+        assert_eq!(names.device("abcd", "1533"), Default::default());
     }
 
     /// The VPD of an Intel X710 as `lspci -vv` shows it: product name, part
@@ -287,7 +228,7 @@ mod tests {
             &bus.join("0000:03:00.0"),
             "0000:03:00.0".into(),
             &roots,
-            &PciNames::from_text(IDS),
+            &IdDatabase::from_text(IDS),
         );
         assert_eq!(
             (device.driver.as_str(), device.driver_version.as_str()),
@@ -299,7 +240,7 @@ mod tests {
             ("8086", "1533")
         );
         assert_eq!(device.product, "I210 Gigabit Network Connection");
-        let section = pci(&roots);
+        let section = pci(&roots, &IdDatabase::from_text(IDS));
         assert_eq!(section.total, 1);
         assert_eq!(section.devices[0].pci_address, "0000:03:00.0");
     }

@@ -2,24 +2,17 @@
 //! their drivers, and names from the usb.ids database where the device
 //! does not give its own, as Incus lists them.
 
-use std::fs;
 use std::path::Path;
 
+use super::ids::IdDatabase;
 use super::sysfs::{self, Roots};
 use crate::api::devices::{Usb, UsbDevice, UsbInterface};
-
-/// Where distributions keep usb.ids.
-const USB_IDS: &[&str] = &[
-    "/usr/share/hwdata/usb.ids",
-    "/usr/share/misc/usb.ids",
-    "/var/lib/usbutils/usb.ids",
-];
 
 /// USB's hub class: hubs are plumbing, not devices to pass through.
 const HUB_CLASS: u64 = 9;
 
 pub fn usb(roots: &Roots) -> Usb {
-    let names = UsbNames::load();
+    let names = IdDatabase::usb();
     let bus = roots.sys.join("bus/usb/devices");
     let devices: Vec<UsbDevice> = sysfs::sorted_entries(&bus)
         .into_iter()
@@ -35,7 +28,7 @@ fn hex(path: &Path) -> Option<u64> {
     u64::from_str_radix(&sysfs::read_trimmed(path)?, 16).ok()
 }
 
-fn device(path: &Path, name: &str, roots: &Roots, names: &UsbNames) -> Option<UsbDevice> {
+fn device(path: &Path, name: &str, roots: &Roots, names: &IdDatabase) -> Option<UsbDevice> {
     let bus_address = sysfs::read_u64(&path.join("busnum"))?;
     if hex(&path.join("bDeviceClass")) == Some(HUB_CLASS) {
         return None;
@@ -64,7 +57,7 @@ fn device(path: &Path, name: &str, roots: &Roots, names: &UsbNames) -> Option<Us
     })
 }
 
-fn interface(path: &Path, roots: &Roots, names: &UsbNames) -> UsbInterface {
+fn interface(path: &Path, roots: &Roots, names: &IdDatabase) -> UsbInterface {
     let class_id = hex(&path.join("bInterfaceClass")).unwrap_or(0);
     let subclass_id = hex(&path.join("bInterfaceSubClass")).unwrap_or(0);
     let (class, subclass) = names.class(class_id, subclass_id);
@@ -80,85 +73,17 @@ fn interface(path: &Path, roots: &Roots, names: &UsbNames) -> UsbInterface {
     }
 }
 
-/// The usb.ids database, when installed.
-pub struct UsbNames {
-    text: Option<String>,
-}
-
-impl UsbNames {
-    pub fn load() -> UsbNames {
-        UsbNames {
-            text: USB_IDS.iter().find_map(|path| fs::read_to_string(path).ok()),
-        }
-    }
-
-    pub fn from_text(text: &str) -> UsbNames {
-        UsbNames {
-            text: Some(text.to_string()),
-        }
-    }
-
-    /// (vendor name, product name) of a device; empty where unknown.
-    pub fn device(&self, vendor_id: &str, product_id: &str) -> (String, String) {
-        self.lookup(None, vendor_id, product_id)
-    }
-
-    /// (class name, subclass name) of an interface (`C 03  Human Interface Device`).
-    pub fn class(&self, class: u64, subclass: u64) -> (String, String) {
-        self.lookup(Some("C "), &format!("{class:02x}"), &format!("{subclass:02x}"))
-    }
-
-    /// A top-level entry (`prefix` + `id  name`) and one of its children
-    /// (`\tid  name`).
-    fn lookup(&self, prefix: Option<&str>, id: &str, child: &str) -> (String, String) {
-        let Some(text) = &self.text else {
-            return Default::default();
-        };
-        let mut parent: Option<&str> = None;
-        for line in text
-            .lines()
-            .filter(|line| !line.starts_with('#') && !line.is_empty())
-        {
-            match line.strip_prefix('\t') {
-                None => {
-                    if parent.is_some() {
-                        break;
-                    }
-                    let rest = match prefix {
-                        Some(prefix) => line.strip_prefix(prefix),
-                        // Vendors: lines starting with a hex id.
-                        None => line.chars().next().filter(char::is_ascii_hexdigit).map(|_| line),
-                    };
-                    parent = rest.and_then(|rest| named(rest, id));
-                }
-                Some(rest) if parent.is_some() && !rest.starts_with('\t') => {
-                    if let Some(name) = named(rest, child) {
-                        return (parent.unwrap_or_default().to_string(), name.to_string());
-                    }
-                }
-                _ => {}
-            }
-        }
-        (parent.unwrap_or_default().to_string(), String::new())
-    }
-}
-
-/// The name on a `id  name` line when its id is `id`.
-fn named<'a>(line: &'a str, id: &str) -> Option<&'a str> {
-    let (line_id, name) = line.split_once("  ")?;
-    line_id.eq_ignore_ascii_case(id).then(|| name.trim())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
     use std::os::unix::fs::symlink;
 
     const IDS: &str = "0557  ATEN International Co., Ltd\n\t2221  Winbond Hermon\n\t2419  Virtual mouse/keyboard device\n1d6b  Linux Foundation\n\t0002  2.0 root hub\nC 03  Human Interface Device\n\t01  Boot Interface Subclass\n\t\t01  Keyboard\nC 09  Hub\n";
 
     #[test]
     fn names_come_from_usb_ids() {
-        let names = UsbNames::from_text(IDS);
+        let names = IdDatabase::from_text(IDS);
         assert_eq!(names.device("0557", "2419").1, "Virtual mouse/keyboard device");
         assert_eq!(
             names.device("0557", "ffff"),
@@ -220,7 +145,7 @@ mod tests {
             );
             symlink(&drivers, interface.join("driver")).unwrap();
         }
-        let names = UsbNames::from_text(IDS);
+        let names = IdDatabase::from_text(IDS);
         assert!(
             device(&hub, "usb1", &roots, &names).is_none(),
             "a hub is not listed"
