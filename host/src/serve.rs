@@ -93,6 +93,7 @@ pub const API_EXTENSIONS: &[&str] = &[
     "resources_gpu",
     "resources_numa",
     "resources_v2",
+    "resources_infiniband",
     "resources_cpu_threads_numa",
     "resources_cpu_core_die",
     "resources_usb_pci",
@@ -108,6 +109,7 @@ pub const API_EXTENSIONS: &[&str] = &[
     "resources_pci_vpd",
     "resources_load",
     "resources_cpu_flags",
+    "resources_cpu_address_sizes",
 ];
 
 /// Who is asking, as the TLS guard found it; absent in plain-HTTP mode,

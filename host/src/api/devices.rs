@@ -147,6 +147,16 @@ pub struct NetworkCard {
     pub firmware_version: String,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub usb_address: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vdpa: Option<NetworkVdpa>,
+}
+
+/// A card's vDPA device (virtio datapath acceleration) and its vhost-vdpa
+/// character device, which a guest's virtio-net can sit on directly.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct NetworkVdpa {
+    pub name: String,
+    pub device: String,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -170,6 +180,27 @@ pub struct NetworkPort {
     pub link_speed: u64,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub link_duplex: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub infiniband: Option<Infiniband>,
+}
+
+/// An InfiniBand port's character devices (name and `major:minor`): the
+/// subnet-manager and management-datagram ones of this port, and the
+/// card's verbs device, which a container needs passed in to use the port.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Infiniband {
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub issm_name: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub issm_device: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub mad_name: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub mad_device: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub verb_name: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub verb_device: String,
 }
 
 /// SR-IOV of a network card or GPU: how many virtual functions it has and

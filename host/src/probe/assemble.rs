@@ -11,21 +11,37 @@ use super::{memory, topology};
 use crate::api::resources::{AddressSizes, Cpu, CpuCache, CpuCore, CpuSocket, CpuThread, Resources};
 
 /// Probes this machine. Blocking: reads /proc and /sys and pins threads.
+///
+/// The CPU section (CPUID from a thread pinned to each CPU, which mostly
+/// waits for the scheduler to move it), memory (one sysfs file per memory
+/// block) and the device sections share nothing, so they run side by side.
 pub fn probe_resources() -> io::Result<Resources> {
-    let cpus = local_cpus()?;
-    let roots = Roots::local();
-    let pci_ids = IdDatabase::pci();
-    Ok(Resources {
-        cpu: cpu_section(&cpus),
-        memory: memory::memory(),
-        load: memory::load(),
-        pci: section(pci::pci(&roots, &pci_ids)),
-        network: section(network::network(&roots, &pci_ids)),
-        storage: section(storage::storage(&roots)),
-        system: section(dmi::system(&roots, dmi::local_kind(&roots))),
-        gpu: section(gpu::gpu(&roots, &pci_ids)),
-        usb: section(usb::usb(&roots)),
-        ..Resources::default()
+    std::thread::scope(|scope| {
+        let cpu = scope.spawn(|| local_cpus().map(|cpus| cpu_section(&cpus)));
+        let memory = scope.spawn(|| (memory::memory(), memory::load()));
+        let roots = Roots::local();
+        let pci_ids = IdDatabase::pci();
+        let devices = Resources {
+            pci: section(pci::pci(&roots, &pci_ids)),
+            network: section(network::network(&roots, &pci_ids)),
+            storage: section(storage::storage(&roots)),
+            system: section(dmi::system(&roots, dmi::local_kind(&roots))),
+            gpu: section(gpu::gpu(&roots, &pci_ids)),
+            usb: section(usb::usb(&roots)),
+            ..Resources::default()
+        };
+        let (memory, load) = memory
+            .join()
+            .map_err(|_| io::Error::other("the memory probe panicked"))?;
+        let cpu = cpu
+            .join()
+            .map_err(|_| io::Error::other("the CPU probe panicked"))??;
+        Ok(Resources {
+            cpu,
+            memory,
+            load,
+            ..devices
+        })
     })
 }
 

@@ -1,11 +1,12 @@
 //! The `system` section: the machine's DMI identity from
-//! /sys/class/dmi/id, and whether it is a container, a virtual machine or
-//! physical, decided as `systemd-detect-virt` decides it (which is what
-//! Incus runs) but without running it: two processes cost more than the
-//! rest of the probe.
+//! /sys/class/dmi/id (or lshw's view of it, `lshw`, where there is none),
+//! and whether it is a container, a virtual machine or physical, decided
+//! as `systemd-detect-virt` decides it (which is what Incus runs) but
+//! without running it: two processes cost more than the rest of the probe.
 
 use std::path::Path;
 
+use super::lshw;
 use super::sysfs::{self, Roots};
 use crate::api::devices::{Chassis, Firmware, Motherboard, System};
 
@@ -132,9 +133,13 @@ pub fn system(roots: &Roots, kind: &str) -> System {
         ..System::default()
     };
     if !dmi.exists() {
-        // No DMI table (many VMs and Arm boards): Incus falls back to lshw,
-        // which such machines rarely have; the identity stays empty.
-        return system;
+        // No DMI table (many VMs and Arm boards): lshw, as Incus falls back
+        // to; without it only the kind is known.
+        let from_lshw = roots.lshw.as_deref().and_then(lshw::local);
+        return from_lshw.map_or(system, |found| System {
+            kind: kind.to_string(),
+            ..found
+        });
     }
     let read = |file: &str| sysfs::read_trimmed(&dmi.join(file)).unwrap_or_default();
     system.uuid = read("product_uuid");

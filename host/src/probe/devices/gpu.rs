@@ -1,22 +1,18 @@
 //! The `gpu` section: cards from /sys/class/drm, then display-class PCI
 //! functions without a DRM card (bound to vfio-pci, or NVIDIA's driver),
 //! with DRM nodes, SR-IOV virtual functions, mediated-device profiles and
-//! NVIDIA's model, as Incus lists them.
-//!
-//! Incus first asks `nvidia-container-cli info` for NVIDIA cards (adding
-//! CUDA and driver versions, UUID and architecture) and falls back to
-//! /proc/driver/nvidia; nodecache reads /proc only, so on a host with that
-//! tool those four fields are missing from its document.
+//! what NVIDIA's driver says of its cards (`nvidia`), as Incus lists them.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
 use super::ids::IdDatabase;
+use super::nvidia::NvidiaCards;
 use super::sysfs::{self, Roots};
-use crate::api::devices::{Gpu, GpuCard, GpuDrm, GpuMdev, GpuNvidia, Sriov};
+use crate::api::devices::{Gpu, GpuCard, GpuDrm, GpuMdev, Sriov};
 
 pub fn gpu(roots: &Roots, names: &IdDatabase) -> Gpu {
-    let nvidia = nvidia_cards(&roots.proc.join("driver/nvidia/gpus"));
+    let nvidia = NvidiaCards::read(roots);
     let mut cards = Vec::new();
     let mut functions: BTreeMap<String, Vec<GpuCard>> = BTreeMap::new();
     let mut known: Vec<String> = Vec::new();
@@ -68,7 +64,7 @@ fn card(
     pci_address: String,
     roots: &Roots,
     names: &IdDatabase,
-    nvidia: &BTreeMap<String, GpuNvidia>,
+    nvidia: &NvidiaCards,
 ) -> GpuCard {
     // Nested devices (a USB display adapter): the innermost directory.
     let dir = sysfs::device_dir(device);
@@ -93,7 +89,7 @@ fn card(
         (card.driver, card.driver_version) = (driver, version);
     }
     if card.driver == "nvidia" && !card.pci_address.is_empty() {
-        card.nvidia = nvidia.get(&card.pci_address).cloned();
+        card.nvidia = nvidia.card(&card.pci_address);
     }
     card.drm = drm(&dir.join("drm"));
     card.mdev = mdev_profiles(&dir.join("mdev_supported_types"));
@@ -138,32 +134,6 @@ fn mdev_profiles(dir: &Path) -> BTreeMap<String, GpuMdev> {
                 devices: devices.exists().then(|| sysfs::sorted_entries(&devices)),
             };
             (profile, mdev)
-        })
-        .collect()
-}
-
-/// NVIDIA cards as the driver describes them in /proc, by PCI address.
-fn nvidia_cards(gpus: &Path) -> BTreeMap<String, GpuNvidia> {
-    sysfs::sorted_entries(gpus)
-        .into_iter()
-        .filter_map(|address| {
-            let text = std::fs::read_to_string(gpus.join(&address).join("information")).ok()?;
-            let mut card = GpuNvidia::default();
-            for (key, value) in text.lines().filter_map(|line| line.split_once(':')) {
-                let value = value.trim();
-                match key.trim() {
-                    "Model" => {
-                        card.model = value.to_string();
-                        card.brand = value.split(' ').next().unwrap_or_default().to_string();
-                    }
-                    "Device Minor" => {
-                        card.card_name = format!("nvidia{value}");
-                        card.card_device = format!("195:{value}");
-                    }
-                    _ => {}
-                }
-            }
-            Some((address, card))
         })
         .collect()
 }

@@ -9,7 +9,7 @@ use std::path::Path;
 use super::ethtool::{Ethtool, LinkSettings};
 use super::ids::IdDatabase;
 use super::sysfs::{self, Roots};
-use crate::api::devices::{Network, NetworkCard, NetworkPort, Sriov};
+use crate::api::devices::{Infiniband, Network, NetworkCard, NetworkPort, NetworkVdpa, Sriov};
 
 /// Link modes by their `ETHTOOL_LINK_MODE_*` bit, as Incus names them.
 const MODES: &[(u32, &str)] = &[
@@ -150,12 +150,13 @@ fn card(device: &Path, pci_address: String, sources: &Sources) -> NetworkCard {
         product,
         product_id,
         usb_address: sysfs::usb_address(&dir).unwrap_or_default(),
+        vdpa: vdpa(&dir),
         ..NetworkCard::default()
     };
     let is_function = device.join("physfn").exists();
     let net = device.join("net");
     for name in sysfs::sorted_entries(&net) {
-        if let Some(port) = port(&net.join(&name), name, is_function, sources) {
+        if let Some(port) = port(&net.join(&name), name, is_function, &dir, sources) {
             card.ports.push(port);
         }
     }
@@ -165,9 +166,56 @@ fn card(device: &Path, pci_address: String, sources: &Sources) -> NetworkCard {
     card
 }
 
+/// The card's first vDPA device (`vdpaN` under it) and its `vhost-vdpa-N`
+/// node. Incus fails the whole card when the node is missing; here only
+/// the vDPA entry is left out.
+fn vdpa(card: &Path) -> Option<NetworkVdpa> {
+    let name = sysfs::sorted_entries(card)
+        .into_iter()
+        .find(|name| name.starts_with("vdpa"))?;
+    let device = sysfs::sorted_entries(&card.join(&name))
+        .into_iter()
+        .find(|entry| entry.starts_with("vhost-vdpa-"))?;
+    Some(NetworkVdpa { name, device })
+}
+
+/// The character devices of InfiniBand port `port` (1-based, as the
+/// kernel numbers IB ports) of the card at `card`: its `issmN` and `umadN`
+/// under `infiniband_mad` (each says which port it serves) and the card's
+/// one `uverbsN` under `infiniband_verbs`.
+fn infiniband(card: &Path, port: u64) -> Infiniband {
+    let mut found = Infiniband::default();
+    let mad = card.join("infiniband_mad");
+    for name in sysfs::sorted_entries(&mad) {
+        if sysfs::read_u64(&mad.join(&name).join("port")) != Some(port) {
+            continue;
+        }
+        let Some(device) = sysfs::read_trimmed(&mad.join(&name).join("dev")) else {
+            continue;
+        };
+        if name.starts_with("issm") {
+            (found.issm_name, found.issm_device) = (name, device);
+        } else if name.starts_with("umad") {
+            (found.mad_name, found.mad_device) = (name, device);
+        }
+    }
+    let verbs = card.join("infiniband_verbs");
+    if let [name] = sysfs::sorted_entries(&verbs).as_slice() {
+        found.verb_device = sysfs::read_trimmed(&verbs.join(name).join("dev")).unwrap_or_default();
+        found.verb_name = name.clone();
+    }
+    found
+}
+
 /// One interface of the card; `None` where the kernel will not say whether
 /// its link is up (as Incus leaves such a port out).
-fn port(interface: &Path, name: String, is_function: bool, sources: &Sources) -> Option<NetworkPort> {
+fn port(
+    interface: &Path,
+    name: String,
+    is_function: bool,
+    card: &Path,
+    sources: &Sources,
+) -> Option<NetworkPort> {
     let protocol = match sysfs::read_u64(&interface.join("type")) {
         Some(1) => "ethernet",
         Some(19) => "ATM",
@@ -182,6 +230,9 @@ fn port(interface: &Path, name: String, is_function: bool, sources: &Sources) ->
         id: name,
         ..NetworkPort::default()
     };
+    if protocol == "infiniband" && card.join("infiniband").exists() {
+        port.infiniband = Some(infiniband(card, port.port + 1));
+    }
     // A virtual function's link is its parent's business.
     if is_function {
         return Some(port);
@@ -346,5 +397,95 @@ mod tests {
             (vfs[0].pci_address.as_str(), vfs[0].product_id.as_str()),
             ("0000:3b:02.0", "154c")
         );
+    }
+
+    /// A recorded ConnectX-class two-port InfiniBand card (mlx5, as
+    /// /sys shows one: `infiniband/mlx5_0`, one `umadN`/`issmN` pair per
+    /// port, one `uverbs0`) with a vDPA device: each port gets its own
+    /// port's devices, both the card's verbs device.
+    #[test]
+    fn a_recorded_infiniband_card_with_vdpa() {
+        let root = tempfile::tempdir().unwrap();
+        let roots = Roots::under(root.path(), "6.1.0");
+        let card = root.path().join("sys/devices/pci0000:00/0000:81:00.0");
+        let write = |relative: &str, text: &str| {
+            let path = card.join(relative);
+            fs::create_dir_all(path.parent().unwrap()).unwrap();
+            fs::write(path, text).unwrap();
+        };
+        fs::create_dir_all(card.join("infiniband/mlx5_0")).unwrap();
+        for (index, port) in [(0, 1), (1, 2)] {
+            write(&format!("infiniband_mad/umad{index}/port"), &format!("{port}\n"));
+            write(
+                &format!("infiniband_mad/umad{index}/dev"),
+                &format!("231:{index}\n"),
+            );
+            write(&format!("infiniband_mad/issm{index}/port"), &format!("{port}\n"));
+            write(
+                &format!("infiniband_mad/issm{index}/dev"),
+                &format!("231:{}\n", 64 + index),
+            );
+            write(&format!("net/ib{index}/type"), "32\n");
+            write(&format!("net/ib{index}/dev_port"), &format!("{index}\n"));
+        }
+        write("infiniband_verbs/uverbs0/dev", "231:192\n");
+        write("vdpa0/vhost-vdpa-0/dev", "509:0\n");
+        let sources = Sources {
+            roots: &roots,
+            names: &IdDatabase::from_text(""),
+            ethtool: None,
+        };
+        let card = super::card(&card, String::new(), &sources);
+        let ports: Vec<_> = card
+            .ports
+            .iter()
+            .map(|p| (p.id.as_str(), p.protocol.as_str(), p.infiniband.clone().unwrap()))
+            .collect();
+        let expected = |index: u64| Infiniband {
+            issm_name: format!("issm{index}"),
+            issm_device: format!("231:{}", 64 + index),
+            mad_name: format!("umad{index}"),
+            mad_device: format!("231:{index}"),
+            verb_name: "uverbs0".into(),
+            verb_device: "231:192".into(),
+        };
+        assert_eq!(
+            ports,
+            [
+                ("ib0", "infiniband", expected(0)),
+                ("ib1", "infiniband", expected(1))
+            ]
+        );
+        assert_eq!(
+            card.vdpa,
+            Some(NetworkVdpa {
+                name: "vdpa0".into(),
+                device: "vhost-vdpa-0".into()
+            })
+        );
+        let json = serde_json::to_value(&card).unwrap();
+        assert_eq!(json["ports"][1]["infiniband"]["issm_name"], "issm1");
+        assert_eq!(json["vdpa"]["device"], "vhost-vdpa-0");
+    }
+
+    /// An Ethernet port carries no `infiniband` key, a card no `vdpa`
+    /// without a `vhost-vdpa-N` node (as Incus omits them).
+    #[test]
+    fn ethernet_ports_and_incomplete_vdpa_leave_the_keys_out() {
+        let root = tempfile::tempdir().unwrap();
+        let roots = Roots::under(root.path(), "6.1.0");
+        let card = root.path().join("card");
+        fs::create_dir_all(card.join("net/eth0")).unwrap();
+        fs::create_dir_all(card.join("vdpa0")).unwrap();
+        fs::create_dir_all(card.join("infiniband_verbs/uverbs0")).unwrap();
+        fs::write(card.join("net/eth0/type"), "1\n").unwrap();
+        let sources = Sources {
+            roots: &roots,
+            names: &IdDatabase::from_text(""),
+            ethtool: None,
+        };
+        let json = serde_json::to_value(super::card(&card, String::new(), &sources)).unwrap();
+        assert!(json.get("vdpa").is_none(), "{json}");
+        assert!(json["ports"][0].get("infiniband").is_none(), "{json}");
     }
 }

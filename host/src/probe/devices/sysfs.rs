@@ -14,6 +14,12 @@ pub struct Roots {
     pub udev_data: PathBuf,
     /// The running kernel's release: a built-in driver's version, as Incus reports it.
     pub kernel_release: String,
+    /// NVIDIA's `nvidia-container-cli`, asked for its cards' details where
+    /// the driver lists cards; none for a recorded tree.
+    pub nvidia_container_cli: Option<PathBuf>,
+    /// `lshw`, asked for the machine's identity where there is no DMI
+    /// table; none for a recorded tree.
+    pub lshw: Option<PathBuf>,
 }
 
 impl Roots {
@@ -25,6 +31,8 @@ impl Roots {
             dev: PathBuf::from("/dev"),
             udev_data: PathBuf::from("/run/udev/data"),
             kernel_release: read_trimmed(Path::new("/proc/sys/kernel/osrelease")).unwrap_or_default(),
+            nvidia_container_cli: Some(PathBuf::from("nvidia-container-cli")),
+            lshw: Some(PathBuf::from("lshw")),
         }
     }
 
@@ -36,6 +44,8 @@ impl Roots {
             dev: root.join("dev"),
             udev_data: root.join("run/udev/data"),
             kernel_release: kernel_release.to_string(),
+            nvidia_container_cli: None,
+            lshw: None,
         }
     }
 }
