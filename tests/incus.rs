@@ -52,22 +52,36 @@ impl Incus {
     }
 
     fn client(&self, args: &[&str]) {
-        let output = Command::new("incus")
+        self.output(args, None);
+    }
+
+    /// What `incus ARGS` prints, given `input` on its standard input.
+    fn output(&self, args: &[&str], input: Option<&str>) -> String {
+        let mut child = Command::new("incus")
             .args(args)
             .env("INCUS_DIR", &self.dir)
-            .output()
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
             .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        std::io::Write::write_all(&mut stdin, input.unwrap_or("").as_bytes()).unwrap();
+        drop(stdin);
+        let output = child.wait_with_output().unwrap();
         assert!(
             output.status.success(),
             "incus {args:?}: {}",
             String::from_utf8_lossy(&output.stderr)
         );
+        String::from_utf8(output.stdout).unwrap()
     }
-}
 
-impl Drop for Incus {
-    fn drop(&mut self) {
-        // SIGTERM lets incusd shut down cleanly; then reap it.
+    /// Stops the daemon now (SIGTERM, then reaped).
+    fn stop(&mut self) {
+        if !matches!(self.daemon.try_wait(), Ok(None)) {
+            return;
+        }
         let _ = Command::new("kill")
             .arg("-TERM")
             .arg(self.daemon.id().to_string())
@@ -76,8 +90,19 @@ impl Drop for Incus {
     }
 }
 
+impl Drop for Incus {
+    fn drop(&mut self) {
+        // SIGTERM lets incusd shut down cleanly.
+        self.stop();
+    }
+}
+
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
+    free_port_on("127.0.0.1")
+}
+
+fn free_port_on(address: &str) -> u16 {
+    TcpListener::bind((address, 0))
         .unwrap()
         .local_addr()
         .unwrap()
@@ -498,4 +523,152 @@ fn nodecache_resources(cache: &Path) -> Output {
         .args(["--set", "max-age=0s", "resources"])
         .output()
         .unwrap()
+}
+
+/// A real two-member Incus cluster on loopback (node1 on 127.0.0.1, node2
+/// joined on 127.0.0.2): nodecache takes its members from Incus, asks each
+/// Incus server for its resources, narrows to an Incus cluster group, and
+/// lists a member Incus reports offline as offline, without data.
+#[test]
+fn members_come_from_a_real_incus_cluster() {
+    let dir = tempfile::tempdir().unwrap();
+    let node1 = Incus::start(&dir.path().join("node1"));
+    let port1 = free_port();
+    node1.client(&[
+        "config",
+        "set",
+        "core.https_address",
+        &format!("127.0.0.1:{port1}"),
+    ]);
+    node1.client(&["cluster", "enable", "node1"]);
+    node1.client(&["config", "set", "cluster.offline_threshold", "11"]);
+    let token = node1.output(&["cluster", "add", "node2"], None);
+    let token = token.lines().last().unwrap().trim().to_string();
+    let mut node2 = Incus::start(&dir.path().join("node2"));
+    let port2 = free_port_on("127.0.0.2");
+    node2.output(
+        &["admin", "init", "--preseed"],
+        Some(&format!(
+            "cluster:\n  enabled: true\n  server_name: node2\n  server_address: 127.0.0.2:{port2}\n  cluster_token: {token}\n"
+        )),
+    );
+    node1.client(&["cluster", "group", "create", "gen9"]);
+    node1.client(&["cluster", "group", "assign", "node2", "default,gen9"]);
+
+    let identity = dir.path().join("identity");
+    let made = Command::new(BIN)
+        .arg("--state-dir")
+        .arg(&identity)
+        .arg("identity")
+        .output()
+        .unwrap();
+    assert!(made.status.success());
+    let client_cert = identity.join("server.crt");
+    node1.client(&[
+        "config",
+        "trust",
+        "add-certificate",
+        client_cert.to_str().unwrap(),
+        "--name",
+        "nodecache",
+    ]);
+    let cluster = dir.path().join("cluster.toml");
+    std::fs::write(
+        &cluster,
+        format!(
+            "incus = \"https://127.0.0.1:{port1}\"\ndeadline = \"10s\"\n[tls]\nclient-cert = \"{}\"\nclient-key = \"{}\"\nserver-certs = [\"{}\"]\n",
+            client_cert.display(),
+            identity.join("server.key").display(),
+            node1.dir.join("cluster.crt").display(),
+        ),
+    )
+    .unwrap();
+
+    let names_and_sources = |report: &Value| -> Vec<(String, String)> {
+        report["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| {
+                (
+                    n["name"].as_str().unwrap().to_string(),
+                    n["source"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    };
+    let report = json_of(&nodecache(
+        dir.path(),
+        &cluster,
+        &["cpu-flags", "--format", "json"],
+    ));
+    assert_eq!(
+        names_and_sources(&report),
+        [
+            ("node1".to_string(), "remote".to_string()),
+            ("node2".to_string(), "remote".to_string())
+        ],
+        "both Incus servers asked at the URLs Incus gives"
+    );
+    assert!(!report["flags"].as_array().unwrap().is_empty());
+    let gen9 = json_of(&nodecache(
+        dir.path(),
+        &cluster,
+        &["cpu-flags", "--group", "gen9", "--format", "json"],
+    ));
+    let gen9_names: Vec<String> = names_and_sources(&gen9)
+        .into_iter()
+        .map(|(name, _)| name)
+        .collect();
+    assert_eq!(
+        gen9_names,
+        ["node2"],
+        "Incus's cluster group as a nodecache group"
+    );
+
+    // node2 stops; once Incus marks it offline, nodecache lists it so.
+    node2.stop();
+    let started = std::time::Instant::now();
+    loop {
+        let member = node1.output(&["query", "/1.0/cluster/members/node2"], None);
+        let status: Value = serde_json::from_str(&member).unwrap();
+        if status["status"] == "Offline" {
+            break;
+        }
+        assert!(
+            started.elapsed().as_secs() < 90,
+            "Incus never marked node2 offline: {member}"
+        );
+        std::thread::sleep(std::time::Duration::from_secs(1));
+    }
+    let fresh = ["--set", "max-age=0s"];
+    let refused = nodecache(
+        dir.path(),
+        &cluster,
+        &["cpu-flags", "--format", "json", fresh[0], fresh[1]],
+    );
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "no answer without node2's data");
+    assert!(stderr.contains("node2") && stderr.contains("offline"), "{stderr}");
+    let partial = json_of(&nodecache(
+        dir.path(),
+        &cluster,
+        &[
+            "cpu-flags",
+            "--format",
+            "json",
+            "--allow-partial",
+            fresh[0],
+            fresh[1],
+        ],
+    ));
+    let node2_entry = &partial["nodes"][1];
+    assert_eq!(node2_entry["name"], "node2");
+    assert!(
+        node2_entry["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("Incus reports it Offline"),
+        "{node2_entry}"
+    );
 }

@@ -568,7 +568,7 @@ fn can_run_and_groups_answer_over_a_recorded_mixed_cluster() {
         .unwrap();
     assert_eq!(unknown.status.code(), Some(2));
     assert!(
-        stderr(&unknown).contains("no member is in group \"gen9\" (groups in the cluster file: gen1, gen2)"),
+        stderr(&unknown).contains("no member is in group \"gen9\" (groups known: gen1, gen2)"),
         "{}",
         stderr(&unknown)
     );

@@ -34,6 +34,7 @@ fn slow_members(tokio: &tokio::runtime::Runtime) -> Cluster {
             local: false,
             url: Some(support::slow_member(tokio, ANSWER_DELAY)),
             groups: Vec::new(),
+            offline: None,
         })
         .collect();
     Cluster { members }

@@ -240,6 +240,7 @@ mod tests {
         Member {
             name: NodeName::parse(name).unwrap(),
             local,
+            offline: None,
         }
     }
 
@@ -277,6 +278,7 @@ mod tests {
                 local: false,
                 url: Some(url),
                 groups: Vec::new(),
+                offline: None,
             }],
         };
         let dir = tempfile::tempdir().unwrap();

@@ -15,8 +15,11 @@ pub struct ClusterMember {
     pub local: bool,
     /// Where a remote member answers (`https://host:8443`).
     pub url: Option<String>,
-    /// The groups the cluster file puts it in (`groups = ["rack-a"]`).
+    /// The groups the cluster file puts it in (`groups = ["rack-a"]`), or
+    /// Incus's cluster groups for a member Incus lists.
     pub groups: Vec<String>,
+    /// Why it is not asked: Incus reports it offline (its status and message).
+    pub offline: Option<String>,
 }
 
 impl ClusterMember {
@@ -24,6 +27,7 @@ impl ClusterMember {
         Member {
             name: self.name.clone(),
             local: self.local,
+            offline: self.offline.clone(),
         }
     }
 }
@@ -37,6 +41,7 @@ impl Cluster {
                 local: true,
                 url: None,
                 groups: Vec::new(),
+                offline: None,
             }],
         }
     }
@@ -56,7 +61,7 @@ impl Cluster {
                 .flat_map(|member| member.groups.iter().map(String::as_str))
                 .collect();
             return Err(format!(
-                "no member is in group {group:?} (groups in the cluster file: {})",
+                "no member is in group {group:?} (groups known: {})",
                 if known.is_empty() {
                     "none".to_string()
                 } else {

@@ -38,7 +38,8 @@ pub struct Gathered<T = NodeResources> {
 /// Runs `get-node-resources` for every member. A node that cannot be had is
 /// an outcome, not an error, and so is a call the policy broke for one node
 /// (a trap, its budget, its deadline): that node fails, the others stand.
-/// A bad configuration fails the run: it would fail every node alike.
+/// A bad configuration fails the run: it would fail every node alike. A
+/// member known to be offline is not asked: its outcome says so.
 /// `progress` advances as each member finishes (pass `ProgressBar::hidden()` for none).
 pub async fn gather(
     runtime: &Arc<PolicyRuntime>,
@@ -68,6 +69,11 @@ pub async fn gather_with<T: Send + 'static>(
         let (runtime, capabilities, progress) = (runtime.clone(), capabilities.clone(), progress.clone());
         let reduce = reduce.clone();
         tokio::spawn(async move {
+            if let Some(why) = &member.offline {
+                progress.inc(1);
+                let error = FetchError::Unreachable(format!("{} is offline: {why}", member.name));
+                return (member, Ok(Err(PolicyFailure::Unavailable(error))));
+            }
             let result = runtime
                 .get_node_resources(capabilities, &member)
                 .await

@@ -2,6 +2,9 @@
 //! are, where they answer, and how to talk to them.
 //!
 //! ```toml
+//! incus = "https://10.0.0.1:8443"       # optional: the members are this Incus
+//!                                       # cluster's (read on every run), beside
+//!                                       # any listed below
 //! local = "node-a"                      # optional: which member is this machine
 //! deadline = "5s"                       # optional: per-node fetch deadline
 //! max-response-bytes = 16777216         # optional: larger answers are refused
@@ -40,6 +43,10 @@ pub const DEFAULT_MAX_RESPONSE_BYTES: u64 = 16 << 20;
 #[derive(Debug, Clone)]
 pub struct Membership {
     pub cluster: Cluster,
+    /// An Incus cluster whose members join the listed ones (`incus_members`).
+    pub incus: Option<String>,
+    /// `local = "…"` naming a member Incus has yet to list.
+    pub local_pending: Option<String>,
     pub deadline: Duration,
     pub max_response_bytes: u64,
     pub policy: BTreeMap<String, String>,
@@ -61,6 +68,7 @@ pub struct TlsFiles {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 struct FileShape {
+    incus: Option<Spanned<String>>,
     local: Option<Spanned<String>>,
     deadline: Option<Spanned<String>>,
     max_response_bytes: Option<u64>,
@@ -95,6 +103,8 @@ impl Membership {
     pub fn this_machine() -> Membership {
         Membership {
             cluster: Cluster::this_machine(),
+            incus: None,
+            local_pending: None,
             deadline: DEFAULT_DEADLINE,
             max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
             policy: BTreeMap::new(),
@@ -164,18 +174,29 @@ fn parse(text: &str, base: &Path) -> Result<Membership, String> {
             local: false,
             url,
             groups,
+            offline: None,
         });
     }
+    let incus = match &shape.incus {
+        Some(url) => {
+            Some(check_url(url.get_ref()).map_err(|e| format!("{}, key incus: {e}", at(url.span())))?)
+        }
+        None => None,
+    };
+    let mut local_pending = None;
     if let Some(local) = &shape.local {
-        let found = members.iter_mut().find(|m| m.name.as_str() == local.get_ref());
-        let member = found.ok_or_else(|| {
-            format!(
-                "{}, key local: {:?} is not a listed member",
-                at(local.span()),
-                local.get_ref()
-            )
-        })?;
-        member.local = true;
+        match members.iter_mut().find(|m| m.name.as_str() == local.get_ref()) {
+            Some(member) => member.local = true,
+            // Incus lists its members on each run: checked then.
+            None if incus.is_some() => local_pending = Some(local.get_ref().clone()),
+            None => {
+                return Err(format!(
+                    "{}, key local: {:?} is not a listed member",
+                    at(local.span()),
+                    local.get_ref()
+                ));
+            }
+        }
     }
     if let Some(member) = members.iter().find(|m| !m.local && m.url.is_none()) {
         return Err(format!(
@@ -188,6 +209,9 @@ fn parse(text: &str, base: &Path) -> Result<Membership, String> {
             .map_err(|e| format!("{}, key deadline: {e}", at(text_value.span())))?,
         None => DEFAULT_DEADLINE,
     };
+    if members.is_empty() && incus.is_none() {
+        return Err("no [[member]] and no incus = \"https://…\": the cluster has no members".into());
+    }
     let policy = shape
         .policy
         .into_iter()
@@ -208,6 +232,8 @@ fn parse(text: &str, base: &Path) -> Result<Membership, String> {
     tls.member_certs = member_certs;
     Ok(Membership {
         cluster: Cluster { members },
+        incus,
+        local_pending,
         deadline,
         max_response_bytes: shape.max_response_bytes.unwrap_or(DEFAULT_MAX_RESPONSE_BYTES),
         policy,
@@ -223,7 +249,7 @@ fn is_group_name(name: &str) -> bool {
 }
 
 /// `https://host:port` for any host; `http://` only for loopback addresses.
-fn check_url(url: &str) -> Result<String, String> {
+pub(crate) fn check_url(url: &str) -> Result<String, String> {
     let parsed = reqwest::Url::parse(url).map_err(|e| format!("{url:?} is not a URL: {e}"))?;
     match parsed.scheme() {
         "https" => {}

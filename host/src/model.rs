@@ -153,4 +153,8 @@ pub struct Member {
     pub name: crate::node_name::NodeName,
     /// This machine: probed, never fetched.
     pub local: bool,
+    /// Why it has no data this run without being asked (Incus reports it
+    /// offline): the policy is not called for it, so no cached document
+    /// stands in for a member known to be down.
+    pub offline: Option<String>,
 }

@@ -47,15 +47,7 @@ impl Default for RemoteFetcher {
 impl RemoteFetcher {
     /// A fetcher for the members of `membership`, loading its certificates.
     pub fn for_membership(membership: &Membership) -> Result<RemoteFetcher> {
-        let mut trusted = Vec::new();
-        for path in &membership.tls.server_certs {
-            trusted.extend(tls::load_certs(path)?);
-        }
-        let identity = match (&membership.tls.client_cert, &membership.tls.client_key) {
-            (Some(cert), Some(key)) => Some((tls::load_certs(cert)?, tls::load_key(key)?)),
-            (None, None) => None,
-            _ => anyhow::bail!("the cluster file's [tls] needs both client-cert and client-key"),
-        };
+        let (trusted, identity) = load_tls(membership)?;
         // Every client presents the same client certificate.
         let identity = || {
             identity
@@ -181,6 +173,34 @@ impl RemoteFetcher {
     }
 }
 
+type Identity = (
+    Vec<rustls::pki_types::CertificateDer<'static>>,
+    rustls::pki_types::PrivateKeyDer<'static>,
+);
+
+/// The cluster file's pinned server certificates and client identity.
+fn load_tls(
+    membership: &Membership,
+) -> Result<(Vec<rustls::pki_types::CertificateDer<'static>>, Option<Identity>)> {
+    let mut trusted = Vec::new();
+    for path in &membership.tls.server_certs {
+        trusted.extend(tls::load_certs(path)?);
+    }
+    let identity = match (&membership.tls.client_cert, &membership.tls.client_key) {
+        (Some(cert), Some(key)) => Some((tls::load_certs(cert)?, tls::load_key(key)?)),
+        (None, None) => None,
+        _ => anyhow::bail!("the cluster file's [tls] needs both client-cert and client-key"),
+    };
+    Ok((trusted, identity))
+}
+
+/// A client for the cluster file's `[tls]` (its pinned `server-certs`, its
+/// client certificate): what asks an Incus cluster for its members.
+pub fn cluster_client(membership: &Membership) -> Result<reqwest::Client> {
+    let (trusted, identity) = load_tls(membership)?;
+    build_client(&trusted, identity)
+}
+
 /// The opaque part of an `ETag` (`W/"abc"` or `"abc"` -> `abc`).
 fn entity_tag(header: &str) -> String {
     let tag = header.trim();
@@ -197,10 +217,7 @@ fn too_large(url: &str, got: u64, cap: u64) -> FetchError {
 /// TLS 1.3 only; servers trusted by exact certificate; our certificate if we have one.
 fn build_client(
     trusted: &[rustls::pki_types::CertificateDer<'static>],
-    identity: Option<(
-        Vec<rustls::pki_types::CertificateDer<'static>>,
-        rustls::pki_types::PrivateKeyDer<'static>,
-    )>,
+    identity: Option<Identity>,
 ) -> Result<reqwest::Client> {
     let provider = tls::provider();
     let verifier = Arc::new(tls::PinnedServerCerts {
@@ -231,7 +248,7 @@ fn build_client(
         .context("cannot build the HTTP client")
 }
 
-fn error_chain(error: &dyn std::error::Error) -> String {
+pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::sync::Arc;
 
-use anyhow::anyhow;
+use anyhow::{Context, anyhow};
 
 use super::Failure;
 use super::args::{Cli, Command, PolicyCommand};
@@ -21,7 +21,7 @@ use crate::store::CacheStore;
 pub async fn run(cli: Cli) -> Result<(), Failure> {
     match &cli.command {
         Command::Resources { node, all } => {
-            let (membership, config) = cluster_setup(&cli)?;
+            let (membership, config) = cluster_setup(&cli).await?;
             if *all {
                 query::resources_all(&cli, &membership, config).await
             } else {
@@ -37,7 +37,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
             arch,
             allow_partial,
         } => {
-            let (membership, config) = cluster_setup(&cli)?;
+            let (membership, config) = cluster_setup(&cli).await?;
             let membership = in_group(membership, group.as_deref())?;
             let arch = arch.clone().unwrap_or_else(|| std::env::consts::ARCH.to_string());
             let output = FlagsOutput {
@@ -54,7 +54,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
             group,
             format,
         } => {
-            let (membership, config) = cluster_setup(&cli)?;
+            let (membership, config) = cluster_setup(&cli).await?;
             let membership = in_group(membership, group.as_deref())?;
             let guest = match (flags, from) {
                 (Some(flags), _) => query::Guest::Flags(flags.clone()),
@@ -78,12 +78,16 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
 
 /// The cluster file (or this machine alone) and the policy parameters:
 /// the file's `[policy]` table, overridden by `--set`.
-pub(super) fn cluster_setup(cli: &Cli) -> Result<(Membership, BTreeMap<String, String>), Failure> {
+/// With `incus = "…"`, Incus's member list is read here, on every run.
+pub(super) async fn cluster_setup(cli: &Cli) -> Result<(Membership, BTreeMap<String, String>), Failure> {
     let settings = parse_settings(&cli.settings)?;
-    let membership = match &cli.cluster {
+    let mut membership = match &cli.cluster {
         Some(path) => Membership::load(path).map_err(Failure::usage)?,
         None => Membership::this_machine(),
     };
+    crate::incus_members::add_members(&mut membership)
+        .await
+        .context("reading the members of the Incus cluster")?;
     let mut config = membership.policy.clone();
     config.extend(settings);
     Ok((membership, config))

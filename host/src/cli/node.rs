@@ -77,7 +77,7 @@ pub(super) async fn serve_command(cli: &Cli, args: &ServeArgs) -> Result<(), Fai
     };
     // The policy (reloaded when its file changes or on SIGHUP), and the
     // cluster it answers for when given a cluster file.
-    let (membership, config) = cluster_setup(cli)?;
+    let (membership, config) = cluster_setup(cli).await?;
     let idle = crate::membership::parse_duration(idle_timeout)
         .map_err(|e| Failure::usage(anyhow!("--idle-timeout {idle_timeout:?}: {e}")))?;
     // A cluster request may be quiet for its whole deadline: never cut it.

@@ -382,6 +382,7 @@ mod tests {
             let me = Member {
                 name: crate::node_name::NodeName::parse("me").unwrap(),
                 local: true,
+                offline: None,
             };
             let got = runtime
                 .get_node_resources(capabilities(dir.path()), &me)

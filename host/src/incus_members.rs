@@ -1,0 +1,219 @@
+//! Members from a real Incus cluster (`incus = "https://…"` in the cluster
+//! file): its `GET /1.0/cluster/members?recursion=1`, asked on every run,
+//! so a member Incus gains, loses or sees go offline needs no edit here.
+//!
+//! Each member Incus lists is then asked for its `/1.0/resources` at the
+//! URL Incus gives, like any member, with the cluster file's `[tls]` (the
+//! client certificate Incus trusts, the cluster certificate pinned): a
+//! cluster of Incus servers is answered without nodecache on them. Incus's
+//! cluster groups become nodecache groups (`--group`). A member Incus
+//! reports offline is listed as such and not asked.
+
+use anyhow::{Context, Result, anyhow, bail};
+use serde::Deserialize;
+
+use crate::api::envelope::Envelope;
+use crate::cluster::ClusterMember;
+use crate::membership::{Membership, check_url};
+use crate::node_name::NodeName;
+use crate::remote::{cluster_client, error_chain};
+
+/// One entry of Incus's member list (the fields nodecache uses).
+#[derive(Deserialize)]
+struct IncusMember {
+    server_name: String,
+    url: String,
+    #[serde(default)]
+    status: String,
+    #[serde(default)]
+    message: String,
+    #[serde(default)]
+    groups: Vec<String>,
+}
+
+/// Adds the members `membership.incus` lists (nothing without it).
+pub async fn add_members(membership: &mut Membership) -> Result<()> {
+    let Some(base) = membership.incus.clone() else {
+        return Ok(());
+    };
+    let url = format!("{base}/1.0/cluster/members?recursion=1");
+    let client = cluster_client(membership).context("the cluster file's [tls], for incus")?;
+    let body = tokio::time::timeout(
+        membership.deadline,
+        read_bounded(&client, &url, membership.max_response_bytes),
+    )
+    .await
+    .map_err(|_| {
+        anyhow!(
+            "{url} did not answer within {:.1} s",
+            membership.deadline.as_secs_f64()
+        )
+    })??;
+    let listed = parse_members(&body).map_err(|why| anyhow!("{url}: {why}"))?;
+    merge(membership, listed)
+}
+
+async fn read_bounded(client: &reqwest::Client, url: &str, cap: u64) -> Result<Vec<u8>> {
+    let mut response = client
+        .get(url)
+        .send()
+        .await
+        .map_err(|e| anyhow!("{url}: {}", error_chain(&e)))?;
+    let mut body = Vec::new();
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|e| anyhow!("{url}: body cut short: {}", error_chain(&e)))?
+    {
+        body.extend_from_slice(&chunk);
+        if body.len() as u64 > cap {
+            bail!("{url}: the member list exceeds the {cap}-byte cap");
+        }
+    }
+    Ok(body)
+}
+
+/// Incus's answer to `/1.0/cluster/members?recursion=1` as members.
+pub fn parse_members(body: &[u8]) -> Result<Vec<ClusterMember>, String> {
+    let envelope: Envelope<Vec<IncusMember>> =
+        serde_json::from_slice(body).map_err(|e| format!("not an Incus member list: {e}"))?;
+    if envelope.kind == "error" {
+        return Err(format!(
+            "Incus refused: {} {}",
+            envelope.error_code, envelope.error
+        ));
+    }
+    let listed = envelope
+        .metadata
+        .ok_or("Incus sent no member list (is this server clustered?)")?;
+    listed
+        .into_iter()
+        .map(|member| {
+            let name = NodeName::parse(&member.server_name)
+                .map_err(|e| format!("member {:?}: {e}", member.server_name))?;
+            let url = check_url(&member.url).map_err(|e| format!("member {name}: {e}"))?;
+            // Evacuated members are up, only emptied of instances: still asked.
+            let offline = (!matches!(member.status.as_str(), "Online" | "Evacuated")).then(|| {
+                let status = if member.status.is_empty() {
+                    "no status"
+                } else {
+                    &member.status
+                };
+                match member.message.as_str() {
+                    "" => format!("Incus reports it {status}"),
+                    message => format!("Incus reports it {status} ({message})"),
+                }
+            });
+            Ok(ClusterMember {
+                name,
+                local: false,
+                url: Some(url),
+                groups: member.groups,
+                offline,
+            })
+        })
+        .collect()
+}
+
+/// Incus's members beside the listed ones: a member the file lists too
+/// keeps the file's address and certificate, gains Incus's groups, and is
+/// offline when Incus says so.
+fn merge(membership: &mut Membership, listed: Vec<ClusterMember>) -> Result<()> {
+    let members = &mut membership.cluster.members;
+    for member in listed {
+        match members.iter_mut().find(|known| known.name == member.name) {
+            Some(known) => {
+                for group in member.groups {
+                    if !known.groups.contains(&group) {
+                        known.groups.push(group);
+                    }
+                }
+                known.offline = member.offline;
+            }
+            None => members.push(member),
+        }
+    }
+    if let Some(local) = membership.local_pending.take() {
+        let names = membership.cluster.names();
+        let member = membership
+            .cluster
+            .members
+            .iter_mut()
+            .find(|m| m.name.as_str() == local)
+            .ok_or_else(|| anyhow!("key local: {local:?} is neither listed nor an Incus member ({names})"))?;
+        member.local = true;
+        member.offline = None;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The shape Incus 6.0.4 answers with (fields trimmed to those read).
+    const TWO_MEMBERS: &str = r#"{"type":"sync","status":"Success","status_code":200,
+      "operation":"","error_code":0,"error":"","metadata":[
+      {"server_name":"node1","url":"https://127.0.0.1:9443","database":true,
+       "status":"Online","message":"Fully operational","architecture":"x86_64",
+       "groups":["default","gen9"]},
+      {"server_name":"node2","url":"https://127.0.0.2:9443","database":false,
+       "status":"Offline","message":"No heartbeat for 21s","architecture":"x86_64",
+       "groups":["default"]}]}"#;
+
+    #[test]
+    fn members_groups_and_offline_status_are_read() {
+        let members = parse_members(TWO_MEMBERS.as_bytes()).unwrap();
+        assert_eq!(members[0].name.as_str(), "node1");
+        assert_eq!(members[0].url.as_deref(), Some("https://127.0.0.1:9443"));
+        assert_eq!(members[0].groups, ["default", "gen9"]);
+        assert_eq!(members[0].offline, None);
+        assert_eq!(
+            members[1].offline.as_deref(),
+            Some("Incus reports it Offline (No heartbeat for 21s)")
+        );
+    }
+
+    #[test]
+    fn refusals_and_hostile_entries_are_named() {
+        let refused = r#"{"type":"error","error_code":403,"error":"not authorized","metadata":null}"#;
+        assert_eq!(
+            parse_members(refused.as_bytes()).unwrap_err(),
+            "Incus refused: 403 not authorized"
+        );
+        let hostile = TWO_MEMBERS.replace("\"node2\"", "\"../../etc\"");
+        assert!(
+            parse_members(hostile.as_bytes())
+                .unwrap_err()
+                .contains("member \"../../etc\"")
+        );
+        let elsewhere = TWO_MEMBERS.replace("https://127.0.0.2:9443", "ftp://127.0.0.2");
+        assert!(
+            parse_members(elsewhere.as_bytes())
+                .unwrap_err()
+                .contains("member node2")
+        );
+        assert!(
+            parse_members(b"<html>")
+                .unwrap_err()
+                .starts_with("not an Incus member list")
+        );
+    }
+
+    #[test]
+    fn a_listed_member_keeps_its_entry_and_gains_incus_groups() {
+        let mut membership = Membership::from_text(
+            "incus = \"https://127.0.0.1:9443\"\nlocal = \"node2\"\n\
+             [[member]]\nname = \"node1\"\nurl = \"https://10.0.0.1:8443\"\ngroups = [\"rack-a\"]\n",
+            std::path::Path::new("/etc/nodecache"),
+        )
+        .unwrap();
+        merge(&mut membership, parse_members(TWO_MEMBERS.as_bytes()).unwrap()).unwrap();
+        let node1 = &membership.cluster.members[0];
+        assert_eq!(node1.url.as_deref(), Some("https://10.0.0.1:8443"));
+        assert_eq!(node1.groups, ["rack-a", "default", "gen9"]);
+        let node2 = &membership.cluster.members[1];
+        assert!(node2.local, "local names a member only Incus lists");
+        assert_eq!(node2.offline, None, "this machine is probed, whatever Incus says");
+    }
+}
