@@ -626,6 +626,34 @@ fn members_come_from_a_real_incus_cluster() {
         "Incus's cluster group as a nodecache group"
     );
 
+    // Incus 6.0.4 has no per-group configuration: --apply says so, prints
+    // the keys, and changes nothing.
+    let apply = nodecache(
+        dir.path(),
+        &cluster,
+        &[
+            "cpu-flags",
+            "--format",
+            "incus",
+            "--group",
+            "gen9",
+            "--apply",
+            "--yes",
+        ],
+    );
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&apply.stdout),
+        String::from_utf8_lossy(&apply.stderr),
+    );
+    assert!(!apply.status.success(), "{stdout}{stderr}");
+    assert!(stdout.contains("instances.vm.cpu.x86_64.flags="), "{stdout}");
+    assert!(
+        stderr.contains("clustering_groups_vm_cpu_definition") && stderr.contains("nothing was changed"),
+        "{stderr}"
+    );
+    let group = node1.output(&["cluster", "group", "show", "gen9"], None);
+    assert!(!group.contains("instances.vm.cpu"), "{group}");
+
     // node2 stops; once Incus marks it offline, nodecache lists it so.
     node2.stop();
     let started = std::time::Instant::now();

@@ -54,11 +54,16 @@ pub async fn add_members(membership: &mut Membership) -> Result<()> {
 }
 
 async fn read_bounded(client: &reqwest::Client, url: &str, cap: u64) -> Result<Vec<u8>> {
-    let mut response = client
+    let response = client
         .get(url)
         .send()
         .await
         .map_err(|e| anyhow!("{url}: {}", error_chain(&e)))?;
+    body_within(response, url, cap).await
+}
+
+/// A response's body, refused past `cap` bytes.
+pub(crate) async fn body_within(mut response: reqwest::Response, url: &str, cap: u64) -> Result<Vec<u8>> {
     let mut body = Vec::new();
     while let Some(chunk) = response
         .chunk()
@@ -67,7 +72,7 @@ async fn read_bounded(client: &reqwest::Client, url: &str, cap: u64) -> Result<V
     {
         body.extend_from_slice(&chunk);
         if body.len() as u64 > cap {
-            bail!("{url}: the member list exceeds the {cap}-byte cap");
+            bail!("{url}: the answer exceeds the {cap}-byte cap");
         }
     }
     Ok(body)

@@ -17,6 +17,7 @@ pub mod format;
 pub mod gather;
 pub mod identity;
 pub mod idle;
+pub mod incus_group;
 pub mod incus_members;
 pub mod membership;
 pub mod model;

@@ -83,6 +83,13 @@ pub enum Command {
         /// Compute over the nodes that have data instead of failing (exit 3) when some have none.
         #[arg(long)]
         allow_partial: bool,
+        /// Set the keys on the Incus cluster group --group names (the cluster
+        /// file's `incus = "…"`): shows the change, makes it with --yes.
+        #[arg(long, requires = "group")]
+        apply: bool,
+        /// With --apply: make the change shown.
+        #[arg(long, requires = "apply")]
+        yes: bool,
     },
     /// Which members can take a guest started with these flags (or with a
     /// node's host CPU), and what each other member lacks.

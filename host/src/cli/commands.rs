@@ -11,7 +11,7 @@ use super::Failure;
 use super::args::{Cli, Command, PolicyCommand};
 use super::{node, policy, query};
 use crate::capabilities::Capabilities;
-use crate::flags::output::FlagsOutput;
+use crate::flags::output::{FlagsFormat, FlagsOutput};
 use crate::membership::Membership;
 use crate::remote::RemoteFetcher;
 use crate::runtime::artifacts::ArtifactCache;
@@ -36,7 +36,14 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
             group,
             arch,
             allow_partial,
+            apply,
+            yes,
         } => {
+            if *apply && *format != FlagsFormat::Incus {
+                return Err(Failure::usage(anyhow!(
+                    "--apply sets Incus keys: use it with --format incus"
+                )));
+            }
             let (membership, config) = cluster_setup(&cli).await?;
             let membership = in_group(membership, group.as_deref())?;
             let arch = arch.clone().unwrap_or_else(|| std::env::consts::ARCH.to_string());
@@ -46,7 +53,16 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
                 level: *level,
                 explain: *explain,
             };
-            query::cpu_flags_command(&cli, &membership, config, output, &arch, *allow_partial).await
+            let keys =
+                query::cpu_flags_command(&cli, &membership, config, output, &arch, *allow_partial).await?;
+            match group.as_deref().filter(|_| *apply) {
+                Some(group) => {
+                    let shown = crate::incus_group::apply(&membership, group, &keys, *yes).await?;
+                    eprint!("{shown}");
+                    Ok(())
+                }
+                None => Ok(()),
+            }
         }
         Command::CanRun {
             flags,

@@ -112,7 +112,7 @@ pub(super) async fn cpu_flags_command(
     output: FlagsOutput,
     arch: &str,
     allow_partial: bool,
-) -> Result<(), Failure> {
+) -> Result<String, Failure> {
     let capabilities = capabilities(cli, config, membership)?;
     let runtime = std::sync::Arc::new(load_policy(cli, membership, instances_for(membership))?);
     let progress = progress_bar(membership.cluster.members.len());
@@ -150,7 +150,8 @@ pub(super) async fn cpu_flags_command(
     let text = tokio::task::spawn_blocking(move || output.render(&mut report))
         .await
         .map_err(anyhow::Error::from)??;
-    print(&text)
+    print(&text)?;
+    Ok(text)
 }
 
 /// Instances alive at once for a whole-cluster question: one per member

@@ -1,0 +1,215 @@
+//! `cpu-flags --format incus --group G --apply`: the CPU definition found
+//! for group G's members set on the Incus cluster group G (the cluster
+//! file's `incus = "…"`), so Incus's per-group CPU definitions follow the
+//! hardware. The change is shown first and made only with `--yes`.
+//!
+//! Per-group configuration arrived after Incus 6.0 (API extension
+//! `clustering_groups_vm_cpu_definition`): a server without it is told
+//! apart from its `GET /1.0` and nothing is sent to it.
+
+use std::collections::BTreeMap;
+
+use anyhow::{Context, Result, anyhow, bail};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::api::envelope::Envelope;
+use crate::incus_members::body_within;
+use crate::membership::Membership;
+use crate::remote::{cluster_client, error_chain};
+
+/// The API extension a server needs for CPU keys on cluster groups.
+pub const EXTENSION: &str = "clustering_groups_vm_cpu_definition";
+
+/// The writable part of an Incus cluster group (`PUT` takes it whole).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct ClusterGroup {
+    #[serde(default)]
+    description: String,
+    #[serde(default)]
+    members: Vec<String>,
+    #[serde(default)]
+    config: BTreeMap<String, String>,
+}
+
+/// What applying would change: each key's current value (absent: unset)
+/// and the new one, for keys that differ.
+pub type Changes = Vec<(String, Option<String>, String)>;
+
+/// The `key=value` lines of `--format incus` as keys.
+pub fn parse_keys(text: &str) -> BTreeMap<String, String> {
+    text.lines()
+        .filter_map(|line| line.split_once('='))
+        .map(|(key, value)| (key.to_string(), value.to_string()))
+        .collect()
+}
+
+pub fn changes(current: &BTreeMap<String, String>, wanted: &BTreeMap<String, String>) -> Changes {
+    wanted
+        .iter()
+        .filter(|(key, value)| current.get(*key) != Some(*value))
+        .map(|(key, value)| (key.clone(), current.get(key).cloned(), value.clone()))
+        .collect()
+}
+
+/// The change as an operator reads it, one key per line.
+pub fn describe(group: &str, changes: &Changes) -> String {
+    if changes.is_empty() {
+        return format!("Incus cluster group {group} already has these keys\n");
+    }
+    let mut text = format!("Incus cluster group {group}:\n");
+    for (key, old, new) in changes {
+        text.push_str(&format!(
+            "  {key}: {} -> {new}\n",
+            old.as_deref().unwrap_or("(unset)")
+        ));
+    }
+    text
+}
+
+/// A group name that is one URL path segment.
+fn check_group(group: &str) -> Result<()> {
+    let fits = !group.is_empty()
+        && group.len() <= 64
+        && group
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
+        && group.bytes().any(|b| b != b'.');
+    if !fits {
+        bail!("{group:?} is not an Incus cluster group name");
+    }
+    Ok(())
+}
+
+/// Shows, and with `yes` makes, the change of group `group`'s keys
+/// (within the cluster file's deadline). Returns the text to show.
+pub async fn apply(membership: &Membership, group: &str, keys: &str, yes: bool) -> Result<String> {
+    check_group(group)?;
+    tokio::time::timeout(membership.deadline, apply_within(membership, group, keys, yes))
+        .await
+        .map_err(|_| {
+            anyhow!(
+                "Incus did not answer within {:.1} s",
+                membership.deadline.as_secs_f64()
+            )
+        })?
+}
+
+async fn apply_within(membership: &Membership, group: &str, keys: &str, yes: bool) -> Result<String> {
+    let base = membership.incus.as_deref().ok_or_else(|| {
+        anyhow!("--apply sets keys on an Incus cluster: the cluster file needs incus = \"https://…\"")
+    })?;
+    let client = cluster_client(membership).context("the cluster file's [tls], for incus")?;
+    let cap = membership.max_response_bytes;
+    let server: Value = get(&client, &format!("{base}/1.0"), cap).await?.0;
+    let extensions = server["api_extensions"].as_array().cloned().unwrap_or_default();
+    if !extensions.iter().any(|e| e == EXTENSION) {
+        let version = server["environment"]["server_version"]
+            .as_str()
+            .unwrap_or("unknown version");
+        bail!(
+            "{base} (Incus {version}) has no per-group CPU configuration: it lacks the API extension \
+             {EXTENSION} (added after Incus 6.0); nothing was changed. The keys above can be set on \
+             the instances or profiles of group {group} instead, or on the group after an upgrade"
+        );
+    }
+    let url = format!("{base}/1.0/cluster/groups/{group}");
+    let (body, etag) = get(&client, &url, cap).await?;
+    let mut current: ClusterGroup =
+        serde_json::from_value(body).map_err(|e| anyhow!("{url}: not a cluster group: {e}"))?;
+    let wanted = parse_keys(keys);
+    let changes = changes(&current.config, &wanted);
+    let mut shown = describe(group, &changes);
+    if changes.is_empty() {
+        return Ok(shown);
+    }
+    if !yes {
+        shown.push_str("not applied: run again with --yes to set these keys\n");
+        return Ok(shown);
+    }
+    current.config.extend(wanted);
+    let mut request = client
+        .put(&url)
+        .header(reqwest::header::CONTENT_TYPE, "application/json")
+        .body(serde_json::to_vec(&current)?);
+    if let Some(etag) = etag {
+        // Refused if the group changed since it was read.
+        request = request.header(reqwest::header::IF_MATCH, etag);
+    }
+    let response = request
+        .send()
+        .await
+        .map_err(|e| anyhow!("{url}: {}", error_chain(&e)))?;
+    let status = response.status();
+    let answer: Envelope<Value> = serde_json::from_slice(&body_within(response, &url, cap).await?)
+        .map_err(|e| anyhow!("{url}: not an Incus answer: {e}"))?;
+    if !status.is_success() || answer.kind == "error" {
+        bail!(
+            "{url}: Incus refused the change: {} {}",
+            answer.error_code,
+            answer.error
+        );
+    }
+    shown.push_str("applied\n");
+    Ok(shown)
+}
+
+/// An Incus GET's metadata and `ETag`.
+async fn get(client: &reqwest::Client, url: &str, cap: u64) -> Result<(Value, Option<String>)> {
+    let response = client
+        .get(url)
+        .send()
+        .await
+        .map_err(|e| anyhow!("{url}: {}", error_chain(&e)))?;
+    let etag = response
+        .headers()
+        .get(reqwest::header::ETAG)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let envelope: Envelope<Value> = serde_json::from_slice(&body_within(response, url, cap).await?)
+        .map_err(|e| anyhow!("{url}: not an Incus answer: {e}"))?;
+    if envelope.kind == "error" {
+        bail!("{url}: {} {}", envelope.error_code, envelope.error);
+    }
+    Ok((envelope.metadata.unwrap_or(Value::Null), etag))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_keys_that_differ_are_changed() {
+        let wanted =
+            parse_keys("instances.vm.cpu.x86_64.baseline=kvm64\ninstances.vm.cpu.x86_64.flags=avx,avx2\n");
+        let current: BTreeMap<String, String> = [
+            (
+                "instances.vm.cpu.x86_64.baseline".to_string(),
+                "kvm64".to_string(),
+            ),
+            ("user.owner".to_string(), "ops".to_string()),
+        ]
+        .into();
+        let changes = changes(&current, &wanted);
+        assert_eq!(
+            changes,
+            [(
+                "instances.vm.cpu.x86_64.flags".to_string(),
+                None,
+                "avx,avx2".to_string()
+            )]
+        );
+        assert_eq!(
+            describe("gen9", &changes),
+            "Incus cluster group gen9:\n  instances.vm.cpu.x86_64.flags: (unset) -> avx,avx2\n"
+        );
+    }
+
+    #[test]
+    fn group_names_are_one_path_segment() {
+        for bad in ["", "..", ".", "a/b", "a b", "a?b"] {
+            assert!(check_group(bad).is_err(), "{bad:?}");
+        }
+        check_group("gen9.rack-a_1").unwrap();
+    }
+}
