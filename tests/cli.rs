@@ -558,3 +558,60 @@ ls -A "$1/c/resources" > "$2/listing"
     assert_eq!(read("entry-after"), read("entry-before"));
     assert_eq!(read("listing").lines().count(), 1, "{}", read("listing"));
 }
+
+/// The completion scripts and man pages come from the clap definitions: bash
+/// loads its script and completes a subcommand and an option from it, and
+/// `man` renders every page, each naming what it documents.
+#[test]
+fn completions_and_man_pages_are_generated_from_the_options() {
+    let script = Command::new(BIN).args(["completions", "bash"]).output().unwrap();
+    assert!(script.status.success());
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("nodecache.bash");
+    std::fs::write(&file, &script.stdout).unwrap();
+    let complete = |words: &str| {
+        let shell = format!(
+            "source {}; COMP_WORDS=({words}); COMP_CWORD=$(( ${{#COMP_WORDS[@]}} - 1 )); \
+             _nodecache nodecache \"${{COMP_WORDS[-1]}}\" \"${{COMP_WORDS[-2]}}\"; printf '%s\\n' \"${{COMPREPLY[@]}}\"",
+            file.display()
+        );
+        let out = Command::new("bash").args(["-c", &shell]).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    assert!(complete("nodecache cpu").lines().any(|w| w == "cpu-flags"));
+    assert!(
+        complete("nodecache cpu-flags --app")
+            .lines()
+            .any(|w| w == "--apply")
+    );
+    for shell in ["zsh", "fish"] {
+        let out = Command::new(BIN).args(["completions", shell]).output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && text.contains("cpu-flags"),
+            "{shell}: {text}"
+        );
+    }
+    for (page, names) in [
+        (None, "nodecache"),
+        (Some("cpu-flags"), "nodecache-cpu-flags"),
+        (Some("serve"), "nodecache-serve"),
+    ] {
+        let roff = Command::new(BIN).arg("manpage").args(page).output().unwrap();
+        assert!(roff.status.success());
+        let path = dir.path().join("page.1");
+        std::fs::write(&path, &roff.stdout).unwrap();
+        let shown = Command::new("man")
+            .arg("-l")
+            .arg(&path)
+            .env("MANPAGER", "cat")
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&shown.stdout);
+        assert!(shown.status.success() && text.contains(names), "{names}: {text}");
+    }
+    let unknown = Command::new(BIN).args(["manpage", "nope"]).output().unwrap();
+    assert_eq!(unknown.status.code(), Some(2));
+    assert!(stderr(&unknown).contains("no subcommand \"nope\""));
+}

@@ -128,6 +128,25 @@ pub enum Command {
         #[command(subcommand)]
         command: PolicyCommand,
     },
+    /// Print a completion script for SHELL (bash, zsh or fish).
+    Completions {
+        #[arg(value_enum)]
+        shell: CompletionShell,
+    },
+    /// Print the man page nodecache(1), or nodecache-SUBCOMMAND(1), in roff
+    /// (`nodecache manpage cpu-flags | man -l -`).
+    Manpage {
+        #[arg(value_name = "SUBCOMMAND")]
+        subcommand: Option<String>,
+    },
+}
+
+/// The shells `completions` writes for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CompletionShell {
+    Bash,
+    Zsh,
+    Fish,
 }
 
 /// `serve`'s own options.

@@ -9,7 +9,7 @@ use anyhow::{Context, anyhow};
 
 use super::Failure;
 use super::args::{Cli, Command, PolicyCommand};
-use super::{node, policy, query};
+use super::{docs, node, policy, query};
 use crate::capabilities::Capabilities;
 use crate::flags::output::{FlagsFormat, FlagsOutput};
 use crate::membership::Membership;
@@ -89,6 +89,8 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Policy {
             command: PolicyCommand::List,
         } => policy::policy_list(&cli).await,
+        Command::Completions { shell } => docs::completions(*shell),
+        Command::Manpage { subcommand } => docs::manpage(subcommand.as_deref()),
     }
 }
 

@@ -2,6 +2,7 @@
 
 mod args;
 mod commands;
+mod docs;
 mod node;
 mod policy;
 mod query;
