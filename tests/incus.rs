@@ -12,7 +12,7 @@ use std::process::{Child, Command, Output, Stdio};
 
 use serde_json::Value;
 
-use crate::util::{BIN, INCUS_FIXTURE, spawn_serve};
+use crate::util::{BIN, INCUS_FIXTURE, http_get, http_get_json, spawn_serve, spawn_serve_with};
 
 const INCUSD: &str = "/usr/libexec/incus/incusd";
 
@@ -654,6 +654,23 @@ fn members_come_from_a_real_incus_cluster() {
     let group = node1.output(&["cluster", "group", "show", "gen9"], None);
     assert!(!group.contains("instances.vm.cpu"), "{group}");
 
+    // serve, given the same cluster file, reads Incus's member list per request.
+    let server = spawn_serve_with(
+        &[
+            "--cache-dir",
+            dir.path().join("serve-cache").to_str().unwrap(),
+            "--cluster",
+            cluster.to_str().unwrap(),
+        ],
+        &["--insecure-http"],
+    );
+    let served = http_get_json(&server.url, "/1.0/cluster/cpu-flags");
+    assert_eq!(
+        served["metadata"]["nodes"].as_array().unwrap().len(),
+        2,
+        "{served}"
+    );
+
     // node2 stops; once Incus marks it offline, nodecache lists it so.
     node2.stop();
     let started = std::time::Instant::now();
@@ -690,6 +707,13 @@ fn members_come_from_a_real_incus_cluster() {
             fresh[1],
         ],
     ));
+    let answer = http_get(&server.url, "/1.0/cluster/cpu-flags", &[]);
+    assert_eq!(answer.status, 503, "serve saw node2 go offline: {}", answer.body);
+    assert!(
+        answer.body.contains("node2") && answer.body.contains("Incus reports it Offline"),
+        "{}",
+        answer.body
+    );
     let node2_entry = &partial["nodes"][1];
     assert_eq!(node2_entry["name"], "node2");
     assert!(

@@ -8,15 +8,19 @@
 //! the policy and is counted, and the server keeps answering.
 
 use indicatif::ProgressBar;
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::capabilities::Capabilities;
+use crate::cluster::Cluster;
 use crate::cpu_flags::{CpuFlagsReport, cpu_flags};
 use crate::gather::DEFAULT_CONCURRENCY;
+use crate::incus_members::add_members;
 use crate::membership::Membership;
 use crate::model::{NodeResources, PolicyFailure};
 use crate::node_name::NodeName;
+use crate::remote::RemoteFetcher;
 use crate::runtime::slot::PolicySlot;
 use crate::singleflight::{SingleFlight, boxed};
 
@@ -24,6 +28,10 @@ use crate::singleflight::{SingleFlight, boxed};
 const REQUEST_MARGIN: Duration = Duration::from_secs(10);
 
 pub struct ClusterApi {
+    /// The cluster file as written: with `incus = "…"`, Incus's member list
+    /// is read again for each request from it.
+    file: Membership,
+    /// The members as read at start (all of them without `incus`).
     membership: Membership,
     capabilities: Arc<Capabilities>,
     pub slot: Arc<PolicySlot>,
@@ -44,8 +52,14 @@ pub enum ApiError {
 }
 
 impl ClusterApi {
-    pub fn new(membership: Membership, capabilities: Arc<Capabilities>, slot: Arc<PolicySlot>) -> ClusterApi {
+    pub fn new(
+        file: Membership,
+        membership: Membership,
+        capabilities: Arc<Capabilities>,
+        slot: Arc<PolicySlot>,
+    ) -> ClusterApi {
         ClusterApi {
+            file,
             membership,
             capabilities,
             slot,
@@ -55,6 +69,26 @@ impl ClusterApi {
 
     fn deadline(&self) -> Duration {
         Self::request_deadline(self.membership.deadline)
+    }
+
+    /// The members for this request, and the capabilities that reach them:
+    /// read again from Incus when the cluster file names one, so a member
+    /// Incus gains, loses or marks offline shows on the next request.
+    async fn members(&self) -> Result<(Cow<'_, Cluster>, Arc<Capabilities>), ApiError> {
+        if self.file.incus.is_none() {
+            return Ok((Cow::Borrowed(&self.membership.cluster), self.capabilities.clone()));
+        }
+        let unavailable = |e: anyhow::Error| ApiError::NoData(format!("the Incus cluster's members: {e:#}"));
+        let mut membership = self.file.clone();
+        add_members(&mut membership).await.map_err(unavailable)?;
+        let remote = RemoteFetcher::for_membership(&membership).map_err(unavailable)?;
+        let capabilities = Capabilities::new(
+            self.capabilities.store.clone(),
+            self.capabilities.config.clone(),
+            remote,
+        )
+        .with_random_seed(self.capabilities.random_seed);
+        Ok((Cow::Owned(membership.cluster), Arc::new(capabilities)))
     }
 
     /// How long a cluster request may take, given the members' fetch deadline.
@@ -74,12 +108,13 @@ impl ClusterApi {
     }
 
     async fn compute_cpu_flags(&self, arch: &str) -> Result<Arc<CpuFlagsReport>, ApiError> {
+        let (cluster, capabilities) = self.members().await?;
         let policy = self.slot.current();
         let hidden = ProgressBar::hidden();
         let run = cpu_flags(
             &policy.runtime,
-            self.capabilities.clone(),
-            &self.membership.cluster,
+            capabilities,
+            &cluster,
             arch,
             DEFAULT_CONCURRENCY,
             &hidden,
@@ -105,13 +140,15 @@ impl ClusterApi {
     /// One member's resources, through the policy and the cache.
     pub async fn resources(&self, node: &str) -> Result<NodeResources, ApiError> {
         let name = NodeName::parse(node).map_err(|e| ApiError::UnknownNode(e.to_string()))?;
-        let member = self.membership.cluster.find(&name).ok_or_else(|| {
+        let (cluster, capabilities) = self.members().await?;
+        let member = cluster.find(&name).ok_or_else(|| {
             ApiError::UnknownNode(format!("node \"{name}\" is not a member of the cluster"))
         })?;
         let (policy, member) = (self.slot.current(), member.as_member());
-        let call = policy
-            .runtime
-            .get_node_resources(self.capabilities.clone(), &member);
+        if let Some(why) = &member.offline {
+            return Err(ApiError::NoData(format!("{name} is offline: {why}")));
+        }
+        let call = policy.runtime.get_node_resources(capabilities, &member);
         match tokio::time::timeout(self.deadline(), call).await {
             Ok(Ok(Ok(resources))) => Ok(resources),
             Ok(Ok(Err(PolicyFailure::Unavailable(error)))) => {

@@ -1,6 +1,7 @@
 //! Members from a real Incus cluster (`incus = "https://…"` in the cluster
-//! file): its `GET /1.0/cluster/members?recursion=1`, asked on every run,
-//! so a member Incus gains, loses or sees go offline needs no edit here.
+//! file): its `GET /1.0/cluster/members?recursion=1`, asked on every run
+//! (and by `serve` on every cluster request), so a member Incus gains,
+//! loses or sees go offline needs no edit here.
 //!
 //! Each member Incus lists is then asked for its `/1.0/resources` at the
 //! URL Incus gives, like any member, with the cluster file's `[tls]` (the

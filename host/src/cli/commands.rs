@@ -98,14 +98,20 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
 /// the file's `[policy]` table, overridden by `--set`.
 /// With `incus = "…"`, Incus's member list is read here, on every run.
 pub(super) async fn cluster_setup(cli: &Cli) -> Result<(Membership, BTreeMap<String, String>), Failure> {
-    let settings = parse_settings(&cli.settings)?;
-    let mut membership = match &cli.cluster {
-        Some(path) => Membership::load(path).map_err(Failure::usage)?,
-        None => Membership::this_machine(),
-    };
+    let (mut membership, config) = cluster_file(cli)?;
     crate::incus_members::add_members(&mut membership)
         .await
         .context("reading the members of the Incus cluster")?;
+    Ok((membership, config))
+}
+
+/// The cluster file as written (Incus's members not yet read).
+pub(super) fn cluster_file(cli: &Cli) -> Result<(Membership, BTreeMap<String, String>), Failure> {
+    let settings = parse_settings(&cli.settings)?;
+    let membership = match &cli.cluster {
+        Some(path) => Membership::load(path).map_err(Failure::usage)?,
+        None => Membership::this_machine(),
+    };
     let mut config = membership.policy.clone();
     config.extend(settings);
     Ok((membership, config))

@@ -2,23 +2,21 @@
 //! certificate and trust store.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, anyhow};
 
 use super::Failure;
 use super::args::{Cli, ProbeSource, ServeArgs, TrustCommand};
-use super::commands::print;
-use crate::format;
-use crate::probe;
-use std::sync::Arc;
-
-use super::commands::{capabilities, cluster_setup, loader};
+use super::commands::{capabilities, cluster_file, loader, print};
 use crate::cluster_api::ClusterApi;
+use crate::incus_members::add_members;
 use crate::runtime::slot::PolicySlot;
 use crate::runtime::{DEFAULT_INSTANCES, Limits};
 use crate::serve::{ConnectionLimits, ResourcesSource, Service, TlsSetup, serve};
 use crate::trust::{self, TrustStore};
-use std::time::Duration;
+use crate::{format, probe};
 
 pub(super) async fn probe_command(source: ProbeSource) -> Result<(), Failure> {
     let cpus = tokio::task::spawn_blocking(probe::local_cpu_flags)
@@ -77,7 +75,11 @@ pub(super) async fn serve_command(cli: &Cli, args: &ServeArgs) -> Result<(), Fai
     };
     // The policy (reloaded when its file changes or on SIGHUP), and the
     // cluster it answers for when given a cluster file.
-    let (membership, config) = cluster_setup(cli).await?;
+    let (file, config) = cluster_file(cli)?;
+    let mut membership = file.clone();
+    add_members(&mut membership)
+        .await
+        .context("reading the members of the Incus cluster")?;
     let idle = crate::membership::parse_duration(idle_timeout)
         .map_err(|e| Failure::usage(anyhow!("--idle-timeout {idle_timeout:?}: {e}")))?;
     // A cluster request may be quiet for its whole deadline: never cut it.
@@ -111,7 +113,7 @@ pub(super) async fn serve_command(cli: &Cli, args: &ServeArgs) -> Result<(), Fai
     let cluster = cli
         .cluster
         .is_some()
-        .then(|| Arc::new(ClusterApi::new(membership, capabilities, policy.clone())));
+        .then(|| Arc::new(ClusterApi::new(file, membership, capabilities, policy.clone())));
     let listener = tokio::net::TcpListener::bind(address)
         .await
         .with_context(|| format!("cannot listen on {address}"))?;
