@@ -77,6 +77,28 @@ impl Incus {
         String::from_utf8(output.stdout).unwrap()
     }
 
+    /// A nodecache identity made in `state_dir`, its certificate trusted by
+    /// this Incus; returns the certificate's path (its key beside it).
+    fn trust_new_client(&self, state_dir: &Path) -> PathBuf {
+        let made = Command::new(BIN)
+            .arg("--state-dir")
+            .arg(state_dir)
+            .arg("identity")
+            .output()
+            .unwrap();
+        assert!(made.status.success());
+        let certificate = state_dir.join("server.crt");
+        self.client(&[
+            "config",
+            "trust",
+            "add-certificate",
+            certificate.to_str().unwrap(),
+            "--name",
+            "nodecache",
+        ]);
+        certificate
+    }
+
     /// Stops the daemon now (SIGTERM, then reaped).
     fn stop(&mut self) {
         if !matches!(self.daemon.try_wait(), Ok(None)) {
@@ -236,22 +258,7 @@ fn a_real_incus_is_a_peer() {
     ]);
 
     let identity = dir.path().join("identity");
-    let made = Command::new(BIN)
-        .arg("--state-dir")
-        .arg(&identity)
-        .arg("identity")
-        .output()
-        .unwrap();
-    assert!(made.status.success());
-    let client_cert = identity.join("server.crt");
-    incus.client(&[
-        "config",
-        "trust",
-        "add-certificate",
-        client_cert.to_str().unwrap(),
-        "--name",
-        "nodecache",
-    ]);
+    let client_cert = incus.trust_new_client(&identity);
 
     // A recorded older node that lacks some of this machine's flags.
     let mut recorded: Value = serde_json::from_str(INCUS_FIXTURE).unwrap();
@@ -556,22 +563,7 @@ fn members_come_from_a_real_incus_cluster() {
     node1.client(&["cluster", "group", "assign", "node2", "default,gen9"]);
 
     let identity = dir.path().join("identity");
-    let made = Command::new(BIN)
-        .arg("--state-dir")
-        .arg(&identity)
-        .arg("identity")
-        .output()
-        .unwrap();
-    assert!(made.status.success());
-    let client_cert = identity.join("server.crt");
-    node1.client(&[
-        "config",
-        "trust",
-        "add-certificate",
-        client_cert.to_str().unwrap(),
-        "--name",
-        "nodecache",
-    ]);
+    let client_cert = node1.trust_new_client(&identity);
     let cluster = dir.path().join("cluster.toml");
     std::fs::write(
         &cluster,

@@ -15,7 +15,7 @@ use serde_json::Value;
 
 use crate::api::envelope::Envelope;
 use crate::incus_members::body_within;
-use crate::membership::Membership;
+use crate::membership::{Membership, is_group_name};
 use crate::remote::{cluster_client, error_chain};
 
 /// The API extension a server needs for CPU keys on cluster groups.
@@ -67,15 +67,9 @@ pub fn describe(group: &str, changes: &Changes) -> String {
     text
 }
 
-/// A group name that is one URL path segment.
+/// A group name that is one URL path segment (not `.` or `..`).
 fn check_group(group: &str) -> Result<()> {
-    let fits = !group.is_empty()
-        && group.len() <= 64
-        && group
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
-        && group.bytes().any(|b| b != b'.');
-    if !fits {
+    if !is_group_name(group) || group.bytes().all(|b| b == b'.') {
         bail!("{group:?} is not an Incus cluster group name");
     }
     Ok(())

@@ -241,7 +241,8 @@ fn parse(text: &str, base: &Path) -> Result<Membership, String> {
     })
 }
 
-fn is_group_name(name: &str) -> bool {
+/// A group name (1-64 of A-Z a-z 0-9 _ . -), in the cluster file or Incus.
+pub(crate) fn is_group_name(name: &str) -> bool {
     (1..=64).contains(&name.len())
         && name
             .bytes()

@@ -24,7 +24,7 @@ const USB_IDS: &[&str] = &[
 ///
 /// pci.ids is about 1.3 MB: one pass finds where each vendor's (and
 /// class's) block starts, so a lookup reads one block instead of scanning
-/// the file from the top (5.7 ms for this VM's ten PCI functions), and the
+/// the file from the top (5.7 ms for this VM's six PCI functions), and the
 /// index is kept while the file stays as it was.
 #[derive(Default)]
 pub struct IdDatabase {
