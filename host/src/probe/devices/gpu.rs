@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use super::cards;
 use super::ids::IdDatabase;
 use super::nvidia::NvidiaCards;
 use super::sysfs::{self, Roots};
@@ -13,50 +14,31 @@ use crate::api::devices::{Gpu, GpuCard, GpuDrm, GpuMdev, Sriov};
 
 pub fn gpu(roots: &Roots, names: &IdDatabase) -> Gpu {
     let nvidia = NvidiaCards::read(roots);
-    let mut cards = Vec::new();
-    let mut functions: BTreeMap<String, Vec<GpuCard>> = BTreeMap::new();
-    let mut known: Vec<String> = Vec::new();
-    let mut place = |card: GpuCard, device: &Path| match sysfs::link_name(&device.join("physfn")) {
-        Some(parent) => functions.entry(parent).or_default().push(card),
-        None => cards.push(card),
-    };
     let class = roots.sys.join("class/drm");
-    for name in sysfs::sorted_entries(&class) {
-        let entry = class.join(&name);
-        // Cards, not render nodes or connectors (`card0-HDMI-A-1` has no `dev`).
-        if !name.starts_with("card") || !entry.join("dev").exists() {
-            continue;
-        }
-        let device = entry.join("device");
-        let pci_address = sysfs::pci_address(&device).unwrap_or_default();
-        if !pci_address.is_empty() {
-            if known.contains(&pci_address) {
-                continue;
-            }
-            known.push(pci_address.clone());
-        }
-        place(card(&device, pci_address, roots, names, &nvidia), &device);
-    }
-    let bus = roots.sys.join("bus/pci/devices");
-    for address in sysfs::sorted_entries(&bus) {
-        let device = bus.join(&address);
-        let is_display =
-            sysfs::read_trimmed(&device.join("class")).is_some_and(|class| class.starts_with("0x03"));
-        if known.contains(&address) || !is_display {
-            continue;
-        }
-        place(card(&device, address, roots, names, &nvidia), &device);
-    }
-    let mut total = 0;
-    for card in &mut cards {
-        if let Some(sriov) = &mut card.sriov {
-            let vfs = functions.remove(&card.pci_address).unwrap_or_default();
-            total += vfs.len() as u64;
-            sriov.vfs = (!vfs.is_empty()).then_some(vfs);
-        }
-        total += 1;
-    }
+    // Cards, not render nodes or connectors (`card0-HDMI-A-1` has no `dev`).
+    let devices = sysfs::sorted_entries(&class)
+        .into_iter()
+        .map(|name| class.join(name))
+        .filter(|entry| {
+            entry
+                .file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("card"))
+        })
+        .filter(|entry| entry.join("dev").exists())
+        .map(|entry| entry.join("device"));
+    let (cards, total) = cards::walk(roots, devices, "0x03", |device, pci_address| {
+        card(device, pci_address, roots, names, &nvidia)
+    });
     Gpu { cards, total }
+}
+
+impl cards::Card for GpuCard {
+    fn pci_address(&self) -> &str {
+        &self.pci_address
+    }
+    fn sriov(&mut self) -> Option<&mut Sriov<GpuCard>> {
+        self.sriov.as_mut()
+    }
 }
 
 fn card(

@@ -3,6 +3,7 @@
 //! for network ports) as Incus reads them. `Roots` says where the trees
 //! are, so each section is tested on recorded ones.
 
+pub mod cards;
 pub mod dmi;
 pub mod ethtool;
 pub mod gpu;

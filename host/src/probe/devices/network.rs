@@ -3,9 +3,9 @@
 //! functions without an interface, with their ports (ethtool's view),
 //! drivers and SR-IOV virtual functions, as Incus lists them.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 
+use super::cards;
 use super::ethtool::{Ethtool, LinkSettings};
 use super::ids::IdDatabase;
 use super::sysfs::{self, Roots};
@@ -78,54 +78,25 @@ pub fn network(roots: &Roots, names: &IdDatabase) -> Network {
         names,
         ethtool: Ethtool::open().ok(),
     };
-    let mut cards = Vec::new();
-    // Virtual functions, by their parent's PCI address.
-    let mut functions: BTreeMap<String, Vec<NetworkCard>> = BTreeMap::new();
-    let mut known: Vec<String> = Vec::new();
-    let mut place = |card: NetworkCard, device: &Path| match sysfs::link_name(&device.join("physfn")) {
-        Some(parent) => functions.entry(parent).or_default().push(card),
-        None => cards.push(card),
-    };
     let class = roots.sys.join("class/net");
-    for name in sysfs::sorted_entries(&class) {
-        let device = class.join(&name).join("device");
-        if !device.exists() {
-            // Bridges, bonds, veths, loopback: no hardware.
-            continue;
-        }
-        let pci_address = sysfs::pci_address(&device).unwrap_or_default();
-        if !pci_address.is_empty() {
-            if known.contains(&pci_address) {
-                continue;
-            }
-            known.push(pci_address.clone());
-        }
-        let card = card(&device, pci_address, &sources);
-        place(card, &device);
-    }
-    // Network-class PCI functions no interface showed (unbound, or bound
-    // to vfio-pci for a guest).
-    let bus = roots.sys.join("bus/pci/devices");
-    for address in sysfs::sorted_entries(&bus) {
-        let device = bus.join(&address);
-        let is_network =
-            sysfs::read_trimmed(&device.join("class")).is_some_and(|class| class.starts_with("0x02"));
-        if known.contains(&address) || !is_network {
-            continue;
-        }
-        let card = card(&device, address, &sources);
-        place(card, &device);
-    }
-    let mut total = 0;
-    for card in &mut cards {
-        if let Some(sriov) = &mut card.sriov {
-            let vfs = functions.remove(&card.pci_address).unwrap_or_default();
-            total += vfs.len() as u64;
-            sriov.vfs = (!vfs.is_empty()).then_some(vfs);
-        }
-        total += 1;
-    }
+    // Bridges, bonds, veths, loopback: no `device`, no hardware.
+    let devices = sysfs::sorted_entries(&class)
+        .into_iter()
+        .map(|name| class.join(name).join("device"))
+        .filter(|device| device.exists());
+    let (cards, total) = cards::walk(roots, devices, "0x02", |device, pci_address| {
+        card(device, pci_address, &sources)
+    });
     Network { cards, total }
+}
+
+impl cards::Card for NetworkCard {
+    fn pci_address(&self) -> &str {
+        &self.pci_address
+    }
+    fn sriov(&mut self) -> Option<&mut Sriov<NetworkCard>> {
+        self.sriov.as_mut()
+    }
 }
 
 fn card(device: &Path, pci_address: String, sources: &Sources) -> NetworkCard {
