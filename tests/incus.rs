@@ -706,6 +706,17 @@ fn members_come_from_a_real_incus_cluster() {
         "{}",
         answer.body
     );
+    let answer = http_get(&server.url, "/1.0/cluster/resources/node2", &[]);
+    assert_eq!(
+        answer.status, 503,
+        "node2's resources while offline: {}",
+        answer.body
+    );
+    assert!(
+        answer.body.contains("node2 is offline") && answer.body.contains("Incus reports it Offline"),
+        "{}",
+        answer.body
+    );
     let node2_entry = &partial["nodes"][1];
     assert_eq!(node2_entry["name"], "node2");
     assert!(

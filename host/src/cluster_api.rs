@@ -16,11 +16,10 @@ use crate::capabilities::Capabilities;
 use crate::cluster::Cluster;
 use crate::cpu_flags::{CpuFlagsReport, cpu_flags};
 use crate::gather::DEFAULT_CONCURRENCY;
-use crate::incus_members::add_members;
+use crate::incus_members::add_members_with;
 use crate::membership::Membership;
 use crate::model::{NodeResources, PolicyFailure};
 use crate::node_name::NodeName;
-use crate::remote::RemoteFetcher;
 use crate::runtime::slot::PolicySlot;
 use crate::singleflight::{SingleFlight, boxed};
 
@@ -34,6 +33,10 @@ pub struct ClusterApi {
     /// The members as read at start (all of them without `incus`).
     membership: Membership,
     capabilities: Arc<Capabilities>,
+    /// With `incus`, the capabilities for the member list Incus last gave:
+    /// kept while the list reaches the same members at the same URLs, so
+    /// requests share fetches in flight and build no client.
+    latest: std::sync::Mutex<Arc<Capabilities>>,
     pub slot: Arc<PolicySlot>,
     in_flight: SingleFlight<String, Result<Arc<CpuFlagsReport>, ApiError>>,
 }
@@ -61,6 +64,7 @@ impl ClusterApi {
         ClusterApi {
             file,
             membership,
+            latest: std::sync::Mutex::new(capabilities.clone()),
             capabilities,
             slot,
             in_flight: SingleFlight::default(),
@@ -80,15 +84,21 @@ impl ClusterApi {
         }
         let unavailable = |e: anyhow::Error| ApiError::NoData(format!("the Incus cluster's members: {e:#}"));
         let mut membership = self.file.clone();
-        add_members(&mut membership).await.map_err(unavailable)?;
-        let remote = RemoteFetcher::for_membership(&membership).map_err(unavailable)?;
-        let capabilities = Capabilities::new(
-            self.capabilities.store.clone(),
-            self.capabilities.config.clone(),
-            remote,
-        )
-        .with_random_seed(self.capabilities.random_seed);
-        Ok((Cow::Owned(membership.cluster), Arc::new(capabilities)))
+        add_members_with(&mut membership, self.capabilities.remote.cluster_client())
+            .await
+            .map_err(unavailable)?;
+        let mut latest = self.latest.lock().unwrap_or_else(|e| e.into_inner());
+        let remote = latest.remote.for_members(&membership).map_err(unavailable)?;
+        if !remote.reaches_same(&latest.remote) {
+            let capabilities = Capabilities::new(
+                self.capabilities.store.clone(),
+                self.capabilities.config.clone(),
+                remote,
+            )
+            .with_random_seed(self.capabilities.random_seed);
+            *latest = Arc::new(capabilities);
+        }
+        Ok((Cow::Owned(membership.cluster), latest.clone()))
     }
 
     /// How long a cluster request may take, given the members' fetch deadline.
@@ -145,8 +155,8 @@ impl ClusterApi {
             ApiError::UnknownNode(format!("node \"{name}\" is not a member of the cluster"))
         })?;
         let (policy, member) = (self.slot.current(), member.as_member());
-        if let Some(why) = &member.offline {
-            return Err(ApiError::NoData(format!("{name} is offline: {why}")));
+        if let Some(error) = member.offline_failure() {
+            return Err(ApiError::NoData(error.to_string()));
         }
         let call = policy.runtime.get_node_resources(capabilities, &member);
         match tokio::time::timeout(self.deadline(), call).await {

@@ -69,9 +69,8 @@ pub async fn gather_with<T: Send + 'static>(
         let (runtime, capabilities, progress) = (runtime.clone(), capabilities.clone(), progress.clone());
         let reduce = reduce.clone();
         tokio::spawn(async move {
-            if let Some(why) = &member.offline {
+            if let Some(error) = member.offline_failure() {
                 progress.inc(1);
-                let error = FetchError::Unreachable(format!("{} is offline: {why}", member.name));
                 return (member, Ok(Err(PolicyFailure::Unavailable(error))));
             }
             let result = runtime

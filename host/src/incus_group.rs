@@ -14,9 +14,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::api::envelope::Envelope;
-use crate::incus_members::body_within;
 use crate::membership::{Membership, is_group_name};
-use crate::remote::{cluster_client, error_chain};
+use crate::remote::{body_within, cluster_client, error_chain};
 
 /// The API extension a server needs for CPU keys on cluster groups.
 pub const EXTENSION: &str = "clustering_groups_vm_cpu_definition";

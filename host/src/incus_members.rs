@@ -10,14 +10,14 @@
 //! cluster groups become nodecache groups (`--group`). A member Incus
 //! reports offline is listed as such and not asked.
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Context, Result, anyhow};
 use serde::Deserialize;
 
 use crate::api::envelope::Envelope;
 use crate::cluster::ClusterMember;
 use crate::membership::{Membership, check_url};
 use crate::node_name::NodeName;
-use crate::remote::{cluster_client, error_chain};
+use crate::remote::{body_within, cluster_client, error_chain};
 
 /// One entry of Incus's member list (the fields nodecache uses).
 #[derive(Deserialize)]
@@ -34,14 +34,23 @@ struct IncusMember {
 
 /// Adds the members `membership.incus` lists (nothing without it).
 pub async fn add_members(membership: &mut Membership) -> Result<()> {
+    if membership.incus.is_none() {
+        return Ok(());
+    }
+    let client = cluster_client(membership).context("the cluster file's [tls], for incus")?;
+    add_members_with(membership, &client).await
+}
+
+/// As [`add_members`], asking Incus with `client` (the cluster file's
+/// `[tls]`, built once by whoever asks often: `serve`).
+pub async fn add_members_with(membership: &mut Membership, client: &reqwest::Client) -> Result<()> {
     let Some(base) = membership.incus.clone() else {
         return Ok(());
     };
     let url = format!("{base}/1.0/cluster/members?recursion=1");
-    let client = cluster_client(membership).context("the cluster file's [tls], for incus")?;
     let body = tokio::time::timeout(
         membership.deadline,
-        read_bounded(&client, &url, membership.max_response_bytes),
+        read_bounded(client, &url, membership.max_response_bytes),
     )
     .await
     .map_err(|_| {
@@ -60,23 +69,7 @@ async fn read_bounded(client: &reqwest::Client, url: &str, cap: u64) -> Result<V
         .send()
         .await
         .map_err(|e| anyhow!("{url}: {}", error_chain(&e)))?;
-    body_within(response, url, cap).await
-}
-
-/// A response's body, refused past `cap` bytes.
-pub(crate) async fn body_within(mut response: reqwest::Response, url: &str, cap: u64) -> Result<Vec<u8>> {
-    let mut body = Vec::new();
-    while let Some(chunk) = response
-        .chunk()
-        .await
-        .map_err(|e| anyhow!("{url}: body cut short: {}", error_chain(&e)))?
-    {
-        body.extend_from_slice(&chunk);
-        if body.len() as u64 > cap {
-            bail!("{url}: the answer exceeds the {cap}-byte cap");
-        }
-    }
-    Ok(body)
+    Ok(body_within(response, url, cap).await?)
 }
 
 /// Incus's answer to `/1.0/cluster/members?recursion=1` as members.

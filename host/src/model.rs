@@ -158,3 +158,15 @@ pub struct Member {
     /// stands in for a member known to be down.
     pub offline: Option<String>,
 }
+
+impl Member {
+    /// Why this member has no data without being asked: it is known offline.
+    /// One wording for the CLI's report and `serve`'s 503.
+    pub fn offline_failure(&self) -> Option<FetchError> {
+        let why = self.offline.as_ref()?;
+        Some(FetchError::Unreachable(format!(
+            "{} is offline: {why}",
+            self.name
+        )))
+    }
+}

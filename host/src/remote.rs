@@ -8,6 +8,7 @@
 //! a conditional fetch then still saves the policy a rewrite, if not the transfer.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,6 +30,8 @@ pub struct RemoteFetcher {
     /// `server-certs` first, then one per distinct member `server-cert`
     /// (members sharing a certificate share its client and connections).
     clients: Vec<reqwest::Client>,
+    /// Which client pins each member `server-cert` file.
+    client_of_cert: BTreeMap<PathBuf, usize>,
     deadline: Duration,
     max_response_bytes: u64,
 }
@@ -38,6 +41,7 @@ impl Default for RemoteFetcher {
         RemoteFetcher {
             urls: BTreeMap::new(),
             clients: vec![build_client(&[], None).expect("a client without certificates always builds")],
+            client_of_cert: BTreeMap::new(),
             deadline: DEFAULT_DEADLINE,
             max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
         }
@@ -55,7 +59,54 @@ impl RemoteFetcher {
                 .map(|(certs, key)| (certs.clone(), key.clone_key()))
         };
         let mut clients = vec![build_client(&trusted, identity())?];
-        let mut client_of_cert: BTreeMap<&std::path::Path, usize> = BTreeMap::new();
+        let mut client_of_cert = BTreeMap::new();
+        for member in membership.cluster.members.iter().filter(|m| m.url.is_some()) {
+            let Some(path) = membership.tls.member_certs.get(&member.name) else {
+                continue;
+            };
+            if !client_of_cert.contains_key(path) {
+                let pinned = tls::load_certs(path).with_context(|| format!("member {}", member.name))?;
+                clients.push(build_client(&pinned, identity())?);
+                client_of_cert.insert(path.clone(), clients.len() - 1);
+            }
+        }
+        let mut fetcher = RemoteFetcher {
+            urls: BTreeMap::new(),
+            clients,
+            client_of_cert,
+            deadline: membership.deadline,
+            max_response_bytes: membership.max_response_bytes,
+        };
+        fetcher.urls = fetcher.route(membership)?;
+        Ok(fetcher)
+    }
+
+    /// A fetcher for another member list of the same cluster file (Incus's,
+    /// read again for a `serve` request): this one's clients, so no
+    /// certificate is loaded and no TLS configuration built again.
+    pub fn for_members(&self, membership: &Membership) -> Result<RemoteFetcher> {
+        Ok(RemoteFetcher {
+            urls: self.route(membership)?,
+            clients: self.clients.clone(),
+            client_of_cert: self.client_of_cert.clone(),
+            deadline: membership.deadline,
+            max_response_bytes: membership.max_response_bytes,
+        })
+    }
+
+    /// Whether both reach the same members at the same URLs.
+    pub fn reaches_same(&self, other: &RemoteFetcher) -> bool {
+        self.urls == other.urls
+    }
+
+    /// The client that asks Incus for its members: the cluster file's
+    /// `server-certs` and client certificate.
+    pub fn cluster_client(&self) -> &reqwest::Client {
+        &self.clients[0]
+    }
+
+    /// Each member with a URL, and the client whose pinned certificates it must answer with.
+    fn route(&self, membership: &Membership) -> Result<BTreeMap<NodeName, (String, usize)>> {
         let mut urls = BTreeMap::new();
         for member in &membership.cluster.members {
             let Some(url) = member.url.clone() else {
@@ -63,25 +114,17 @@ impl RemoteFetcher {
             };
             let client = match membership.tls.member_certs.get(&member.name) {
                 None => 0,
-                Some(path) => match client_of_cert.get(path.as_path()) {
-                    Some(&index) => index,
-                    None => {
-                        let pinned =
-                            tls::load_certs(path).with_context(|| format!("member {}", member.name))?;
-                        clients.push(build_client(&pinned, identity())?);
-                        client_of_cert.insert(path, clients.len() - 1);
-                        clients.len() - 1
-                    }
-                },
+                Some(path) => *self.client_of_cert.get(path).with_context(|| {
+                    format!(
+                        "member {}: its server-cert {} was not loaded when the cluster file was read",
+                        member.name,
+                        path.display()
+                    )
+                })?,
             };
             urls.insert(member.name.clone(), (url, client));
         }
-        Ok(RemoteFetcher {
-            urls,
-            clients,
-            deadline: membership.deadline,
-            max_response_bytes: membership.max_response_bytes,
-        })
+        Ok(urls)
     }
 
     /// The member's document unless its hardware still matches `validator`
@@ -117,7 +160,7 @@ impl RemoteFetcher {
         if let Some(validator) = validator {
             request = request.header(reqwest::header::IF_NONE_MATCH, format!("\"{validator}\""));
         }
-        let mut response = request
+        let response = request
             .send()
             .await
             .map_err(|e| FetchError::Unreachable(format!("{url}: {}", error_chain(&e))))?;
@@ -130,22 +173,7 @@ impl RemoteFetcher {
             .get(reqwest::header::ETAG)
             .and_then(|value| value.to_str().ok())
             .map(entity_tag);
-        if let Some(length) = response.content_length()
-            && length > self.max_response_bytes
-        {
-            return Err(too_large(url, length, self.max_response_bytes));
-        }
-        let mut body = Vec::new();
-        while let Some(chunk) = response
-            .chunk()
-            .await
-            .map_err(|e| FetchError::BadResponse(format!("{url}: body cut short: {}", error_chain(&e))))?
-        {
-            body.extend_from_slice(&chunk);
-            if body.len() as u64 > self.max_response_bytes {
-                return Err(too_large(url, body.len() as u64, self.max_response_bytes));
-            }
-        }
+        let body = body_within(response, url, self.max_response_bytes).await?;
         let (text, summary) = match resources_document(&body) {
             Ok(checked) => checked,
             Err(EnvelopeError::Server { code, message }) => {
@@ -199,6 +227,33 @@ fn load_tls(
 pub fn cluster_client(membership: &Membership) -> Result<reqwest::Client> {
     let (trusted, identity) = load_tls(membership)?;
     build_client(&trusted, identity)
+}
+
+/// A response's body, refused as soon as it passes `cap` bytes: by the
+/// length it declares, then as it arrives, so an endless or huge answer
+/// costs at most `cap` bytes of memory.
+pub(crate) async fn body_within(
+    mut response: reqwest::Response,
+    url: &str,
+    cap: u64,
+) -> Result<Vec<u8>, FetchError> {
+    if let Some(length) = response.content_length()
+        && length > cap
+    {
+        return Err(too_large(url, length, cap));
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|e| FetchError::BadResponse(format!("{url}: body cut short: {}", error_chain(&e))))?
+    {
+        body.extend_from_slice(&chunk);
+        if body.len() as u64 > cap {
+            return Err(too_large(url, body.len() as u64, cap));
+        }
+    }
+    Ok(body)
 }
 
 /// The opaque part of an `ETag` (`W/"abc"` or `"abc"` -> `abc`).
@@ -260,4 +315,59 @@ pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::{Cluster, ClusterMember};
+
+    fn member(name: &str, url: &str) -> ClusterMember {
+        ClusterMember {
+            name: NodeName::parse(name).unwrap(),
+            local: false,
+            url: Some(url.to_string()),
+            groups: Vec::new(),
+            offline: None,
+        }
+    }
+
+    #[test]
+    fn another_member_list_reuses_the_clients_and_says_whether_it_moved() {
+        let dir = tempfile::tempdir().unwrap();
+        let pinned = dir.path().join("b.crt");
+        std::fs::write(&pinned, crate::identity::generate_certificate().unwrap().0).unwrap();
+        let mut membership = Membership::this_machine();
+        membership.cluster = Cluster {
+            members: vec![
+                member("a", "https://127.0.0.1:1"),
+                member("b", "https://127.0.0.1:2"),
+            ],
+        };
+        let b = NodeName::parse("b").unwrap();
+        membership.tls.member_certs.insert(b.clone(), pinned);
+        let fetcher = RemoteFetcher::for_membership(&membership).unwrap();
+        assert_eq!(
+            fetcher.clients.len(),
+            2,
+            "the cluster's client and b's pinned one"
+        );
+
+        let again = fetcher.for_members(&membership).unwrap();
+        assert!(again.reaches_same(&fetcher));
+        assert_eq!(again.urls[&b].1, 1, "b still answers with its own certificate");
+
+        membership
+            .cluster
+            .members
+            .push(member("c", "https://127.0.0.1:3"));
+        let grown = fetcher.for_members(&membership).unwrap();
+        assert!(!grown.reaches_same(&fetcher));
+        assert_eq!(grown.clients.len(), 2, "no client built for the new member");
+
+        let c = NodeName::parse("c").unwrap();
+        membership.tls.member_certs.insert(c, dir.path().join("c.crt"));
+        let error = format!("{:#}", fetcher.for_members(&membership).unwrap_err());
+        assert!(error.contains("member c") && error.contains("c.crt"), "{error}");
+    }
 }
