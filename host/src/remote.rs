@@ -9,7 +9,6 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -19,7 +18,7 @@ use crate::fingerprint;
 use crate::membership::{DEFAULT_DEADLINE, DEFAULT_MAX_RESPONSE_BYTES, Membership};
 use crate::model::{Document, FetchError, Fetched};
 use crate::node_name::NodeName;
-use crate::tls;
+use crate::tls::{self, Identity};
 
 /// Knows how to reach each remote member.
 #[derive(Debug)]
@@ -201,11 +200,6 @@ impl RemoteFetcher {
     }
 }
 
-type Identity = (
-    Vec<rustls::pki_types::CertificateDer<'static>>,
-    rustls::pki_types::PrivateKeyDer<'static>,
-);
-
 /// The cluster file's pinned server certificates and client identity.
 fn load_tls(
     membership: &Membership,
@@ -269,27 +263,12 @@ fn too_large(url: &str, got: u64, cap: u64) -> FetchError {
     ))
 }
 
-/// TLS 1.3 only; servers trusted by exact certificate; our certificate if we have one.
+/// A member client: `tls::client_config`, no redirects, no proxy, no idle pool.
 fn build_client(
     trusted: &[rustls::pki_types::CertificateDer<'static>],
     identity: Option<Identity>,
 ) -> Result<reqwest::Client> {
-    let provider = tls::provider();
-    let verifier = Arc::new(tls::PinnedServerCerts {
-        trusted: trusted.to_vec(),
-        provider: provider.clone(),
-    });
-    let builder = rustls::ClientConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .context("TLS 1.3 configuration")?
-        .dangerous()
-        .with_custom_certificate_verifier(verifier);
-    let config = match identity {
-        Some((certs, key)) => builder
-            .with_client_auth_cert(certs, key)
-            .context("client certificate")?,
-        None => builder.with_no_client_auth(),
-    };
+    let config = tls::client_config(trusted, identity)?;
     reqwest::Client::builder()
         .use_preconfigured_tls(config)
         // A member answers for itself: never follow it elsewhere, never via a proxy.

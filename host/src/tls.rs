@@ -153,6 +153,33 @@ impl ClientCertVerifier for AnyClientCert {
     handshake_signatures_by_provider!();
 }
 
+/// A client's certificate chain and its key.
+pub type Identity = (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>);
+
+/// TLS 1.3 client configuration: servers trusted by exact certificate
+/// (`trusted`), our certificate presented if we have one.
+pub fn client_config(
+    trusted: &[CertificateDer<'static>],
+    identity: Option<Identity>,
+) -> Result<rustls::ClientConfig> {
+    let provider = provider();
+    let verifier = Arc::new(PinnedServerCerts {
+        trusted: trusted.to_vec(),
+        provider: provider.clone(),
+    });
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .context("TLS 1.3 configuration")?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier);
+    match identity {
+        Some((certs, key)) => builder
+            .with_client_auth_cert(certs, key)
+            .context("client certificate"),
+        None => Ok(builder.with_no_client_auth()),
+    }
+}
+
 /// TLS 1.3 server configuration that asks for a client certificate and
 /// proves the client holds its key; whether it is trusted is decided per
 /// request, so an untrusted client gets Incus's 403 rather than a reset.
