@@ -205,4 +205,154 @@ mod tests {
         }
         check_group("gen9.rack-a_1").unwrap();
     }
+
+    /// Against a stand-in for an Incus with per-group configuration: the
+    /// 6.0.4 packaged here lacks it (tests/incus.rs shows the refusal), so
+    /// the path that sets keys is run over real HTTPS on loopback against
+    /// a server answering as Incus's cluster group API does, ETag included.
+    mod against_a_later_incus {
+        use super::super::*;
+        use axum::http::{HeaderMap, StatusCode, header};
+        use axum::routing::get as route_get;
+        use axum::{Json, Router, extract::State};
+        use serde_json::json;
+        use std::sync::{Arc, Mutex};
+
+        #[derive(Default)]
+        struct Group {
+            config: BTreeMap<String, String>,
+            version: u32,
+            /// Someone else edits the group between our read and our write.
+            edited_behind_our_back: bool,
+        }
+        type Shared = Arc<Mutex<Group>>;
+
+        fn etag(version: u32) -> String {
+            format!("\"group-{version}\"")
+        }
+
+        async fn server_info() -> Json<Value> {
+            Json(json!({"type": "sync", "metadata": {"api_extensions": [EXTENSION],
+                "environment": {"server_version": "6.19"}}}))
+        }
+
+        async fn read_group(State(group): State<Shared>) -> (HeaderMap, Json<Value>) {
+            let mut group = group.lock().unwrap();
+            let answer = json!({"type": "sync", "metadata": {"name": "gen9",
+                "description": "ninth generation", "members": ["node2"], "config": group.config}});
+            let mut headers = HeaderMap::new();
+            headers.insert(header::ETAG, etag(group.version).parse().unwrap());
+            if group.edited_behind_our_back {
+                group.version += 1;
+            }
+            (headers, Json(answer))
+        }
+
+        async fn write_group(
+            State(group): State<Shared>,
+            headers: HeaderMap,
+            Json(body): Json<Value>,
+        ) -> (StatusCode, Json<Value>) {
+            let mut group = group.lock().unwrap();
+            if headers.get(header::IF_MATCH).and_then(|v| v.to_str().ok()) != Some(&etag(group.version)) {
+                let refusal = json!({"type": "error", "error_code": 412, "error": "ETag doesn't match"});
+                return (StatusCode::PRECONDITION_FAILED, Json(refusal));
+            }
+            assert_eq!(
+                body["members"],
+                json!(["node2"]),
+                "the rest of the group is sent back"
+            );
+            group.config = serde_json::from_value(body["config"].clone()).unwrap();
+            group.version += 1;
+            (StatusCode::OK, Json(json!({"type": "sync", "metadata": {}})))
+        }
+
+        /// The stand-in on a loopback port, and a cluster file pinning its certificate.
+        async fn later_incus(group: Shared, dir: &std::path::Path) -> Membership {
+            let (cert, key) = crate::identity::generate_certificate().unwrap();
+            let (cert_path, key_path) = (dir.join("incus.crt"), dir.join("incus.key"));
+            std::fs::write(&cert_path, cert).unwrap();
+            std::fs::write(&key_path, key).unwrap();
+            let acceptor =
+                tokio_rustls::TlsAcceptor::from(crate::tls::server_config(&cert_path, &key_path).unwrap());
+            let app = Router::new()
+                .route("/1.0", route_get(server_info))
+                .route("/1.0/cluster/groups/gen9", route_get(read_group).put(write_group))
+                .with_state(group);
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let address = listener.local_addr().unwrap();
+            tokio::spawn(async move {
+                while let Ok((stream, _)) = listener.accept().await {
+                    let (acceptor, app) = (acceptor.clone(), app.clone());
+                    tokio::spawn(async move {
+                        let Ok(tls) = acceptor.accept(stream).await else {
+                            return;
+                        };
+                        let service = hyper_util::service::TowerToHyperService::new(app);
+                        let _ = hyper_util::server::conn::auto::Builder::new(
+                            hyper_util::rt::TokioExecutor::new(),
+                        )
+                        .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                        .await;
+                    });
+                }
+            });
+            let mut membership = Membership::this_machine();
+            membership.incus = Some(format!("https://{address}"));
+            membership.tls.server_certs = vec![cert_path];
+            membership
+        }
+
+        const KEYS: &str =
+            "instances.vm.cpu.x86_64.baseline=x86-64-v2\ninstances.vm.cpu.x86_64.flags=avx,avx2\n";
+
+        #[tokio::test]
+        async fn keys_are_shown_then_set_with_yes_keeping_the_rest_of_the_group() {
+            let dir = tempfile::tempdir().unwrap();
+            let group: Shared = Arc::default();
+            group
+                .lock()
+                .unwrap()
+                .config
+                .insert("user.owner".into(), "ops".into());
+            let membership = later_incus(group.clone(), dir.path()).await;
+
+            let shown = apply(&membership, "gen9", KEYS, false).await.unwrap();
+            assert!(
+                shown.contains("instances.vm.cpu.x86_64.flags: (unset) -> avx,avx2"),
+                "{shown}"
+            );
+            assert!(shown.contains("run again with --yes"), "{shown}");
+            assert_eq!(
+                group.lock().unwrap().version,
+                0,
+                "nothing is written without --yes"
+            );
+
+            let applied = apply(&membership, "gen9", KEYS, true).await.unwrap();
+            assert!(applied.ends_with("applied\n"), "{applied}");
+            let config = group.lock().unwrap().config.clone();
+            assert_eq!(config["instances.vm.cpu.x86_64.baseline"], "x86-64-v2");
+            assert_eq!(config["instances.vm.cpu.x86_64.flags"], "avx,avx2");
+            assert_eq!(config["user.owner"], "ops", "other keys are kept");
+
+            let again = apply(&membership, "gen9", KEYS, true).await.unwrap();
+            assert_eq!(again, "Incus cluster group gen9 already has these keys\n");
+        }
+
+        #[tokio::test]
+        async fn a_group_edited_meanwhile_is_not_overwritten() {
+            let dir = tempfile::tempdir().unwrap();
+            let group: Shared = Arc::default();
+            group.lock().unwrap().edited_behind_our_back = true;
+            let membership = later_incus(group.clone(), dir.path()).await;
+            let error = format!("{:#}", apply(&membership, "gen9", KEYS, true).await.unwrap_err());
+            assert!(
+                error.contains("Incus refused the change") && error.contains("412"),
+                "{error}"
+            );
+            assert!(group.lock().unwrap().config.is_empty(), "the edit is kept");
+        }
+    }
 }
