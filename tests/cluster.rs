@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::util::{BIN, Server, http_get_json, recorded_node, spawn_serve, stderr};
+use crate::util::{BIN, Server, http_get_json, recorded_node, spawn_serve, stderr, tls_table};
 
 struct Cluster {
     dir: tempfile::TempDir,
@@ -301,10 +301,8 @@ fn an_untrusted_client_gets_403_and_a_trusted_one_its_answer() {
     std::fs::write(
         &cluster_file,
         format!(
-            "deadline = \"2s\"\n[tls]\nclient-cert = \"{}\"\nclient-key = \"{}\"\nserver-certs = [\"{}\"]\n[[member]]\nname = \"tls\"\nurl = \"{}\"\n",
-            client_cert.display(),
-            client_key.display(),
-            state.join("server.crt").display(),
+            "deadline = \"2s\"\n{}[[member]]\nname = \"tls\"\nurl = \"{}\"\n",
+            tls_table(&client_cert, &client_key, &state.join("server.crt")),
             server.url
         ),
     )

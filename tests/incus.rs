@@ -12,7 +12,7 @@ use std::process::{Child, Command, Output, Stdio};
 
 use serde_json::Value;
 
-use crate::util::{BIN, INCUS_FIXTURE, http_get, http_get_json, spawn_serve, spawn_serve_with};
+use crate::util::{BIN, INCUS_FIXTURE, http_get, http_get_json, spawn_serve, spawn_serve_with, tls_table};
 
 const INCUSD: &str = "/usr/libexec/incus/incusd";
 
@@ -75,6 +75,18 @@ impl Incus {
             String::from_utf8_lossy(&output.stderr)
         );
         String::from_utf8(output.stdout).unwrap()
+    }
+
+    /// Makes the daemon answer HTTPS on a free port of 127.0.0.1; returns the port.
+    fn listen_https(&self) -> u16 {
+        let port = free_port();
+        self.client(&[
+            "config",
+            "set",
+            "core.https_address",
+            &format!("127.0.0.1:{port}"),
+        ]);
+        port
     }
 
     /// A nodecache identity made in `state_dir`, its certificate trusted by
@@ -249,13 +261,7 @@ fn flag_set(core: &Value) -> BTreeSet<String> {
 fn a_real_incus_is_a_peer() {
     let dir = tempfile::tempdir().unwrap();
     let incus = Incus::start(&dir.path().join("incus"));
-    let port = free_port();
-    incus.client(&[
-        "config",
-        "set",
-        "core.https_address",
-        &format!("127.0.0.1:{port}"),
-    ]);
+    let port = incus.listen_https();
 
     let identity = dir.path().join("identity");
     let client_cert = incus.trust_new_client(&identity);
@@ -291,12 +297,10 @@ fn a_real_incus_is_a_peer() {
         std::fs::write(
             &cluster,
             format!(
-                "local = \"me\"\ndeadline = \"10s\"\n[tls]\nclient-cert = \"{}\"\nclient-key = \"{}\"\nserver-certs = [\"{}\"]\n\
+                "local = \"me\"\ndeadline = \"10s\"\n{}\
                  [[member]]\nname = \"me\"\n[[member]]\nname = \"incus\"\nurl = \"https://127.0.0.1:{port}\"\n\
                  [[member]]\nname = \"older\"\nurl = \"{}\"\n",
-                client.display(),
-                client.with_extension("key").display(),
-                incus.dir.join("server.crt").display(),
+                tls_table(client, &client.with_extension("key"), &incus.dir.join("server.crt")),
                 older.url
             ),
         )
@@ -540,13 +544,7 @@ fn nodecache_resources(cache: &Path) -> Output {
 fn members_come_from_a_real_incus_cluster() {
     let dir = tempfile::tempdir().unwrap();
     let node1 = Incus::start(&dir.path().join("node1"));
-    let port1 = free_port();
-    node1.client(&[
-        "config",
-        "set",
-        "core.https_address",
-        &format!("127.0.0.1:{port1}"),
-    ]);
+    let port1 = node1.listen_https();
     node1.client(&["cluster", "enable", "node1"]);
     node1.client(&["config", "set", "cluster.offline_threshold", "11"]);
     let token = node1.output(&["cluster", "add", "node2"], None);
@@ -568,10 +566,12 @@ fn members_come_from_a_real_incus_cluster() {
     std::fs::write(
         &cluster,
         format!(
-            "incus = \"https://127.0.0.1:{port1}\"\ndeadline = \"10s\"\n[tls]\nclient-cert = \"{}\"\nclient-key = \"{}\"\nserver-certs = [\"{}\"]\n",
-            client_cert.display(),
-            identity.join("server.key").display(),
-            node1.dir.join("cluster.crt").display(),
+            "incus = \"https://127.0.0.1:{port1}\"\ndeadline = \"10s\"\n{}",
+            tls_table(
+                &client_cert,
+                &identity.join("server.key"),
+                &node1.dir.join("cluster.crt")
+            ),
         ),
     )
     .unwrap();

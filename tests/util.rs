@@ -102,6 +102,17 @@ pub fn spawn_serve_with(global: &[&str], args: &[&str]) -> Server {
 }
 
 /// A recorded node: the Incus fixture with its architecture and per-core flags replaced.
+/// A cluster file's `[tls]` table: the client identity nodecache presents,
+/// and the one certificate its servers are pinned to.
+pub fn tls_table(client_cert: &Path, client_key: &Path, server_cert: &Path) -> String {
+    format!(
+        "[tls]\nclient-cert = \"{}\"\nclient-key = \"{}\"\nserver-certs = [\"{}\"]\n",
+        client_cert.display(),
+        client_key.display(),
+        server_cert.display()
+    )
+}
+
 pub fn recorded_node(dir: &Path, name: &str, architecture: &str, flags: &[&str]) -> PathBuf {
     let mut document: Value = serde_json::from_str(INCUS_FIXTURE).unwrap();
     let metadata = &mut document["metadata"];

@@ -129,13 +129,7 @@ async fn apply_within(membership: &Membership, group: &str, keys: &str, yes: boo
         // Refused if the group changed since it was read.
         request = request.header(reqwest::header::IF_MATCH, etag);
     }
-    let response = request
-        .send()
-        .await
-        .map_err(|e| anyhow!("{url}: {}", error_chain(&e)))?;
-    let status = response.status();
-    let answer: Envelope<Value> = serde_json::from_slice(&body_within(response, &url, cap).await?)
-        .map_err(|e| anyhow!("{url}: not an Incus answer: {e}"))?;
+    let (status, _, answer) = incus_answer(request, &url, cap).await?;
     if !status.is_success() || answer.kind == "error" {
         bail!(
             "{url}: Incus refused the change: {} {}",
@@ -149,22 +143,33 @@ async fn apply_within(membership: &Membership, group: &str, keys: &str, yes: boo
 
 /// An Incus GET's metadata and `ETag`.
 async fn get(client: &reqwest::Client, url: &str, cap: u64) -> Result<(Value, Option<String>)> {
-    let response = client
-        .get(url)
+    let (_, etag, envelope) = incus_answer(client.get(url), url, cap).await?;
+    if envelope.kind == "error" {
+        bail!("{url}: {} {}", envelope.error_code, envelope.error);
+    }
+    Ok((envelope.metadata.unwrap_or(Value::Null), etag))
+}
+
+/// Sends `request` and reads Incus's answer: its status, `ETag` and
+/// envelope, the body capped at `cap` bytes.
+async fn incus_answer(
+    request: reqwest::RequestBuilder,
+    url: &str,
+    cap: u64,
+) -> Result<(reqwest::StatusCode, Option<String>, Envelope<Value>)> {
+    let response = request
         .send()
         .await
         .map_err(|e| anyhow!("{url}: {}", error_chain(&e)))?;
+    let status = response.status();
     let etag = response
         .headers()
         .get(reqwest::header::ETAG)
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
-    let envelope: Envelope<Value> = serde_json::from_slice(&body_within(response, url, cap).await?)
+    let envelope = serde_json::from_slice(&body_within(response, url, cap).await?)
         .map_err(|e| anyhow!("{url}: not an Incus answer: {e}"))?;
-    if envelope.kind == "error" {
-        bail!("{url}: {} {}", envelope.error_code, envelope.error);
-    }
-    Ok((envelope.metadata.unwrap_or(Value::Null), etag))
+    Ok((status, etag, envelope))
 }
 
 #[cfg(test)]

@@ -55,14 +55,12 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
             };
             let keys =
                 query::cpu_flags_command(&cli, &membership, config, output, &arch, *allow_partial).await?;
-            match group.as_deref().filter(|_| *apply) {
-                Some(group) => {
-                    let shown = crate::incus_group::apply(&membership, group, &keys, *yes).await?;
-                    eprint!("{shown}");
-                    Ok(())
-                }
-                None => Ok(()),
+            // clap makes --apply require --group.
+            if let (true, Some(group)) = (*apply, group.as_deref()) {
+                let shown = crate::incus_group::apply(&membership, group, &keys, *yes).await?;
+                eprint!("{shown}");
             }
+            Ok(())
         }
         Command::CanRun {
             flags,
@@ -98,11 +96,18 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
 /// the file's `[policy]` table, overridden by `--set`.
 /// With `incus = "…"`, Incus's member list is read here, on every run.
 pub(super) async fn cluster_setup(cli: &Cli) -> Result<(Membership, BTreeMap<String, String>), Failure> {
-    let (mut membership, config) = cluster_file(cli)?;
+    let (file, config) = cluster_file(cli)?;
+    Ok((with_incus_members(&file).await?, config))
+}
+
+/// The cluster file's members with those its Incus cluster lists (the
+/// file alone without `incus = "…"`).
+pub(super) async fn with_incus_members(file: &Membership) -> Result<Membership, Failure> {
+    let mut membership = file.clone();
     crate::incus_members::add_members(&mut membership)
         .await
         .context("reading the members of the Incus cluster")?;
-    Ok((membership, config))
+    Ok(membership)
 }
 
 /// The cluster file as written (Incus's members not yet read).

@@ -9,9 +9,8 @@ use anyhow::{Context, anyhow};
 
 use super::Failure;
 use super::args::{Cli, ProbeSource, ServeArgs, TrustCommand};
-use super::commands::{capabilities, cluster_file, loader, print};
+use super::commands::{capabilities, cluster_file, loader, print, with_incus_members};
 use crate::cluster_api::ClusterApi;
-use crate::incus_members::add_members;
 use crate::runtime::slot::PolicySlot;
 use crate::runtime::{DEFAULT_INSTANCES, Limits};
 use crate::serve::{ConnectionLimits, ResourcesSource, Service, TlsSetup, serve};
@@ -76,10 +75,7 @@ pub(super) async fn serve_command(cli: &Cli, args: &ServeArgs) -> Result<(), Fai
     // The policy (reloaded when its file changes or on SIGHUP), and the
     // cluster it answers for when given a cluster file.
     let (file, config) = cluster_file(cli)?;
-    let mut membership = file.clone();
-    add_members(&mut membership)
-        .await
-        .context("reading the members of the Incus cluster")?;
+    let membership = with_incus_members(&file).await?;
     let idle = crate::membership::parse_duration(idle_timeout)
         .map_err(|e| Failure::usage(anyhow!("--idle-timeout {idle_timeout:?}: {e}")))?;
     // A cluster request may be quiet for its whole deadline: never cut it.

@@ -16,6 +16,16 @@ pub trait Card: Sized {
     fn sriov(&mut self) -> Option<&mut Sriov<Self>>;
 }
 
+/// A function's SR-IOV counts (`sriov_numvfs`, `sriov_totalvfs`); none
+/// where it has no SR-IOV. Its virtual functions are nested by [`walk`].
+pub fn sriov<C>(dir: &Path) -> Option<Sriov<C>> {
+    sysfs::read_u64(&dir.join("sriov_numvfs")).map(|current| Sriov {
+        current_vfs: current,
+        maximum_vfs: sysfs::read_u64(&dir.join("sriov_totalvfs")).unwrap_or(0),
+        vfs: None,
+    })
+}
+
 /// The cards of one section and its `total` (cards and their virtual
 /// functions, as Incus counts). `devices` are the class directory's
 /// `device` links in order; `pci_class` is the class code's prefix

@@ -18,12 +18,8 @@ pub fn gpu(roots: &Roots, names: &IdDatabase) -> Gpu {
     // Cards, not render nodes or connectors (`card0-HDMI-A-1` has no `dev`).
     let devices = sysfs::sorted_entries(&class)
         .into_iter()
+        .filter(|name| name.starts_with("card"))
         .map(|name| class.join(name))
-        .filter(|entry| {
-            entry
-                .file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with("card"))
-        })
         .filter(|entry| entry.join("dev").exists())
         .map(|entry| entry.join("device"));
     let (cards, total) = cards::walk(roots, devices, "0x03", |device, pci_address| {
@@ -53,11 +49,7 @@ fn card(
     let mut card = GpuCard {
         pci_address,
         numa_node: sysfs::numa_node(&dir),
-        sriov: sysfs::read_u64(&dir.join("sriov_numvfs")).map(|current| Sriov {
-            current_vfs: current,
-            maximum_vfs: sysfs::read_u64(&dir.join("sriov_totalvfs")).unwrap_or(0),
-            vfs: None,
-        }),
+        sriov: cards::sriov(&dir),
         ..GpuCard::default()
     };
     if dir.join("device/busnum").exists() {

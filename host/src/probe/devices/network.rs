@@ -105,15 +105,10 @@ fn card(device: &Path, pci_address: String, sources: &Sources) -> NetworkCard {
     let product_id = sysfs::id(&dir.join("device"));
     let (vendor, product) = sources.names.device(&vendor_id, &product_id);
     let (driver, driver_version) = sysfs::driver(&dir, &sources.roots.kernel_release).unwrap_or_default();
-    let sriov = sysfs::read_u64(&dir.join("sriov_numvfs")).map(|current| Sriov {
-        current_vfs: current,
-        maximum_vfs: sysfs::read_u64(&dir.join("sriov_totalvfs")).unwrap_or(0),
-        vfs: None,
-    });
     let mut card = NetworkCard {
         driver,
         driver_version,
-        sriov,
+        sriov: cards::sriov(&dir),
         numa_node: sysfs::numa_node(&dir),
         pci_address,
         vendor,

@@ -64,16 +64,16 @@ pub fn parse_container_cli(csv: &str) -> BTreeMap<String, GpuNvidia> {
         let [_index, minor, model, brand, uuid, bus, architecture, ..] = fields.as_slice() else {
             return None;
         };
-        let card = GpuNvidia {
+        let mut card = GpuNvidia {
             cuda_version: cuda_version.clone(),
             nvrm_version: nvrm_version.clone(),
             brand: brand.to_string(),
             model: model.to_string(),
             uuid: uuid.to_string(),
             architecture: architecture.to_string(),
-            card_name: format!("nvidia{minor}"),
-            card_device: format!("195:{minor}"),
+            ..GpuNvidia::default()
         };
+        set_device_node(&mut card, minor);
         Some((bus.to_string(), card))
     })
     .collect()
@@ -94,8 +94,7 @@ fn from_proc(gpus: &Path) -> BTreeMap<String, GpuNvidia> {
                         card.brand = value.split(' ').next().unwrap_or_default().to_string();
                     }
                     "Device Minor" => {
-                        card.card_name = format!("nvidia{value}");
-                        card.card_device = format!("195:{value}");
+                        set_device_node(&mut card, value);
                     }
                     _ => {}
                 }
@@ -103,6 +102,12 @@ fn from_proc(gpus: &Path) -> BTreeMap<String, GpuNvidia> {
             Some((address, card))
         })
         .collect()
+}
+
+/// The card's device node, `/dev/nvidiaN` (character major 195).
+fn set_device_node(card: &mut GpuNvidia, minor: &str) {
+    card.card_name = format!("nvidia{minor}");
+    card.card_device = format!("195:{minor}");
 }
 
 #[cfg(test)]
