@@ -27,14 +27,11 @@ use crate::singleflight::{SingleFlight, boxed};
 const REQUEST_MARGIN: Duration = Duration::from_secs(10);
 
 pub struct ClusterApi {
-    /// The cluster file as written: with `incus = "…"`, Incus's member list
-    /// is read again for each request from it.
+    /// The cluster file as written: its members, or with `incus = "…"`
+    /// where Incus's member list is read again for each request.
     file: Membership,
-    /// The members as read at start (all of them without `incus`).
-    membership: Membership,
-    capabilities: Arc<Capabilities>,
-    /// With `incus`, the capabilities for the member list Incus last gave:
-    /// kept while the list reaches the same members at the same URLs, so
+    /// The capabilities that reach the members last read: with `incus`,
+    /// replaced only when Incus's list reaches other members or URLs, so
     /// requests share fetches in flight and build no client.
     latest: std::sync::Mutex<Arc<Capabilities>>,
     pub slot: Arc<PolicySlot>,
@@ -55,47 +52,43 @@ pub enum ApiError {
 }
 
 impl ClusterApi {
-    pub fn new(
-        file: Membership,
-        membership: Membership,
-        capabilities: Arc<Capabilities>,
-        slot: Arc<PolicySlot>,
-    ) -> ClusterApi {
+    /// `capabilities` reach `file`'s members (with `incus`, those Incus
+    /// listed at start).
+    pub fn new(file: Membership, capabilities: Arc<Capabilities>, slot: Arc<PolicySlot>) -> ClusterApi {
         ClusterApi {
             file,
-            membership,
-            latest: std::sync::Mutex::new(capabilities.clone()),
-            capabilities,
+            latest: std::sync::Mutex::new(capabilities),
             slot,
             in_flight: SingleFlight::default(),
         }
     }
 
     fn deadline(&self) -> Duration {
-        Self::request_deadline(self.membership.deadline)
+        Self::request_deadline(self.file.deadline)
+    }
+
+    fn latest(&self) -> std::sync::MutexGuard<'_, Arc<Capabilities>> {
+        self.latest.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The members for this request, and the capabilities that reach them:
     /// read again from Incus when the cluster file names one, so a member
     /// Incus gains, loses or marks offline shows on the next request.
     async fn members(&self) -> Result<(Cow<'_, Cluster>, Arc<Capabilities>), ApiError> {
+        let current = self.latest().clone();
         if self.file.incus.is_none() {
-            return Ok((Cow::Borrowed(&self.membership.cluster), self.capabilities.clone()));
+            return Ok((Cow::Borrowed(&self.file.cluster), current));
         }
         let unavailable = |e: anyhow::Error| ApiError::NoData(format!("the Incus cluster's members: {e:#}"));
         let mut membership = self.file.clone();
-        add_members_with(&mut membership, self.capabilities.remote.cluster_client())
+        add_members_with(&mut membership, current.remote.cluster_client())
             .await
             .map_err(unavailable)?;
-        let mut latest = self.latest.lock().unwrap_or_else(|e| e.into_inner());
+        let mut latest = self.latest();
         let remote = latest.remote.for_members(&membership).map_err(unavailable)?;
         if !remote.reaches_same(&latest.remote) {
-            let capabilities = Capabilities::new(
-                self.capabilities.store.clone(),
-                self.capabilities.config.clone(),
-                remote,
-            )
-            .with_random_seed(self.capabilities.random_seed);
+            let capabilities = Capabilities::new(latest.store.clone(), latest.config.clone(), remote)
+                .with_random_seed(latest.random_seed);
             *latest = Arc::new(capabilities);
         }
         Ok((Cow::Owned(membership.cluster), latest.clone()))

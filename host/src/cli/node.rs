@@ -109,7 +109,7 @@ pub(super) async fn serve_command(cli: &Cli, args: &ServeArgs) -> Result<(), Fai
     let cluster = cli
         .cluster
         .is_some()
-        .then(|| Arc::new(ClusterApi::new(file, membership, capabilities, policy.clone())));
+        .then(|| Arc::new(ClusterApi::new(file, capabilities, policy.clone())));
     let listener = tokio::net::TcpListener::bind(address)
         .await
         .with_context(|| format!("cannot listen on {address}"))?;
