@@ -31,6 +31,18 @@ pub struct CpuFlagsReport {
     /// Common flags that are CPUID bits QEMU has no property for.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub unknown_to_qemu: Vec<String>,
+    /// What every included node's hypervisor can give a migratable guest
+    /// (x86_64): the VM formats, `--baseline` and `--level` are made from
+    /// it. A node without a hypervisor set has its host flags stand in.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub guest_flags: Option<Vec<String>>,
+    /// Included nodes whose host flags stood in for a hypervisor set they
+    /// do not have (a plain Incus server, a node without `/dev/kvm`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub hypervisor_stand_ins: Vec<String>,
+    /// The x86-64 level of `guest_flags`: what a guest can be given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub guest_level: Option<String>,
     /// True when some node had no data: the flags were computed over the rest.
     pub partial: bool,
     /// Nodes whose policy call broke (trap, budget, deadline), for counting.
@@ -49,6 +61,16 @@ pub struct NodeStatus {
     /// The node's own x86-64 level (flags on every one of its cores).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub level: Option<String>,
+    /// Where the node's guest set came from: `kvm` (its hypervisor's own),
+    /// or `stand-in` (its host flags: it has none).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hypervisor: Option<&'static str>,
+    /// The level of what this node can give a guest.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub guest_level: Option<String>,
+    /// Why a stand-in node has no hypervisor set, in its own words.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hypervisor_unavailable: Option<String>,
     /// The node's CPU, when it took part: for levels and explanations.
     #[serde(skip)]
     pub cpu: Option<CpuSummary>,
@@ -65,6 +87,15 @@ impl NodeStatus {
             common.retain(|flag| flags.contains(flag));
         }
         Some(common)
+    }
+
+    /// What this node can give a guest: its hypervisor set, or (a
+    /// stand-in) its host flags, when it took part.
+    pub fn guest_flags(&self) -> Option<BTreeSet<&str>> {
+        match self.cpu.as_ref()?.hypervisor.as_ref() {
+            Some(set) if set.unavailable.is_none() => Some(set.flags().collect()),
+            _ => self.flags(),
+        }
     }
 }
 
@@ -107,7 +138,21 @@ impl CpuFlagsReport {
                 .flags()
                 .and_then(|flags| crate::flags::level::level(|flag| flags.contains(flag)))
                 .map(str::to_string);
+            node.guest_level = node
+                .guest_flags()
+                .and_then(|flags| crate::flags::level::level(|flag| flags.contains(flag)))
+                .map(str::to_string);
         }
+    }
+
+    /// The CPU vendors of the included nodes, each once, sorted.
+    pub fn vendors(&self) -> Vec<String> {
+        let vendors: BTreeSet<&str> = self
+            .nodes
+            .iter()
+            .filter_map(|node| node.cpu.as_ref()?.vendor.as_deref())
+            .collect();
+        vendors.into_iter().map(str::to_string).collect()
     }
 
     /// Nodes the common set cannot vouch for.
@@ -160,6 +205,12 @@ pub async fn cpu_flags(
         .map(|(report, verdict)| node_status(report, verdict))
         .collect();
     let partial = nodes.iter().any(|node| node.source == NodeSource::Error);
+    let (guest_flags, hypervisor_stand_ins) = if common.architecture == "x86_64" {
+        let (flags, stand_ins) = guest_set(&nodes);
+        (Some(flags), stand_ins)
+    } else {
+        (None, Vec::new())
+    };
     let x86 = common.architecture == "x86_64";
     let (kernel_synthesised, unknown_to_qemu) = if x86 {
         crate::flags::unsettable(&common.flags)
@@ -175,10 +226,40 @@ pub async fn cpu_flags(
         flags: common.flags,
         kernel_synthesised,
         unknown_to_qemu,
+        guest_level: guest_flags
+            .as_ref()
+            .and_then(|flags| crate::flags::level::level(|flag| flags.iter().any(|f| f == flag)))
+            .map(str::to_string),
+        guest_flags,
+        hypervisor_stand_ins,
         partial,
         policy_failures,
         nodes,
     })
+}
+
+/// The intersection of what the included nodes can give a guest, and the
+/// nodes whose host flags stood in for it. Made here, not by the policy:
+/// contract 0.2 carries the CPUs' flags alone.
+fn guest_set(nodes: &[NodeStatus]) -> (Vec<String>, Vec<String>) {
+    let mut common: Option<BTreeSet<&str>> = None;
+    let mut stand_ins = Vec::new();
+    for node in nodes {
+        let Some(flags) = node.guest_flags() else { continue };
+        if node.hypervisor == Some("stand-in") {
+            stand_ins.push(node.name.clone());
+        }
+        common = Some(match common {
+            None => flags,
+            Some(acc) => acc.intersection(&flags).copied().collect(),
+        });
+    }
+    let flags = common
+        .unwrap_or_default()
+        .into_iter()
+        .map(str::to_string)
+        .collect();
+    (flags, stand_ins)
 }
 
 /// A policy is a plugin: it answers for every report, by name, exactly once;
@@ -299,6 +380,20 @@ fn node_status(report: NodeReport, verdict: &Verdict) -> NodeStatus {
         (Verdict::Included, Err(e)) => (NodeSource::Error, Some(e.to_string())),
     };
     let resolved = report.outcome.ok();
+    let took_part = !matches!(source, NodeSource::Error | NodeSource::Excluded);
+    let hypervisor = resolved
+        .as_ref()
+        .filter(|_| took_part)
+        .map(|node| node.cpu.hypervisor.as_ref());
+    let (hypervisor, hypervisor_unavailable) = match hypervisor {
+        None => (None, None),
+        Some(Some(set)) if set.unavailable.is_none() => (Some("kvm"), None),
+        Some(Some(set)) => (Some("stand-in"), set.unavailable.clone()),
+        Some(None) => (
+            Some("stand-in"),
+            Some("its document has no hypervisor set (not a nodecache node)".to_string()),
+        ),
+    };
     NodeStatus {
         name: report.name,
         source,
@@ -306,9 +401,10 @@ fn node_status(report: NodeReport, verdict: &Verdict) -> NodeStatus {
         arch: resolved.as_ref().map(|node| node.cpu.architecture.clone()),
         error,
         level: None,
-        cpu: resolved
-            .filter(|_| !matches!(source, NodeSource::Error | NodeSource::Excluded))
-            .map(|node| node.cpu),
+        hypervisor,
+        guest_level: None,
+        hypervisor_unavailable,
+        cpu: resolved.filter(|_| took_part).map(|node| node.cpu),
     }
 }
 
@@ -327,6 +423,8 @@ mod tests {
                 cpu: CpuSummary {
                     architecture: architecture.into(),
                     core_groups: vec![CoreGroup::new(2, flags)],
+                    hypervisor: None,
+                    vendor: None,
                 },
             }),
         }

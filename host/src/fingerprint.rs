@@ -4,8 +4,8 @@
 //! Two kinds, never compared with each other:
 //! - [`local`]: this machine, from a few /proc and /sys reads (no probe):
 //!   /proc/cpuinfo less its clock speeds (model, flags, microcode, topology),
-//!   the online CPUs, the memory size, and the block, network and PCI
-//!   devices backed by hardware. `serve` sends it as the `ETag` of
+//!   the online CPUs, the memory size, the block, network and PCI
+//!   devices backed by hardware, and what KVM can give a guest. `serve` sends it as the `ETag` of
 //!   `/1.0/resources`, and `probe-local` hands it out as the validator.
 //! - [`of_document`]: a resources document's non-volatile fields, for members
 //!   that send no `ETag` (a real Incus): what changes with load (memory in
@@ -45,6 +45,12 @@ pub fn local() -> std::io::Result<String> {
         hardware_devices(Path::new(class), detail, &mut identity);
     }
     pci_devices(&mut identity);
+    // What KVM can give a guest changes with the kernel and its modules,
+    // not with /proc/cpuinfo: the set itself (a few ioctls) is hashed.
+    let hypervisor = crate::probe::hypervisor::probe();
+    identity.push_str(&hypervisor.flags.unwrap_or_default().join(" "));
+    identity.push_str(hypervisor.unavailable.as_deref().unwrap_or(""));
+    identity.push('\n');
     Ok(digest(identity.as_bytes()))
 }
 

@@ -110,6 +110,8 @@ pub const API_EXTENSIONS: &[&str] = &[
     "resources_load",
     "resources_cpu_flags",
     "resources_cpu_address_sizes",
+    // nodecache's own: the document's `nodecache_hypervisor` section.
+    "resources_nodecache_hypervisor",
 ];
 
 /// Who is asking, as the TLS guard found it; absent in plain-HTTP mode,
@@ -183,6 +185,8 @@ struct FlagsQuery {
     baseline: Option<String>,
     explain: Option<String>,
     level: Option<String>,
+    #[serde(rename = "require-hypervisor")]
+    require_hypervisor: Option<String>,
 }
 
 /// A query switch: present and not "0" or "false".
@@ -244,6 +248,7 @@ async fn render_flags(query: &FlagsQuery, report: &CpuFlagsReport) -> Response {
         baseline: query.baseline.clone(),
         level: switch(&query.level),
         explain: switch(&query.explain),
+        require_hypervisor: switch(&query.require_hypervisor),
     };
     let mut report = report.clone();
     let json = output.format == FlagsFormat::Json;

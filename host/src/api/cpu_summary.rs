@@ -8,7 +8,7 @@ use serde::Deserialize;
 
 /// A node's architecture and its cores grouped by identical flag sets: the
 /// SDK's types, which policies see too (serialised into cache entries here).
-pub use nodecache_policy_sdk::{CoreGroup, CpuSummary};
+pub use nodecache_policy_sdk::{CoreGroup, CpuSummary, HypervisorSummary};
 
 // Views borrow from the document: flag names are allocated once per group
 // of identical cores, not once per core.
@@ -16,6 +16,16 @@ pub use nodecache_policy_sdk::{CoreGroup, CpuSummary};
 struct DocumentView<'a> {
     #[serde(borrow)]
     cpu: CpuView<'a>,
+    #[serde(default, borrow)]
+    nodecache_hypervisor: Option<HypervisorView<'a>>,
+}
+
+#[derive(Deserialize)]
+struct HypervisorView<'a> {
+    #[serde(default, borrow)]
+    flags: Option<Vec<FlagName<'a>>>,
+    #[serde(default)]
+    unavailable: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -27,6 +37,8 @@ struct CpuView<'a> {
 
 #[derive(Deserialize)]
 struct SocketView<'a> {
+    #[serde(default)]
+    vendor: Option<String>,
     #[serde(default, borrow)]
     cores: Option<Vec<CoreView<'a>>>,
 }
@@ -89,21 +101,52 @@ fn is_flag_shaped(name: &str) -> bool {
 /// sorted lists, and names reach terminals).
 pub fn is_well_formed(summary: &CpuSummary) -> bool {
     is_flag_shaped(&summary.architecture)
-        && summary.core_groups.iter().all(|group| {
-            let mut previous = "";
-            group.flags.is_empty()
-                || group.flags.split(' ').all(|flag| {
-                    let in_order = previous < flag;
-                    previous = flag;
-                    in_order && is_flag_shaped(flag)
-                })
+        && summary.core_groups.iter().all(|group| is_flag_list(&group.flags))
+        && summary.hypervisor.as_ref().is_none_or(|hypervisor| {
+            is_flag_list(&hypervisor.flags)
+                && hypervisor
+                    .unavailable
+                    .as_deref()
+                    .is_none_or(|why| *why == clean_reason(why))
         })
+        && summary.vendor.as_deref().is_none_or(is_flag_shaped)
+}
+
+/// Sorted, unique, flag-shaped names joined by single spaces.
+fn is_flag_list(flags: &str) -> bool {
+    let mut previous = "";
+    flags.is_empty()
+        || flags.split(' ').all(|flag| {
+            let in_order = previous < flag;
+            previous = flag;
+            in_order && is_flag_shaped(flag)
+        })
+}
+
+/// A node's own words on why it has no hypervisor set, made fit for a
+/// terminal: control characters become spaces, and at most 200 are kept.
+fn clean_reason(why: &str) -> String {
+    why.chars()
+        .take(200)
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
 }
 
 /// Summarises a bare `api.Resources` JSON document; a flag that is not
 /// flag-shaped makes the document unusable.
 pub fn from_document(document: &str) -> Result<CpuSummary, SummaryError> {
     let view: DocumentView = serde_json::from_str(document)?;
+    let vendor = view
+        .cpu
+        .sockets
+        .as_ref()
+        .and_then(|sockets| sockets.first())
+        .and_then(|socket| socket.vendor.clone())
+        .filter(|vendor| is_flag_shaped(vendor));
+    let hypervisor = match view.nodecache_hypervisor {
+        None => None,
+        Some(set) => Some(hypervisor_summary(set)?),
+    };
     // The architecture reaches terminals and selects nodes as flags do.
     if !is_flag_shaped(&view.cpu.architecture) {
         return Err(SummaryError::NotAnArchitecture(view.cpu.architecture));
@@ -143,7 +186,33 @@ pub fn from_document(document: &str) -> Result<CpuSummary, SummaryError> {
                 flags: join(&flags),
             })
             .collect(),
+        hypervisor,
+        vendor,
     })
+}
+
+/// A document's hypervisor set: flags checked and sorted as core flags
+/// are; a set without flags says why (or that it did not say).
+fn hypervisor_summary(set: HypervisorView) -> Result<HypervisorSummary, SummaryError> {
+    match set.flags {
+        Some(mut flags) => {
+            if let Some(bad) = flags.iter().find(|flag| !is_flag_shaped(&flag.0)) {
+                return Err(SummaryError::NotAFlag(bad.0.to_string()));
+            }
+            flags.sort_unstable();
+            flags.dedup();
+            Ok(HypervisorSummary {
+                flags: join(&flags),
+                unavailable: None,
+            })
+        }
+        None => Ok(HypervisorSummary {
+            flags: String::new(),
+            unavailable: Some(clean_reason(
+                set.unavailable.as_deref().unwrap_or("the node gave no reason"),
+            )),
+        }),
+    }
 }
 
 fn join(flags: &[FlagName]) -> String {
@@ -225,6 +294,8 @@ mod tests {
                 cores: 1,
                 flags: flags.into(),
             }],
+            hypervisor: None,
+            vendor: None,
         };
         assert!(is_well_formed(&with("avx fpu sse2")));
         for bad in [

@@ -31,6 +31,28 @@ pub struct Resources {
     pub load: Option<Load>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub serial: Option<Value>,
+    /// nodecache's extension (`resources_nodecache_hypervisor` in `/1.0`'s
+    /// `api_extensions`): what this node's hypervisor can give a guest.
+    /// Incus and LXD clients ignore a field they do not know.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nodecache_hypervisor: Option<Hypervisor>,
+}
+
+/// What a node's KVM, with QEMU's own additions and migratable filter, can
+/// give a guest: the CPU a migration depends on, smaller than the host's
+/// flags (features KVM does not virtualise, microcode that took some away).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hypervisor {
+    /// `kvm`.
+    pub accelerator: String,
+    /// Sorted Linux names of the CPUID bits, then QEMU's names of the
+    /// feature-MSR bits (`mds-no`, ...); `null` when there is no set.
+    #[serde(default)]
+    pub flags: Option<Vec<String>>,
+    /// Why there is no set: `/dev/kvm` missing or not readable, an ioctl
+    /// refused. Never a guess.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unavailable: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -83,6 +83,10 @@ pub enum Command {
         /// Compute over the nodes that have data instead of failing (exit 3) when some have none.
         #[arg(long)]
         allow_partial: bool,
+        /// Refuse (exit 1) instead of letting a node's host flags stand in
+        /// for the hypervisor set it lacks (a plain Incus server, no /dev/kvm).
+        #[arg(long)]
+        require_hypervisor: bool,
         /// Set the keys on the Incus cluster group --group names (the cluster
         /// file's `incus = "…"`): shows the change, makes it with --yes.
         #[arg(long, requires = "group")]
@@ -207,4 +211,7 @@ pub enum ProbeSource {
     Cpuid,
     /// What CPUID reports and the kernel hides, and the reverse.
     Both,
+    /// What this node's KVM (with QEMU's additions, migratable) can give a
+    /// guest: the set the VM outputs are made from.
+    Hypervisor,
 }

@@ -36,6 +36,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
             group,
             arch,
             allow_partial,
+            require_hypervisor,
             apply,
             yes,
         } => {
@@ -52,6 +53,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
                 baseline: baseline.clone(),
                 level: *level,
                 explain: *explain,
+                require_hypervisor: *require_hypervisor,
             };
             let keys =
                 query::cpu_flags_command(&cli, &membership, config, output, &arch, *allow_partial).await?;

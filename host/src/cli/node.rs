@@ -37,6 +37,7 @@ pub(super) async fn probe_command(source: ProbeSource) -> Result<(), Failure> {
     let text = match source {
         ProbeSource::Kernel => format::flag_list(common(&|cpu| cpu.kernel.as_ref())?),
         ProbeSource::Cpuid => format::flag_list(common(&|cpu| Some(&cpu.cpuid))?),
+        ProbeSource::Hypervisor => hypervisor_set().await?,
         ProbeSource::Both => {
             let hidden: BTreeSet<String> = cpus.iter().flat_map(|cpu| cpu.hidden_by_kernel()).collect();
             let kernel_only: BTreeSet<String> = cpus.iter().flat_map(|cpu| cpu.kernel_only()).collect();
@@ -50,6 +51,17 @@ pub(super) async fn probe_command(source: ProbeSource) -> Result<(), Failure> {
         }
     };
     print(&text)
+}
+
+/// `probe --source hypervisor`: what this node's KVM can give a guest.
+async fn hypervisor_set() -> Result<String, Failure> {
+    let set = tokio::task::spawn_blocking(probe::hypervisor::probe)
+        .await
+        .context("probe task")?;
+    match (set.flags, set.unavailable) {
+        (Some(flags), _) => Ok(format::flag_list(&flags)),
+        (None, why) => Err(anyhow!("this node has no hypervisor set: {}", why.unwrap_or_default()).into()),
+    }
 }
 
 pub(super) async fn serve_command(cli: &Cli, args: &ServeArgs) -> Result<(), Failure> {

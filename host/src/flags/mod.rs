@@ -45,7 +45,8 @@ fn libvirt_model(model: &str) -> String {
     }
 }
 
-/// The common set as a hypervisor takes it: a baseline model plus features.
+/// The common set as a hypervisor takes it: a baseline model plus
+/// features, less the model's own features some node cannot give.
 #[derive(Debug, Clone, Serialize)]
 pub struct GuestCpu {
     pub baseline: String,
@@ -53,8 +54,15 @@ pub struct GuestCpu {
     pub baseline_source: String,
     /// QEMU names of the common flags the baseline does not already give.
     pub qemu_features: Vec<String>,
+    /// QEMU names of the baseline's own features that some node cannot
+    /// give a guest: turned off, so the model starts everywhere.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub qemu_disabled: Vec<String>,
     /// libvirt names of every common flag libvirt knows.
     pub libvirt_features: Vec<String>,
+    /// libvirt names of the disabled features.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub libvirt_disabled: Vec<String>,
     /// The model the libvirt output names: the baseline where libvirt knows
     /// it (its cpu_map has it), else `kvm64`.
     pub libvirt_model: String,
@@ -78,11 +86,25 @@ impl GuestCpu {
             .filter_map(|names| names.libvirt.map(str::to_string))
             .collect();
         libvirt_features.sort();
+        let common_set: std::collections::BTreeSet<&str> = common.iter().map(String::as_str).collect();
+        let qemu_disabled = qemu::fit(baseline, &common_set, 0).disabled;
+        // libvirt spells these properties as QEMU does but for the bits
+        // the name table joins under other names.
+        let mut libvirt_disabled: Vec<String> = qemu_disabled
+            .iter()
+            .filter_map(|prop| match names::by_qemu(prop) {
+                Some(names) => names.libvirt.map(str::to_string),
+                None => Some(prop.clone()),
+            })
+            .collect();
+        libvirt_disabled.sort();
         GuestCpu {
             baseline: baseline.model.clone(),
             baseline_source: baseline.source.clone(),
             qemu_features,
+            qemu_disabled,
             libvirt_features,
+            libvirt_disabled,
             libvirt_model: libvirt_model(&baseline.model),
             passed_over: Vec::new(),
         }

@@ -1,11 +1,12 @@
 //! What a QEMU CPU model asks of a host, read in the Linux flags a node
 //! reports. A model's expansion lists QEMU properties; most are a CPUID bit
 //! the name table knows, some are another spelling of one, some are bits
-//! Linux only shows through a flag it synthesises, and the rest no flag line
-//! can show (the `*-no` bits of the arch-capabilities MSR, or bits newer
-//! than the table). A model asking for one of those is never offered as a
-//! baseline: nothing proves every node has it, and a guest started on a
-//! node without it would lose it, or not start, on migration.
+//! Linux only shows through a flag it synthesises, feature-MSR bits (the
+//! `*-no` bits of the arch-capabilities MSR) only a node's hypervisor set
+//! shows, and the rest no flag line can show (CPUID bits Linux does not
+//! name, or bits newer than the table). `--baseline auto` turns those off
+//! in the model it picks: nothing proves every node has them, and a guest
+//! started on a node without one would lose it, or not start, on migration.
 
 use super::names;
 
@@ -77,7 +78,10 @@ mod tests {
         assert_eq!(ask("lahf_lm"), Ask::Flag("lahf_lm"));
         assert_eq!(ask("i64"), Ask::Flag("lm"));
         assert_eq!(ask("spec-ctrl"), Ask::AnyOf(&["spec_ctrl", "ibrs"]));
-        assert_eq!(ask("rdctl-no"), Ask::Unprovable);
+        // A feature-MSR bit: a hypervisor set names it (QEMU's name).
+        assert_eq!(ask("rdctl-no"), Ask::Flag("rdctl-no"));
+        // A CPUID bit Linux gives no name.
+        assert_eq!(ask("amd-psfd"), Ask::Unprovable);
     }
 
     #[test]

@@ -12,7 +12,7 @@ use std::sync::OnceLock;
 
 const TABLE: &str = include_str!("x86_flag_names.tsv");
 
-/// One CPUID bit by its three names.
+/// One CPUID bit (or feature-MSR bit) by its three names and its place.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FlagNames {
     pub linux: &'static str,
@@ -20,9 +20,50 @@ pub struct FlagNames {
     pub qemu: Option<&'static str>,
     /// `None`: libvirt has no feature for the bit.
     pub libvirt: Option<&'static str>,
+    pub place: BitPlace,
 }
 
+/// Where a feature bit lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BitPlace {
+    /// CPUID `leaf.subleaf`, register (0 = EAX .. 3 = EDX), bit.
+    Cpuid {
+        leaf: u32,
+        subleaf: u32,
+        register: u8,
+        bit: u8,
+    },
+    /// A feature MSR's bit, as KVM_GET_MSRS on the system fd reports it.
+    Msr { index: u32, bit: u8 },
+}
+
+/// The feature-MSR bits QEMU turns into CPU properties, by the one name
+/// QEMU and libvirt share (libvirt 11.3's `cpu_map/x86_features.xml`; a
+/// test checks them against the installed libvirt). Linux prints none of
+/// them in /proc/cpuinfo, so the name is QEMU's in every column.
+const MSR_FEATURES: &[(&str, u32, u8)] = &[
+    ("split-lock-detect", 0xcf, 5),
+    ("rdctl-no", 0x10a, 0),
+    ("ibrs-all", 0x10a, 1),
+    ("rsba", 0x10a, 2),
+    ("skip-l1dfl-vmentry", 0x10a, 3),
+    ("ssb-no", 0x10a, 4),
+    ("mds-no", 0x10a, 5),
+    ("pschange-mc-no", 0x10a, 6),
+    ("tsx-ctrl", 0x10a, 7),
+    ("taa-no", 0x10a, 8),
+    ("sbdr-ssdp-no", 0x10a, 13),
+    ("fbsdp-no", 0x10a, 14),
+    ("psdp-no", 0x10a, 15),
+    ("fb-clear", 0x10a, 17),
+    ("pbrsb-no", 0x10a, 24),
+    ("gds-no", 0x10a, 26),
+    ("rfds-no", 0x10a, 27),
+    ("rfds-clear", 0x10a, 28),
+];
+
 struct Table {
+    rows: Vec<FlagNames>,
     by_linux: HashMap<&'static str, FlagNames>,
     by_qemu: HashMap<&'static str, FlagNames>,
 }
@@ -30,14 +71,21 @@ struct Table {
 fn table() -> &'static Table {
     static TABLE_INDEX: OnceLock<Table> = OnceLock::new();
     TABLE_INDEX.get_or_init(|| {
-        let rows: Vec<FlagNames> = TABLE
+        let mut rows: Vec<FlagNames> = TABLE
             .lines()
             .filter(|line| !line.starts_with('#') && !line.is_empty())
             .map(parse_row)
             .collect();
+        rows.extend(MSR_FEATURES.iter().map(|&(name, index, bit)| FlagNames {
+            linux: name,
+            qemu: Some(name),
+            libvirt: Some(name),
+            place: BitPlace::Msr { index, bit },
+        }));
         Table {
             by_linux: rows.iter().map(|row| (row.linux, *row)).collect(),
             by_qemu: rows.iter().filter_map(|row| Some((row.qemu?, *row))).collect(),
+            rows,
         }
     })
 }
@@ -46,11 +94,27 @@ fn parse_row(line: &'static str) -> FlagNames {
     let fields: Vec<&'static str> = line.split('\t').collect();
     assert_eq!(fields.len(), 7, "x86_flag_names.tsv: malformed row {line:?}");
     let name = |field: &'static str| (field != "-").then_some(field);
+    let bad = || -> ! { panic!("x86_flag_names.tsv: malformed row {line:?}") };
+    let register = ["eax", "ebx", "ecx", "edx"]
+        .iter()
+        .position(|r| *r == fields[3])
+        .unwrap_or_else(|| bad()) as u8;
     FlagNames {
         linux: fields[0],
         qemu: name(fields[5]),
         libvirt: name(fields[6]),
+        place: BitPlace::Cpuid {
+            leaf: u32::from_str_radix(fields[1].trim_start_matches("0x"), 16).unwrap_or_else(|_| bad()),
+            subleaf: fields[2].parse().unwrap_or_else(|_| bad()),
+            register,
+            bit: fields[4].parse().unwrap_or_else(|_| bad()),
+        },
     }
+}
+
+/// Every bit the table names: the CPUID bits, then the feature-MSR bits.
+pub fn all() -> &'static [FlagNames] {
+    &table().rows
 }
 
 /// The names of the CPUID bit Linux calls `linux`; `None` for a flag the

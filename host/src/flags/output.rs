@@ -34,20 +34,39 @@ pub struct FlagsOutput {
     pub level: bool,
     /// Explain which nodes lack which flags.
     pub explain: bool,
+    /// Refuse, instead of letting a node's host flags stand in, when some
+    /// included node has no hypervisor set.
+    pub require_hypervisor: bool,
 }
 
 pub const DEFAULT_BASELINE: &str = "kvm64";
 /// `--baseline auto`: the newest named QEMU model every included node can run.
 pub const AUTO: &str = "auto";
 
-/// The newest named model the common set covers, else `kvm64`, and the
-/// newer models passed over for bits no flag line shows.
-fn auto_baseline(common: &[String]) -> Result<(qemu::Baseline, Vec<qemu::PassedOver>)> {
-    let common: std::collections::BTreeSet<&str> = common.iter().map(String::as_str).collect();
+/// The named model closest to the guest set, with what it disables, else
+/// `kvm64` (and why), and the newer models passed over.
+fn auto_baseline(report: &CpuFlagsReport) -> Result<(qemu::Baseline, Vec<qemu::PassedOver>)> {
+    let guest = report.guest_flags.as_deref().unwrap_or(&report.flags);
+    let common: std::collections::BTreeSet<&str> = guest.iter().map(String::as_str).collect();
     let models = qemu::named_models()?;
-    let chosen = match qemu::newest_that_fits(&models, &common) {
-        Some(model) => model,
-        None => qemu::baseline(DEFAULT_BASELINE)?,
+    let vendors = report.vendors();
+    let vendor = match vendors.as_slice() {
+        [one] => Some(one.as_str()),
+        _ => None,
+    };
+    let chosen = match qemu::closest(&models, &common, vendor) {
+        Some(fit) => fit.model,
+        None => {
+            tracing::warn!(
+                "--baseline auto: no named model fits {}; kvm64 stands in",
+                match vendors.len() {
+                    0 => "nodes that report no CPU vendor".to_string(),
+                    1 => format!("vendor {}", vendors[0]),
+                    _ => format!("a cluster mixing vendors ({})", vendors.join(", ")),
+                }
+            );
+            qemu::baseline(DEFAULT_BASELINE)?
+        }
     };
     let passed_over = qemu::passed_over(&models, &common, &chosen);
     Ok((chosen, passed_over))
@@ -57,6 +76,7 @@ impl FlagsOutput {
     /// The text to print. Asks QEMU for the baseline's own flags when the
     /// output needs them (blocking: it runs one QEMU process).
     pub fn render(&self, report: &mut CpuFlagsReport) -> Result<String> {
+        self.check_hypervisors(report)?;
         if self.format == FlagsFormat::Json {
             return Ok(pretty_json(&self.json(report)?));
         }
@@ -84,6 +104,7 @@ impl FlagsOutput {
     /// The JSON form: the report with each node's level, and the guest CPU
     /// and explanation when asked for.
     pub fn json(&self, report: &mut CpuFlagsReport) -> Result<serde_json::Value> {
+        self.check_hypervisors(report)?;
         report.fill_node_levels();
         let mut value = serde_json::to_value(&*report)?;
         if let Some(guest) = self.guest_cpu(report)? {
@@ -95,6 +116,18 @@ impl FlagsOutput {
         Ok(value)
     }
 
+    /// With `require_hypervisor`, no host flags may stand in for a node's
+    /// hypervisor set.
+    fn check_hypervisors(&self, report: &CpuFlagsReport) -> Result<()> {
+        if self.require_hypervisor && !report.hypervisor_stand_ins.is_empty() {
+            anyhow::bail!(
+                "no hypervisor set for {} (their host flags would stand in; without --require-hypervisor they do)",
+                report.hypervisor_stand_ins.join(", ")
+            );
+        }
+        Ok(())
+    }
+
     /// The hypervisor view, when the format or a `--baseline` asks for it.
     fn guest_cpu(&self, report: &CpuFlagsReport) -> Result<Option<GuestCpu>> {
         Ok(match (self.format, &self.baseline) {
@@ -102,10 +135,11 @@ impl FlagsOutput {
             | (_, baseline @ Some(_)) => {
                 let model = baseline.as_deref().unwrap_or(DEFAULT_BASELINE);
                 let (baseline, passed_over) = match model {
-                    AUTO => auto_baseline(&report.flags)?,
+                    AUTO => auto_baseline(report)?,
                     model => (qemu::baseline(model)?, Vec::new()),
                 };
-                let mut guest = GuestCpu::new(&report.flags, &baseline);
+                let guest_flags = report.guest_flags.as_deref().unwrap_or(&report.flags);
+                let mut guest = GuestCpu::new(guest_flags, &baseline);
                 guest.passed_over = passed_over;
                 Some(guest)
             }
@@ -114,14 +148,15 @@ impl FlagsOutput {
     }
 }
 
-/// `--level`: the cluster's level, then each node's.
+/// `--level`: the level a guest can be given on the whole cluster, then on
+/// each node (its hypervisor's set, or its host flags standing in).
 fn levels(report: &CpuFlagsReport) -> String {
-    let mut text = format!("cluster {}\n", report.level.as_deref().unwrap_or("-"));
+    let mut text = format!("cluster {}\n", report.guest_level.as_deref().unwrap_or("-"));
     for node in &report.nodes {
         text.push_str(&format!(
             "{} {}\n",
             node.name,
-            node.level.as_deref().unwrap_or("-")
+            node.guest_level.as_deref().unwrap_or("-")
         ));
     }
     text

@@ -21,9 +21,10 @@ fn qemu_binary() -> String {
 pub struct Baseline {
     pub model: String,
     pub flags: BTreeSet<String>,
-    /// Bits the model enables that Linux reports under other names: a node
-    /// runs the model only with one flag of each list.
-    pub shown_as: Vec<&'static [&'static str]>,
+    /// Bits the model enables that Linux reports under other names (QEMU's
+    /// property, the flags): a node runs the model only with one flag of
+    /// each list.
+    pub shown_as: Vec<(String, &'static [&'static str])>,
     /// QEMU properties the model enables that no flag line can show.
     pub unprovable: Vec<String>,
     /// Who said so: "QEMU 10.0.2", or the built-in list.
@@ -144,7 +145,7 @@ fn baseline_from(
             Ask::Flag(flag) => {
                 baseline.flags.insert(flag.to_string());
             }
-            Ask::AnyOf(flags) => baseline.shown_as.push(flags),
+            Ask::AnyOf(flags) => baseline.shown_as.push((prop.to_string(), flags)),
             Ask::Unprovable => baseline.unprovable.push(prop.to_string()),
         }
     }
@@ -191,7 +192,7 @@ pub fn named_models() -> Result<Vec<Baseline>> {
 
 /// Flags every guest model sets whatever the host: the CPUID bit that says
 /// "running under a hypervisor". A host need not have it to run the model.
-const GUEST_ONLY: &[&str] = &["hypervisor"];
+pub(crate) const GUEST_ONLY: &[&str] = &["hypervisor"];
 
 /// Bits only AMD (and Hygon) CPUs have: a common set with one of them is
 /// an AMD cluster, and gets an AMD model, as libvirt's baseline would.
@@ -213,6 +214,76 @@ pub fn newest_that_fits(models: &[Baseline], common: &BTreeSet<&str>) -> Option<
                 .then_with(|| b.model.cmp(&a.model))
         })
         .cloned()
+}
+
+/// A model as `--baseline auto` would use it on `common`: what it adds,
+/// and the QEMU properties it asks for that some node cannot give.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fit {
+    pub model: Baseline,
+    pub added: usize,
+    /// QEMU property names to turn off.
+    pub disabled: Vec<String>,
+}
+
+impl Fit {
+    /// libvirt's measure of a guest CPU definition (`x86Decode`,
+    /// `virCPUx86CompareCandidateFeatureList`): one per added feature, and
+    /// 2, 3, 4, ... for the first, second, third disabled one.
+    fn score(&self) -> usize {
+        let disabled = self.disabled.len();
+        self.added + disabled * (disabled + 3) / 2
+    }
+}
+
+/// How `model` fits `common` (Linux names; the `settable` ones are those a
+/// hypervisor can set): every bit it asks for is either present or
+/// disabled, so every model fits; some fit better.
+pub fn fit(model: &Baseline, common: &BTreeSet<&str>, settable: usize) -> Fit {
+    let mut disabled: Vec<String> = Vec::new();
+    let mut present = 0;
+    for flag in &model.flags {
+        if common.contains(flag.as_str()) || GUEST_ONLY.contains(&flag.as_str()) {
+            present += 1;
+        } else if let Some(qemu) = super::names::by_linux(flag).and_then(|names| names.qemu) {
+            disabled.push(qemu.to_string());
+        }
+    }
+    for (prop, any) in &model.shown_as {
+        if !any.iter().any(|flag| common.contains(flag)) {
+            disabled.push(prop.clone());
+        }
+    }
+    disabled.extend(model.unprovable.iter().cloned());
+    disabled.sort();
+    disabled.dedup();
+    Fit {
+        model: model.clone(),
+        added: settable.saturating_sub(present),
+        disabled,
+    }
+}
+
+/// `--baseline auto`: the named model closest to `common`, as libvirt
+/// picks one (the lowest score; among equals, fewer disabled, then the
+/// newer model), of the cluster's vendor. `None` when no model of that
+/// vendor exists (a cluster mixing vendors has none).
+pub fn closest(models: &[Baseline], common: &BTreeSet<&str>, vendor: Option<&str>) -> Option<Fit> {
+    let settable = common
+        .iter()
+        .filter(|flag| super::names::by_linux(flag).is_some_and(|names| names.qemu.is_some()))
+        .count();
+    models
+        .iter()
+        .filter(|model| vendor.is_some() && model.vendor.as_deref() == vendor)
+        .map(|model| fit(model, common, settable))
+        .min_by(|a, b| {
+            a.score()
+                .cmp(&b.score())
+                .then_with(|| a.disabled.len().cmp(&b.disabled.len()))
+                .then_with(|| b.model.flags.len().cmp(&a.model.flags.len()))
+                .then_with(|| version(&b.model.model).cmp(&version(&a.model.model)))
+        })
 }
 
 /// A model `--baseline auto` passed over: every node shows every flag it
@@ -257,7 +328,7 @@ impl Baseline {
             && self
                 .shown_as
                 .iter()
-                .all(|any| any.iter().any(|flag| flags.contains(flag)))
+                .all(|(_, any)| any.iter().any(|flag| flags.contains(flag)))
     }
 
     /// Whether the model's vendor is the one `common` shows: AMD when an

@@ -2,35 +2,54 @@
 
 use super::GuestCpu;
 
-/// `-cpu` for QEMU: `kvm64,feature,feature,…`. Bare names (each means
-/// `name=on`): QEMU 7.2 maps `_` to `-` only in bare names, not after `+`.
+/// `-cpu` for QEMU: `MODEL,feature,…,lacking=off,…,enforce`. Bare names
+/// (each means `name=on`; QEMU 7.2 maps `_` to `-` only in bare names, not
+/// after `+`), `=off` for the model's features some node cannot give, and
+/// `enforce`: a node whose KVM cannot supply a feature refuses to start
+/// the guest instead of starting it with another CPU than promised.
 pub fn qemu_cpu(cpu: &GuestCpu) -> String {
-    std::iter::once(cpu.baseline.as_str())
-        .chain(cpu.qemu_features.iter().map(String::as_str))
-        .collect::<Vec<_>>()
-        .join(",")
+    let mut parts = vec![cpu.baseline.clone()];
+    parts.extend(cpu.qemu_features.iter().cloned());
+    parts.extend(cpu.qemu_disabled.iter().map(|name| format!("{name}=off")));
+    parts.push("enforce".into());
+    parts.join(",")
 }
 
-/// A libvirt domain's `<cpu>`: the baseline model, every common feature required.
+/// A libvirt domain's `<cpu>`: the baseline model, every common feature
+/// required, the model's features some node lacks disabled.
+/// `check='full'`: libvirt compares the CPU QEMU really made with this
+/// definition once the guest starts and refuses a mismatch, the check that
+/// matches QEMU's `enforce` ('partial' checks only against the host-model
+/// before start, and would let a feature silently go missing).
 pub fn libvirt_cpu(cpu: &GuestCpu) -> String {
     let mut xml = format!(
-        "<cpu mode='custom' match='exact'>\n  <model fallback='forbid'>{}</model>\n",
+        "<cpu mode='custom' match='exact' check='full'>\n  <model fallback='forbid'>{}</model>\n",
         cpu.libvirt_model
     );
     for feature in &cpu.libvirt_features {
         xml.push_str(&format!("  <feature policy='require' name='{feature}'/>\n"));
+    }
+    for feature in &cpu.libvirt_disabled {
+        xml.push_str(&format!("  <feature policy='disable' name='{feature}'/>\n"));
     }
     xml.push_str("</cpu>\n");
     xml
 }
 
 /// The keys an Incus cluster group takes, one `key=value` per line, as
-/// `incus cluster group set GROUP key=value` (or `incus config set`) takes them.
+/// `incus cluster group set GROUP key=value` (or `incus config set`) takes
+/// them; a disabled feature is written `-name`.
 pub fn incus_keys(cpu: &GuestCpu) -> String {
+    let flags: Vec<String> = cpu
+        .qemu_features
+        .iter()
+        .cloned()
+        .chain(cpu.qemu_disabled.iter().map(|name| format!("-{name}")))
+        .collect();
     format!(
         "instances.vm.cpu.x86_64.baseline={}\ninstances.vm.cpu.x86_64.flags={}\n",
         cpu.baseline,
-        cpu.qemu_features.join(",")
+        flags.join(",")
     )
 }
 
@@ -64,7 +83,10 @@ mod tests {
             "constant_tsc",
             "tsc_deadline_timer",
         ]);
-        assert_eq!(qemu_cpu(&cpu), "kvm64,avx512vnni,sha-ni,sse4.2,tsc-deadline");
+        assert_eq!(
+            qemu_cpu(&cpu),
+            "kvm64,avx512vnni,sha-ni,sse4.2,tsc-deadline,enforce"
+        );
         assert!(
             incus_keys(&cpu)
                 .contains("instances.vm.cpu.x86_64.flags=avx512vnni,sha-ni,sse4.2,tsc-deadline\n")

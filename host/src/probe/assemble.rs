@@ -19,6 +19,7 @@ pub fn probe_resources() -> io::Result<Resources> {
     std::thread::scope(|scope| {
         let cpu = scope.spawn(|| local_cpus().map(|cpus| cpu_section(&cpus)));
         let memory = scope.spawn(|| (memory::memory(), memory::load()));
+        let hypervisor = scope.spawn(super::hypervisor::probe);
         let roots = Roots::local();
         let pci_ids = IdDatabase::pci();
         let devices = Resources {
@@ -36,10 +37,14 @@ pub fn probe_resources() -> io::Result<Resources> {
         let cpu = cpu
             .join()
             .map_err(|_| io::Error::other("the CPU probe panicked"))??;
+        let hypervisor = hypervisor
+            .join()
+            .map_err(|_| io::Error::other("the hypervisor probe panicked"))?;
         Ok(Resources {
             cpu,
             memory,
             load,
+            nodecache_hypervisor: Some(hypervisor),
             ..devices
         })
     })

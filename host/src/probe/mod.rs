@@ -11,6 +11,7 @@ pub mod cpuinfo;
 pub mod devices;
 pub mod flag_table;
 pub mod flags;
+pub mod hypervisor;
 pub mod memory;
 pub mod topology;
 

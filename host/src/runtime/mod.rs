@@ -441,6 +441,8 @@ mod tests {
                     cpu: CpuSummary {
                         architecture: "x86_64".into(),
                         core_groups: vec![CoreGroup::new(1, &["fpu", "sse2", &format!("only{i}")])],
+                        hypervisor: None,
+                        vendor: None,
                     },
                 }),
             })

@@ -279,6 +279,8 @@ mod tests {
         let summary = CpuSummary {
             architecture: "x86_64".into(),
             core_groups: vec![CoreGroup::new(1, &["fpu"])],
+            hypervisor: None,
+            vendor: None,
         };
         state.remember_summary("{\"a\":1}".into(), summary.clone());
         assert_eq!(state.summary_of("{\"a\":2}"), None, "another document");

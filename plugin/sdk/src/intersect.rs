@@ -111,6 +111,8 @@ mod tests {
                 cpu: CpuSummary {
                     architecture: architecture.into(),
                     core_groups,
+                    hypervisor: None,
+                    vendor: None,
                 },
             }),
         }

@@ -107,6 +107,35 @@ impl CoreGroup {
 pub struct CpuSummary {
     pub architecture: String,
     pub core_groups: Vec<CoreGroup>,
+    /// What the node's hypervisor can give a migratable guest, when its
+    /// document says (nodecache's `nodecache_hypervisor` extension). The
+    /// host keeps it beside the summary; contract 0.2 does not pass it to a
+    /// policy, which intersects the CPUs' flags as Incus does.
+    #[cfg_attr(feature = "serde", serde(default, skip_serializing_if = "Option::is_none"))]
+    pub hypervisor: Option<HypervisorSummary>,
+    /// The CPU vendor of the node's first socket (`GenuineIntel`,
+    /// `AuthenticAMD`), as the document's `vendor` field says.
+    #[cfg_attr(feature = "serde", serde(default, skip_serializing_if = "Option::is_none"))]
+    pub vendor: Option<String>,
+}
+
+/// A node's hypervisor set, as its document carries it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct HypervisorSummary {
+    /// Flags a migratable guest can be given, sorted, unique, separated by
+    /// one space (Linux names; feature-MSR bits by QEMU's name); empty when
+    /// `unavailable` says why there is no set.
+    pub flags: String,
+    #[cfg_attr(feature = "serde", serde(default, skip_serializing_if = "Option::is_none"))]
+    pub unavailable: Option<String>,
+}
+
+impl HypervisorSummary {
+    /// The flag names, in order.
+    pub fn flags(&self) -> impl Iterator<Item = &str> + Clone {
+        self.flags.split_ascii_whitespace()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -264,6 +264,9 @@ fn report_from_wit(report: wit::NodeReport) -> NodeReport {
                         .into_iter()
                         .map(|g| CoreGroup::new(g.cores, &g.flags))
                         .collect(),
+                    // Contract 0.2 does not carry these to a policy.
+                    hypervisor: None,
+                    vendor: None,
                 },
             })
             .map_err(host_error_from_wit),

@@ -283,6 +283,9 @@ fn report_from_wit(report: wit::NodeReport) -> NodeReport {
                             flags: g.flags,
                         })
                         .collect(),
+                    // Contract 0.2 does not carry these to a policy.
+                    hypervisor: None,
+                    vendor: None,
                 },
             })
             .map_err(host_error_from_wit),
