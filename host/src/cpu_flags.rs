@@ -2,7 +2,7 @@
 //! arrives), let the policy intersect, check what it answered, and report
 //! each node's provenance.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use anyhow::{Result, bail};
@@ -40,6 +40,15 @@ pub struct CpuFlagsReport {
     /// do not have (a plain Incus server, a node without `/dev/kvm`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub hypervisor_stand_ins: Vec<String>,
+    /// The included nodes by CPU vendor (the document's `vendor` field): a
+    /// cluster mixing Intel and AMD can migrate only a guest with a CPU of
+    /// neither vendor's models.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub vendors: BTreeMap<String, Vec<String>>,
+    /// Features of `guest_flags` known to vanish from running fleets (see
+    /// `flags::fragile`), with why.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub fragile: BTreeMap<String, &'static str>,
     /// The x86-64 level of `guest_flags`: what a guest can be given.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub guest_level: Option<String>,
@@ -145,16 +154,6 @@ impl CpuFlagsReport {
         }
     }
 
-    /// The CPU vendors of the included nodes, each once, sorted.
-    pub fn vendors(&self) -> Vec<String> {
-        let vendors: BTreeSet<&str> = self
-            .nodes
-            .iter()
-            .filter_map(|node| node.cpu.as_ref()?.vendor.as_deref())
-            .collect();
-        vendors.into_iter().map(str::to_string).collect()
-    }
-
     /// Nodes the common set cannot vouch for.
     pub fn nodes_without_data(&self) -> Vec<&NodeStatus> {
         self.nodes
@@ -230,6 +229,11 @@ pub async fn cpu_flags(
             .as_ref()
             .and_then(|flags| crate::flags::level::level(|flag| flags.iter().any(|f| f == flag)))
             .map(str::to_string),
+        vendors: vendors(&nodes),
+        fragile: guest_flags
+            .as_deref()
+            .map(crate::flags::fragile::among)
+            .unwrap_or_default(),
         guest_flags,
         hypervisor_stand_ins,
         partial,
@@ -260,6 +264,17 @@ fn guest_set(nodes: &[NodeStatus]) -> (Vec<String>, Vec<String>) {
         .map(str::to_string)
         .collect();
     (flags, stand_ins)
+}
+
+/// The included nodes by CPU vendor, each list in report order.
+fn vendors(nodes: &[NodeStatus]) -> BTreeMap<String, Vec<String>> {
+    let mut vendors: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for node in nodes {
+        if let Some(vendor) = node.cpu.as_ref().and_then(|cpu| cpu.vendor.as_ref()) {
+            vendors.entry(vendor.clone()).or_default().push(node.name.clone());
+        }
+    }
+    vendors
 }
 
 /// A policy is a plugin: it answers for every report, by name, exactly once;

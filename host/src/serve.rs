@@ -187,6 +187,8 @@ struct FlagsQuery {
     level: Option<String>,
     #[serde(rename = "require-hypervisor")]
     require_hypervisor: Option<String>,
+    #[serde(rename = "drop-fragile")]
+    drop_fragile: Option<String>,
 }
 
 /// A query switch: present and not "0" or "false".
@@ -249,6 +251,7 @@ async fn render_flags(query: &FlagsQuery, report: &CpuFlagsReport) -> Response {
         level: switch(&query.level),
         explain: switch(&query.explain),
         require_hypervisor: switch(&query.require_hypervisor),
+        drop_fragile: switch(&query.drop_fragile),
     };
     let mut report = report.clone();
     let json = output.format == FlagsFormat::Json;

@@ -87,6 +87,10 @@ pub enum Command {
         /// for the hypervisor set it lacks (a plain Incus server, no /dev/kvm).
         #[arg(long)]
         require_hypervisor: bool,
+        /// Leave features known to vanish under microcode updates or newer
+        /// QEMU machine types (hle, rtm, mpx, tsx-ctrl, ...) out of the guest CPU.
+        #[arg(long)]
+        drop_fragile: bool,
         /// Set the keys on the Incus cluster group --group names (the cluster
         /// file's `incus = "…"`): shows the change, makes it with --yes.
         #[arg(long, requires = "group")]

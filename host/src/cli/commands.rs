@@ -37,6 +37,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
             arch,
             allow_partial,
             require_hypervisor,
+            drop_fragile,
             apply,
             yes,
         } => {
@@ -54,6 +55,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
                 level: *level,
                 explain: *explain,
                 require_hypervisor: *require_hypervisor,
+                drop_fragile: *drop_fragile,
             };
             let keys =
                 query::cpu_flags_command(&cli, &membership, config, output, &arch, *allow_partial).await?;

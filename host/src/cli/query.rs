@@ -146,6 +146,9 @@ pub(super) async fn cpu_flags_command(
     if !missing.is_empty() {
         tracing::warn!("partial result: without {}", missing.join("; "));
     }
+    for warning in output.warnings(&report) {
+        tracing::warn!("{warning}");
+    }
     let mut report = report;
     let text = tokio::task::spawn_blocking(move || output.render(&mut report))
         .await

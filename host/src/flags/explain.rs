@@ -1,11 +1,15 @@
-//! `--explain`: which nodes lack which flags, and which node pins the
-//! cluster down: the flags it alone holds back and the level the cluster
-//! would reach without it.
+//! `--explain`: which nodes lack which features a guest could be given,
+//! and which node pins the cluster down: the features it alone holds back
+//! and the level the cluster would reach without it; then the guest CPU:
+//! the model, what it adds and what it turns off, and the fragile features.
+//! Made from what each node's hypervisor can give a guest (its host flags
+//! where it has no hypervisor set, marked).
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
+use super::GuestCpu;
 use super::level::level;
 use crate::cpu_flags::CpuFlagsReport;
 
@@ -40,7 +44,7 @@ pub fn explain(report: &CpuFlagsReport) -> Explanation {
     let nodes: Vec<(&str, BTreeSet<&str>)> = report
         .nodes
         .iter()
-        .filter_map(|node| Some((node.name.as_str(), node.flags()?)))
+        .filter_map(|node| Some((node.name.as_str(), node.guest_flags()?)))
         .collect();
     let mut having: BTreeMap<&str, usize> = BTreeMap::new();
     for (_, flags) in &nodes {
@@ -99,10 +103,17 @@ pub fn explain(report: &CpuFlagsReport) -> Explanation {
 /// A table for a terminal.
 pub fn table(report: &CpuFlagsReport, explanation: &Explanation) -> String {
     let mut text = format!(
-        "{} flags common to all included nodes; level {}\n\n",
-        report.flags.len(),
-        report.level.as_deref().unwrap_or("-")
+        "{} features every included node can give a guest; level {}\n",
+        report.guest_flags.as_ref().map_or(0, Vec::len),
+        report.guest_level.as_deref().unwrap_or("-")
     );
+    if !report.hypervisor_stand_ins.is_empty() {
+        text.push_str(&format!(
+            "host flags stand in for the hypervisor set of {}\n",
+            report.hypervisor_stand_ins.join(", ")
+        ));
+    }
+    text.push('\n');
     if explanation.differing.is_empty() {
         text.push_str("Every included node has the same flags.\n");
     } else {
@@ -111,9 +122,9 @@ pub fn table(report: &CpuFlagsReport, explanation: &Explanation) -> String {
             .iter()
             .map(|d| d.flag.len())
             .max()
-            .unwrap_or(4)
-            .max(4);
-        text.push_str(&format!("{:width$}  nodes lacking it\n", "flag"));
+            .unwrap_or(7)
+            .max(7);
+        text.push_str(&format!("{:width$}  nodes lacking it\n", "feature"));
         for differing in &explanation.differing {
             text.push_str(&format!(
                 "{:width$}  {}\n",
@@ -144,4 +155,49 @@ pub fn table(report: &CpuFlagsReport, explanation: &Explanation) -> String {
         ));
     }
     text
+}
+
+/// The guest CPU `--explain` describes: the model and why, what it adds,
+/// what it turns off, and the fragile features it keeps.
+pub fn guest_cpu_table(guest: &GuestCpu, report: &CpuFlagsReport) -> String {
+    let mut text = format!(
+        "\nguest CPU: {} (its features from {})\n",
+        guest.baseline, guest.baseline_source
+    );
+    let list = |names: &[String]| match names {
+        [] => "-".to_string(),
+        names => names.join(" "),
+    };
+    text.push_str(&format!(
+        "  adds ({}): {}\n",
+        guest.qemu_features.len(),
+        list(&guest.qemu_features)
+    ));
+    text.push_str(&format!(
+        "  turns off, some node cannot give them ({}): {}\n",
+        guest.qemu_disabled.len(),
+        list(&guest.qemu_disabled)
+    ));
+    for (flag, why) in &report.fragile {
+        text.push_str(&format!(
+            "  fragile: {flag}: {why} (--drop-fragile leaves it out)\n"
+        ));
+    }
+    if report.vendors.len() > 1 {
+        text.push_str(&format!("  {}\n", vendor_warning(report)));
+    }
+    text
+}
+
+/// The warning for a cluster mixing CPU vendors, naming each vendor's nodes.
+pub fn vendor_warning(report: &CpuFlagsReport) -> String {
+    let groups: Vec<String> = report
+        .vendors
+        .iter()
+        .map(|(vendor, nodes)| format!("{vendor}: {}", nodes.join(", ")))
+        .collect();
+    format!(
+        "the cluster mixes CPU vendors ({}); a guest migrating between them sees its vendor change",
+        groups.join("; ")
+    )
 }

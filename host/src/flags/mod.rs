@@ -4,6 +4,7 @@
 //! model's own flags come from QEMU ([`qemu`]).
 
 pub mod explain;
+pub mod fragile;
 pub mod level;
 pub mod model_props;
 pub mod names;
@@ -66,10 +67,6 @@ pub struct GuestCpu {
     /// The model the libvirt output names: the baseline where libvirt knows
     /// it (its cpu_map has it), else `kvm64`.
     pub libvirt_model: String,
-    /// With `--baseline auto`: newer models every node shows every flag of,
-    /// passed over for bits no flag line can show.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub passed_over: Vec<qemu::PassedOver>,
 }
 
 impl GuestCpu {
@@ -106,7 +103,6 @@ impl GuestCpu {
             libvirt_features,
             libvirt_disabled,
             libvirt_model: libvirt_model(&baseline.model),
-            passed_over: Vec::new(),
         }
     }
 }

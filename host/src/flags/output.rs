@@ -1,11 +1,11 @@
 //! One cluster answer, printed the way it was asked for: by the CLI's
 //! `cpu-flags` and by `serve`'s `GET /1.0/cluster/cpu-flags`, alike.
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use serde_json::json;
 
-use super::explain::{explain, table};
-use super::{GuestCpu, qemu, render};
+use super::explain::{self, explain, table};
+use super::{GuestCpu, fragile, qemu, render};
 use crate::cpu_flags::CpuFlagsReport;
 use crate::format::{flag_list, pretty_json};
 
@@ -37,39 +37,39 @@ pub struct FlagsOutput {
     /// Refuse, instead of letting a node's host flags stand in, when some
     /// included node has no hypervisor set.
     pub require_hypervisor: bool,
+    /// Leave the features known to vanish from fleets (`flags::fragile`)
+    /// out of the guest CPU.
+    pub drop_fragile: bool,
 }
 
 pub const DEFAULT_BASELINE: &str = "kvm64";
 /// `--baseline auto`: the newest named QEMU model every included node can run.
 pub const AUTO: &str = "auto";
 
-/// The named model closest to the guest set, with what it disables, else
-/// `kvm64` (and why), and the newer models passed over.
-fn auto_baseline(report: &CpuFlagsReport) -> Result<(qemu::Baseline, Vec<qemu::PassedOver>)> {
-    let guest = report.guest_flags.as_deref().unwrap_or(&report.flags);
+/// The named model closest to the guest set (libvirt's measure), of the
+/// cluster's one vendor, else `kvm64`, saying why.
+fn auto_baseline(report: &CpuFlagsReport, guest: &[String]) -> Result<qemu::Baseline> {
     let common: std::collections::BTreeSet<&str> = guest.iter().map(String::as_str).collect();
     let models = qemu::named_models()?;
-    let vendors = report.vendors();
+    let vendors: Vec<&str> = report.vendors.keys().map(String::as_str).collect();
     let vendor = match vendors.as_slice() {
-        [one] => Some(one.as_str()),
+        [one] => Some(*one),
         _ => None,
     };
-    let chosen = match qemu::closest(&models, &common, vendor) {
-        Some(fit) => fit.model,
+    match qemu::closest(&models, &common, vendor) {
+        Some(fit) => Ok(fit.model),
         None => {
             tracing::warn!(
-                "--baseline auto: no named model fits {}; kvm64 stands in",
-                match vendors.len() {
-                    0 => "nodes that report no CPU vendor".to_string(),
-                    1 => format!("vendor {}", vendors[0]),
-                    _ => format!("a cluster mixing vendors ({})", vendors.join(", ")),
+                "--baseline auto: kvm64, because no named model is {}",
+                match vendors.as_slice() {
+                    [] => "known to fit nodes that report no CPU vendor".to_string(),
+                    [one] => format!("of vendor {one} in this QEMU"),
+                    _ => format!("of every vendor of a cluster mixing {}", vendors.join(" and ")),
                 }
             );
-            qemu::baseline(DEFAULT_BASELINE)?
+            qemu::baseline(DEFAULT_BASELINE)
         }
-    };
-    let passed_over = qemu::passed_over(&models, &common, &chosen);
-    Ok((chosen, passed_over))
+    }
 }
 
 impl FlagsOutput {
@@ -84,14 +84,23 @@ impl FlagsOutput {
             report.fill_node_levels();
         }
         Ok(match self.format {
-            _ if self.explain => table(report, &explain(report)),
+            _ if self.explain => {
+                let mut text = table(report, &explain(report));
+                if let Some(guest) = self.guest_cpu(report)? {
+                    text.push_str(&explain::guest_cpu_table(&guest, report));
+                }
+                text
+            }
             _ if self.level => levels(report),
             FlagsFormat::List | FlagsFormat::Json => flag_list(&report.flags),
             hypervisor => {
                 // Asked of QEMU only here, where the text needs it.
-                let guest = self
-                    .guest_cpu(report)?
-                    .expect("the hypervisor formats always build one");
+                let guest = self.guest_cpu(report)?.with_context(|| {
+                    format!(
+                        "the qemu, libvirt and incus formats describe x86_64 guests, not {}",
+                        report.arch
+                    )
+                })?;
                 match hypervisor {
                     FlagsFormat::Qemu => format!("{}\n", render::qemu_cpu(&guest)),
                     FlagsFormat::Libvirt => render::libvirt_cpu(&guest),
@@ -116,6 +125,50 @@ impl FlagsOutput {
         Ok(value)
     }
 
+    /// Whether the answer describes a guest CPU (made from the hypervisor
+    /// sets) rather than the CPUs' common flags alone.
+    pub fn describes_a_guest(&self) -> bool {
+        matches!(
+            self.format,
+            FlagsFormat::Qemu | FlagsFormat::Libvirt | FlagsFormat::Incus
+        ) || self.baseline.is_some()
+            || self.explain
+            || self.level
+    }
+
+    /// What an operator should hear on stderr about the guest CPU: nodes
+    /// whose host flags stood in, and a cluster mixing CPU vendors.
+    pub fn warnings(&self, report: &CpuFlagsReport) -> Vec<String> {
+        let mut warnings = Vec::new();
+        if !self.describes_a_guest() || report.guest_flags.is_none() {
+            return warnings;
+        }
+        let stand_ins: Vec<String> = report
+            .nodes
+            .iter()
+            .filter(|node| node.hypervisor == Some("stand-in"))
+            .map(|node| {
+                format!(
+                    "{} ({})",
+                    node.name,
+                    node.hypervisor_unavailable
+                        .as_deref()
+                        .unwrap_or("no hypervisor set")
+                )
+            })
+            .collect();
+        if !stand_ins.is_empty() {
+            warnings.push(format!(
+                "host flags stand in for what these nodes' hypervisors can give a guest: {} (--require-hypervisor refuses instead)",
+                stand_ins.join("; ")
+            ));
+        }
+        if report.vendors.len() > 1 {
+            warnings.push(explain::vendor_warning(report));
+        }
+        warnings
+    }
+
     /// With `require_hypervisor`, no host flags may stand in for a node's
     /// hypervisor set.
     fn check_hypervisors(&self, report: &CpuFlagsReport) -> Result<()> {
@@ -128,23 +181,22 @@ impl FlagsOutput {
         Ok(())
     }
 
-    /// The hypervisor view, when the format or a `--baseline` asks for it.
+    /// The guest CPU, when the format, a `--baseline` or `--explain` asks
+    /// for it (x86_64 only: the models are QEMU's x86 ones).
     fn guest_cpu(&self, report: &CpuFlagsReport) -> Result<Option<GuestCpu>> {
-        Ok(match (self.format, &self.baseline) {
-            (FlagsFormat::Qemu | FlagsFormat::Libvirt | FlagsFormat::Incus, baseline)
-            | (_, baseline @ Some(_)) => {
-                let model = baseline.as_deref().unwrap_or(DEFAULT_BASELINE);
-                let (baseline, passed_over) = match model {
-                    AUTO => auto_baseline(report)?,
-                    model => (qemu::baseline(model)?, Vec::new()),
-                };
-                let guest_flags = report.guest_flags.as_deref().unwrap_or(&report.flags);
-                let mut guest = GuestCpu::new(guest_flags, &baseline);
-                guest.passed_over = passed_over;
-                Some(guest)
-            }
-            _ => None,
-        })
+        let Some(guest_flags) = report.guest_flags.as_deref().filter(|_| self.describes_a_guest()) else {
+            return Ok(None);
+        };
+        let guest_flags: Vec<String> = guest_flags
+            .iter()
+            .filter(|flag| !(self.drop_fragile && fragile::is_fragile(flag)))
+            .cloned()
+            .collect();
+        let baseline = match self.baseline.as_deref().unwrap_or(DEFAULT_BASELINE) {
+            AUTO => auto_baseline(report, &guest_flags)?,
+            model => qemu::baseline(model)?,
+        };
+        Ok(Some(GuestCpu::new(&guest_flags, &baseline)))
     }
 }
 

@@ -194,28 +194,6 @@ pub fn named_models() -> Result<Vec<Baseline>> {
 /// "running under a hypervisor". A host need not have it to run the model.
 pub(crate) const GUEST_ONLY: &[&str] = &["hypervisor"];
 
-/// Bits only AMD (and Hygon) CPUs have: a common set with one of them is
-/// an AMD cluster, and gets an AMD model, as libvirt's baseline would.
-const AMD_ONLY: &[&str] = &["sse4a", "mmxext", "fxsr_opt", "cr8_legacy"];
-
-/// `--baseline auto`: the newest named model every included node can run
-/// (its flags, in Linux names, all in `common`, of the cluster's vendor when
-/// the flags show one), newest meaning the most flags, then the higher
-/// version. `None` when none fits.
-pub fn newest_that_fits(models: &[Baseline], common: &BTreeSet<&str>) -> Option<Baseline> {
-    models
-        .iter()
-        .filter(|model| model.shows_the_vendor_of(common) && model.runs_on(common))
-        .max_by(|a, b| {
-            a.flags
-                .len()
-                .cmp(&b.flags.len())
-                .then_with(|| version(&a.model).cmp(&version(&b.model)))
-                .then_with(|| b.model.cmp(&a.model))
-        })
-        .cloned()
-}
-
 /// A model as `--baseline auto` would use it on `common`: what it adds,
 /// and the QEMU properties it asks for that some node cannot give.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -284,61 +262,6 @@ pub fn closest(models: &[Baseline], common: &BTreeSet<&str>, vendor: Option<&str
                 .then_with(|| b.model.flags.len().cmp(&a.model.flags.len()))
                 .then_with(|| version(&b.model.model).cmp(&version(&a.model.model)))
         })
-}
-
-/// A model `--baseline auto` passed over: every node shows every flag it
-/// asks for, but it also asks for bits no flag line shows.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct PassedOver {
-    pub model: String,
-    /// The QEMU properties nothing proves every node has.
-    pub unprovable: Vec<String>,
-}
-
-/// The models with more flags than `chosen` that only unprovable bits keep
-/// from the cluster, so an operator sees why the choice is not newer.
-pub fn passed_over(models: &[Baseline], common: &BTreeSet<&str>, chosen: &Baseline) -> Vec<PassedOver> {
-    let mut passed: Vec<PassedOver> = models
-        .iter()
-        .filter(|model| model.flags.len() > chosen.flags.len() && !model.unprovable.is_empty())
-        .filter(|model| model.shows_the_vendor_of(common) && model.shows_every_flag_in(common))
-        .map(|model| PassedOver {
-            model: model.model.clone(),
-            unprovable: model.unprovable.clone(),
-        })
-        .collect();
-    passed.sort_by(|a, b| a.model.cmp(&b.model));
-    passed
-}
-
-impl Baseline {
-    /// Whether a node reporting `flags` shows everything this model asks.
-    pub fn runs_on(&self, flags: &BTreeSet<&str>) -> bool {
-        self.unprovable.is_empty() && self.shows_every_flag_in(flags)
-    }
-
-    /// Whether `flags` holds every flag the model asks for (its unprovable
-    /// bits aside).
-    fn shows_every_flag_in(&self, flags: &BTreeSet<&str>) -> bool {
-        !self.flags.is_empty()
-            && self
-                .flags
-                .iter()
-                .all(|flag| flags.contains(flag.as_str()) || GUEST_ONLY.contains(&flag.as_str()))
-            && self
-                .shown_as
-                .iter()
-                .all(|(_, any)| any.iter().any(|flag| flags.contains(flag)))
-    }
-
-    /// Whether the model's vendor is the one `common` shows: AMD when an
-    /// AMD-only bit is common, Intel otherwise.
-    fn shows_the_vendor_of(&self, common: &BTreeSet<&str>) -> bool {
-        let amd = AMD_ONLY.iter().any(|flag| common.contains(flag));
-        self.vendor
-            .as_deref()
-            .is_some_and(|vendor| (vendor == "AuthenticAMD") == amd)
-    }
 }
 
 /// `Skylake-Server-v4` -> 4.
