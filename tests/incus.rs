@@ -175,11 +175,17 @@ const VOLATILE: &[(&str, &str)] = &[
 ];
 
 /// Leaves only one side has, by path prefix, and why.
-const ONE_SIDED: &[(&str, &str)] = &[(
-    "/cpu/sockets/*/address_sizes/",
-    "nodecache adds the physical and virtual address widths (a guest's \
+const ONE_SIDED: &[(&str, &str)] = &[
+    (
+        "/nodecache_hypervisor/",
+        "nodecache's extension (resources_nodecache_hypervisor): what the node's KVM can give a guest",
+    ),
+    (
+        "/cpu/sockets/*/address_sizes/",
+        "nodecache adds the physical and virtual address widths (a guest's \
          phys-bits must fit every host); Incus 6.0.4 predates the field",
-)];
+    ),
+];
 
 /// The whole `api.Resources` document of this machine as Incus and as
 /// nodecache write it: every leaf path, equal, except those listed above

@@ -4,6 +4,7 @@
 
 mod cli;
 mod cluster;
+mod hypervisor;
 mod incus;
 mod outputs;
 mod policies;

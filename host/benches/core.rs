@@ -77,6 +77,13 @@ fn benches(c: &mut Criterion) {
         b.iter(|| black_box(probe::probe_resources().unwrap()))
     });
 
+    // Its part that asks KVM what it can give a guest (the sections run
+    // side by side, so the whole probe pays this only where it is longest).
+    c.bench_function(
+        "hypervisor set (KVM_GET_SUPPORTED_CPUID, feature MSRs, a throwaway vCPU)",
+        |b| b.iter(|| black_box(probe::hypervisor::probe())),
+    );
+
     // What a revalidation of this machine (and a 304 from serve) costs instead of a probe.
     c.bench_function("local hardware fingerprint (/proc + /sys, no probe)", |b| {
         b.iter(|| black_box(nodecache::fingerprint::local().unwrap()))

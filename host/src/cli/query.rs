@@ -221,7 +221,7 @@ pub(super) async fn can_run_command(
                         membership.cluster.names()
                     ))
                 })?;
-            let flags = node.flags().ok_or_else(|| {
+            let flags = node.guest_flags().ok_or_else(|| {
                 anyhow!(
                     "no data for {name}, so its host CPU is unknown: {}",
                     node.error.as_deref().unwrap_or("another architecture")

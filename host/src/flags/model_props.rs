@@ -39,14 +39,16 @@ const ALIASES: &[(&str, &str)] = &[
 /// `init_speculation_control`); kernels before 4.17 printed `spec_ctrl`
 /// and `intel_stibp` themselves. KVM offers a guest the Intel bit on an
 /// AMD host with the AMD one and back, so one flag stands for both.
+/// A hypervisor set names three of these bits as QEMU does (Linux prints
+/// no flag of its own for them), so either name shows them.
 const SHOWN_AS: &[(&str, &[&str])] = &[
-    ("spec-ctrl", &["spec_ctrl", "ibrs"]),
+    ("spec-ctrl", &["spec-ctrl", "spec_ctrl", "ibrs"]),
     ("stibp", &["intel_stibp", "stibp"]),
     ("ssbd", &["spec_ctrl_ssbd", "ssbd"]),
     ("ibrs", &["ibrs"]),
     ("ibpb", &["ibpb"]),
-    ("amd-stibp", &["stibp"]),
-    ("amd-ssbd", &["ssbd"]),
+    ("amd-stibp", &["amd-stibp", "stibp"]),
+    ("amd-ssbd", &["amd-ssbd", "ssbd"]),
     ("ibrs-all", &["ibrs_enhanced"]),
 ];
 
@@ -77,11 +79,12 @@ mod tests {
         assert_eq!(ask("sse3"), Ask::Flag("pni"));
         assert_eq!(ask("lahf_lm"), Ask::Flag("lahf_lm"));
         assert_eq!(ask("i64"), Ask::Flag("lm"));
-        assert_eq!(ask("spec-ctrl"), Ask::AnyOf(&["spec_ctrl", "ibrs"]));
+        assert_eq!(ask("spec-ctrl"), Ask::AnyOf(&["spec-ctrl", "spec_ctrl", "ibrs"]));
         // A feature-MSR bit: a hypervisor set names it (QEMU's name).
         assert_eq!(ask("rdctl-no"), Ask::Flag("rdctl-no"));
-        // A CPUID bit Linux gives no name.
-        assert_eq!(ask("amd-psfd"), Ask::Unprovable);
+        // A CPUID bit Linux gives no name: QEMU's name.
+        assert_eq!(ask("amd-psfd"), Ask::Flag("amd-psfd"));
+        assert_eq!(ask("x-no-such-bit"), Ask::Unprovable);
     }
 
     #[test]

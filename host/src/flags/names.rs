@@ -12,6 +12,12 @@ use std::sync::OnceLock;
 
 const TABLE: &str = include_str!("x86_flag_names.tsv");
 
+/// CPUID bits a hypervisor can give a guest that Linux does not name
+/// (`amd-psfd`, `lfence-always-serializing`, ...): QEMU and libvirt share
+/// one name for each, which stands in every column. Derived from the
+/// installed tools by `scripts/gen-hypervisor-names.py`.
+const UNNAMED_BY_LINUX: &str = include_str!("x86_unnamed_by_linux.tsv");
+
 /// One CPUID bit (or feature-MSR bit) by its three names and its place.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FlagNames {
@@ -76,6 +82,12 @@ fn table() -> &'static Table {
             .filter(|line| !line.starts_with('#') && !line.is_empty())
             .map(parse_row)
             .collect();
+        rows.extend(
+            UNNAMED_BY_LINUX
+                .lines()
+                .filter(|line| !line.starts_with('#') && !line.is_empty())
+                .map(parse_unnamed_row),
+        );
         rows.extend(MSR_FEATURES.iter().map(|&(name, index, bit)| FlagNames {
             linux: name,
             qemu: Some(name),
@@ -94,21 +106,41 @@ fn parse_row(line: &'static str) -> FlagNames {
     let fields: Vec<&'static str> = line.split('\t').collect();
     assert_eq!(fields.len(), 7, "x86_flag_names.tsv: malformed row {line:?}");
     let name = |field: &'static str| (field != "-").then_some(field);
-    let bad = || -> ! { panic!("x86_flag_names.tsv: malformed row {line:?}") };
-    let register = ["eax", "ebx", "ecx", "edx"]
-        .iter()
-        .position(|r| *r == fields[3])
-        .unwrap_or_else(|| bad()) as u8;
     FlagNames {
         linux: fields[0],
         qemu: name(fields[5]),
         libvirt: name(fields[6]),
-        place: BitPlace::Cpuid {
-            leaf: u32::from_str_radix(fields[1].trim_start_matches("0x"), 16).unwrap_or_else(|_| bad()),
-            subleaf: fields[2].parse().unwrap_or_else(|_| bad()),
-            register,
-            bit: fields[4].parse().unwrap_or_else(|_| bad()),
-        },
+        place: cpuid_place(&fields[1..5], line),
+    }
+}
+
+/// A row of `x86_unnamed_by_linux.tsv`: name, leaf, subleaf, register, bit.
+fn parse_unnamed_row(line: &'static str) -> FlagNames {
+    let fields: Vec<&'static str> = line.split('\t').collect();
+    assert_eq!(
+        fields.len(),
+        5,
+        "x86_unnamed_by_linux.tsv: malformed row {line:?}"
+    );
+    FlagNames {
+        linux: fields[0],
+        qemu: Some(fields[0]),
+        libvirt: Some(fields[0]),
+        place: cpuid_place(&fields[1..5], line),
+    }
+}
+
+/// Leaf (hex), subleaf, register and bit columns.
+fn cpuid_place(fields: &[&str], line: &str) -> BitPlace {
+    let bad = || -> ! { panic!("flag name table: malformed row {line:?}") };
+    BitPlace::Cpuid {
+        leaf: u32::from_str_radix(fields[0].trim_start_matches("0x"), 16).unwrap_or_else(|_| bad()),
+        subleaf: fields[1].parse().unwrap_or_else(|_| bad()),
+        register: ["eax", "ebx", "ecx", "edx"]
+            .iter()
+            .position(|r| *r == fields[2])
+            .unwrap_or_else(|| bad()) as u8,
+        bit: fields[3].parse().unwrap_or_else(|_| bad()),
     }
 }
 

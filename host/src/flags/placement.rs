@@ -46,8 +46,9 @@ pub fn linux_names(given: &str) -> Vec<String> {
         .collect()
 }
 
-/// What a guest started with `-cpu host` on a node needs: the node's flags
-/// a hypervisor can pass on (not the ones the kernel synthesises).
+/// What a guest started with `-cpu host` on a node needs: what the node's
+/// hypervisor gives it (its set, or its host flags standing in), less what
+/// no hypervisor can set (flags the kernel synthesises).
 pub fn host_cpu_of(flags: &BTreeSet<&str>) -> Vec<String> {
     flags
         .iter()
@@ -65,7 +66,9 @@ pub fn place(report: &CpuFlagsReport, required: Vec<String>) -> Placement {
         unknown: Vec::new(),
     };
     for node in &report.nodes {
-        let Some(flags) = node.flags() else {
+        // What the node's hypervisor can give a guest (its host flags
+        // standing in where it has no hypervisor set).
+        let Some(flags) = node.guest_flags() else {
             let why = match node.source {
                 NodeSource::Excluded => format!("architecture {}", node.arch.as_deref().unwrap_or("unknown")),
                 _ => node.error.clone().unwrap_or_else(|| "no data".into()),

@@ -1,0 +1,596 @@
+//! What a guest can really get, under this machine's real `/dev/kvm`: the
+//! node's hypervisor set against the installed QEMU (`host`, migratable,
+//! `-accel kvm`) and libvirt (`hypervisor-cpu-baseline --migratable` of its
+//! domcapabilities); the VM outputs started by QEMU under KVM with
+//! `enforce` and accepted by `virsh hypervisor-cpu-compare`; recorded
+//! clusters of real hosts' host-model CPUs from libvirt's own test data
+//! (tests/fixtures/domaincaps/README.md) against libvirt's baseline; and a
+//! node whose KVM is out of reach. With no usable `/dev/kvm`, QEMU or
+//! libvirt, these tests fail saying so.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use serde_json::{Value, json};
+
+use crate::util::{BIN, INCUS_FIXTURE, stderr, write_cache_entry};
+
+/// Fails, saying why, unless this machine's KVM can be opened.
+fn require_kvm() {
+    if let Err(e) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+    {
+        panic!("these tests need a usable /dev/kvm (run as root on a machine with KVM): /dev/kvm: {e}");
+    }
+}
+
+/// libvirt's QEMU driver, started as scripts/test starts it when it is not
+/// running; fails saying so when it cannot be reached.
+fn virsh(args: &[&str]) -> Output {
+    let run = || {
+        Command::new("virsh")
+            .args(["-c", "qemu:///system"])
+            .args(args)
+            .output()
+            .expect("virsh (scripts/test installs libvirt-clients)")
+    };
+    let first = run();
+    if first.status.success() || !stderr(&first).contains("Failed to connect") {
+        return first;
+    }
+    let started = Command::new("libvirtd").arg("-d").status();
+    assert!(
+        started.is_ok_and(|s| s.success()),
+        "libvirtd is not running and `libvirtd -d` failed (scripts/test installs libvirt-daemon-driver-qemu)"
+    );
+    // libvirtd -d returns once it has forked; its socket follows shortly.
+    for _ in 0..100 {
+        let again = run();
+        if !stderr(&again).contains("Failed to connect") {
+            return again;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    panic!("libvirtd started but qemu:///system never answered");
+}
+
+fn virsh_ok(args: &[&str]) -> String {
+    let output = virsh(args);
+    assert!(output.status.success(), "virsh {args:?}: {}", stderr(&output));
+    String::from_utf8(output.stdout).unwrap()
+}
+
+/// The names the installed tools give each bit Linux names, joined on the
+/// bit (the repository's table, generated from QEMU, libvirt and the
+/// kernel's cpufeatures.h), and the feature-MSR bits, which libvirt's own
+/// cpu_map names for QEMU and libvirt alike.
+struct Names {
+    by_qemu: BTreeMap<String, String>,
+    by_libvirt: BTreeMap<String, String>,
+}
+
+impl Names {
+    fn load() -> Names {
+        let table = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("src/flags/x86_flag_names.tsv"),
+        )
+        .unwrap();
+        let mut names = Names {
+            by_qemu: BTreeMap::new(),
+            by_libvirt: BTreeMap::new(),
+        };
+        for row in table.lines().filter(|line| !line.starts_with('#')) {
+            let fields: Vec<&str> = row.split('\t').collect();
+            if fields[5] != "-" {
+                names.by_qemu.insert(fields[5].into(), fields[0].into());
+            }
+            if fields[6] != "-" {
+                names.by_libvirt.insert(fields[6].into(), fields[0].into());
+            }
+        }
+        let unnamed = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("src/flags/x86_unnamed_by_linux.tsv"),
+        )
+        .unwrap();
+        for name in unnamed
+            .lines()
+            .filter(|line| !line.starts_with('#'))
+            .filter_map(|row| row.split('\t').next())
+        {
+            names.by_qemu.insert(name.into(), name.into());
+            names.by_libvirt.insert(name.into(), name.into());
+        }
+        let features = std::fs::read_to_string("/usr/share/libvirt/cpu_map/x86_features.xml")
+            .expect("libvirt's cpu_map (scripts/test installs libvirt-daemon-driver-qemu)");
+        let mut current = None;
+        for line in features.lines().map(str::trim) {
+            if let Some(name) = line.strip_prefix("<feature name='") {
+                current = name.split('\'').next().map(str::to_string);
+            } else if line.starts_with("<msr index='0x000000cf'")
+                || line.starts_with("<msr index='0x0000010a'")
+            {
+                let name = current.clone().unwrap();
+                names.by_qemu.insert(name.clone(), name.clone());
+                names.by_libvirt.insert(name.clone(), name);
+            }
+        }
+        names
+    }
+
+    /// QEMU's property, in any of QEMU's spellings, as nodecache names it.
+    fn of_qemu(&self, prop: &str) -> Option<&String> {
+        let legacy = [
+            ("sse3", "pni"),
+            ("pclmuldq", "pclmulqdq"),
+            ("sse4-1", "sse4.1"),
+            ("sse4_1", "sse4.1"),
+            ("sse4-2", "sse4.2"),
+            ("sse4_2", "sse4.2"),
+            ("xd", "nx"),
+            ("i64", "lm"),
+            ("ffxsr", "fxsr-opt"),
+        ];
+        let spelled = legacy
+            .iter()
+            .find(|(alias, _)| *alias == prop)
+            .map_or_else(|| prop.replace('_', "-"), |(_, name)| name.to_string());
+        self.by_qemu.get(prop).or_else(|| self.by_qemu.get(&spelled))
+    }
+}
+
+/// QMP over stdio to a QEMU under KVM with `args`; the answers, stderr
+/// and whether it exited 0.
+pub(crate) fn qemu_kvm(args: &[&str], commands: &[Value]) -> (Vec<Value>, String, bool) {
+    let mut child = Command::new("qemu-system-x86_64")
+        .args(["-nodefaults", "-display", "none", "-S", "-accel", "kvm"])
+        .args(args)
+        .args(["-qmp", "stdio"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("qemu-system-x86_64 (scripts/test installs qemu-system-x86)");
+    let mut stdin = child.stdin.take().unwrap();
+    writeln!(stdin, "{}", json!({"execute": "qmp_capabilities"})).unwrap();
+    for command in commands {
+        writeln!(stdin, "{command}").unwrap();
+    }
+    writeln!(stdin, "{}", json!({"execute": "quit"})).unwrap();
+    drop(stdin);
+    let output = child.wait_with_output().unwrap();
+    let answers: Vec<Value> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter_map(|answer| answer.get("return").cloned())
+        .collect();
+    let returns = answers
+        .get(1..answers.len().saturating_sub(1))
+        .unwrap_or_default()
+        .to_vec();
+    (
+        returns,
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+        output.status.success(),
+    )
+}
+
+/// QEMU starts a q35 guest under KVM with exactly this `-cpu`, and says
+/// nothing about a feature the host lacks.
+fn qemu_starts(cpu: &str) -> Result<(), String> {
+    let (_, errors, ok) = qemu_kvm(&["-machine", "q35", "-cpu", cpu], &[]);
+    if ok && !errors.contains("doesn't support") && !errors.contains("not found") {
+        Ok(())
+    } else {
+        Err(format!("QEMU under KVM refused -cpu {cpu}: {errors}"))
+    }
+}
+
+fn nodecache(args: &[&str]) -> Output {
+    Command::new(BIN).args(args).output().unwrap()
+}
+
+fn nodecache_text(args: &[&str]) -> String {
+    let output = nodecache(args);
+    assert!(output.status.success(), "{args:?}: {}", stderr(&output));
+    String::from_utf8(output.stdout).unwrap()
+}
+
+/// This machine's hypervisor set, as `probe --source hypervisor` prints it.
+fn our_set() -> BTreeSet<String> {
+    nodecache_text(&["probe", "--source", "hypervisor"])
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// The bits QEMU's own `host` expansion offers that nodecache leaves out
+/// must each be refused by QEMU itself when a guest asks for it alone:
+/// a KVM that reports a feature-MSR bit its vCPUs then refuse (PVM does)
+/// makes QEMU abort starting any guest that has the bit.
+fn assert_qemu_refuses_each(extra: &BTreeSet<String>, names: &Names) {
+    qemu_starts("base,enforce").unwrap();
+    for flag in extra {
+        let prop = names
+            .by_qemu
+            .iter()
+            .find(|(_, linux)| *linux == flag)
+            .map(|(prop, _)| prop.clone())
+            .unwrap();
+        // Feature-MSR bits need the CPUID bit that announces the MSR.
+        let msr_bit = prop.ends_with("-no") || prop == "rsba" || prop == "fb-clear" || prop == "tsx-ctrl";
+        let cpu = if msr_bit {
+            format!("base,arch-capabilities=on,{prop}=on,enforce")
+        } else {
+            format!("base,{prop}=on,enforce")
+        };
+        assert!(
+            qemu_starts(&cpu).is_err(),
+            "QEMU's host expansion offers {prop}, nodecache leaves it out, yet QEMU starts -cpu {cpu}"
+        );
+    }
+}
+
+#[test]
+fn this_nodes_hypervisor_set_is_what_qemu_and_libvirt_say_it_can_give() {
+    require_kvm();
+    let names = Names::load();
+    let ours = our_set();
+    assert!(ours.contains("fpu") && ours.contains("hypervisor"), "{ours:?}");
+    // QEMU: the migratable expansion of `host` under KVM.
+    let (answers, errors, _) = qemu_kvm(
+        &["-machine", "none"],
+        &[json!({"execute": "query-cpu-model-expansion",
+                 "arguments": {"type": "full", "model": {"name": "host", "props": {"migratable": true}}}})],
+    );
+    let props = answers
+        .first()
+        .and_then(|answer| answer["model"]["props"].as_object())
+        .unwrap_or_else(|| panic!("QEMU under KVM did not expand host: {errors}"));
+    let qemu: BTreeSet<String> = props
+        .iter()
+        .filter(|(_, on)| on.as_bool() == Some(true))
+        .filter_map(|(prop, _)| names.of_qemu(prop).cloned())
+        .collect();
+    let missing: Vec<&String> = ours.difference(&qemu).collect();
+    assert!(
+        missing.is_empty(),
+        "nodecache claims what QEMU's host lacks: {missing:?}"
+    );
+    let extra: BTreeSet<String> = qemu.difference(&ours).cloned().collect();
+    println!(
+        "QEMU's host: {} bits nodecache names, {} of them left out as refused: {extra:?}",
+        qemu.len(),
+        extra.len()
+    );
+    assert_qemu_refuses_each(&extra, &names);
+    // libvirt: the migratable baseline of this host's domcapabilities.
+    let dir = tempfile::tempdir().unwrap();
+    let domcaps = dir.path().join("domcaps.xml");
+    std::fs::write(
+        &domcaps,
+        virsh_ok(&[
+            "domcapabilities",
+            "--virttype",
+            "kvm",
+            "--arch",
+            "x86_64",
+            "--machine",
+            "q35",
+        ]),
+    )
+    .unwrap();
+    let baseline = virsh_ok(&[
+        "hypervisor-cpu-baseline",
+        domcaps.to_str().unwrap(),
+        "--features",
+        "--migratable",
+    ]);
+    let libvirt = required_features(&baseline, &names);
+    let missing: Vec<&String> = ours.difference(&libvirt).collect();
+    assert!(
+        missing.is_empty(),
+        "nodecache claims what libvirt's baseline lacks: {missing:?}"
+    );
+    let extra: BTreeSet<String> = libvirt.difference(&ours).cloned().collect();
+    println!(
+        "libvirt's baseline: {} bits nodecache names; left out: {extra:?}",
+        libvirt.len()
+    );
+    assert_qemu_refuses_each(&extra, &names);
+}
+
+/// The features a libvirt `<cpu>` requires (an expanded one lists them all),
+/// in nodecache's names; those nodecache cannot name are left out.
+fn required_features(xml: &str, names: &Names) -> BTreeSet<String> {
+    xml.lines()
+        .filter_map(|line| line.trim().strip_prefix("<feature policy='require' name='"))
+        .filter_map(|rest| rest.split('\'').next())
+        .filter_map(|name| names.by_libvirt.get(name).cloned())
+        .collect()
+}
+
+#[test]
+fn qemu_under_kvm_starts_the_qemu_output_and_libvirt_accepts_the_libvirt_one() {
+    require_kvm();
+    let cache = tempfile::tempdir().unwrap();
+    let cache = cache.path().to_str().unwrap();
+    for baseline in ["kvm64", "auto"] {
+        let cpu = nodecache_text(&[
+            "--cache-dir",
+            cache,
+            "cpu-flags",
+            "--format",
+            "qemu",
+            "--baseline",
+            baseline,
+        ]);
+        let cpu = cpu.trim();
+        assert!(cpu.ends_with(",enforce"), "{cpu}");
+        qemu_starts(cpu).unwrap();
+        let xml = nodecache_text(&[
+            "--cache-dir",
+            cache,
+            "cpu-flags",
+            "--format",
+            "libvirt",
+            "--baseline",
+            baseline,
+        ]);
+        assert!(xml.contains("check='full'"), "{xml}");
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("cpu.xml");
+        std::fs::write(&file, &xml).unwrap();
+        let compared = virsh_ok(&[
+            "hypervisor-cpu-compare",
+            "--virttype",
+            "kvm",
+            file.to_str().unwrap(),
+        ]);
+        assert!(
+            compared.contains("identical") || compared.contains("superset"),
+            "libvirt on {baseline}: {compared}\n{xml}"
+        );
+    }
+    // The CPUs' own flags as a VM CPU: what nodecache promised before, and
+    // what this machine's KVM refuses (here, where the two differ).
+    let host_flags = nodecache_text(&["--cache-dir", cache, "probe", "--source", "kernel"]);
+    let ours = our_set();
+    if host_flags.lines().any(|flag| flag == "avx2") && !ours.contains("avx2") {
+        assert!(qemu_starts("kvm64,avx2,enforce").is_err());
+    }
+}
+
+/// A node document from the Incus fixture with these host flags, CPU
+/// vendor and hypervisor set.
+fn node_document(vendor: &str, flags: &BTreeSet<String>, hypervisor: Value) -> String {
+    let mut document: Value = serde_json::from_str(INCUS_FIXTURE).unwrap();
+    let metadata = &mut document["metadata"];
+    metadata["cpu"]["sockets"][0]["vendor"] = json!(vendor);
+    for core in metadata["cpu"]["sockets"][0]["cores"].as_array_mut().unwrap() {
+        core["flags"] = json!(flags);
+    }
+    metadata["nodecache_hypervisor"] = hypervisor;
+    metadata.to_string()
+}
+
+/// A cluster of recorded members, their entries in the cache.
+struct Cluster {
+    dir: tempfile::TempDir,
+    file: PathBuf,
+}
+
+impl Cluster {
+    fn new(nodes: &[(&str, String)]) -> Cluster {
+        let dir = tempfile::tempdir().unwrap();
+        let mut text = String::from("deadline = \"2s\"\n");
+        for (name, document) in nodes {
+            write_cache_entry(&dir.path().join("cache"), name, document, None, 0);
+            text.push_str(&format!(
+                "[[member]]\nname = \"{name}\"\nurl = \"http://127.0.0.1:9\"\n"
+            ));
+        }
+        let file = dir.path().join("cluster.toml");
+        std::fs::write(&file, text).unwrap();
+        Cluster { dir, file }
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        Command::new(BIN)
+            .arg("--cache-dir")
+            .arg(self.dir.path().join("cache"))
+            .arg("--cluster")
+            .arg(&self.file)
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
+    fn json(&self, args: &[&str]) -> Value {
+        let output = self.run(args);
+        assert!(output.status.success(), "{args:?}: {}", stderr(&output));
+        serde_json::from_slice(&output.stdout).unwrap()
+    }
+}
+
+const RECORDED: [(&str, &str, &str); 4] = [
+    ("skylake", "intel-skylake-client-qemu-4.2.0", "GenuineIntel"),
+    ("rome-a", "amd-epyc-rome-qemu-6.2.0", "AuthenticAMD"),
+    ("rome-b", "amd-epyc-rome-qemu-8.2.0", "AuthenticAMD"),
+    ("rome-c", "amd-epyc-rome-qemu-10.0.0", "AuthenticAMD"),
+];
+
+/// libvirt's baseline of these host CPUs, expanded, as its test driver
+/// computes it: from libvirt's cpu_map alone, no local hypervisor in the way.
+fn offline_baseline(cpus: &[PathBuf]) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("cpus.xml");
+    let text: String = cpus
+        .iter()
+        .map(|cpu| std::fs::read_to_string(cpu).unwrap())
+        .collect();
+    std::fs::write(&file, text).unwrap();
+    let output = Command::new("virsh")
+        .args(["-c", "test:///default", "cpu-baseline", "--features"])
+        .arg(&file)
+        .output()
+        .expect("virsh (scripts/test installs libvirt-clients)");
+    assert!(output.status.success(), "libvirt's baseline: {}", stderr(&output));
+    String::from_utf8(output.stdout).unwrap()
+}
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../tests/fixtures/domaincaps/{name}.xml"))
+}
+
+#[test]
+fn recorded_clusters_get_the_common_set_libvirt_computes_from_their_host_models() {
+    let names = Names::load();
+    // Each recorded host's set: libvirt's own expansion of its host-model
+    // CPU (the test driver's, which no local hypervisor filters), in the
+    // names nodecache knows.
+    let sets: Vec<BTreeSet<String>> = RECORDED
+        .iter()
+        .map(|(_, file, _)| required_features(&offline_baseline(&[fixture(file)]), &names))
+        .collect();
+    let documents: Vec<(&str, String)> = RECORDED
+        .iter()
+        .zip(&sets)
+        .map(|((name, _, vendor), set)| {
+            (
+                *name,
+                node_document(vendor, set, json!({"accelerator": "kvm", "flags": set})),
+            )
+        })
+        .collect();
+    // Three AMD hosts: libvirt's baseline of their host-model CPUs.
+    let amd: Vec<PathBuf> = RECORDED[1..].iter().map(|(_, file, _)| fixture(file)).collect();
+    let libvirt = offline_baseline(&amd);
+    let libvirt_common = required_features(&libvirt, &names);
+    let cluster = Cluster::new(&documents[1..]);
+    let report = cluster.json(&["cpu-flags", "--format", "json", "--baseline", "auto"]);
+    let ours: BTreeSet<String> = serde_json::from_value(report["guest_flags"].clone()).unwrap();
+    assert_eq!(ours, libvirt_common, "the common set libvirt's baseline computes");
+    let libvirt_model = libvirt
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("<model fallback='forbid'>"))
+        .and_then(|rest| rest.strip_suffix("</model>"))
+        .unwrap();
+    let model = report["guest_cpu"]["baseline"].as_str().unwrap();
+    println!("libvirt's baseline model {libvirt_model}, nodecache's {model}");
+    assert_eq!(
+        model.rsplit_once("-v").map_or(model, |(family, _)| family),
+        libvirt_model,
+        "the named model libvirt picks"
+    );
+    let node_kinds: Vec<&str> = report["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|node| node["hypervisor"].as_str().unwrap())
+        .collect();
+    assert_eq!(node_kinds, ["kvm", "kvm", "kvm"]);
+    // All four: libvirt refuses to mix vendors; nodecache warns, naming
+    // the nodes of each, and its common set is still the intersection.
+    let dir = tempfile::tempdir().unwrap();
+    let all = dir.path().join("all.xml");
+    let cpus: String = RECORDED
+        .iter()
+        .map(|(_, file, _)| std::fs::read_to_string(fixture(file)).unwrap())
+        .collect();
+    std::fs::write(&all, cpus).unwrap();
+    let refused = Command::new("virsh")
+        .args(["-c", "test:///default", "cpu-baseline"])
+        .arg(&all)
+        .output()
+        .unwrap();
+    assert!(
+        stderr(&refused).contains("CPU vendors do not match"),
+        "{}",
+        stderr(&refused)
+    );
+    let mixed = Cluster::new(&documents);
+    let output = mixed.run(&["cpu-flags", "--format", "qemu", "--baseline", "auto"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let warned = stderr(&output);
+    assert!(
+        warned.contains("AuthenticAMD: rome-a, rome-b, rome-c; GenuineIntel: skylake"),
+        "{warned}"
+    );
+    assert!(warned.contains("kvm64, because no named model"), "{warned}");
+    let report = mixed.json(&["cpu-flags", "--format", "json"]);
+    let ours: BTreeSet<String> = serde_json::from_value(report["guest_flags"].clone()).unwrap();
+    let intersection = sets[1..].iter().fold(sets[0].clone(), |acc, set| {
+        acc.intersection(set).cloned().collect()
+    });
+    assert_eq!(ours, intersection);
+    assert_eq!(report["vendors"]["GenuineIntel"], json!(["skylake"]));
+}
+
+#[test]
+fn a_node_whose_kvm_is_out_of_reach_says_why_and_its_host_flags_stand_in_visibly() {
+    let cache = tempfile::tempdir().unwrap();
+    let cache = cache.path().to_str().unwrap();
+    // /dev hidden behind an empty tmpfs in a private mount namespace.
+    let hidden = |args: &[&str]| {
+        Command::new("unshare")
+            .args(["--mount", "--propagation", "private", "sh", "-c"])
+            .arg(r#"mount -t tmpfs tmpfs /dev && exec "$0" "$@""#)
+            .arg(BIN)
+            .args(["--cache-dir", cache])
+            .args(args)
+            .output()
+            .expect("unshare (util-linux)")
+    };
+    let resources = hidden(&["resources", "--set", "max-age=0s"]);
+    assert!(resources.status.success(), "{}", stderr(&resources));
+    let document: Value = serde_json::from_slice(&resources.stdout).unwrap();
+    let set = &document["nodecache_hypervisor"];
+    assert_eq!(set["flags"], Value::Null, "{set}");
+    assert!(
+        set["unavailable"]
+            .as_str()
+            .unwrap()
+            .starts_with("/dev/kvm: No such file or directory"),
+        "{set}"
+    );
+    let report: Value =
+        serde_json::from_slice(&hidden(&["cpu-flags", "--format", "json", "--set", "max-age=0s"]).stdout)
+            .unwrap();
+    let node = &report["nodes"][0];
+    assert_eq!(node["hypervisor"], "stand-in", "{report}");
+    assert!(
+        node["hypervisor_unavailable"]
+            .as_str()
+            .unwrap()
+            .contains("/dev/kvm")
+    );
+    assert_eq!(report["hypervisor_stand_ins"], json!([node["name"]]));
+    let qemu = hidden(&["cpu-flags", "--format", "qemu", "--set", "max-age=0s"]);
+    assert!(qemu.status.success(), "{}", stderr(&qemu));
+    let name = node["name"].as_str().unwrap();
+    assert!(
+        stderr(&qemu).contains(&format!(
+            "host flags stand in for what these nodes' hypervisors can give a guest: {name} (/dev/kvm"
+        )),
+        "{}",
+        stderr(&qemu)
+    );
+    let refused = hidden(&[
+        "cpu-flags",
+        "--format",
+        "qemu",
+        "--require-hypervisor",
+        "--set",
+        "max-age=0s",
+    ]);
+    assert_eq!(refused.status.code(), Some(1), "{}", stderr(&refused));
+    assert!(
+        stderr(&refused).contains(&format!("no hypervisor set for {name}")),
+        "{}",
+        stderr(&refused)
+    );
+}
