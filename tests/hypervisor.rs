@@ -9,13 +9,13 @@
 //! libvirt, these tests fail saying so.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 
 use serde_json::{Value, json};
 
-use crate::util::{BIN, INCUS_FIXTURE, stderr, write_cache_entry};
+use crate::outputs::Recorded;
+use crate::util::{BIN, INCUS_FIXTURE, stderr};
 
 /// Fails, saying why, unless this machine's KVM can be opened.
 fn require_kvm() {
@@ -121,61 +121,18 @@ impl Names {
         names
     }
 
-    /// QEMU's property, in any of QEMU's spellings, as nodecache names it.
+    /// QEMU's property as nodecache names it (QEMU's expansion lists its
+    /// `_` spellings and old aliases beside the canonical `-` name).
     fn of_qemu(&self, prop: &str) -> Option<&String> {
-        let legacy = [
-            ("sse3", "pni"),
-            ("pclmuldq", "pclmulqdq"),
-            ("sse4-1", "sse4.1"),
-            ("sse4_1", "sse4.1"),
-            ("sse4-2", "sse4.2"),
-            ("sse4_2", "sse4.2"),
-            ("xd", "nx"),
-            ("i64", "lm"),
-            ("ffxsr", "fxsr-opt"),
-        ];
-        let spelled = legacy
-            .iter()
-            .find(|(alias, _)| *alias == prop)
-            .map_or_else(|| prop.replace('_', "-"), |(_, name)| name.to_string());
-        self.by_qemu.get(prop).or_else(|| self.by_qemu.get(&spelled))
+        self.by_qemu
+            .get(prop)
+            .or_else(|| self.by_qemu.get(&prop.replace('_', "-")))
     }
 }
 
-/// QMP over stdio to a QEMU under KVM with `args`; the answers, stderr
-/// and whether it exited 0.
+/// QMP over stdio to a QEMU under KVM with `args`.
 pub(crate) fn qemu_kvm(args: &[&str], commands: &[Value]) -> (Vec<Value>, String, bool) {
-    let mut child = Command::new("qemu-system-x86_64")
-        .args(["-nodefaults", "-display", "none", "-S", "-accel", "kvm"])
-        .args(args)
-        .args(["-qmp", "stdio"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("qemu-system-x86_64 (scripts/test installs qemu-system-x86)");
-    let mut stdin = child.stdin.take().unwrap();
-    writeln!(stdin, "{}", json!({"execute": "qmp_capabilities"})).unwrap();
-    for command in commands {
-        writeln!(stdin, "{command}").unwrap();
-    }
-    writeln!(stdin, "{}", json!({"execute": "quit"})).unwrap();
-    drop(stdin);
-    let output = child.wait_with_output().unwrap();
-    let answers: Vec<Value> = String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
-        .filter_map(|answer| answer.get("return").cloned())
-        .collect();
-    let returns = answers
-        .get(1..answers.len().saturating_sub(1))
-        .unwrap_or_default()
-        .to_vec();
-    (
-        returns,
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-        output.status.success(),
-    )
+    crate::util::qmp("kvm", args, commands)
 }
 
 /// QEMU starts a q35 guest under KVM with exactly this `-cpu`, and says
@@ -377,45 +334,6 @@ fn node_document(vendor: &str, flags: &BTreeSet<String>, hypervisor: Value) -> S
     metadata.to_string()
 }
 
-/// A cluster of recorded members, their entries in the cache.
-struct Cluster {
-    dir: tempfile::TempDir,
-    file: PathBuf,
-}
-
-impl Cluster {
-    fn new(nodes: &[(&str, String)]) -> Cluster {
-        let dir = tempfile::tempdir().unwrap();
-        let mut text = String::from("deadline = \"2s\"\n");
-        for (name, document) in nodes {
-            write_cache_entry(&dir.path().join("cache"), name, document, None, 0);
-            text.push_str(&format!(
-                "[[member]]\nname = \"{name}\"\nurl = \"http://127.0.0.1:9\"\n"
-            ));
-        }
-        let file = dir.path().join("cluster.toml");
-        std::fs::write(&file, text).unwrap();
-        Cluster { dir, file }
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        Command::new(BIN)
-            .arg("--cache-dir")
-            .arg(self.dir.path().join("cache"))
-            .arg("--cluster")
-            .arg(&self.file)
-            .args(args)
-            .output()
-            .unwrap()
-    }
-
-    fn json(&self, args: &[&str]) -> Value {
-        let output = self.run(args);
-        assert!(output.status.success(), "{args:?}: {}", stderr(&output));
-        serde_json::from_slice(&output.stdout).unwrap()
-    }
-}
-
 const RECORDED: [(&str, &str, &str); 4] = [
     ("skylake", "intel-skylake-client-qemu-4.2.0", "GenuineIntel"),
     ("rome-a", "amd-epyc-rome-qemu-6.2.0", "AuthenticAMD"),
@@ -440,6 +358,19 @@ fn offline_baseline(cpus: &[PathBuf]) -> String {
         .expect("virsh (scripts/test installs libvirt-clients)");
     assert!(output.status.success(), "libvirt's baseline: {}", stderr(&output));
     String::from_utf8(output.stdout).unwrap()
+}
+
+fn cluster_of(documents: &[(&str, String)]) -> Recorded {
+    let nodes: Vec<(&str, String, &str)> = documents
+        .iter()
+        .map(|(name, document)| (*name, document.clone(), ""))
+        .collect();
+    Recorded::of_documents(tempfile::tempdir().unwrap(), &nodes)
+}
+
+/// The report of `cpu-flags` with these arguments, as JSON.
+fn json_report(cluster: &Recorded, args: &[&str]) -> Value {
+    serde_json::from_str(&cluster.text(args)).unwrap()
 }
 
 fn fixture(name: &str) -> PathBuf {
@@ -470,8 +401,8 @@ fn recorded_clusters_get_the_common_set_libvirt_computes_from_their_host_models(
     let amd: Vec<PathBuf> = RECORDED[1..].iter().map(|(_, file, _)| fixture(file)).collect();
     let libvirt = offline_baseline(&amd);
     let libvirt_common = required_features(&libvirt, &names);
-    let cluster = Cluster::new(&documents[1..]);
-    let report = cluster.json(&["cpu-flags", "--format", "json", "--baseline", "auto"]);
+    let cluster = cluster_of(&documents[1..]);
+    let report = json_report(&cluster, &["cpu-flags", "--format", "json", "--baseline", "auto"]);
     let ours: BTreeSet<String> = serde_json::from_value(report["guest_flags"].clone()).unwrap();
     assert_eq!(ours, libvirt_common, "the common set libvirt's baseline computes");
     let libvirt_model = libvirt
@@ -512,8 +443,8 @@ fn recorded_clusters_get_the_common_set_libvirt_computes_from_their_host_models(
         "{}",
         stderr(&refused)
     );
-    let mixed = Cluster::new(&documents);
-    let output = mixed.run(&["cpu-flags", "--format", "qemu", "--baseline", "auto"]);
+    let mixed = cluster_of(&documents);
+    let output = mixed.output(&["cpu-flags", "--format", "qemu", "--baseline", "auto"]);
     assert!(output.status.success(), "{}", stderr(&output));
     let warned = stderr(&output);
     assert!(
@@ -521,7 +452,7 @@ fn recorded_clusters_get_the_common_set_libvirt_computes_from_their_host_models(
         "{warned}"
     );
     assert!(warned.contains("kvm64, because no named model"), "{warned}");
-    let report = mixed.json(&["cpu-flags", "--format", "json"]);
+    let report = json_report(&mixed, &["cpu-flags", "--format", "json"]);
     let ours: BTreeSet<String> = serde_json::from_value(report["guest_flags"].clone()).unwrap();
     let intersection = sets[1..].iter().fold(sets[0].clone(), |acc, set| {
         acc.intersection(set).cloned().collect()

@@ -4,9 +4,8 @@
 //! keeps is lost, while the features it drops are kept.
 
 use std::collections::BTreeSet;
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 
 use serde_json::{Value, json};
 
@@ -14,9 +13,9 @@ use crate::util::{BIN, recorded_node, resources_of, stderr, write_cache_entry};
 
 /// A cluster whose members' entries are in the cache (their URLs are dead:
 /// a refetch would fail the run).
-struct Recorded {
-    dir: tempfile::TempDir,
-    cluster: PathBuf,
+pub(crate) struct Recorded {
+    pub(crate) dir: tempfile::TempDir,
+    pub(crate) cluster: PathBuf,
 }
 
 impl Recorded {
@@ -32,13 +31,24 @@ impl Recorded {
     /// Members with `groups = [GROUP]` (none where GROUP is empty).
     fn grouped(nodes: &[(&str, &str, &str)]) -> Recorded {
         let dir = tempfile::tempdir().unwrap();
+        let documents: Vec<(&str, String, &str)> = nodes
+            .iter()
+            .map(|&(name, fixture, group)| {
+                let flags = fixture_flags(fixture);
+                let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+                let file = recorded_node(dir.path(), name, "x86_64", &flags);
+                set_vendor(&file, fixture);
+                (name, resources_of(&file), group)
+            })
+            .collect();
+        Recorded::of_documents(dir, &documents)
+    }
+
+    /// Members with these documents and groups, cached in `dir`.
+    pub(crate) fn of_documents(dir: tempfile::TempDir, nodes: &[(&str, String, &str)]) -> Recorded {
         let mut text = String::from("deadline = \"2s\"\n");
-        for (name, fixture, group) in nodes {
-            let flags = fixture_flags(fixture);
-            let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
-            let file = recorded_node(dir.path(), name, "x86_64", &flags);
-            set_vendor(&file, fixture);
-            write_cache_entry(&dir.path().join("cache"), name, &resources_of(&file), None, 0);
+        for (name, document, group) in nodes {
+            write_cache_entry(&dir.path().join("cache"), name, document, None, 0);
             text.push_str(&format!(
                 "[[member]]\nname = \"{name}\"\nurl = \"http://127.0.0.1:9\"\n"
             ));
@@ -51,20 +61,25 @@ impl Recorded {
         Recorded { dir, cluster }
     }
 
-    fn run(&self, args: &[&str]) -> Output {
-        let output = Command::new(BIN)
+    /// Runs nodecache on the cluster, whatever it answers.
+    pub(crate) fn output(&self, args: &[&str]) -> Output {
+        Command::new(BIN)
             .arg("--cache-dir")
             .arg(self.dir.path().join("cache"))
             .arg("--cluster")
             .arg(&self.cluster)
             .args(args)
             .output()
-            .unwrap();
+            .unwrap()
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        let output = self.output(args);
         assert!(output.status.success(), "{args:?}: {}", stderr(&output));
         output
     }
 
-    fn text(&self, args: &[&str]) -> String {
+    pub(crate) fn text(&self, args: &[&str]) -> String {
         String::from_utf8(self.run(args).stdout).unwrap()
     }
 }
@@ -129,39 +144,9 @@ const X86_CPUS: [&str; 11] = [
     GENOA_GUEST,
 ];
 
-/// QMP over stdio to a QEMU with `args`; returns each command's answer.
+/// QMP over stdio to a QEMU under TCG with `args`.
 fn qmp(args: &[&str], commands: &[Value]) -> (Vec<Value>, String, bool) {
-    let mut child = Command::new("qemu-system-x86_64")
-        .args(["-nodefaults", "-display", "none", "-S", "-accel", "tcg"])
-        .args(args)
-        .args(["-qmp", "stdio"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("qemu-system-x86_64 (scripts/test installs it)");
-    let mut stdin = child.stdin.take().unwrap();
-    writeln!(stdin, "{}", json!({"execute": "qmp_capabilities"})).unwrap();
-    for command in commands {
-        writeln!(stdin, "{command}").unwrap();
-    }
-    writeln!(stdin, "{}", json!({"execute": "quit"})).unwrap();
-    drop(stdin);
-    let output = child.wait_with_output().unwrap();
-    let answers = String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
-        .filter_map(|answer| answer.get("return").cloned())
-        .collect::<Vec<_>>();
-    let returns = answers
-        .get(1..answers.len().saturating_sub(1))
-        .unwrap_or_default()
-        .to_vec();
-    (
-        returns,
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-        output.status.success(),
-    )
+    crate::util::qmp("tcg", args, commands)
 }
 
 /// QEMU starts a q35 machine with `-cpu <cpu>` under TCG, naming no

@@ -262,3 +262,39 @@ pub fn slow_member(tokio: &tokio::runtime::Runtime, delay: std::time::Duration) 
     tokio.spawn(async move { axum::serve(listener, app).await });
     url
 }
+
+/// QMP over stdio to a QEMU with accelerator `accel` (`tcg`, `kvm`) and
+/// `args`: each command's answer, QEMU's stderr, and whether it exited 0.
+pub fn qmp(accel: &str, args: &[&str], commands: &[Value]) -> (Vec<Value>, String, bool) {
+    let mut child = Command::new("qemu-system-x86_64")
+        .args(["-nodefaults", "-display", "none", "-S", "-accel", accel])
+        .args(args)
+        .args(["-qmp", "stdio"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("qemu-system-x86_64 (scripts/test installs qemu-system-x86)");
+    let mut stdin = child.stdin.take().unwrap();
+    writeln!(stdin, "{}", json!({"execute": "qmp_capabilities"})).unwrap();
+    for command in commands {
+        writeln!(stdin, "{command}").unwrap();
+    }
+    writeln!(stdin, "{}", json!({"execute": "quit"})).unwrap();
+    drop(stdin);
+    let output = child.wait_with_output().unwrap();
+    let answers: Vec<Value> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter_map(|answer| answer.get("return").cloned())
+        .collect();
+    let returns = answers
+        .get(1..answers.len().saturating_sub(1))
+        .unwrap_or_default()
+        .to_vec();
+    (
+        returns,
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+        output.status.success(),
+    )
+}

@@ -46,10 +46,8 @@ pub fn local() -> std::io::Result<String> {
     }
     pci_devices(&mut identity);
     // What KVM can give a guest changes with the kernel and its modules,
-    // not with /proc/cpuinfo: the set itself (a few ioctls) is hashed.
-    let hypervisor = crate::probe::hypervisor::probe();
-    identity.push_str(&hypervisor.flags.unwrap_or_default().join(" "));
-    identity.push_str(hypervisor.unavailable.as_deref().unwrap_or(""));
+    // not with /proc/cpuinfo: what KVM reports (two ioctls) is hashed.
+    identity.push_str(&crate::probe::hypervisor::identity());
     identity.push('\n');
     Ok(digest(identity.as_bytes()))
 }

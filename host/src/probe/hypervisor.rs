@@ -26,9 +26,18 @@ pub fn probe() -> Hypervisor {
     }
 }
 
+/// What the hypervisor set is made from, without the throwaway vCPU that
+/// makes the probe cost what it does: KVM's supported CPUID and feature
+/// MSRs as it reports them (or why it cannot). The hardware fingerprint
+/// hashes it, so a `304` says nothing changed here either.
+pub fn identity() -> String {
+    kvm::identity()
+}
+
 #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
 mod kvm {
-    use std::collections::{BTreeSet, HashSet};
+    use std::collections::{BTreeMap, BTreeSet};
+    use std::sync::Mutex;
 
     use kvm_bindings::{KVM_MAX_CPUID_ENTRIES, Msrs, kvm_msr_entry};
     use kvm_ioctls::{Cap, Kvm};
@@ -38,34 +47,90 @@ mod kvm {
     const KVM_DEVICE: &str = "/dev/kvm";
     const MSR_ARCH_CAPABILITIES: u32 = 0x10a;
 
-    /// A register of one CPUID leaf as QEMU computes it for `-cpu host`.
-    struct Supported {
-        entries: Vec<kvm_bindings::kvm_cpuid_entry2>,
+    /// What KVM reports, read once per probe: its supported CPUID, whether
+    /// QEMU would add `tsc-deadline` and keep `arch-capabilities`, and the
+    /// feature MSRs' values.
+    struct Reported {
+        kvm: Kvm,
+        cpuid: kvm_bindings::CpuId,
         tsc_deadline: bool,
         arch_capabilities_msr: bool,
+        feature_msrs: BTreeMap<u32, u64>,
     }
 
-    /// The Linux names (feature-MSR bits: QEMU's) of what a migratable
-    /// guest can be given here, sorted.
+    impl Reported {
+        fn read() -> Result<Reported, String> {
+            let kvm = Kvm::new().map_err(|e| format!("{KVM_DEVICE}: {e}"))?;
+            let cpuid = kvm
+                .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
+                .map_err(|e| format!("{KVM_DEVICE}: KVM_GET_SUPPORTED_CPUID: {e}"))?;
+            let msr_list = kvm
+                .get_msr_index_list()
+                .map_err(|e| format!("{KVM_DEVICE}: KVM_GET_MSR_INDEX_LIST: {e}"))?;
+            // A kernel without feature MSRs (before 4.19) offers none.
+            let indices: Vec<u32> = kvm
+                .get_msr_feature_index_list()
+                .map(|list| list.as_slice().to_vec())
+                .unwrap_or_default();
+            let mut feature_msrs = BTreeMap::new();
+            for index in indices {
+                feature_msrs.insert(index, feature_msr(&kvm, index)?);
+            }
+            Ok(Reported {
+                tsc_deadline: kvm.check_extension(Cap::TscDeadlineTimer),
+                arch_capabilities_msr: msr_list.as_slice().contains(&MSR_ARCH_CAPABILITIES),
+                kvm,
+                cpuid,
+                feature_msrs,
+            })
+        }
+
+        /// Everything the set is made from, as text: equal texts, equal sets.
+        fn identity(&self) -> String {
+            let mut text: String = self
+                .cpuid
+                .as_slice()
+                .iter()
+                .map(|e| {
+                    format!(
+                        "{:x}.{:x}:{:x},{:x},{:x},{:x};",
+                        e.function, e.index, e.eax, e.ebx, e.ecx, e.edx
+                    )
+                })
+                .collect();
+            text.push_str(&format!(
+                "{}{}{:x?}",
+                self.tsc_deadline, self.arch_capabilities_msr, self.feature_msrs
+            ));
+            text
+        }
+    }
+
+    /// The set last made, by the identity of what KVM reported: trying
+    /// feature-MSR bits on a vCPU (a VM made and torn down) is most of the
+    /// probe's cost, and its answer holds while KVM reports the same.
+    static LAST: Mutex<Option<(String, Vec<String>)>> = Mutex::new(None);
+
+    /// The Linux names (feature-MSR bits and bits Linux does not name:
+    /// QEMU's) of what a migratable guest can be given here, sorted.
     pub fn guest_flags() -> Result<Vec<String>, String> {
-        let kvm = Kvm::new().map_err(|e| format!("{KVM_DEVICE}: {e}"))?;
-        let cpuid = kvm
-            .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
-            .map_err(|e| format!("{KVM_DEVICE}: KVM_GET_SUPPORTED_CPUID: {e}"))?;
-        let msr_list = kvm
-            .get_msr_index_list()
-            .map_err(|e| format!("{KVM_DEVICE}: KVM_GET_MSR_INDEX_LIST: {e}"))?;
-        let supported = Supported {
-            entries: cpuid.as_slice().to_vec(),
-            tsc_deadline: kvm.check_extension(Cap::TscDeadlineTimer),
-            arch_capabilities_msr: msr_list.as_slice().contains(&MSR_ARCH_CAPABILITIES),
-        };
-        // A kernel without feature MSRs (before 4.19) offers none.
-        let feature_msrs: HashSet<u32> = kvm
-            .get_msr_feature_index_list()
-            .map(|list| list.as_slice().iter().copied().collect())
-            .unwrap_or_default();
-        let vcpu = Vcpu::new(&kvm, &cpuid)?;
+        let reported = Reported::read()?;
+        let identity = reported.identity();
+        if let Ok(last) = LAST.lock()
+            && let Some((known, flags)) = last.as_ref()
+            && *known == identity
+        {
+            return Ok(flags.clone());
+        }
+        let flags = made_from(&reported)?;
+        if let Ok(mut last) = LAST.lock() {
+            *last = Some((identity, flags.clone()));
+        }
+        Ok(flags)
+    }
+
+    fn made_from(reported: &Reported) -> Result<Vec<String>, String> {
+        let vcpu = Vcpu::new(&reported.kvm, &reported.cpuid)?;
         let mut flags = BTreeSet::new();
         for names in names::all().iter().filter(|names| names.qemu.is_some()) {
             let on = match names.place {
@@ -74,10 +139,12 @@ mod kvm {
                     subleaf,
                     register,
                     bit,
-                } => supported.register(leaf, subleaf, register) >> bit & 1 == 1,
+                } => reported.register(leaf, subleaf, register) >> bit & 1 == 1,
                 BitPlace::Msr { index, bit } => {
-                    feature_msrs.contains(&index)
-                        && feature_msr(&kvm, index)? >> bit & 1 == 1
+                    reported
+                        .feature_msrs
+                        .get(&index)
+                        .is_some_and(|value| value >> bit & 1 == 1)
                         && vcpu.accepts(index, 1 << bit)
                 }
             };
@@ -91,6 +158,13 @@ mod kvm {
             flags.retain(|flag| !is_msr_bit_of(flag, MSR_ARCH_CAPABILITIES));
         }
         Ok(flags.into_iter().collect())
+    }
+
+    pub fn identity() -> String {
+        match Reported::read() {
+            Ok(reported) => reported.identity(),
+            Err(why) => why,
+        }
     }
 
     fn is_msr_bit_of(flag: &str, msr: u32) -> bool {
@@ -159,9 +233,10 @@ mod kvm {
         Ok(value)
     }
 
-    impl Supported {
+    impl Reported {
         fn raw(&self, leaf: u32, subleaf: u32, register: u8) -> u32 {
-            self.entries
+            self.cpuid
+                .as_slice()
                 .iter()
                 .find(|entry| entry.function == leaf && entry.index == subleaf)
                 .map(|entry| [entry.eax, entry.ebx, entry.ecx, entry.edx][usize::from(register)])
@@ -235,5 +310,9 @@ mod kvm {
 mod kvm {
     pub fn guest_flags() -> Result<Vec<String>, String> {
         Err("the hypervisor set is read only on x86_64 Linux".into())
+    }
+
+    pub fn identity() -> String {
+        String::new()
     }
 }
