@@ -525,3 +525,86 @@ fn a_node_whose_kvm_is_out_of_reach_says_why_and_its_host_flags_stand_in_visibly
         stderr(&refused)
     );
 }
+
+#[test]
+fn serve_carries_the_guest_cpu_its_stand_ins_fragile_features_and_vendors() {
+    // Two recorded nodes: one whose hypervisor gives hle and rtm (fragile),
+    // and a plain Incus member without a hypervisor set (its host flags
+    // stand in).
+    let flags = |names: &[&str]| -> BTreeSet<String> { names.iter().map(|n| n.to_string()).collect() };
+    let guest = flags(&["fpu", "sse2", "avx2", "hle", "rtm", "hypervisor"]);
+    let with_set = node_document(
+        "GenuineIntel",
+        &guest,
+        json!({"accelerator": "kvm", "flags": guest}),
+    );
+    let mut plain: Value = serde_json::from_str(&node_document(
+        "GenuineIntel",
+        &flags(&["fpu", "sse2", "avx2", "hle", "rtm", "constant_tsc"]),
+        Value::Null,
+    ))
+    .unwrap();
+    plain.as_object_mut().unwrap().remove("nodecache_hypervisor");
+    let cluster = cluster_of(&[("kvm-node", with_set), ("incus-node", plain.to_string())]);
+    let server = crate::util::spawn_serve_with(
+        &[
+            "--cache-dir",
+            cluster.dir.path().join("cache").to_str().unwrap(),
+            "--cluster",
+            cluster.cluster.to_str().unwrap(),
+        ],
+        &["--insecure-http"],
+    );
+    let info = crate::util::http_get_json(&server.url, "/1.0");
+    assert!(
+        info["metadata"]["api_extensions"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("resources_nodecache_hypervisor")),
+        "{info}"
+    );
+    let report = crate::util::http_get_json(&server.url, "/1.0/cluster/cpu-flags");
+    let report = &report["metadata"];
+    assert_eq!(report["hypervisor_stand_ins"], json!(["incus-node"]));
+    assert_eq!(report["nodes"][1]["hypervisor"], "stand-in");
+    assert_eq!(
+        report["vendors"],
+        json!({"GenuineIntel": ["kvm-node", "incus-node"]})
+    );
+    assert!(
+        report["fragile"]["hle"].as_str().unwrap().contains("TSX"),
+        "{report}"
+    );
+    let qemu = |query: &str| {
+        crate::util::http_get(
+            &server.url,
+            &format!("/1.0/cluster/cpu-flags?format=qemu{query}"),
+            &[],
+        )
+    };
+    let kept = qemu("");
+    assert_eq!(kept.status, 200, "{}", kept.body);
+    assert!(
+        kept.body.contains(",hle,") && kept.body.trim().ends_with(",enforce"),
+        "{}",
+        kept.body
+    );
+    assert_eq!(kept.body, cluster.text(&["cpu-flags", "--format", "qemu"]));
+    let dropped = qemu("&drop-fragile=1");
+    assert!(
+        !dropped.body.contains("hle") && !dropped.body.contains("rtm"),
+        "{}",
+        dropped.body
+    );
+    assert_eq!(
+        dropped.body,
+        cluster.text(&["cpu-flags", "--format", "qemu", "--drop-fragile"])
+    );
+    let refused = qemu("&require-hypervisor=1");
+    assert_ne!(refused.status, 200, "{}", refused.body);
+    assert!(
+        refused.body.contains("no hypervisor set for incus-node"),
+        "{}",
+        refused.body
+    );
+}

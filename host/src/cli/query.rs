@@ -230,6 +230,12 @@ pub(super) async fn can_run_command(
             placement::host_cpu_of(&flags)
         }
     };
+    if !report.hypervisor_stand_ins.is_empty() {
+        tracing::warn!(
+            "host flags stand in for what these nodes' hypervisors can give a guest: {}",
+            report.hypervisor_stand_ins.join(", ")
+        );
+    }
     let placement = placement::place(&report, required);
     match output {
         FlagsFormat::Json => print(&format::pretty_json(&placement)),

@@ -164,6 +164,9 @@ pub fn guest_cpu_table(guest: &GuestCpu, report: &CpuFlagsReport) -> String {
         "\nguest CPU: {} (its features from {})\n",
         guest.baseline, guest.baseline_source
     );
+    if let Some(why) = &guest.chosen_because {
+        text.push_str(&format!("  chosen: {why}\n"));
+    }
     let list = |names: &[String]| match names {
         [] => "-".to_string(),
         names => names.join(" "),

@@ -67,6 +67,9 @@ pub struct GuestCpu {
     /// The model the libvirt output names: the baseline where libvirt knows
     /// it (its cpu_map has it), else `kvm64`.
     pub libvirt_model: String,
+    /// With `--baseline auto`: why this model.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub chosen_because: Option<String>,
 }
 
 impl GuestCpu {
@@ -103,6 +106,7 @@ impl GuestCpu {
             libvirt_features,
             libvirt_disabled,
             libvirt_model: libvirt_model(&baseline.model),
+            chosen_because: None,
         }
     }
 }

@@ -47,8 +47,8 @@ pub const DEFAULT_BASELINE: &str = "kvm64";
 pub const AUTO: &str = "auto";
 
 /// The named model closest to the guest set (libvirt's measure), of the
-/// cluster's one vendor, else `kvm64`, saying why.
-fn auto_baseline(report: &CpuFlagsReport, guest: &[String]) -> Result<qemu::Baseline> {
+/// cluster's one vendor, else `kvm64`, and why.
+fn auto_baseline(report: &CpuFlagsReport, guest: &[String]) -> Result<(qemu::Baseline, String)> {
     let common: std::collections::BTreeSet<&str> = guest.iter().map(String::as_str).collect();
     let models = qemu::named_models()?;
     let vendors: Vec<&str> = report.vendors.keys().map(String::as_str).collect();
@@ -57,17 +57,21 @@ fn auto_baseline(report: &CpuFlagsReport, guest: &[String]) -> Result<qemu::Base
         _ => None,
     };
     match qemu::closest(&models, &common, vendor) {
-        Some(fit) => Ok(fit.model),
+        Some(fit) => {
+            let why = qemu::why_chosen(&models, &common, &fit);
+            Ok((fit.model, why))
+        }
         None => {
-            tracing::warn!(
-                "--baseline auto: kvm64, because no named model is {}",
+            let why = format!(
+                "kvm64, because no named model is {}",
                 match vendors.as_slice() {
                     [] => "known to fit nodes that report no CPU vendor".to_string(),
                     [one] => format!("of vendor {one} in this QEMU"),
                     _ => format!("of every vendor of a cluster mixing {}", vendors.join(" and ")),
                 }
             );
-            qemu::baseline(DEFAULT_BASELINE)
+            tracing::warn!("--baseline auto: {why}");
+            Ok((qemu::baseline(DEFAULT_BASELINE)?, why))
         }
     }
 }
@@ -192,11 +196,16 @@ impl FlagsOutput {
             .filter(|flag| !(self.drop_fragile && fragile::is_fragile(flag)))
             .cloned()
             .collect();
-        let baseline = match self.baseline.as_deref().unwrap_or(DEFAULT_BASELINE) {
-            AUTO => auto_baseline(report, &guest_flags)?,
-            model => qemu::baseline(model)?,
+        let (baseline, why) = match self.baseline.as_deref().unwrap_or(DEFAULT_BASELINE) {
+            AUTO => {
+                let (baseline, why) = auto_baseline(report, &guest_flags)?;
+                (baseline, Some(why))
+            }
+            model => (qemu::baseline(model)?, None),
         };
-        Ok(Some(GuestCpu::new(&guest_flags, &baseline)))
+        let mut guest = GuestCpu::new(&guest_flags, &baseline);
+        guest.chosen_because = why;
+        Ok(Some(guest))
     }
 }
 

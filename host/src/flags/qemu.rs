@@ -264,6 +264,36 @@ pub fn closest(models: &[Baseline], common: &BTreeSet<&str>, vendor: Option<&str
         })
 }
 
+/// Why `--baseline auto` chose `fit`: how many models were weighed, what
+/// the choice adds and turns off, and what the newest model of the vendor
+/// would have had to turn off (why an old model can be the closest).
+pub fn why_chosen(models: &[Baseline], common: &BTreeSet<&str>, fit: &Fit) -> String {
+    let vendor = fit.model.vendor.as_deref();
+    let same_vendor: Vec<&Baseline> = models.iter().filter(|m| m.vendor.as_deref() == vendor).collect();
+    let mut why = format!(
+        "the closest of {} {} models by libvirt's measure: it adds {} features and turns off {}",
+        same_vendor.len(),
+        vendor.unwrap_or("unknown-vendor"),
+        fit.added,
+        fit.disabled.len()
+    );
+    let newest = same_vendor.iter().max_by(|a, b| {
+        a.flags
+            .len()
+            .cmp(&b.flags.len())
+            .then_with(|| version(&a.model).cmp(&version(&b.model)))
+    });
+    if let Some(newest) = newest.filter(|newest| newest.model != fit.model.model) {
+        let newest_fit = self::fit(newest, common, 0);
+        why.push_str(&format!(
+            "; the newest, {}, would have to turn off {}",
+            newest.model,
+            newest_fit.disabled.len()
+        ));
+    }
+    why
+}
+
 /// `Skylake-Server-v4` -> 4.
 fn version(model: &str) -> u32 {
     model
