@@ -64,8 +64,8 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = FlagsFormat::List)]
         format: FlagsFormat,
         /// The model the qemu, libvirt and incus formats build on (default kvm64;
-        /// "auto": the newest named QEMU model every node can run); its own flags
-        /// are asked of QEMU.
+        /// "auto": the named QEMU model closest to what every node's hypervisor
+        /// can give a guest, what they lack turned off); its own flags are asked of QEMU.
         #[arg(long, value_name = "MODEL")]
         baseline: Option<String>,
         /// Print the x86-64 level (v1-v4) of the common set and of each node.

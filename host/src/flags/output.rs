@@ -43,7 +43,8 @@ pub struct FlagsOutput {
 }
 
 pub const DEFAULT_BASELINE: &str = "kvm64";
-/// `--baseline auto`: the newest named QEMU model every included node can run.
+/// `--baseline auto`: the named QEMU model closest to what every included
+/// node's hypervisor can give a guest, with what it lacks turned off.
 pub const AUTO: &str = "auto";
 
 /// The named model closest to the guest set (libvirt's measure), of the
@@ -176,7 +177,9 @@ impl FlagsOutput {
     /// With `require_hypervisor`, no host flags may stand in for a node's
     /// hypervisor set.
     fn check_hypervisors(&self, report: &CpuFlagsReport) -> Result<()> {
-        if self.require_hypervisor && !report.hypervisor_stand_ins.is_empty() {
+        // The plain list is the CPUs' flags: nothing stands in for it.
+        let uses_guest_set = self.describes_a_guest() || self.format == FlagsFormat::Json;
+        if self.require_hypervisor && uses_guest_set && !report.hypervisor_stand_ins.is_empty() {
             anyhow::bail!(
                 "no hypervisor set for {} (their host flags would stand in; without --require-hypervisor they do)",
                 report.hypervisor_stand_ins.join(", ")
