@@ -599,3 +599,138 @@ fn can_run_and_groups_answer_over_a_recorded_mixed_cluster() {
         stderr(&unknown)
     );
 }
+
+#[test]
+fn serve_asks_qemu_once_per_binary_and_refuses_unknown_models_without_it() {
+    // The real QEMU behind a wrapper that counts its runs.
+    let dir = tempfile::tempdir().unwrap();
+    let runs = dir.path().join("runs");
+    let wrapper = dir.path().join("qemu");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\necho run >> '{}'\nexec qemu-system-x86_64 \"$@\"\n",
+            runs.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&wrapper, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let count = || std::fs::read_to_string(&runs).map_or(0, |text| text.lines().count());
+    let cluster = Recorded::new(&[("haswell", HASWELL)]);
+    let server = crate::util::spawn_serve_env(
+        &[
+            "--cache-dir",
+            cluster.dir.path().join("cache").to_str().unwrap(),
+            "--cluster",
+            cluster.cluster.to_str().unwrap(),
+        ],
+        &["--insecure-http"],
+        &[("NODECACHE_QEMU", &wrapper)],
+    );
+    // 30 requests at once, each naming a model that does not exist, and 5
+    // asking for kvm64.
+    let url = server.url.clone();
+    let answers: Vec<(String, crate::util::HttpResponse)> = std::thread::scope(|scope| {
+        let asks: Vec<_> = (0..35)
+            .map(|i| {
+                let url = url.clone();
+                scope.spawn(move || {
+                    let model = if i < 30 {
+                        format!("nope{i}")
+                    } else {
+                        "kvm64".to_string()
+                    };
+                    let path = format!("/1.0/cluster/cpu-flags?format=qemu&baseline={model}");
+                    (model, crate::util::http_get(&url, &path, &[]))
+                })
+            })
+            .collect();
+        asks.into_iter().map(|ask| ask.join().unwrap()).collect()
+    });
+    for (model, answer) in &answers {
+        if model == "kvm64" {
+            assert_eq!(answer.status, 200, "{}", answer.body);
+            assert!(answer.body.starts_with("kvm64,"), "{}", answer.body);
+        } else {
+            assert_eq!(answer.status, 400, "{model}: {}", answer.body);
+            assert!(
+                answer.body.contains(&format!("has no CPU model \\\"{model}\\\"")),
+                "{}",
+                answer.body
+            );
+        }
+    }
+    // kvm64 expanded once; at most one unknown name tried before QEMU's
+    // list was learned, and the list itself.
+    let after_burst = count();
+    assert!(
+        (1..=3).contains(&after_burst),
+        "{after_burst} QEMU runs for 35 requests"
+    );
+    for i in 0..10 {
+        let answer = crate::util::http_get(
+            &url,
+            &format!("/1.0/cluster/cpu-flags?format=qemu&baseline=again{i}"),
+            &[],
+        );
+        assert_eq!(answer.status, 400, "{}", answer.body);
+    }
+    assert_eq!(count(), after_burst, "an unknown model started QEMU again");
+}
+
+/// Found in the second hardening pass: parameters and options that were
+/// accepted without a word. Each is refused now (400 in Incus's envelope,
+/// exit 2), naming it.
+#[test]
+fn nothing_passed_is_silently_ignored() {
+    let cluster = Recorded::new(&[("haswell", HASWELL)]);
+    let server = crate::util::spawn_serve_with(
+        &[
+            "--cache-dir",
+            cluster.dir.path().join("cache").to_str().unwrap(),
+            "--cluster",
+            cluster.cluster.to_str().unwrap(),
+        ],
+        &["--insecure-http"],
+    );
+    for (query, says) in [
+        ("bogus=1", "unknown field `bogus`"),
+        ("group=gen3", "unknown field `group`"),
+        ("allow-partial=maybe", "allow-partial=maybe is not a switch"),
+        ("arch=x86%1b64", "is not an architecture name"),
+        ("format=qemu&explain=1", "--explain and --level print tables"),
+    ] {
+        let answer = crate::util::http_get(&server.url, &format!("/1.0/cluster/cpu-flags?{query}"), &[]);
+        assert_eq!(answer.status, 400, "{query}: {}", answer.body);
+        let envelope: Value =
+            serde_json::from_str(&answer.body).unwrap_or_else(|_| panic!("{query}: {}", answer.body));
+        assert_eq!(envelope["type"], "error", "{query}");
+        assert!(
+            envelope["error"].as_str().unwrap().contains(says),
+            "{query}: {}",
+            answer.body
+        );
+        assert!(!answer.body.contains('\u{1b}'), "{query}");
+    }
+    for args in [
+        &["cpu-flags", "--explain", "--format", "qemu"][..],
+        &["cpu-flags", "--arch", "x86\u{1b}[31m"],
+        &["can-run", "--flags", "sse2", "--format", "qemu"],
+    ] {
+        let output = cluster.output(args);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {}", stderr(&output));
+        assert!(!stderr(&output).contains('\u{1b}'), "{args:?}");
+    }
+    for cap in ["0", "2305843009213693952"] {
+        let output = Command::new(BIN)
+            .args(["serve", "--insecure-http", "--max-connections", cap])
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(2), "{cap}: {}", stderr(&output));
+        assert!(
+            stderr(&output).contains("is not a number of connections"),
+            "{}",
+            stderr(&output)
+        );
+    }
+}

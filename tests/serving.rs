@@ -321,3 +321,43 @@ fn this_machine_is_probed_at_most_once_a_second_however_many_ask() {
     );
     println!("100 requests in {elapsed:?}: {probes} probes");
 }
+
+/// Found in the second hardening pass: with `incus = …` in the cluster
+/// file, `serve` refused to start while Incus did not answer, so this
+/// node's own `/1.0/resources` never came up either. Incus here is a
+/// listener that never accepts (held open for the whole test: no port is
+/// reused).
+#[test]
+fn serve_starts_and_answers_for_itself_while_incus_does_not_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let silent_incus = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let cluster = dir.path().join("cluster.toml");
+    std::fs::write(
+        &cluster,
+        format!(
+            "incus = \"https://{}\"\ndeadline = \"1s\"\n",
+            silent_incus.local_addr().unwrap()
+        ),
+    )
+    .unwrap();
+    let server = crate::util::spawn_serve_with(
+        &[
+            "--cache-dir",
+            dir.path().join("cache").to_str().unwrap(),
+            "--cluster",
+            cluster.to_str().unwrap(),
+        ],
+        &["--insecure-http"],
+    );
+    let own = http_get(&server.url, "/1.0/resources", &[]);
+    assert_eq!(own.status, 200, "{}", own.body);
+    let cluster_answer = http_get(&server.url, "/1.0/cluster/cpu-flags", &[]);
+    assert!(cluster_answer.status >= 500, "{}", cluster_answer.body);
+    let envelope: Value = serde_json::from_str(&cluster_answer.body).unwrap();
+    assert!(
+        envelope["error"].as_str().unwrap().contains("Incus"),
+        "{}",
+        cluster_answer.body
+    );
+    drop(silent_incus);
+}

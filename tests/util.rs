@@ -72,8 +72,16 @@ pub fn spawn_serve(state_dir: Option<&Path>, args: &[&str]) -> Server {
 /// Starts `nodecache GLOBAL… serve --listen 127.0.0.1:0 ARGS` and waits for
 /// the address it prints.
 pub fn spawn_serve_with(global: &[&str], args: &[&str]) -> Server {
+    spawn_serve_env(global, args, &[])
+}
+
+/// `spawn_serve_with`, with these environment variables set for `serve`.
+pub fn spawn_serve_env(global: &[&str], args: &[&str], env: &[(&str, &Path)]) -> Server {
     let mut command = Command::new(BIN);
     command.args(global);
+    for (name, value) in env {
+        command.env(name, value);
+    }
     let mut child = command
         .args(["serve", "--listen", "127.0.0.1:0"])
         .args(args)
@@ -81,9 +89,15 @@ pub fn spawn_serve_with(global: &[&str], args: &[&str]) -> Server {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn nodecache serve");
+    // Warnings (an unreachable Incus, say) may come before the address.
     let mut line = String::new();
     let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    stderr.read_line(&mut line).unwrap();
+    for _ in 0..20 {
+        line.clear();
+        if stderr.read_line(&mut line).unwrap() == 0 || line.starts_with("nodecache: listening on ") {
+            break;
+        }
+    }
     // Keep draining its log, so a chatty server never blocks on a full pipe.
     std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
     let address = line

@@ -6,6 +6,15 @@ pub fn sha256(bytes: &[u8]) -> [u8; 32] {
     digest.as_ref().try_into().expect("SHA-256 is 32 bytes")
 }
 
+/// SHA-256 of the parts one after the other, without joining them.
+pub fn sha256_of_parts(parts: &[&[u8]]) -> [u8; 32] {
+    let mut context = ring::digest::Context::new(&ring::digest::SHA256);
+    for part in parts {
+        context.update(part);
+    }
+    context.finish().as_ref().try_into().expect("SHA-256 is 32 bytes")
+}
+
 /// Lower-case hex of `bytes` (a table lookup per nibble: every cache read
 /// spells a digest, and `write!` per byte cost as much as the digest).
 pub fn hex(bytes: &[u8]) -> String {

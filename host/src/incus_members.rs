@@ -15,7 +15,8 @@ use serde::Deserialize;
 
 use crate::api::envelope::Envelope;
 use crate::cluster::ClusterMember;
-use crate::membership::{Membership, check_url};
+use crate::format;
+use crate::membership::{Membership, check_url, is_group_name};
 use crate::node_name::NodeName;
 use crate::remote::{body_within, cluster_client, error_chain};
 
@@ -59,7 +60,11 @@ pub async fn add_members_with(membership: &mut Membership, client: &reqwest::Cli
             membership.deadline.as_secs_f64()
         )
     })??;
-    let listed = parse_members(&body).map_err(|why| anyhow!("{url}: {why}"))?;
+    // Parsing a member list of megabytes is CPU work: off the async workers.
+    let listed = tokio::task::spawn_blocking(move || parse_members(&body))
+        .await
+        .context("parsing Incus's member list")?
+        .map_err(|why| anyhow!("{url}: {why}"))?;
     merge(membership, listed)
 }
 
@@ -85,22 +90,41 @@ pub fn parse_members(body: &[u8]) -> Result<Vec<ClusterMember>, String> {
     let listed = envelope
         .metadata
         .ok_or("Incus sent no member list (is this server clustered?)")?;
+    let mut seen = std::collections::HashSet::with_capacity(listed.len());
     listed
         .into_iter()
         .map(|member| {
-            let name = NodeName::parse(&member.server_name)
-                .map_err(|e| format!("member {:?}: {e}", member.server_name))?;
+            let name = NodeName::parse(&member.server_name).map_err(|e| {
+                format!(
+                    "member {}: {e}",
+                    format::for_terminal(&format!("{:?}", member.server_name), 80)
+                )
+            })?;
+            // Two entries for one name: which status holds is unknowable.
+            if !seen.insert(name.clone()) {
+                return Err(format!("Incus listed member {name} twice"));
+            }
             let url = check_url(&member.url).map_err(|e| format!("member {name}: {e}"))?;
+            // Incus's groups become nodecache's: names, or the list is refused.
+            if let Some(bad) = member.groups.iter().find(|group| !is_group_name(group)) {
+                return Err(format!(
+                    "member {name}: group {} is not a group name (1-64 of A-Z a-z 0-9 _ . -)",
+                    format::for_terminal(&format!("{bad:?}"), 80)
+                ));
+            }
             // Evacuated members are up, only emptied of instances: still asked.
+            // Status and message reach terminals: made fit for them.
             let offline = (!matches!(member.status.as_str(), "Online" | "Evacuated")).then(|| {
-                let status = if member.status.is_empty() {
-                    "no status"
-                } else {
-                    &member.status
+                let status = match member.status.as_str() {
+                    "" => "no status".to_string(),
+                    status => format::for_terminal(status, 40),
                 };
                 match member.message.as_str() {
                     "" => format!("Incus reports it {status}"),
-                    message => format!("Incus reports it {status} ({message})"),
+                    message => format!(
+                        "Incus reports it {status} ({})",
+                        format::for_terminal(message, 200)
+                    ),
                 }
             });
             Ok(ClusterMember {
@@ -116,20 +140,33 @@ pub fn parse_members(body: &[u8]) -> Result<Vec<ClusterMember>, String> {
 
 /// Incus's members beside the listed ones: a member the file lists too
 /// keeps the file's address and certificate, gains Incus's groups, and is
-/// offline when Incus says so.
+/// offline when Incus says so, but for this machine, which is always probed
+/// (its own probe needs no network). One pass over an index by name: a
+/// 100,000-member list is linear, not quadratic.
 fn merge(membership: &mut Membership, listed: Vec<ClusterMember>) -> Result<()> {
     let members = &mut membership.cluster.members;
+    let mut index: std::collections::HashMap<NodeName, usize> = members
+        .iter()
+        .enumerate()
+        .map(|(at, member)| (member.name.clone(), at))
+        .collect();
     for member in listed {
-        match members.iter_mut().find(|known| known.name == member.name) {
-            Some(known) => {
+        match index.get(&member.name) {
+            Some(&at) => {
+                let known = &mut members[at];
                 for group in member.groups {
                     if !known.groups.contains(&group) {
                         known.groups.push(group);
                     }
                 }
-                known.offline = member.offline;
+                if !known.local {
+                    known.offline = member.offline;
+                }
             }
-            None => members.push(member),
+            None => {
+                index.insert(member.name.clone(), members.len());
+                members.push(member);
+            }
         }
     }
     if let Some(local) = membership.local_pending.take() {
@@ -199,6 +236,53 @@ mod tests {
         );
     }
 
+    /// Found in the second hardening pass: Incus's groups, status and
+    /// message reached stderr and stdout with their escape sequences.
+    #[test]
+    fn incus_text_cannot_drive_a_terminal() {
+        let escaping = TWO_MEMBERS.replace("\"gen9\"", "\"gen9\\u001b[2J\"");
+        let refused = parse_members(escaping.as_bytes()).unwrap_err();
+        assert!(
+            refused.contains("member node1: group \"gen9\\u{1b}[2J\" is not a group name"),
+            "{refused}"
+        );
+        assert!(!refused.contains('\u{1b}'));
+        let shouting = TWO_MEMBERS
+            .replace("\"Offline\"", "\"Off\\u001b[31mline\"")
+            .replace(
+                "No heartbeat for 21s",
+                &format!("{}\\n{}", "x".repeat(300), "forged line"),
+            );
+        let members = parse_members(shouting.as_bytes()).unwrap();
+        let offline = members[1].offline.as_deref().unwrap();
+        assert!(!offline.chars().any(char::is_control), "{offline:?}");
+        assert!(
+            offline.starts_with("Incus reports it Off?[31mline (xxx") && offline.ends_with("…)"),
+            "{offline}"
+        );
+    }
+
+    #[test]
+    fn a_member_url_is_scheme_host_and_port_only() {
+        for (url, ok) in [
+            ("https://10.0.0.2:8443", true),
+            ("https://10.0.0.2:8443/", true),
+            ("http://127.0.0.1:8443", true),
+            ("http://127.0.0.1:8080/admin/delete?all=1&x=", false),
+            ("https://node-b:8443/other", false),
+            ("https://user:pw@node-b:8443", false),
+            ("https://node-b:8443#x", false),
+        ] {
+            let listed = TWO_MEMBERS.replace("https://127.0.0.2:9443", url);
+            assert_eq!(parse_members(listed.as_bytes()).is_ok(), ok, "{url}");
+        }
+        let listed = TWO_MEMBERS.replace("https://127.0.0.2:9443", "https://10.0.0.2:8443/");
+        assert_eq!(
+            parse_members(listed.as_bytes()).unwrap()[1].url.as_deref(),
+            Some("https://10.0.0.2:8443")
+        );
+    }
+
     #[test]
     fn a_listed_member_keeps_its_entry_and_gains_incus_groups() {
         let mut membership = Membership::from_text(
@@ -214,5 +298,35 @@ mod tests {
         let node2 = &membership.cluster.members[1];
         assert!(node2.local, "local names a member only Incus lists");
         assert_eq!(node2.offline, None, "this machine is probed, whatever Incus says");
+    }
+
+    /// One rule for this machine, listed in the file or known from Incus
+    /// alone: it is probed, whatever Incus reports of it.
+    #[test]
+    fn this_machine_is_probed_even_when_incus_calls_it_offline() {
+        let mut membership = Membership::from_text(
+            "incus = \"https://127.0.0.1:9443\"\nlocal = \"node2\"\n\
+             [[member]]\nname = \"node2\"\nurl = \"https://127.0.0.2:9443\"\n",
+            std::path::Path::new("/etc/nodecache"),
+        )
+        .unwrap();
+        merge(&mut membership, parse_members(TWO_MEMBERS.as_bytes()).unwrap()).unwrap();
+        let node2 = membership
+            .cluster
+            .members
+            .iter()
+            .find(|m| m.name.as_str() == "node2")
+            .unwrap();
+        assert!(node2.local);
+        assert_eq!(node2.offline, None);
+    }
+
+    #[test]
+    fn a_name_listed_twice_is_refused() {
+        let twice = TWO_MEMBERS.replace("\"node2\"", "\"node1\"");
+        assert_eq!(
+            parse_members(twice.as_bytes()).unwrap_err(),
+            "Incus listed member node1 twice"
+        );
     }
 }

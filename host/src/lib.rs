@@ -23,6 +23,7 @@ pub mod membership;
 pub mod model;
 pub mod node_name;
 pub mod operator_file;
+pub mod private_path;
 pub mod probe;
 pub mod remote;
 pub mod resources_source;

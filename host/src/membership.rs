@@ -249,9 +249,12 @@ pub(crate) fn is_group_name(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
 }
 
-/// `https://host:port` for any host; `http://` only for loopback addresses.
+/// `https://host:port` for any host; `http://` only for loopback addresses;
+/// returned as its origin (no path, no trailing `/`).
 pub(crate) fn check_url(url: &str) -> Result<String, String> {
-    let parsed = reqwest::Url::parse(url).map_err(|e| format!("{url:?} is not a URL: {e}"))?;
+    // Quoted, capped: the address may come from Incus, and errors reach terminals.
+    let shown = crate::format::for_terminal(&format!("{url:?}"), 200);
+    let parsed = reqwest::Url::parse(url).map_err(|e| format!("{shown} is not a URL: {e}"))?;
     match parsed.scheme() {
         "https" => {}
         "http" => {
@@ -259,16 +262,29 @@ pub(crate) fn check_url(url: &str) -> Result<String, String> {
             let loopback = host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback());
             if !loopback {
                 return Err(format!(
-                    "{url:?}: plain http:// is only allowed to a loopback address"
+                    "{shown}: plain http:// is only allowed to a loopback address"
                 ));
             }
         }
-        other => return Err(format!("{url:?}: scheme {other:?} is not https")),
+        other => return Err(format!("{shown}: scheme {other:?} is not https")),
     }
     if parsed.host().is_none() {
-        return Err(format!("{url:?} has no host"));
+        return Err(format!("{shown} has no host"));
     }
-    Ok(url.trim_end_matches('/').to_string())
+    // nodecache chooses the path it asks (`/1.0/resources`): an address
+    // with its own path, query, fragment or credentials could aim the
+    // request at another service of that host.
+    if !matches!(parsed.path(), "" | "/")
+        || parsed.query().is_some()
+        || parsed.fragment().is_some()
+        || !parsed.username().is_empty()
+        || parsed.password().is_some()
+    {
+        return Err(format!(
+            "{shown}: a member's address is scheme, host and port only (nodecache chooses the path)"
+        ));
+    }
+    Ok(parsed.origin().ascii_serialization())
 }
 
 /// `250ms`, `5s`, `1.5m`, `1h`, `7d` (a bare number is seconds): the same

@@ -2,8 +2,10 @@
 //! cluster file, a policy, a recorded resources document, certificates and
 //! keys), read with a bound: a path that points at `/dev/zero` or a runaway
 //! log is an error naming the file, not gigabytes of memory. Pipes stay
-//! welcome (`--cluster <(generate)`), so the bound is on bytes read, not on
-//! the kind of file.
+//! welcome where a file is read once (`--cluster <(generate)`); what `serve`
+//! reads again while it runs (the policy it reloads, the recorded resources
+//! document) must be a regular file ([`read_file`]), checked before a byte
+//! is read, so a FIFO put at its path cannot wedge the server.
 
 use std::io::Read;
 use std::path::Path;
@@ -23,6 +25,37 @@ pub const PEM_BYTES: u64 = 1 << 20;
 /// more than `max` bytes.
 pub fn read(path: &Path, what: &str, max: u64) -> Result<Vec<u8>> {
     let file = std::fs::File::open(path).with_context(|| format!("cannot read {what} {}", path.display()))?;
+    bounded(file, path, what, max)
+}
+
+/// The whole of the regular file at `path`, opened without blocking (a FIFO
+/// would otherwise block the open until a writer comes) and checked to be a
+/// regular file before a byte is read; more than `max` bytes is an error.
+pub fn read_file(path: &Path, what: &str, max: u64) -> Result<Vec<u8>> {
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+    let cannot = || format!("cannot read {what} {}", path.display());
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .with_context(cannot)?;
+    let kind = file.metadata().with_context(cannot)?.file_type();
+    if !kind.is_file() {
+        let is = if kind.is_fifo() {
+            "a FIFO"
+        } else if kind.is_char_device() || kind.is_block_device() {
+            "a device"
+        } else if kind.is_socket() {
+            "a socket"
+        } else {
+            "not a regular file"
+        };
+        bail!("{what} {}: is {is}, not a regular file", path.display());
+    }
+    bounded(file, path, what, max)
+}
+
+fn bounded(file: std::fs::File, path: &Path, what: &str, max: u64) -> Result<Vec<u8>> {
     let mut bytes = Vec::new();
     file.take(max + 1)
         .read_to_end(&mut bytes)
@@ -54,6 +87,31 @@ mod tests {
             error.to_string(),
             "cluster file /dev/zero: larger than 1024 bytes, more than any cluster file needs"
         );
+    }
+
+    /// Found in the second hardening pass: a FIFO at the `--policy` path
+    /// wedged live reload for good (the watcher blocked in `open`).
+    #[test]
+    fn what_serve_reads_again_must_be_a_regular_file_and_is_never_waited_for() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("policy.wasm");
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status().unwrap();
+        assert!(made.success());
+        let error = read_file(&fifo, "policy", 1 << 10).unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .ends_with("policy.wasm: is a FIFO, not a regular file"),
+            "{error}"
+        );
+        let error = read_file(Path::new("/dev/zero"), "policy", 1 << 10).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "policy /dev/zero: is a device, not a regular file"
+        );
+        let file = dir.path().join("ok");
+        std::fs::write(&file, "x").unwrap();
+        assert_eq!(read_file(&file, "policy", 1).unwrap(), b"x");
     }
 
     #[test]

@@ -131,7 +131,7 @@ impl RecordedFile {
         {
             return Ok(reading.tagged.clone());
         }
-        let bytes = crate::operator_file::read(
+        let bytes = crate::operator_file::read_file(
             &self.path,
             "resources file",
             crate::operator_file::RESOURCES_BYTES,

@@ -29,6 +29,7 @@ use crate::api::envelope::Envelope;
 use crate::cluster_api::{ApiError, ClusterApi};
 use crate::cpu_flags::CpuFlagsReport;
 use crate::flags::output::{FlagsFormat, FlagsOutput};
+use crate::flags::qemu_answers::UnknownModel;
 use crate::idle::IdleTimeout;
 use crate::node_name::NodeName;
 pub use crate::resources_source::ResourcesSource;
@@ -174,7 +175,10 @@ async fn resources(State(state): State<AppState>, headers: HeaderMap) -> Respons
     }
 }
 
+/// `/1.0/cluster/cpu-flags`'s parameters; any other is refused (400), so
+/// a typo is never silently ignored.
 #[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 struct FlagsQuery {
     arch: Option<String>,
     #[serde(rename = "allow-partial")]
@@ -191,9 +195,49 @@ struct FlagsQuery {
     drop_fragile: Option<String>,
 }
 
-/// A query switch: present and not "0" or "false".
-fn switch(value: &Option<String>) -> bool {
-    value.as_deref().is_some_and(|v| v != "0" && v != "false")
+/// A query switch: absent, `1`/`true` or `0`/`false`; anything else is
+/// the request's error, naming the parameter.
+fn switch(name: &str, value: &Option<String>) -> Result<bool, String> {
+    match value.as_deref() {
+        None | Some("0" | "false") => Ok(false),
+        Some("1" | "true") => Ok(true),
+        Some(other) => Err(format!(
+            "{name}={} is not a switch (1, true, 0 or false)",
+            crate::format::for_terminal(other, 64)
+        )),
+    }
+}
+
+/// The parameters checked and turned into an output and its switches.
+struct FlagsRequest {
+    arch: String,
+    allow_partial: bool,
+    output: FlagsOutput,
+}
+
+impl FlagsQuery {
+    /// The request, or what is wrong with it (a 400).
+    fn checked(&self) -> Result<FlagsRequest, String> {
+        let arch = self
+            .arch
+            .clone()
+            .unwrap_or_else(|| std::env::consts::ARCH.to_string());
+        crate::flags::output::check_arch(&arch)?;
+        let output = FlagsOutput {
+            format: self.format.unwrap_or(FlagsFormat::Json),
+            baseline: self.baseline.clone(),
+            level: switch("level", &self.level)?,
+            explain: switch("explain", &self.explain)?,
+            require_hypervisor: switch("require-hypervisor", &self.require_hypervisor)?,
+            drop_fragile: switch("drop-fragile", &self.drop_fragile)?,
+        };
+        output.check()?;
+        Ok(FlagsRequest {
+            arch,
+            allow_partial: switch("allow-partial", &self.allow_partial)?,
+            output,
+        })
+    }
 }
 
 fn no_cluster() -> Response {
@@ -213,17 +257,27 @@ fn api_error(failure: ApiError) -> Response {
 }
 
 /// The cluster's common flags, the JSON of `nodecache cpu-flags --format json`.
-async fn cluster_cpu_flags(State(state): State<AppState>, Query(query): Query<FlagsQuery>) -> Response {
+async fn cluster_cpu_flags(
+    State(state): State<AppState>,
+    query: Result<Query<FlagsQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
     let Some(cluster) = state.cluster else {
         return no_cluster();
     };
-    let arch = query
-        .arch
-        .clone()
-        .unwrap_or_else(|| std::env::consts::ARCH.to_string());
-    let allow_partial = switch(&query.allow_partial);
-    match cluster.cpu_flags(&arch).await {
-        Ok(report) if !allow_partial && !report.nodes_without_data().is_empty() => {
+    let request = match query {
+        Ok(Query(query)) => match query.checked() {
+            Ok(request) => request,
+            Err(why) => return error(StatusCode::BAD_REQUEST, &why),
+        },
+        Err(rejection) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                &crate::format::for_terminal(&rejection.body_text(), 300),
+            );
+        }
+    };
+    match cluster.cpu_flags(&request.arch).await {
+        Ok(report) if !request.allow_partial && !report.nodes_without_data().is_empty() => {
             let missing: Vec<String> = report
                 .nodes_without_data()
                 .iter()
@@ -237,22 +291,14 @@ async fn cluster_cpu_flags(State(state): State<AppState>, Query(query): Query<Fl
                 ),
             )
         }
-        Ok(report) => render_flags(&query, &report).await,
+        Ok(report) => render_flags(request.output, &report).await,
         Err(failure) => api_error(failure),
     }
 }
 
 /// The shared report in the form the query asks for (the hypervisor forms
 /// ask QEMU for the baseline's flags, off the async threads).
-async fn render_flags(query: &FlagsQuery, report: &CpuFlagsReport) -> Response {
-    let output = FlagsOutput {
-        format: query.format.unwrap_or(FlagsFormat::Json),
-        baseline: query.baseline.clone(),
-        level: switch(&query.level),
-        explain: switch(&query.explain),
-        require_hypervisor: switch(&query.require_hypervisor),
-        drop_fragile: switch(&query.drop_fragile),
-    };
+async fn render_flags(output: FlagsOutput, report: &CpuFlagsReport) -> Response {
     let mut report = report.clone();
     let json = output.format == FlagsFormat::Json;
     let rendered = tokio::task::spawn_blocking(move || {
@@ -267,6 +313,10 @@ async fn render_flags(query: &FlagsQuery, report: &CpuFlagsReport) -> Response {
     .await;
     match rendered {
         Ok(Ok(response)) => response,
+        // A baseline QEMU does not define is the request's fault.
+        Ok(Err(e)) if e.downcast_ref::<UnknownModel>().is_some() => {
+            error(StatusCode::BAD_REQUEST, &format!("{e:#}"))
+        }
         Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, &format!("{e:#}")),
         Err(e) => error(
             StatusCode::INTERNAL_SERVER_ERROR,

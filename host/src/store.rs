@@ -13,9 +13,9 @@
 
 use std::fs;
 use std::io::{self, Read, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Once};
+use std::sync::{Arc, Once, OnceLock};
 use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, Result};
@@ -40,6 +40,10 @@ const ORPHAN_AGE: Duration = Duration::from_secs(15 * 60);
 #[derive(Debug, Clone)]
 pub struct CacheStore {
     resources_dir: PathBuf,
+    /// Whether the cache directory and its `resources/` are this user's
+    /// alone, learned once they exist: entries are read and written only
+    /// then (another user able to write there could plant a fresh entry).
+    private: Arc<OnceLock<Result<(), String>>>,
     /// Orphaned temporary files are looked for once per process, on the
     /// first write, not on every one (a cold run writes every member).
     orphans_swept: Arc<Once>,
@@ -89,6 +93,7 @@ impl CacheStore {
     pub fn new(root: &Path) -> CacheStore {
         CacheStore {
             resources_dir: root.join("resources"),
+            private: Arc::new(OnceLock::new()),
             orphans_swept: Arc::new(Once::new()),
         }
     }
@@ -96,6 +101,23 @@ impl CacheStore {
     /// `$XDG_CACHE_HOME/nodecache`, else `~/.cache/nodecache`.
     pub fn default_root() -> Result<PathBuf> {
         crate::xdg::user_dir("XDG_CACHE_HOME", ".cache", "--cache-dir").context("cannot place the cache")
+    }
+
+    /// Whether the cache's root and `resources/` are this user's alone
+    /// (owned by this user, writable by nobody else, not links); `Ok` while
+    /// they do not exist yet. Checked once per process, once they exist.
+    fn check_private(&self) -> Result<(), String> {
+        if let Some(known) = self.private.get() {
+            return known.clone();
+        }
+        if !self.resources_dir.exists() {
+            return Ok(());
+        }
+        let root = self.resources_dir.parent().unwrap_or(&self.resources_dir);
+        let verdict = crate::private_path::check_private(root, true)
+            .and_then(|()| crate::private_path::check_private(&self.resources_dir, true))
+            .map_err(|e| format!("{e:#}; the cache must be this user's alone"));
+        self.private.get_or_init(|| verdict).clone()
     }
 
     pub fn path_of(&self, node: &NodeName) -> PathBuf {
@@ -108,26 +130,40 @@ impl CacheStore {
             path: path.display().to_string(),
             problem: e.to_string(),
         };
+        self.check_private().map_err(|problem| CacheFault::Unreadable {
+            path: path.display().to_string(),
+            problem,
+        })?;
         // One open: the size checked is the size of the file read, even if it
         // is replaced meanwhile. Non-blocking, so a FIFO in the entry's place
-        // cannot hang the call in `open` (it is then refused as not a file).
+        // cannot hang the call in `open` (it is then refused as not a file);
+        // not following a link, which could lead out of the cache.
         let opened = fs::OpenOptions::new()
             .read(true)
-            .custom_flags(libc::O_NONBLOCK)
+            .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW)
             .open(&path);
-        let mut file = match opened {
-            Ok(file) => file,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(unreadable(e)),
-        };
         let corrupt = |problem: String| CacheFault::Corrupt {
             path: path.display().to_string(),
             problem,
+        };
+        let mut file = match opened {
+            Ok(file) => file,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+                return Err(corrupt(
+                    "a symbolic link, not followed: not a regular file".into(),
+                ));
+            }
+            Err(e) => return Err(unreadable(e)),
         };
         let metadata = file.metadata().map_err(unreadable)?;
         if !metadata.is_file() {
             return Err(corrupt("not a regular file".into()));
         }
+        crate::private_path::check_metadata(&path, &metadata, false).map_err(|e| CacheFault::Unreadable {
+            path: path.display().to_string(),
+            problem: format!("{e:#}"),
+        })?;
         let size = metadata.len();
         if size > MAX_ENTRY_BYTES {
             return Err(corrupt(format!(
@@ -231,6 +267,10 @@ impl CacheStore {
     /// `serve`): asking the filesystem on every write cost a system call per
     /// member of a cold run.
     fn temp_file(&self) -> Result<tempfile::NamedTempFile> {
+        // Written only where nobody else can write: a link there could aim
+        // the rename elsewhere, another user's entry be trusted.
+        self.check_private()
+            .map_err(|problem| anyhow::anyhow!("{problem}"))?;
         let create = || {
             tempfile::Builder::new()
                 .prefix(TEMP_PREFIX)
@@ -238,8 +278,13 @@ impl CacheStore {
         };
         let temp = match create() {
             Err(error) if error.kind() == io::ErrorKind::NotFound => {
-                fs::create_dir_all(&self.resources_dir)
+                fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o700)
+                    .create(&self.resources_dir)
                     .with_context(|| format!("cannot create {}", self.resources_dir.display()))?;
+                self.check_private()
+                    .map_err(|problem| anyhow::anyhow!("{problem}"))?;
                 create()
             }
             other => other,
@@ -316,10 +361,13 @@ pub fn parse_entry(mut bytes: Vec<u8>, node: &NodeName, now_ms: u64) -> Result<C
     {
         return Err("document does not match its digest".into());
     }
-    // An entry without a stored summary (written before summaries were
+    // A stored summary holds for the document only when the header also
+    // carries the document's digest and it matched (nodecache writes both
+    // at once). An entry without either (written before summaries were
     // kept, or by hand) is summarised now, which also shows it holds a
     // resources document: one that does not is a miss, not a fresh entry.
-    let summary = match header.cpu.filter(cpu_summary::is_well_formed) {
+    let tied = header.cpu.filter(|_| header.sha256.is_some());
+    let summary = match tied.filter(cpu_summary::is_well_formed) {
         Some(summary) => summary,
         None => {
             cpu_summary::from_document(&document).map_err(|e| format!("not a resources document: {e}"))?
@@ -422,6 +470,71 @@ mod tests {
         match store.read(&node, 0) {
             Err(CacheFault::Corrupt { problem, .. }) => {
                 assert!(problem.contains("not a regular file"), "{problem}")
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// Found in the second hardening pass: only `compiled/` was checked, so
+    /// a `resources/` others could write served a planted entry, and a
+    /// `resources` link made the writer write elsewhere.
+    #[test]
+    fn entries_are_read_and_written_only_where_nobody_else_can_write() {
+        use std::os::unix::fs::PermissionsExt;
+        let document = r#"{"cpu":{"architecture":"x86_64"}}"#;
+        // A resources/ anyone may write.
+        let (dir, _, node) = setup();
+        let good = CacheStore::new(dir.path());
+        good.write(&node, document, None, 1_000, None).unwrap();
+        fs::set_permissions(dir.path().join("resources"), fs::Permissions::from_mode(0o777)).unwrap();
+        let store = CacheStore::new(dir.path());
+        match store.read(&node, 2_000) {
+            Err(CacheFault::Unreadable { problem, .. }) => {
+                assert!(problem.contains("is writable by group or others"), "{problem}")
+            }
+            other => panic!("{other:?}"),
+        }
+        let refused = store.write(&node, document, None, 3_000, None).unwrap_err();
+        assert!(
+            format!("{refused:#}").contains("the cache must be this user's alone"),
+            "{refused:#}"
+        );
+        // resources a link to a directory elsewhere: nothing is written there.
+        let (dir, _, node) = setup();
+        let elsewhere = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(elsewhere.path(), dir.path().join("resources")).unwrap();
+        let store = CacheStore::new(dir.path());
+        assert!(store.write(&node, document, None, 1_000, None).is_err());
+        assert_eq!(fs::read_dir(elsewhere.path()).unwrap().count(), 0);
+        // An entry that is a link: refused, not followed.
+        let (dir, store, node) = setup();
+        store.write(&node, document, None, 1_000, None).unwrap();
+        let target = dir.path().join("target.json");
+        fs::rename(store.path_of(&node), &target).unwrap();
+        std::os::unix::fs::symlink(&target, store.path_of(&node)).unwrap();
+        assert!(matches!(
+            store.read(&node, 2_000),
+            Err(CacheFault::Corrupt { .. })
+        ));
+    }
+
+    /// Found in the second hardening pass: a header with a well-formed CPU
+    /// summary and no digest, over `{"not":"resources"}`, was served fresh
+    /// with the header's flags (and `resources` failed on it forever).
+    #[test]
+    fn a_summary_without_the_documents_digest_does_not_vouch_for_it() {
+        let (_dir, store, node) = setup();
+        let forged = r#"{"not":"resources"}"#;
+        let header = serde_json::json!({
+            "format": FORMAT, "node": node.as_str(), "fetched_at_ms": 1_000,
+            "length": forged.len(), "cpu": {"architecture": "x86_64", "core_groups": [{"cores": 1, "flags": "avx512f fpu"}]},
+        });
+        fs::create_dir_all(store.path_of(&node).parent().unwrap()).unwrap();
+        fs::write(store.path_of(&node), format!("{header}\n{forged}")).unwrap();
+        // Corrupt, which every policy takes as a miss: the node is asked again.
+        match store.read(&node, 2_000) {
+            Err(CacheFault::Corrupt { problem, .. }) => {
+                assert!(problem.starts_with("not a resources document"), "{problem}")
             }
             other => panic!("{other:?}"),
         }

@@ -179,8 +179,8 @@ pub struct ServeArgs {
     /// cluster file, at least its request deadline plus 30 s).
     #[arg(long, default_value = "120s", value_name = "DURATION")]
     pub idle_timeout: String,
-    /// Connections served at once; more wait in the kernel's backlog.
-    #[arg(long, default_value_t = 512, value_name = "N")]
+    /// Connections served at once (1 to 1000000); more wait in the kernel's backlog.
+    #[arg(long, default_value_t = 512, value_name = "N", value_parser = connection_cap)]
     pub max_connections: usize,
 }
 
@@ -206,6 +206,17 @@ pub enum PolicyCommand {
 }
 
 pub use crate::flags::output::FlagsFormat;
+
+/// `--max-connections`: a count a server can hold (0 would serve no one;
+/// 2^61 made the semaphore panic).
+fn connection_cap(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(n) if (1..=1_000_000).contains(&n) => Ok(n),
+        _ => Err(format!(
+            "{text:?} is not a number of connections from 1 to 1000000"
+        )),
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ProbeSource {

@@ -49,6 +49,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
             let (membership, config) = cluster_setup(&cli).await?;
             let membership = in_group(membership, group.as_deref())?;
             let arch = arch.clone().unwrap_or_else(|| std::env::consts::ARCH.to_string());
+            crate::flags::output::check_arch(&arch).map_err(|why| Failure::usage(anyhow!(why)))?;
             let output = FlagsOutput {
                 format: *format,
                 baseline: baseline.clone(),
@@ -57,6 +58,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
                 require_hypervisor: *require_hypervisor,
                 drop_fragile: *drop_fragile,
             };
+            output.check().map_err(|why| Failure::usage(anyhow!(why)))?;
             let keys =
                 query::cpu_flags_command(&cli, &membership, config, output, &arch, *allow_partial).await?;
             // clap makes --apply require --group.
@@ -72,6 +74,11 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
             group,
             format,
         } => {
+            if !matches!(format, FlagsFormat::List | FlagsFormat::Json) {
+                return Err(Failure::usage(anyhow!(
+                    "can-run prints a table or JSON: --format list or json"
+                )));
+            }
             let (membership, config) = cluster_setup(&cli).await?;
             let membership = in_group(membership, group.as_deref())?;
             let guest = match (flags, from) {

@@ -87,7 +87,20 @@ pub(super) async fn serve_command(cli: &Cli, args: &ServeArgs) -> Result<(), Fai
     // The policy (reloaded when its file changes or on SIGHUP), and the
     // cluster it answers for when given a cluster file.
     let (file, config) = cluster_file(cli)?;
-    let membership = with_incus_members(&file).await?;
+    // This node's own answers need no Incus: while Incus does not answer,
+    // serve starts with the file's members and its cluster endpoints say
+    // the cluster is unavailable, until Incus answers (read per request).
+    let membership = match with_incus_members(&file).await {
+        Ok(membership) => membership,
+        Err(failure) if file.incus.is_some() => {
+            tracing::warn!(
+                "{:#}; serving this node, and the cluster once Incus answers",
+                failure.error
+            );
+            file.clone()
+        }
+        Err(failure) => return Err(failure),
+    };
     let idle = crate::membership::parse_duration(idle_timeout)
         .map_err(|e| Failure::usage(anyhow!("--idle-timeout {idle_timeout:?}: {e}")))?;
     // A cluster request may be quiet for its whole deadline: never cut it.

@@ -152,7 +152,17 @@ pub(super) async fn cpu_flags_command(
     let mut report = report;
     let text = tokio::task::spawn_blocking(move || output.render(&mut report))
         .await
-        .map_err(anyhow::Error::from)??;
+        .map_err(anyhow::Error::from)?
+        .map_err(|e| {
+            // A baseline QEMU does not define is a usage error.
+            if e.downcast_ref::<crate::flags::qemu_answers::UnknownModel>()
+                .is_some()
+            {
+                Failure::usage(e)
+            } else {
+                Failure::from(e)
+            }
+        })?;
     print(&text)?;
     Ok(text)
 }

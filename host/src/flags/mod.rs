@@ -11,6 +11,7 @@ pub mod names;
 pub mod output;
 pub mod placement;
 pub mod qemu;
+pub mod qemu_answers;
 pub mod render;
 
 use serde::Serialize;

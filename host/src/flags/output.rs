@@ -5,7 +5,7 @@ use anyhow::{Context, Result};
 use serde_json::json;
 
 use super::explain::{self, explain, table};
-use super::{GuestCpu, fragile, qemu, render};
+use super::{GuestCpu, fragile, qemu, qemu_answers, render};
 use crate::cpu_flags::CpuFlagsReport;
 use crate::format::{flag_list, pretty_json};
 
@@ -42,6 +42,22 @@ pub struct FlagsOutput {
     pub drop_fragile: bool,
 }
 
+/// An architecture as Linux names one (`x86_64`, `aarch64`, `ppc64le`):
+/// anything else is refused, naming it, instead of answering with an empty
+/// set (and computing one for every distinct junk value).
+pub fn check_arch(arch: &str) -> Result<(), String> {
+    let shaped =
+        (1..=32).contains(&arch.len()) && arch.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    if shaped {
+        Ok(())
+    } else {
+        Err(format!(
+            "architecture {} is not an architecture name (1-32 of A-Z a-z 0-9 _)",
+            crate::format::for_terminal(&format!("{arch:?}"), 80)
+        ))
+    }
+}
+
 pub const DEFAULT_BASELINE: &str = "kvm64";
 /// `--baseline auto`: the named QEMU model closest to what every included
 /// node's hypervisor can give a guest, with what it lacks turned off.
@@ -51,7 +67,7 @@ pub const AUTO: &str = "auto";
 /// cluster's one vendor, else `kvm64`, and why.
 fn auto_baseline(report: &CpuFlagsReport, guest: &[String]) -> Result<(qemu::Baseline, String)> {
     let common: std::collections::BTreeSet<&str> = guest.iter().map(String::as_str).collect();
-    let models = qemu::named_models()?;
+    let models = qemu_answers::named_models()?;
     let vendors: Vec<&str> = report.vendors.keys().map(String::as_str).collect();
     let vendor = match vendors.as_slice() {
         [one] => Some(*one),
@@ -72,7 +88,7 @@ fn auto_baseline(report: &CpuFlagsReport, guest: &[String]) -> Result<(qemu::Bas
                 }
             );
             tracing::warn!("--baseline auto: {why}");
-            Ok((qemu::baseline(DEFAULT_BASELINE)?, why))
+            Ok((qemu_answers::baseline(DEFAULT_BASELINE)?, why))
         }
     }
 }
@@ -128,6 +144,34 @@ impl FlagsOutput {
             value["explain"] = json!(explain(report));
         }
         Ok(value)
+    }
+
+    /// Options that say nothing together are refused, not ignored:
+    /// `--explain` and `--level` are tables of their own, not a QEMU line.
+    pub fn check(&self) -> Result<(), String> {
+        let vm_format = matches!(
+            self.format,
+            FlagsFormat::Qemu | FlagsFormat::Libvirt | FlagsFormat::Incus
+        );
+        if vm_format && (self.explain || self.level) {
+            return Err(format!(
+                "--explain and --level print tables: use them without --format {} (or with --format json)",
+                match self.format {
+                    FlagsFormat::Qemu => "qemu",
+                    FlagsFormat::Libvirt => "libvirt",
+                    _ => "incus",
+                }
+            ));
+        }
+        if let Some(model) = &self.baseline
+            && !(1..=64).contains(&model.len())
+        {
+            return Err(format!(
+                "--baseline {} is not a CPU model name",
+                crate::format::for_terminal(model, 64)
+            ));
+        }
+        Ok(())
     }
 
     /// Whether the answer describes a guest CPU (made from the hypervisor
@@ -204,7 +248,7 @@ impl FlagsOutput {
                 let (baseline, why) = auto_baseline(report, &guest_flags)?;
                 (baseline, Some(why))
             }
-            model => (qemu::baseline(model)?, None),
+            model => (qemu_answers::baseline(model)?, None),
         };
         let mut guest = GuestCpu::new(&guest_flags, &baseline);
         guest.chosen_because = why;

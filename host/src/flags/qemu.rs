@@ -3,8 +3,9 @@
 //! (`query-cpu-model-expansion`) rather than kept by hand.
 
 use std::collections::BTreeSet;
-use std::io::Write;
-use std::process::{Command, Stdio};
+use std::io::{Read, Write};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
@@ -12,7 +13,7 @@ use serde_json::{Value, json};
 use super::model_props::{Ask, ask};
 
 /// The QEMU binary asked; `NODECACHE_QEMU` overrides it.
-fn qemu_binary() -> String {
+pub(crate) fn qemu_binary() -> String {
     std::env::var("NODECACHE_QEMU").unwrap_or_else(|_| "qemu-system-x86_64".into())
 }
 
@@ -150,6 +151,22 @@ fn baseline_from(
         }
     }
     Ok(baseline)
+}
+
+/// Every CPU model name QEMU defines (aliases too), and who said so.
+pub fn definitions() -> Result<(String, BTreeSet<String>)> {
+    let answers = qmp(&[
+        json!({"execute": "query-version"}),
+        json!({"execute": "query-cpu-definitions"}),
+    ])?;
+    let names = answers[1]
+        .as_array()
+        .context("QEMU listed no CPU definitions")?
+        .iter()
+        .filter_map(|model| model["name"].as_str())
+        .map(str::to_string)
+        .collect();
+    Ok((version_of(&answers[0]), names))
 }
 
 /// Models that are not a CPU family a guest could be shown.
@@ -302,6 +319,47 @@ fn version(model: &str) -> u32 {
         .unwrap_or(0)
 }
 
+/// How long one QEMU may take to answer (expanding every named model takes
+/// about a second here); past it, it is killed and the answer is an error.
+const QEMU_DEADLINE: Duration = Duration::from_secs(30);
+
+/// The child's output once it exits, or an error once `deadline` passed
+/// (the child killed): its pipes are drained by threads meanwhile, so a
+/// chatty child never blocks on a full pipe.
+fn wait_bounded(mut child: Child, deadline: Duration) -> std::io::Result<Output> {
+    let drain = |pipe: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            if let Some(mut pipe) = pipe {
+                let _ = pipe.read_to_end(&mut bytes);
+            }
+            bytes
+        })
+    };
+    let stdout = drain(child.stdout.take().map(|p| Box::new(p) as Box<dyn Read + Send>));
+    let stderr = drain(child.stderr.take().map(|p| Box::new(p) as Box<dyn Read + Send>));
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        if started.elapsed() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("no answer within {} s: killed", deadline.as_secs()),
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    Ok(Output {
+        status,
+        stdout: stdout.join().unwrap_or_default(),
+        stderr: stderr.join().unwrap_or_default(),
+    })
+}
+
 /// Runs QEMU with no machine, sends `commands` over QMP on stdio, and returns
 /// their answers in order; an error answer is an error naming the command.
 pub fn qmp(commands: &[Value]) -> Result<Vec<Value>> {
@@ -333,9 +391,7 @@ pub fn qmp(commands: &[Value]) -> Result<Vec<Value>> {
         writeln!(stdin, "{command}")?;
     }
     drop(stdin);
-    let output = child
-        .wait_with_output()
-        .with_context(|| format!("{binary} failed"))?;
+    let output = wait_bounded(child, QEMU_DEADLINE).with_context(|| format!("{binary} failed"))?;
     let stdout = String::from_utf8_lossy(&output.stdout);
     let answers: Vec<Value> = stdout
         .lines()

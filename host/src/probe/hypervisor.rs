@@ -85,23 +85,25 @@ mod kvm {
             })
         }
 
-        /// Everything the set is made from, as text: equal texts, equal sets.
+        /// Everything the set is made from, as text: equal texts, equal
+        /// sets. The feature bits as QEMU would see them, not KVM's raw
+        /// CPUID: that carries the APIC ID of whichever CPU the probing
+        /// thread ran on, so it differed from call to call.
         fn identity(&self) -> String {
-            let mut text: String = self
-                .cpuid
-                .as_slice()
+            let mut text: String = names::all()
                 .iter()
-                .map(|e| {
-                    format!(
-                        "{:x}.{:x}:{:x},{:x},{:x},{:x};",
-                        e.function, e.index, e.eax, e.ebx, e.ecx, e.edx
-                    )
+                .filter_map(|names| match names.place {
+                    BitPlace::Cpuid {
+                        leaf,
+                        subleaf,
+                        register,
+                        bit,
+                    } => (self.register(leaf, subleaf, register) >> bit & 1 == 1).then_some(names.linux),
+                    BitPlace::Msr { .. } => None,
                 })
-                .collect();
-            text.push_str(&format!(
-                "{}{}{:x?}",
-                self.tsc_deadline, self.arch_capabilities_msr, self.feature_msrs
-            ));
+                .collect::<Vec<_>>()
+                .join(" ");
+            text.push_str(&format!(" {:x?}", self.feature_msrs));
             text
         }
     }

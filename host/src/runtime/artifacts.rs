@@ -15,8 +15,8 @@
 
 use std::fs;
 use std::hash::{Hash, Hasher};
-use std::io::Write as _;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+use std::io::{Read as _, Write as _};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
@@ -24,6 +24,7 @@ use wasmtime::Engine;
 use wasmtime::component::Component;
 
 use crate::digest::{hex, sha256};
+use crate::private_path::{check_metadata, check_private};
 
 /// Where compiled policies are kept: `<cache-dir>/compiled/`.
 #[derive(Debug, Clone)]
@@ -106,7 +107,8 @@ impl ArtifactCache {
     /// private one exists, else compiled and its artifact written.
     pub fn component(&self, engine: &Engine, bytes: &[u8]) -> Result<(Component, Obtained)> {
         let path = self.path_for(engine, bytes);
-        let obtained = match self.read_trusted(&path) {
+        let source = sha256(bytes);
+        let obtained = match self.read_trusted(&path, &source) {
             Ok(Some(artifact)) => {
                 // SAFETY: the bytes are an artifact this user's nodecache wrote
                 // (private directory and file) with `precompile_component` for an
@@ -126,45 +128,70 @@ impl ArtifactCache {
         let artifact = engine.precompile_component(bytes).map_err(anyhow::Error::from)?;
         // SAFETY: these bytes come from `precompile_component` on this engine, just now.
         let component = unsafe { Component::deserialize(engine, &artifact) }.map_err(anyhow::Error::from)?;
-        if let Err(e) = self.write(&path, &artifact) {
+        if let Err(e) = self.write(&path, &source, &artifact) {
             tracing::warn!("cannot keep the compiled policy: {e:#}");
         }
         self.prune_other_builds();
         Ok((component, obtained))
     }
 
-    /// The artifact at `path` if it is there, private and whole.
-    fn read_trusted(&self, path: &Path) -> Result<Option<Vec<u8>>> {
-        let bytes = match fs::read(path) {
-            Ok(bytes) => bytes,
+    /// The artifact at `path` if it is there, private, whole and made from
+    /// the component whose digest is `source`. Opened without following a
+    /// link and without blocking, and checked (a regular file of this
+    /// user's, not writable by others) before a byte is read; then read to
+    /// the size it had: a link to `/dev/zero` or a FIFO in its place is an
+    /// error at once, never a hang or an unbounded read.
+    fn read_trusted(&self, path: &Path, source: &[u8; DIGEST_LEN]) -> Result<Option<Vec<u8>>> {
+        let opened = fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+            .open(path);
+        let file = match opened {
+            Ok(file) => file,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) if e.raw_os_error() == Some(libc::ELOOP) => bail!("{} is a symbolic link", path.display()),
             Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
         };
-        check_private(path, false)?;
+        let metadata = file
+            .metadata()
+            .with_context(|| format!("cannot inspect {}", path.display()))?;
+        check_metadata(path, &metadata, false)?;
+        let mut bytes = Vec::with_capacity(metadata.len() as usize);
+        file.take(metadata.len())
+            .read_to_end(&mut bytes)
+            .with_context(|| format!("cannot read {}", path.display()))?;
         if bytes.len() < DIGEST_LEN {
             bail!("{} bytes: too short to be an artifact", bytes.len());
         }
         let (digest, artifact) = bytes.split_at(DIGEST_LEN);
-        if sha256(artifact) != digest {
-            bail!("its digest does not match: damaged");
+        if binding(source, artifact) != digest {
+            bail!("its digest does not match: damaged, or made from another component");
         }
         Ok(Some(artifact.to_vec()))
     }
 
-    /// Writes `digest || artifact` through a private temporary file and a rename.
-    fn write(&self, path: &Path, artifact: &[u8]) -> Result<()> {
+    /// Writes `binding || artifact` through a private temporary file and a rename.
+    fn write(&self, path: &Path, source: &[u8; DIGEST_LEN], artifact: &[u8]) -> Result<()> {
         let mut temp = tempfile::Builder::new()
             .prefix(".tmp-")
             .permissions(fs::Permissions::from_mode(0o600))
             .tempfile_in(&self.dir)
             .with_context(|| format!("cannot create a file in {}", self.dir.display()))?;
-        temp.write_all(&sha256(artifact))?;
+        temp.write_all(&binding(source, artifact))?;
         temp.write_all(artifact)?;
         temp.persist(path)
             .map_err(|e| e.error)
             .with_context(|| format!("cannot write {}", path.display()))?;
         Ok(())
     }
+}
+
+/// What an artifact's header holds: the digest of the component it was
+/// compiled from and of the artifact together, so an artifact is whole
+/// and bound to its component (its name carries only part of the
+/// component's digest).
+fn binding(source: &[u8; DIGEST_LEN], artifact: &[u8]) -> [u8; DIGEST_LEN] {
+    crate::digest::sha256_of_parts(&[source, artifact])
 }
 
 /// What an artifact's name says of the engine that compiled it: wasmtime's
@@ -180,44 +207,10 @@ fn build_tag() -> String {
     format!("v{}", env!("CARGO_PKG_VERSION"))
 }
 
-/// Owned by this user, and writable by nobody else.
-fn check_private(path: &Path, directory: bool) -> Result<()> {
-    let metadata =
-        fs::symlink_metadata(path).with_context(|| format!("cannot inspect {}", path.display()))?;
-    let kind_ok = if directory {
-        metadata.is_dir()
-    } else {
-        metadata.is_file()
-    };
-    if !kind_ok {
-        bail!(
-            "{} is not a {}",
-            path.display(),
-            if directory { "directory" } else { "regular file" }
-        );
-    }
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    let me = unsafe { libc::geteuid() };
-    if metadata.uid() != me {
-        bail!(
-            "{} belongs to uid {}, not to this user (uid {me})",
-            path.display(),
-            metadata.uid()
-        );
-    }
-    if metadata.mode() & 0o022 != 0 {
-        bail!(
-            "{} is writable by group or others (mode {:o}); make it private: chmod go-w {}",
-            path.display(),
-            metadata.mode() & 0o7777,
-            path.display()
-        );
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
+    use std::os::unix::fs::MetadataExt;
+
     use super::*;
     use crate::runtime::{PolicyRuntime, embedded, sandbox::Limits};
 
@@ -227,6 +220,42 @@ mod tests {
         let engine = PolicyRuntime::engine(&Limits::default(), 4, 0).unwrap();
         let bytes = embedded::find("default").unwrap().component;
         (dir, cache, engine, bytes)
+    }
+
+    /// Found in the second hardening pass: an artifact was read before its
+    /// type and owner were checked (a link to `/dev/zero` ran the process
+    /// out of memory, a FIFO hung every run), and its checksum bound it to
+    /// nothing but itself.
+    #[test]
+    fn an_artifact_is_checked_before_it_is_read_and_bound_to_its_component() {
+        let (_dir, cache, engine, bytes) = setup();
+        let path = cache.path_for(&engine, bytes);
+        let source = sha256(bytes);
+        std::os::unix::fs::symlink("/dev/zero", &path).unwrap();
+        let error = cache.read_trusted(&path, &source).unwrap_err();
+        assert!(format!("{error:#}").ends_with("is a symbolic link"), "{error:#}");
+        fs::remove_file(&path).unwrap();
+        let made = std::process::Command::new("mkfifo").arg(&path).status().unwrap();
+        assert!(made.success());
+        let error = cache.read_trusted(&path, &source).unwrap_err();
+        assert!(
+            format!("{error:#}").ends_with("is not a regular file"),
+            "{error:#}"
+        );
+        fs::remove_file(&path).unwrap();
+        // Another component's artifact, whole, under this one's name.
+        let other = embedded::find("pinned").unwrap().component;
+        cache.component(&engine, other).unwrap();
+        fs::rename(cache.path_for(&engine, other), &path).unwrap();
+        let error = cache.read_trusted(&path, &source).unwrap_err();
+        assert!(
+            format!("{error:#}").contains("made from another component"),
+            "{error:#}"
+        );
+        assert!(matches!(
+            cache.component(&engine, bytes).unwrap().1,
+            Obtained::Recompiled(_)
+        ));
     }
 
     #[test]

@@ -74,7 +74,7 @@ impl Loader {
     }
 
     pub fn load_file(&self, path: &Path) -> Result<PolicyRuntime> {
-        let bytes = crate::operator_file::read(path, "policy", crate::operator_file::POLICY_BYTES)?;
+        let bytes = crate::operator_file::read_file(path, "policy", crate::operator_file::POLICY_BYTES)?;
         self.load_bytes(&bytes, &path.display().to_string())
     }
 
