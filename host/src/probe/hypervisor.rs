@@ -56,6 +56,10 @@ mod kvm {
         tsc_deadline: bool,
         arch_capabilities_msr: bool,
         feature_msrs: BTreeMap<u32, u64>,
+        /// This CPU's own leaves 7.0, 7.1 and 7.2, and whether its TSX is
+        /// broken: read once (CPUID in a guest traps to the hypervisor).
+        host_7: [[u32; 4]; 3],
+        host_tsx_broken: bool,
     }
 
     impl Reported {
@@ -78,6 +82,8 @@ mod kvm {
             }
             Ok(Reported {
                 tsc_deadline: kvm.check_extension(Cap::TscDeadlineTimer),
+                host_7: [host_cpuid(7, 0), host_cpuid(7, 1), host_cpuid(7, 2)],
+                host_tsx_broken: host_tsx_broken(),
                 arch_capabilities_msr: msr_list.as_slice().contains(&MSR_ARCH_CAPABILITIES),
                 kvm,
                 cpuid,
@@ -264,21 +270,21 @@ mod kvm {
                 }
                 (6, _, EAX) => value |= 1 << 2, // arat: the APIC is emulated
                 (7, 0, EBX) => {
-                    value |= host_cpuid(7, 0)[1] & (1 << 9); // erms
-                    if host_tsx_broken() {
+                    value |= self.host_7[0][1] & (1 << 9); // erms
+                    if self.host_tsx_broken {
                         value &= !((1 << 4) | (1 << 11)); // hle, rtm
                     }
                 }
                 (7, 0, EDX) => {
-                    value |= host_cpuid(7, 0)[3] & (1 << 4); // fsrm
+                    value |= self.host_7[0][3] & (1 << 4); // fsrm
                     if !self.arch_capabilities_msr {
                         value &= !(1 << 29);
                     }
                 }
-                (7, 1, EAX) => value |= host_cpuid(7, 1)[0] & ((1 << 10) | (1 << 11) | (1 << 12)),
-                (7, 2, EDX) => value |= host_cpuid(7, 2)[3] & (1 << 3), // mcdt-no
-                (0x8000_0007, _, EBX) => value |= 0b11,                 // overflow-recov, succor
-                (0x8000_0007, _, EDX) => value &= !(1 << 8),            // invtsc: not migratable
+                (7, 1, EAX) => value |= self.host_7[1][0] & ((1 << 10) | (1 << 11) | (1 << 12)),
+                (7, 2, EDX) => value |= self.host_7[2][3] & (1 << 3), // mcdt-no
+                (0x8000_0007, _, EBX) => value |= 0b11,               // overflow-recov, succor
+                (0x8000_0007, _, EDX) => value &= !(1 << 8),          // invtsc: not migratable
                 _ => {}
             }
             value
