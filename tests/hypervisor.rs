@@ -546,15 +546,7 @@ fn serve_carries_the_guest_cpu_its_stand_ins_fragile_features_and_vendors() {
     .unwrap();
     plain.as_object_mut().unwrap().remove("nodecache_hypervisor");
     let cluster = cluster_of(&[("kvm-node", with_set), ("incus-node", plain.to_string())]);
-    let server = crate::util::spawn_serve_with(
-        &[
-            "--cache-dir",
-            cluster.dir.path().join("cache").to_str().unwrap(),
-            "--cluster",
-            cluster.cluster.to_str().unwrap(),
-        ],
-        &["--insecure-http"],
-    );
+    let server = cluster.serve(&[]);
     let info = crate::util::http_get_json(&server.url, "/1.0");
     assert!(
         info["metadata"]["api_extensions"]

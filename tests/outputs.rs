@@ -61,6 +61,21 @@ impl Recorded {
         Recorded { dir, cluster }
     }
 
+    /// `serve` over plain HTTP on loopback for this cluster, with these
+    /// environment variables.
+    pub(crate) fn serve(&self, env: &[(&str, &Path)]) -> crate::util::Server {
+        crate::util::spawn_serve_env(
+            &[
+                "--cache-dir",
+                self.dir.path().join("cache").to_str().unwrap(),
+                "--cluster",
+                self.cluster.to_str().unwrap(),
+            ],
+            &["--insecure-http"],
+            env,
+        )
+    }
+
     /// Runs nodecache on the cluster, whatever it answers.
     pub(crate) fn output(&self, args: &[&str]) -> Output {
         Command::new(BIN)
@@ -444,15 +459,7 @@ fn the_name_table_agrees_with_the_installed_qemu_and_libvirt() {
 #[test]
 fn serve_gives_every_format_the_cli_gives() {
     let mixed = Recorded::new(&[("haswell", HASWELL), ("naples", NAPLES)]);
-    let server = crate::util::spawn_serve_with(
-        &[
-            "--cache-dir",
-            mixed.dir.path().join("cache").to_str().unwrap(),
-            "--cluster",
-            mixed.cluster.to_str().unwrap(),
-        ],
-        &["--insecure-http"],
-    );
+    let server = mixed.serve(&[]);
     for format in ["qemu", "libvirt", "incus", "list"] {
         let served = crate::util::http_get(
             &server.url,
@@ -617,16 +624,7 @@ fn serve_asks_qemu_once_per_binary_and_refuses_unknown_models_without_it() {
     std::fs::set_permissions(&wrapper, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let count = || std::fs::read_to_string(&runs).map_or(0, |text| text.lines().count());
     let cluster = Recorded::new(&[("haswell", HASWELL)]);
-    let server = crate::util::spawn_serve_env(
-        &[
-            "--cache-dir",
-            cluster.dir.path().join("cache").to_str().unwrap(),
-            "--cluster",
-            cluster.cluster.to_str().unwrap(),
-        ],
-        &["--insecure-http"],
-        &[("NODECACHE_QEMU", &wrapper)],
-    );
+    let server = cluster.serve(&[("NODECACHE_QEMU", &wrapper)]);
     // 30 requests at once, each naming a model that does not exist, and 5
     // asking for kvm64.
     let url = server.url.clone();
@@ -684,15 +682,7 @@ fn serve_asks_qemu_once_per_binary_and_refuses_unknown_models_without_it() {
 #[test]
 fn nothing_passed_is_silently_ignored() {
     let cluster = Recorded::new(&[("haswell", HASWELL)]);
-    let server = crate::util::spawn_serve_with(
-        &[
-            "--cache-dir",
-            cluster.dir.path().join("cache").to_str().unwrap(),
-            "--cluster",
-            cluster.cluster.to_str().unwrap(),
-        ],
-        &["--insecure-http"],
-    );
+    let server = cluster.serve(&[]);
     for (query, says) in [
         ("bogus=1", "unknown field `bogus`"),
         ("group=gen3", "unknown field `group`"),

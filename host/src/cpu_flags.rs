@@ -70,10 +70,9 @@ pub struct NodeStatus {
     /// The node's own x86-64 level (flags on every one of its cores).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub level: Option<String>,
-    /// Where the node's guest set came from: `kvm` (its hypervisor's own),
-    /// or `stand-in` (its host flags: it has none).
+    /// Where the node's guest set came from, when it took part.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub hypervisor: Option<&'static str>,
+    pub hypervisor: Option<GuestSource>,
     /// The level of what this node can give a guest.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub guest_level: Option<String>,
@@ -106,6 +105,16 @@ impl NodeStatus {
             _ => self.flags(),
         }
     }
+}
+
+/// Where a node's guest set came from, as printed in JSON.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum GuestSource {
+    /// Its hypervisor's own set.
+    Kvm,
+    /// Its host flags: it has no hypervisor set.
+    StandIn,
 }
 
 /// Where a node's part of an answer came from, as printed in JSON.
@@ -250,7 +259,7 @@ fn guest_set(nodes: &[NodeStatus]) -> (Vec<String>, Vec<String>) {
     let mut stand_ins = Vec::new();
     for node in nodes {
         let Some(flags) = node.guest_flags() else { continue };
-        if node.hypervisor == Some("stand-in") {
+        if node.hypervisor == Some(GuestSource::StandIn) {
             stand_ins.push(node.name.clone());
         }
         common = Some(match common {
@@ -402,10 +411,10 @@ fn node_status(report: NodeReport, verdict: &Verdict) -> NodeStatus {
         .map(|node| node.cpu.hypervisor.as_ref());
     let (hypervisor, hypervisor_unavailable) = match hypervisor {
         None => (None, None),
-        Some(Some(set)) if set.unavailable.is_none() => (Some("kvm"), None),
-        Some(Some(set)) => (Some("stand-in"), set.unavailable.clone()),
+        Some(Some(set)) if set.unavailable.is_none() => (Some(GuestSource::Kvm), None),
+        Some(Some(set)) => (Some(GuestSource::StandIn), set.unavailable.clone()),
         Some(None) => (
-            Some("stand-in"),
+            Some(GuestSource::StandIn),
             Some("its document has no hypervisor set (not a nodecache node)".to_string()),
         ),
     };

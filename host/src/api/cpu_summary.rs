@@ -124,12 +124,9 @@ fn is_flag_list(flags: &str) -> bool {
 }
 
 /// A node's own words on why it has no hypervisor set, made fit for a
-/// terminal: control characters become spaces, and at most 200 are kept.
+/// terminal as all outside text is.
 fn clean_reason(why: &str) -> String {
-    why.chars()
-        .take(200)
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect()
+    crate::format::for_terminal(why, 200)
 }
 
 /// Summarises a bare `api.Resources` JSON document; a flag that is not

@@ -195,7 +195,7 @@ impl FlagsOutput {
         let stand_ins: Vec<String> = report
             .nodes
             .iter()
-            .filter(|node| node.hypervisor == Some("stand-in"))
+            .filter(|node| node.hypervisor == Some(crate::cpu_flags::GuestSource::StandIn))
             .map(|node| {
                 format!(
                     "{} ({})",
