@@ -6,6 +6,7 @@ mod cli;
 mod cluster;
 mod hypervisor;
 mod incus;
+mod listen;
 mod outputs;
 mod policies;
 mod serving;

@@ -30,7 +30,7 @@ use crate::cluster_api::{ApiError, ClusterApi};
 use crate::cpu_flags::CpuFlagsReport;
 use crate::flags::output::{FlagsFormat, FlagsOutput};
 use crate::flags::qemu_answers::UnknownModel;
-use crate::idle::IdleTimeout;
+use crate::listen::{ConnectionLimits, accept_loop, serve_http};
 use crate::node_name::NodeName;
 pub use crate::resources_source::ResourcesSource;
 use crate::runtime::slot::PolicySlot;
@@ -55,16 +55,6 @@ pub struct Service {
 pub struct TlsSetup {
     pub config: Arc<rustls::ServerConfig>,
     pub trust: TrustStore,
-    pub limits: ConnectionLimits,
-}
-
-/// What one client may hold of the server.
-#[derive(Debug, Clone, Copy)]
-pub struct ConnectionLimits {
-    /// A connection with no bytes either way for this long is closed.
-    pub idle: std::time::Duration,
-    /// Connections served at once; the rest wait in the listen backlog.
-    pub max_connections: usize,
 }
 
 /// How long a TLS handshake may take.
@@ -373,9 +363,14 @@ fn raw_envelope(document: &str) -> Response {
     }
 }
 
-/// Serves until the process is stopped. `tls: None` is plain HTTP and only
-/// allowed on a loopback address.
-pub async fn serve(listener: TcpListener, service: Service, tls: Option<TlsSetup>) -> Result<()> {
+/// Serves until the process is stopped, within `limits` whatever the mode.
+/// `tls: None` is plain HTTP and only allowed on a loopback address.
+pub async fn serve(
+    listener: TcpListener,
+    service: Service,
+    tls: Option<TlsSetup>,
+    limits: ConnectionLimits,
+) -> Result<()> {
     let local = listener.local_addr().context("listener address")?;
     let state = AppState {
         source: service.source,
@@ -390,87 +385,30 @@ pub async fn serve(listener: TcpListener, service: Service, tls: Option<TlsSetup
                 bail!("plain HTTP is only allowed on a loopback address, not {local}");
             }
             tracing::info!("serving plain HTTP on {local}");
-            axum::serve(listener, app).await.context("HTTP server")
-        }
-        Some(tls) => serve_tls(listener, app, tls).await,
-    }
-}
-
-async fn serve_tls(listener: TcpListener, app: Router, tls: TlsSetup) -> Result<()> {
-    let acceptor = tokio_rustls::TlsAcceptor::from(tls.config.clone());
-    let trust = Arc::new(tls.trust);
-    let limits = tls.limits;
-    let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections.max(1)));
-    tracing::info!("serving HTTPS on {}", listener.local_addr()?);
-    let mut backoff = AcceptBackoff::default();
-    loop {
-        // A slot first: at the cap, connections wait in the backlog, unaccepted.
-        let slot = slots
-            .clone()
-            .acquire_owned()
+            accept_loop(listener, limits, move |stream, _peer| {
+                serve_http(stream, app.clone(), limits)
+            })
             .await
-            .context("connection slots closed")?;
-        let (stream, peer) = match listener.accept().await {
-            Ok(accepted) => {
-                backoff.reset();
-                accepted
-            }
-            Err(e) => {
-                backoff.wait(&e).await;
-                continue;
-            }
-        };
-        let (acceptor, app, trust) = (acceptor.clone(), app.clone(), trust.clone());
-        tokio::spawn(async move {
-            if let Err(e) = serve_connection(stream, peer, acceptor, app, trust, limits.idle).await {
-                tracing::debug!("{peer}: {e:#}");
-            }
-            drop(slot);
-        });
-    }
-}
-
-/// What `serve` does when `accept` fails (a full fd table, above all): it
-/// waits before trying again, longer each time up to a second, and logs
-/// the first failure of a run of them, not each one. Without the wait the
-/// loop spins on the error at full speed, and the log fills the disk.
-#[derive(Default)]
-struct AcceptBackoff {
-    failures: u32,
-}
-
-impl AcceptBackoff {
-    const FIRST: std::time::Duration = std::time::Duration::from_millis(10);
-    const LONGEST: std::time::Duration = std::time::Duration::from_secs(1);
-
-    async fn wait(&mut self, error: &std::io::Error) {
-        if self.failures == 0 {
-            tracing::warn!("accept failed: {error}; waiting before accepting again");
         }
-        self.failures = self.failures.saturating_add(1);
-        tokio::time::sleep(self.delay()).await;
-    }
-
-    fn delay(&self) -> std::time::Duration {
-        let doublings = self.failures.saturating_sub(1).min(7);
-        (Self::FIRST * 2u32.pow(doublings)).min(Self::LONGEST)
-    }
-
-    fn reset(&mut self) {
-        if self.failures > 0 {
-            tracing::info!("accepting again after {} failed accepts", self.failures);
+        Some(tls) => {
+            tracing::info!("serving HTTPS on {local}");
+            let acceptor = tokio_rustls::TlsAcceptor::from(tls.config.clone());
+            let trust = Arc::new(tls.trust);
+            accept_loop(listener, limits, move |stream, peer| {
+                serve_tls_connection(stream, peer, acceptor.clone(), app.clone(), trust.clone(), limits)
+            })
+            .await
         }
-        self.failures = 0;
     }
 }
 
-async fn serve_connection(
+async fn serve_tls_connection(
     stream: tokio::net::TcpStream,
     peer: SocketAddr,
     acceptor: tokio_rustls::TlsAcceptor,
     app: Router,
     trust: Arc<TrustStore>,
-    idle: std::time::Duration,
+    limits: ConnectionLimits,
 ) -> Result<()> {
     let tls_stream = tokio::time::timeout(HANDSHAKE_DEADLINE, acceptor.accept(stream))
         .await
@@ -504,13 +442,5 @@ async fn serve_connection(
             }
         }
     };
-    let app = app.layer(axum::middleware::from_fn(guard));
-    let service = hyper_util::service::TowerToHyperService::new(app);
-    hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new())
-        .serve_connection(
-            hyper_util::rt::TokioIo::new(IdleTimeout::new(tls_stream, idle)),
-            service,
-        )
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))
+    serve_http(tls_stream, app.layer(axum::middleware::from_fn(guard)), limits).await
 }

@@ -175,13 +175,23 @@ pub struct ServeArgs {
     /// Serve this recorded document (bare api.Resources or Incus envelope) instead of probing.
     #[arg(long, value_name = "FILE")]
     pub resources_file: Option<PathBuf>,
-    /// Close a connection after this long with no bytes either way (with a
-    /// cluster file, at least its request deadline plus 30 s).
+    /// Close a connection after this long with no request in progress, or
+    /// no bytes either way (with a cluster file, at least its request
+    /// deadline plus 30 s).
     #[arg(long, default_value = "120s", value_name = "DURATION")]
     pub idle_timeout: String,
+    /// Close a connection whose request head has not arrived whole this long
+    /// after it began (however the bytes trickle), or that has not started
+    /// its first request this long after it opened.
+    #[arg(long, default_value = "10s", value_name = "DURATION")]
+    pub header_timeout: String,
     /// Connections served at once (1 to 1000000); more wait in the kernel's backlog.
     #[arg(long, default_value_t = 512, value_name = "N", value_parser = connection_cap)]
     pub max_connections: usize,
+    /// Connections one client address may hold at once (1 to 1000000); its
+    /// next ones are closed at once, so one client cannot take every slot.
+    #[arg(long, default_value_t = 32, value_name = "N", value_parser = connection_cap)]
+    pub max_connections_per_client: usize,
 }
 
 #[derive(Debug, Subcommand)]

@@ -11,9 +11,10 @@ use super::Failure;
 use super::args::{Cli, ProbeSource, ServeArgs, TrustCommand};
 use super::commands::{capabilities, cluster_file, loader, print, with_incus_members};
 use crate::cluster_api::ClusterApi;
+use crate::listen::ConnectionLimits;
 use crate::runtime::slot::PolicySlot;
 use crate::runtime::{DEFAULT_INSTANCES, Limits};
-use crate::serve::{ConnectionLimits, ResourcesSource, Service, TlsSetup, serve};
+use crate::serve::{ResourcesSource, Service, TlsSetup, serve};
 use crate::trust::{self, TrustStore};
 use crate::{format, probe};
 
@@ -72,9 +73,13 @@ pub(super) async fn serve_command(cli: &Cli, args: &ServeArgs) -> Result<(), Fai
         insecure_http,
         resources_file,
         idle_timeout,
+        header_timeout,
         max_connections,
+        max_connections_per_client,
     } = args;
     let address = parse_listen(listen).map_err(Failure::usage)?;
+    let idle = positive_duration("--idle-timeout", idle_timeout)?;
+    let header = positive_duration("--header-timeout", header_timeout)?;
     if *insecure_http && !address.ip().is_loopback() {
         return Err(Failure::usage(anyhow!(
             "--insecure-http is only allowed on a loopback address, not {address}"
@@ -101,8 +106,6 @@ pub(super) async fn serve_command(cli: &Cli, args: &ServeArgs) -> Result<(), Fai
         }
         Err(failure) => return Err(failure),
     };
-    let idle = crate::membership::parse_duration(idle_timeout)
-        .map_err(|e| Failure::usage(anyhow!("--idle-timeout {idle_timeout:?}: {e}")))?;
     // A cluster request may be quiet for its whole deadline: never cut it.
     let idle = match cli.cluster {
         Some(_) => idle.max(ClusterApi::request_deadline(membership.deadline) + Duration::from_secs(30)),
@@ -110,7 +113,9 @@ pub(super) async fn serve_command(cli: &Cli, args: &ServeArgs) -> Result<(), Fai
     };
     let limits = ConnectionLimits {
         idle,
+        header,
         max_connections: *max_connections,
+        max_per_client: *max_connections_per_client,
     };
     let tls = if *insecure_http {
         None
@@ -123,7 +128,6 @@ pub(super) async fn serve_command(cli: &Cli, args: &ServeArgs) -> Result<(), Fai
         Some(TlsSetup {
             config: crate::tls::server_config(&cert, &key)?,
             trust: TrustStore::new(&state_dir),
-            limits,
         })
     };
     let capabilities = capabilities(cli, config, &membership)?;
@@ -147,8 +151,22 @@ pub(super) async fn serve_command(cli: &Cli, args: &ServeArgs) -> Result<(), Fai
         policy,
         cluster,
     };
-    serve(listener, service, tls).await?;
+    serve(listener, service, tls, limits).await?;
     Ok(())
+}
+
+/// A deadline option's value: a duration above zero (zero would close
+/// every connection at once).
+fn positive_duration(option: &str, text: &str) -> Result<Duration, Failure> {
+    crate::membership::parse_duration(text)
+        .ok()
+        .filter(|duration| !duration.is_zero())
+        .ok_or_else(|| {
+            Failure::usage(anyhow!(
+                "{option} {}: expected a duration above zero, e.g. 10s",
+                crate::format::for_terminal(text, 64)
+            ))
+        })
 }
 
 /// `ADDR:PORT`, or a bare address on Incus's port 8443.

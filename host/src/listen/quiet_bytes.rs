@@ -1,7 +1,8 @@
 //! A connection that ends itself after a stretch with no bytes moving in
-//! either direction: a client that completes a TLS handshake and then says
-//! nothing (or trickles a header a byte a minute) would otherwise hold its
-//! file descriptor for as long as it likes.
+//! either direction: a client that stops mid-request, or stops reading its
+//! answer, would otherwise hold its file descriptor for as long as it likes.
+//! Every byte resets it, so it does not stop a client that trickles: the
+//! header deadline and `activity` do that.
 
 use std::future::Future;
 use std::io;
@@ -12,15 +13,15 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
-pub struct IdleTimeout<S> {
+pub struct QuietBytes<S> {
     inner: S,
     idle: Duration,
     deadline: Pin<Box<Sleep>>,
 }
 
-impl<S> IdleTimeout<S> {
-    pub fn new(inner: S, idle: Duration) -> IdleTimeout<S> {
-        IdleTimeout {
+impl<S> QuietBytes<S> {
+    pub fn new(inner: S, idle: Duration) -> QuietBytes<S> {
+        QuietBytes {
             inner,
             idle,
             deadline: Box::pin(tokio::time::sleep(idle)),
@@ -45,7 +46,7 @@ impl<S> IdleTimeout<S> {
     }
 }
 
-impl<S: AsyncRead + Unpin> AsyncRead for IdleTimeout<S> {
+impl<S: AsyncRead + Unpin> AsyncRead for QuietBytes<S> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -65,7 +66,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for IdleTimeout<S> {
     }
 }
 
-impl<S: AsyncWrite + Unpin> AsyncWrite for IdleTimeout<S> {
+impl<S: AsyncWrite + Unpin> AsyncWrite for QuietBytes<S> {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         match Pin::new(&mut self.inner).poll_write(cx, buf) {
             Poll::Ready(Ok(written)) => {
@@ -94,7 +95,7 @@ mod tests {
     #[tokio::test]
     async fn a_quiet_stream_times_out_and_a_busy_one_does_not() {
         let (client, server) = tokio::io::duplex(64);
-        let mut server = IdleTimeout::new(server, Duration::from_millis(200));
+        let mut server = QuietBytes::new(server, Duration::from_millis(200));
         let mut client = client;
         let talker = tokio::spawn(async move {
             for _ in 0..5 {
