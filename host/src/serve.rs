@@ -273,8 +273,15 @@ async fn cluster_cpu_flags(
                 .iter()
                 .map(|node| format!("{} ({})", node.name, node.error.as_deref().unwrap_or("no data")))
                 .collect();
+            // A node the policy failed for is the server's fault (500, as
+            // a failed intersection is); one that could not be reached or
+            // read is unavailable (503).
+            let status = match report.policy_failures {
+                0 => StatusCode::SERVICE_UNAVAILABLE,
+                _ => StatusCode::INTERNAL_SERVER_ERROR,
+            };
             error(
-                StatusCode::SERVICE_UNAVAILABLE,
+                status,
                 &format!(
                     "no data for {}, so no flag set is safe for them (allow-partial=1 computes over the rest)",
                     missing.join("; ")

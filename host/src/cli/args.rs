@@ -190,7 +190,7 @@ pub struct ServeArgs {
     pub max_connections: usize,
     /// Connections one client address may hold at once (1 to 1000000); its
     /// next ones are closed at once, so one client cannot take every slot.
-    #[arg(long, default_value_t = 32, value_name = "N", value_parser = connection_cap)]
+    #[arg(long, default_value_t = 64, value_name = "N", value_parser = connection_cap)]
     pub max_connections_per_client: usize,
 }
 

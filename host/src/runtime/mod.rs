@@ -11,6 +11,7 @@
 pub mod artifacts;
 pub mod contract;
 pub mod embedded;
+mod lent;
 mod sandbox;
 pub mod slot;
 pub mod v0_1;
@@ -287,10 +288,14 @@ impl PolicyRuntime {
                     VersionedPre::V0_1(pre) => pre.get_node_resources(store, member).await?,
                     VersionedPre::V0_2(pre) => pre.get_node_resources(store, member).await?,
                 };
-                Ok(answer.map(|mut resources| {
-                    resources.summary = store.data_mut().summary_of(&resources.document);
-                    resources
-                }))
+                let Ok(mut resources) = answer else {
+                    return Ok(answer);
+                };
+                if let Err(why) = store.data().lent.check(&resources) {
+                    return Err(wasmtime::Error::msg(why));
+                }
+                resources.summary = store.data_mut().summary_of(&resources.document);
+                Ok(Ok(resources))
             },
         )
         .await

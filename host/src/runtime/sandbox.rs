@@ -15,6 +15,7 @@ use wasmtime_wasi::{HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxBuilder, 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
+use super::lent::Lent;
 use crate::api::cpu_summary::CpuSummary;
 use crate::capabilities::{Capabilities, Grant};
 use crate::model::FetchError;
@@ -75,6 +76,8 @@ pub struct PluginState {
     host_calls: u32,
     /// The largest document this policy can be handed back from the cache.
     cacheable_bytes: usize,
+    /// Every document lent in this call, to check the policy's answer against.
+    pub lent: Lent,
 }
 
 /// Working host calls one policy call may make. Fuel counts the guest's
@@ -109,6 +112,7 @@ impl PluginState {
             cached: None,
             host_calls: 0,
             cacheable_bytes: limits.memory_bytes / 4,
+            lent: Lent::default(),
         }
     }
 

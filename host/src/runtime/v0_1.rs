@@ -80,7 +80,10 @@ impl self::nodecache::policy::host::Host for PluginState {
         self.capabilities
             .probe_local(&self.grant)
             .await
-            .map(|document| document.body)
+            .map(|document| {
+                self.lent.probed(&document.body);
+                document.body
+            })
             .map_err(fetch_error_to_wit)
     }
 
@@ -92,6 +95,7 @@ impl self::nodecache::policy::host::Host for PluginState {
             .await
             .map_err(fetch_error_to_wit)?;
         self.remember_fetched(&document);
+        self.lent.fetched(&document.body);
         Ok(document.body)
     }
 
@@ -101,6 +105,8 @@ impl self::nodecache::policy::host::Host for PluginState {
         }
         match self.capabilities.cache_read(&self.grant, &node) {
             Ok(entry) => Ok(entry.map(|e| {
+                self.lent
+                    .read_from_cache(&e.document, e.age_ms, e.validator.as_deref());
                 self.remember_summary(e.document.clone(), e.summary);
                 wit::CacheEntry {
                     document: e.document,

@@ -88,7 +88,10 @@ impl self::nodecache::policy::host::Host for PluginState {
         self.capabilities
             .probe_local(&self.grant)
             .await
-            .map(document_to_wit)
+            .map(|document| {
+                self.lent.probed(&document.body);
+                document_to_wit(document)
+            })
             .map_err(fetch_error_to_wit)
     }
 
@@ -97,6 +100,12 @@ impl self::nodecache::policy::host::Host for PluginState {
         self.capabilities
             .local_fingerprint(&self.grant)
             .await
+            .map(|fingerprint| {
+                // This machine's hardware as it is now: an entry stored
+                // with it as validator is confirmed.
+                self.lent.confirmed(&fingerprint);
+                fingerprint
+            })
             .map_err(fetch_error_to_wit)
     }
 
@@ -108,6 +117,7 @@ impl self::nodecache::policy::host::Host for PluginState {
             .await
             .map_err(fetch_error_to_wit)?;
         self.remember_fetched(&document);
+        self.lent.fetched(&document.body);
         Ok(document_to_wit(document))
     }
 
@@ -123,9 +133,13 @@ impl self::nodecache::policy::host::Host for PluginState {
             .fetch_remote_if_changed(&self.grant, &node.name, &validator)
             .await
         {
-            Ok(model::Fetched::NotModified) => Ok(wit::Fetched::NotModified),
+            Ok(model::Fetched::NotModified) => {
+                self.lent.confirmed(&validator);
+                Ok(wit::Fetched::NotModified)
+            }
             Ok(model::Fetched::Modified(document)) => {
                 self.remember_fetched(&document);
+                self.lent.fetched(&document.body);
                 Ok(wit::Fetched::Modified(document_to_wit(document)))
             }
             Err(error) => Err(fetch_error_to_wit(error)),
@@ -138,6 +152,8 @@ impl self::nodecache::policy::host::Host for PluginState {
         }
         match self.capabilities.cache_read(&self.grant, &node) {
             Ok(entry) => Ok(entry.map(|e| {
+                self.lent
+                    .read_from_cache(&e.document, e.age_ms, e.validator.as_deref());
                 self.remember_summary(e.document.clone(), e.summary);
                 wit::CacheEntry {
                     document: e.document,
@@ -174,6 +190,7 @@ impl self::nodecache::policy::host::Host for PluginState {
         self.charge("cache-restamp").map_err(fetch_error_to_wit)?;
         self.capabilities
             .cache_restamp(&self.grant, &node)
+            .map(|()| self.lent.restamped())
             .map_err(fetch_error_to_wit)
     }
 

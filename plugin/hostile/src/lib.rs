@@ -6,6 +6,8 @@
 //! - `duplicate-verdict`: the first node gets two verdicts.
 //! - `invent-flag`: the common set gains `made-up-flag`.
 //! - `bad-document`: every document is `{"not":"resources"}`.
+//! - `add-flag`: adds `fake_flag` to the first core of the document it was lent.
+//! - `mislabel`: a document fetched now, called a cache entry 999,999 s old.
 //! - `write-other`: writes the cache entry of a node it was not lent.
 //! - `loop`: `get-node-resources` never returns (the instruction budget stops it).
 //! - `allocate`: allocates until the memory cap stops it.
@@ -75,6 +77,20 @@ impl Policy for Hostile {
             "escape" => {
                 host.log(LogLevel::Warn, &format!("sandbox: {}", try_to_escape(host)));
                 refresh(host, node).map_err(PolicyError::Unavailable)
+            }
+            "add-flag" => {
+                let mut resources = refresh(host, node).map_err(PolicyError::Unavailable)?;
+                resources.document =
+                    resources
+                        .document
+                        .replacen("\"flags\":[\"", "\"flags\":[\"fake_flag\",\"", 1);
+                Ok(resources)
+            }
+            "mislabel" => {
+                let mut resources = refresh(host, node).map_err(PolicyError::Unavailable)?;
+                resources.source = nodecache_policy_sdk::Source::Cache;
+                resources.age_ms = 999_999_000;
+                Ok(resources)
             }
             "bad-document" => {
                 let mut resources = refresh(host, node).map_err(PolicyError::Unavailable)?;
