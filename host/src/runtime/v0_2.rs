@@ -100,12 +100,9 @@ impl self::nodecache::policy::host::Host for PluginState {
         self.capabilities
             .local_fingerprint(&self.grant)
             .await
-            .map(|fingerprint| {
-                // This machine's hardware as it is now: an entry stored
-                // with it as validator is confirmed.
-                self.lent.confirmed(&fingerprint);
-                fingerprint
-            })
+            // This machine's hardware as it is now: an entry stored with it
+            // as validator is confirmed.
+            .inspect(|fingerprint| self.lent.confirmed(fingerprint))
             .map_err(fetch_error_to_wit)
     }
 
