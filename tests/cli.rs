@@ -480,6 +480,60 @@ fn a_setting_the_policy_refuses_is_a_usage_error() {
     );
 }
 
+/// A setting the policy does not declare (`max_age` for `max-age`) was
+/// ignored and the default used; now each command, a cluster file's
+/// `[policy]` table and `serve` refuse it, naming the keys the policy knows.
+#[test]
+fn a_setting_the_policy_does_not_know_is_refused_naming_the_ones_it_does() {
+    let run = Run::new();
+    let known = "(it knows: max-age, stale-max-age)";
+    for command in [
+        &["cpu-flags"][..],
+        &["resources"],
+        &["resources", "--all"],
+        &["can-run", "--flags", "sse2"],
+        &["serve", "--insecure-http", "--listen", "127.0.0.1:0"],
+    ] {
+        let mut args = vec!["--set", "max_age=5m"];
+        args.extend_from_slice(command);
+        let output = run.nodecache(&args);
+        let message = stderr(&output);
+        assert_eq!(output.status.code(), Some(2), "{command:?}: {message}");
+        assert!(
+            message.contains("setting \"max_age\" is not a parameter of default") && message.contains(known),
+            "{command:?}: {message}"
+        );
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = dir.path().join("cluster.toml");
+    std::fs::write(
+        &cluster,
+        "local = \"me\"\n[[member]]\nname = \"me\"\n[policy]\nmax-age = \"1h\"\nstale_max_age = \"1d\"\n",
+    )
+    .unwrap();
+    let output = run.nodecache(&["--cluster", cluster.to_str().unwrap(), "cpu-flags"]);
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("\"stale_max_age\""),
+        "{}",
+        stderr(&output)
+    );
+    let revalidate = run.nodecache(&[
+        "--policy",
+        "revalidate",
+        "--set",
+        "max-age=5m",
+        "--set",
+        "revalidate_after=1m",
+        "cpu-flags",
+    ]);
+    assert!(
+        stderr(&revalidate).contains("(it knows: revalidate-after, max-age, stale-max-age)"),
+        "{}",
+        stderr(&revalidate)
+    );
+}
+
 /// Every file an operator names is read with a bound: `/dev/zero` in its
 /// place is an error naming the file, soon, not gigabytes read.
 #[test]

@@ -465,3 +465,53 @@ fn a_python_policy_builds_loads_and_agrees_with_the_default() {
     let cached = setup.json(&["--policy", policy, "cpu-flags", "--format", "json"]);
     assert_eq!(sources(&cached), ["cache", "cache"]);
 }
+
+/// `policy check` called only `describe`: a compiled test binary of a policy
+/// crate (a program that also carries the export) and a policy whose
+/// answers the host refuses both passed. Now it makes one real call, with
+/// the host's checks, and refuses a component that exports more than a
+/// policy does.
+#[test]
+fn policy_check_makes_a_real_call_and_refuses_what_is_not_a_policy() {
+    let hostile = build_policy("hostile");
+    let check = |args: &[&str]| Command::new(BIN).args(args).output().unwrap();
+    let good = check(&["policy", "check", "default"]);
+    assert!(good.status.success(), "{}", stderr(&good));
+    assert!(
+        String::from_utf8_lossy(&good.stdout)
+            .contains("test call: this machine with an empty cache answered from local"),
+        "{}",
+        String::from_utf8_lossy(&good.stdout)
+    );
+    let refused = check(&[
+        "--set",
+        "hostile=add-flag",
+        "policy",
+        "check",
+        hostile.to_str().unwrap(),
+    ]);
+    assert_eq!(refused.status.code(), Some(1), "{}", stderr(&refused));
+    assert!(
+        stderr(&refused).contains("the test call") && stderr(&refused).contains("not lent"),
+        "{}",
+        stderr(&refused)
+    );
+    let built = crate::util::policy_cargo(&["test", "--release", "--target", "wasm32-wasip2", "--no-run"])
+        .args(["-p", "nodecache-policy-hostile", "--message-format", "json"])
+        .output()
+        .expect("run cargo");
+    assert!(built.status.success(), "{}", stderr(&built));
+    let test_binary = String::from_utf8_lossy(&built.stdout)
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .find_map(|message| message["executable"].as_str().map(str::to_string))
+        .expect("cargo names the test binary");
+    let program = check(&["policy", "check", &test_binary]);
+    assert_eq!(program.status.code(), Some(1), "{}", stderr(&program));
+    assert!(
+        stderr(&program).contains("exports wasi:cli/run")
+            && stderr(&program).contains("a compiled test binary"),
+        "{}",
+        stderr(&program)
+    );
+}

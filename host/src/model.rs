@@ -138,6 +138,42 @@ pub struct PolicyInfo {
     pub parameters: Vec<Parameter>,
 }
 
+impl PolicyInfo {
+    /// Refuses a setting this policy does not declare, naming the ones it
+    /// does: a typo (`max_age` for `max-age`) would otherwise be ignored
+    /// and the default used without a word.
+    pub fn check_settings<'a>(
+        &self,
+        keys: impl IntoIterator<Item = &'a String>,
+    ) -> Result<(), UnknownSettings> {
+        let known: Vec<&str> = self.parameters.iter().map(|p| p.name.as_str()).collect();
+        let unknown: Vec<String> = keys
+            .into_iter()
+            .filter(|key| !known.contains(&key.as_str()))
+            .map(|key| format!("\"{}\"", crate::format::for_terminal(key, 64)))
+            .collect();
+        if unknown.is_empty() {
+            return Ok(());
+        }
+        let (what, verb) = match unknown.len() {
+            1 => ("setting", "is not a parameter"),
+            _ => ("settings", "are not parameters"),
+        };
+        let known = if known.is_empty() { "none".to_string() } else { known.join(", ") };
+        Err(UnknownSettings(format!(
+            "{what} {} {verb} of {} (it knows: {known})",
+            unknown.join(", "),
+            self.name
+        )))
+    }
+}
+
+/// Settings (`--set`, `[policy]`) the policy does not declare: the
+/// operator's mistake, a usage error.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UnknownSettings(pub String);
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogLevel {
     Trace,

@@ -165,17 +165,25 @@ fn cache_root(cli: &Cli) -> anyhow::Result<std::path::PathBuf> {
 }
 
 /// The policy `--policy` names (the default one without it), with a pool
-/// for `instances` at once, compiled only when no trusted artifact of it is
-/// kept under `<cache-dir>/compiled/`.
-/// The policy, with limits fit for `membership`'s fetch deadline.
-pub(super) fn load_policy(
+/// for `instances` at once and limits fit for `membership`'s fetch
+/// deadline, compiled only when no trusted artifact of it is kept under
+/// `<cache-dir>/compiled/`; and the capabilities it is lent. A setting the
+/// policy does not declare (a typo such as `max_age`) is a usage error
+/// naming the keys it knows, never silently ignored.
+pub(super) async fn policy_and_capabilities(
     cli: &Cli,
     membership: &Membership,
+    config: BTreeMap<String, String>,
     instances: usize,
-) -> anyhow::Result<PolicyRuntime> {
+) -> Result<(Arc<PolicyRuntime>, Arc<Capabilities>), Failure> {
     let mut loader = loader(cli, instances);
     loader.limits = Limits::for_fetch_deadline(membership.deadline);
-    loader.load(cli.policy.as_deref())
+    let runtime = loader.load(cli.policy.as_deref())?;
+    let capabilities = capabilities(cli, config, membership)?;
+    let info = runtime.describe(capabilities.clone()).await?;
+    info.check_settings(capabilities.config.keys())
+        .map_err(|why| Failure::usage(anyhow!("policy {}: {why}", runtime.origin())))?;
+    Ok((Arc::new(runtime), capabilities))
 }
 
 pub(super) fn loader(cli: &Cli, instances: usize) -> Loader {

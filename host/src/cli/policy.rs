@@ -1,24 +1,70 @@
-//! `policy check` and `policy list`: load components and let them describe themselves.
+//! `policy check` and `policy list`: load components and let them describe
+//! themselves; `check` also makes one real call, so a component that only
+//! looks like a policy is refused before an operator points `serve` at it.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use anyhow::{Context, anyhow, bail};
+use indicatif::ProgressBar;
+
 use super::Failure;
 use super::args::Cli;
-use super::commands::{loader, print};
+use super::commands::{cluster_file, loader, print};
 use crate::capabilities::Capabilities;
+use crate::cluster::Cluster;
+use crate::cpu_flags::cpu_flags;
 use crate::model::PolicyInfo;
 use crate::remote::RemoteFetcher;
 use crate::runtime::{PolicyRuntime, embedded};
 use crate::store::CacheStore;
 
 pub(super) async fn policy_check(cli: &Cli, choice: &str) -> Result<(), Failure> {
-    let runtime = loader(cli, 1).load(Some(choice))?;
+    let (_, config) = cluster_file(cli)?;
+    let runtime = Arc::new(loader(cli, 1).load(Some(choice))?);
     let info = describe(&runtime).await?;
+    info.check_settings(config.keys())
+        .map_err(|why| Failure::usage(anyhow!("policy {}: {why}", runtime.origin())))?;
+    let call = one_call(&runtime, config).await?;
     print(&format!(
-        "{}: ok\n{}",
+        "{}: ok\n{}{call}\n",
         runtime.origin(),
         described(&info, &runtime)
+    ))
+}
+
+/// Both of the policy's calls, as a run makes them, for a test node: this
+/// machine with an empty cache of its own, the operator's settings, and
+/// every check the host makes of an answer. What it says, or why the
+/// component is not a policy that can serve.
+async fn one_call(runtime: &Arc<PolicyRuntime>, config: BTreeMap<String, String>) -> anyhow::Result<String> {
+    let cache = tempfile::tempdir().context("a cache directory for the test call")?;
+    let capabilities = Arc::new(Capabilities::new(
+        CacheStore::new(cache.path()),
+        config,
+        RemoteFetcher::default(),
+    ));
+    let cluster = Cluster::this_machine();
+    let arch = std::env::consts::ARCH;
+    let report = cpu_flags(runtime, capabilities, &cluster, arch, 1, &ProgressBar::hidden())
+        .await
+        .with_context(|| format!("policy {}: the test call failed", runtime.origin()))?;
+    if let Some(node) = report.nodes_without_data().first() {
+        bail!(
+            "policy {}: the test call (this machine, an empty cache) gave no document: {}",
+            runtime.origin(),
+            node.error.as_deref().unwrap_or("no reason given")
+        );
+    }
+    let source = report
+        .nodes
+        .first()
+        .and_then(|node| serde_json::to_value(node.source).ok())
+        .and_then(|source| source.as_str().map(str::to_string))
+        .unwrap_or_default();
+    Ok(format!(
+        "test call: this machine with an empty cache answered from {source}, {} flags common",
+        report.flags.len()
     ))
 }
 

@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use super::Failure;
 use super::args::Cli;
-use super::commands::{capabilities, load_policy, print};
+use super::commands::{policy_and_capabilities, print};
 use crate::api::Resources;
 use crate::cpu_flags::{NodeSource, cpu_flags};
 use crate::flags::output::{FlagsFormat, FlagsOutput};
@@ -41,8 +41,7 @@ pub(super) async fn resources(
             })?
         }
     };
-    let capabilities = capabilities(cli, config, membership)?;
-    let runtime = load_policy(cli, membership, 1)?;
+    let (runtime, capabilities) = policy_and_capabilities(cli, membership, config, 1).await?;
     let outcome = runtime
         .get_node_resources(capabilities, &member.as_member())
         .await?;
@@ -70,8 +69,8 @@ pub(super) async fn resources_all(
     membership: &Membership,
     config: BTreeMap<String, String>,
 ) -> Result<(), Failure> {
-    let capabilities = capabilities(cli, config, membership)?;
-    let runtime = std::sync::Arc::new(load_policy(cli, membership, instances_for(membership))?);
+    let (runtime, capabilities) =
+        policy_and_capabilities(cli, membership, config, instances_for(membership)).await?;
     let members: Vec<_> = membership.cluster.members.iter().map(|m| m.as_member()).collect();
     let progress = progress_bar(members.len());
     let gathered = gather(&runtime, capabilities, &members, DEFAULT_CONCURRENCY, &progress).await?;
@@ -113,8 +112,8 @@ pub(super) async fn cpu_flags_command(
     arch: &str,
     allow_partial: bool,
 ) -> Result<String, Failure> {
-    let capabilities = capabilities(cli, config, membership)?;
-    let runtime = std::sync::Arc::new(load_policy(cli, membership, instances_for(membership))?);
+    let (runtime, capabilities) =
+        policy_and_capabilities(cli, membership, config, instances_for(membership)).await?;
     let progress = progress_bar(membership.cluster.members.len());
     let cluster = &membership.cluster;
     let report = cpu_flags(
@@ -204,8 +203,8 @@ pub(super) async fn can_run_command(
     guest: Guest,
     output: FlagsFormat,
 ) -> Result<(), Failure> {
-    let capabilities = capabilities(cli, config, membership)?;
-    let runtime = std::sync::Arc::new(load_policy(cli, membership, instances_for(membership))?);
+    let (runtime, capabilities) =
+        policy_and_capabilities(cli, membership, config, instances_for(membership)).await?;
     let progress = progress_bar(membership.cluster.members.len());
     let arch = std::env::consts::ARCH;
     let report = cpu_flags(

@@ -66,6 +66,25 @@ pub fn contract_of(component: &Component, engine: &Engine) -> Result<ContractVer
             }
         );
     };
+    // A policy exports the policy interface and nothing else. A program
+    // (`wasi:cli/run`: a compiled test binary of a policy crate, say) may
+    // carry the export too and even answer, but it is not a policy.
+    let others: Vec<&String> = exports.iter().filter(|name| !name.starts_with(PACKAGE)).collect();
+    if !others.is_empty() {
+        bail!(
+            "exports {} beside {export}: {}not a policy built as a library",
+            others
+                .iter()
+                .map(|name| name.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+            if others.iter().any(|name| name.starts_with("wasi:cli/run")) {
+                "a program (a compiled test binary?), "
+            } else {
+                ""
+            }
+        );
+    }
     let version = export
         .strip_prefix(POLICY_INTERFACE)
         .and_then(|rest| rest.strip_prefix('@'))

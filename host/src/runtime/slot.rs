@@ -157,7 +157,9 @@ async fn load_checked(
     let runtime = tokio::task::spawn_blocking(move || loader.load(choice.as_deref()))
         .await
         .context("policy loader")??;
-    let info = runtime.describe(capabilities).await?;
+    let info = runtime.describe(capabilities.clone()).await?;
+    info.check_settings(capabilities.config.keys())
+        .map_err(|why| anyhow::Error::new(why).context(format!("policy {}", runtime.origin())))?;
     Ok(ActivePolicy {
         runtime: Arc::new(runtime),
         info,

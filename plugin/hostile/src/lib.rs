@@ -24,7 +24,7 @@
 use nodecache_policy_sdk::steps::refresh;
 use nodecache_policy_sdk::{
     ClusterFlags, Document, Host, LogLevel, Member, NodeOutcome, NodeReport, NodeResources, NodeVerdict,
-    Policy, PolicyError, PolicyInfo, intersect,
+    Parameter, Policy, PolicyError, PolicyInfo, intersect,
 };
 
 pub struct Hostile;
@@ -38,7 +38,10 @@ impl Policy for Hostile {
         PolicyInfo {
             name: "hostile".into(),
             version: env!("CARGO_PKG_VERSION").into(),
-            parameters: Vec::new(),
+            parameters: vec![
+                Parameter::new("hostile", "", "the misbehaviour (see the crate's documentation)"),
+                Parameter::new("escape-port", "9", "the loopback port `escape` tries to reach"),
+            ],
         }
     }
 
