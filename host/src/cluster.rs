@@ -65,7 +65,7 @@ impl Cluster {
                 if known.is_empty() {
                     "none".to_string()
                 } else {
-                    known.into_iter().collect::<Vec<_>>().join(", ")
+                    crate::format::capped_list(known, ", ", crate::format::LISTED)
                 }
             ));
         }
@@ -80,11 +80,12 @@ impl Cluster {
         self.members.iter().find(|member| member.local)
     }
 
+    /// The members' names for a message: the first few, the rest counted.
     pub fn names(&self) -> String {
-        self.members
-            .iter()
-            .map(|m| m.name.as_str())
-            .collect::<Vec<_>>()
-            .join(", ")
+        crate::format::capped_list(
+            self.members.iter().map(|m| m.name.as_str()),
+            ", ",
+            crate::format::LISTED,
+        )
     }
 }

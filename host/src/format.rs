@@ -26,6 +26,36 @@ pub fn for_terminal(text: &str, max: usize) -> String {
     kept
 }
 
+/// Items from outside, listed in an error or a warning: each made fit for a
+/// terminal, and at most `max_items` of them, the rest counted. 100,000
+/// member names once made one error message megabytes long.
+pub fn capped_list<S: AsRef<str>>(
+    items: impl IntoIterator<Item = S>,
+    separator: &str,
+    max_items: usize,
+) -> String {
+    let mut shown = Vec::new();
+    let mut more = 0usize;
+    for item in items {
+        if shown.len() < max_items {
+            shown.push(for_terminal(item.as_ref(), ITEM_CHARS));
+        } else {
+            more += 1;
+        }
+    }
+    let mut text = shown.join(separator);
+    if more > 0 {
+        text.push_str(&format!("{separator}… and {more} more"));
+    }
+    text
+}
+
+/// The most characters of one item an error quotes.
+const ITEM_CHARS: usize = 200;
+
+/// How many items an error lists before counting the rest.
+pub const LISTED: usize = 20;
+
 /// Indented JSON and a final newline, for everything printed as JSON.
 pub fn pretty_json(value: &impl Serialize) -> String {
     let mut text = serde_json::to_string_pretty(value).expect("our output types always serialise");
@@ -45,5 +75,8 @@ mod tests {
         );
         assert_eq!(for_terminal(&"x".repeat(100_000), 5), "xxxxx…");
         assert_eq!(for_terminal("ok", 2), "ok");
+        let names: Vec<String> = (0..100_000).map(|i| format!("n{i}")).collect();
+        assert_eq!(capped_list(&names, ", ", 3), "n0, n1, n2, … and 99997 more");
+        assert_eq!(capped_list(["a\u{1b}[2J"], ", ", 3), "a?[2J");
     }
 }

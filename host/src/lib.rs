@@ -11,6 +11,7 @@ pub mod cluster;
 pub mod cluster_api;
 pub mod cpu_flags;
 pub mod digest;
+pub mod file_read;
 pub mod fingerprint;
 pub mod flags;
 pub mod format;

@@ -150,7 +150,7 @@ impl PolicyInfo {
         let unknown: Vec<String> = keys
             .into_iter()
             .filter(|key| !known.contains(&key.as_str()))
-            .map(|key| format!("\"{}\"", crate::format::for_terminal(key, 64)))
+            .map(|key| format!("\"{key}\""))
             .collect();
         if unknown.is_empty() {
             return Ok(());
@@ -159,10 +159,13 @@ impl PolicyInfo {
             1 => ("setting", "is not a parameter"),
             _ => ("settings", "are not parameters"),
         };
-        let known = if known.is_empty() { "none".to_string() } else { known.join(", ") };
+        let known = match known.is_empty() {
+            true => "none".to_string(),
+            false => crate::format::capped_list(known, ", ", crate::format::LISTED),
+        };
         Err(UnknownSettings(format!(
             "{what} {} {verb} of {} (it knows: {known})",
-            unknown.join(", "),
+            crate::format::capped_list(&unknown, ", ", crate::format::LISTED),
             self.name
         )))
     }

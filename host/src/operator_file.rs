@@ -5,69 +5,50 @@
 //! welcome where a file is read once (`--cluster <(generate)`); what `serve`
 //! reads again while it runs (the policy it reloads, the recorded resources
 //! document) must be a regular file ([`read_file`]), checked before a byte
-//! is read, so a FIFO put at its path cannot wedge the server.
+//! is read, so a FIFO put at its path cannot wedge the server. Both go
+//! through `file_read`, the one reader.
 
-use std::io::Read;
 use std::path::Path;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, anyhow};
+
+use crate::file_read::{self, ReadError, Rule};
 
 /// The cluster file: 5,000 members take about 400 KB.
-pub const CLUSTER_FILE_BYTES: u64 = 16 << 20;
-/// A policy component: the largest on the shelf (componentize-py) is 18 MB.
-pub const POLICY_BYTES: u64 = 256 << 20;
+pub const CLUSTER_FILE_BYTES: u64 = 2 << 20;
+/// A policy component: the largest on the shelf (componentize-py) is 18 MB;
+/// its size is checked before a byte is read, so a reload of a larger file
+/// reads nothing.
+pub const POLICY_BYTES: u64 = 64 << 20;
 /// A recorded resources document: as large as a member's answer may be.
 pub const RESOURCES_BYTES: u64 = 64 << 20;
 /// A PEM certificate chain or key.
 pub const PEM_BYTES: u64 = 1 << 20;
 
-/// The whole of `path` (`what` names it in errors), or an error when it holds
-/// more than `max` bytes.
+/// The whole of `path` (`what` names it in errors), read once: a pipe is
+/// welcome, a device is not, and more than `max` bytes is an error.
 pub fn read(path: &Path, what: &str, max: u64) -> Result<Vec<u8>> {
-    let file = std::fs::File::open(path).with_context(|| format!("cannot read {what} {}", path.display()))?;
-    bounded(file, path, what, max)
+    named(path, what, Rule::operator(max))
 }
 
-/// The whole of the regular file at `path`, opened without blocking (a FIFO
-/// would otherwise block the open until a writer comes) and checked to be a
-/// regular file before a byte is read; more than `max` bytes is an error.
+/// The whole of the regular file at `path`, for what `serve` reads again
+/// while it runs: a FIFO or a device is refused before a byte is read,
+/// and the open never waits.
 pub fn read_file(path: &Path, what: &str, max: u64) -> Result<Vec<u8>> {
-    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
-    let cannot = || format!("cannot read {what} {}", path.display());
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(path)
-        .with_context(cannot)?;
-    let kind = file.metadata().with_context(cannot)?.file_type();
-    if !kind.is_file() {
-        let is = if kind.is_fifo() {
-            "a FIFO"
-        } else if kind.is_char_device() || kind.is_block_device() {
-            "a device"
-        } else if kind.is_socket() {
-            "a socket"
-        } else {
-            "not a regular file"
-        };
-        bail!("{what} {}: is {is}, not a regular file", path.display());
-    }
-    bounded(file, path, what, max)
+    named(path, what, Rule::reread(max))
 }
 
-fn bounded(file: std::fs::File, path: &Path, what: &str, max: u64) -> Result<Vec<u8>> {
-    let mut bytes = Vec::new();
-    file.take(max + 1)
-        .read_to_end(&mut bytes)
-        .with_context(|| format!("cannot read {what} {}", path.display()))?;
-    if bytes.len() as u64 > max {
-        bail!(
-            "{what} {}: larger than {} bytes, more than any {what} needs",
-            path.display(),
-            max
-        );
-    }
-    Ok(bytes)
+fn named(path: &Path, what: &str, rule: Rule) -> Result<Vec<u8>> {
+    file_read::read(path, rule).map_err(|e| match e {
+        ReadError::TooLarge { max } => anyhow!(
+            "{what} {}: larger than {max} bytes, more than any {what} needs",
+            path.display()
+        ),
+        ReadError::Missing | ReadError::Io(_) => {
+            anyhow!("cannot read {what} {}: {e}", path.display())
+        }
+        _ => anyhow!("{what} {}: {e}", path.display()),
+    })
 }
 
 /// [`read`], as UTF-8 text.
@@ -79,15 +60,6 @@ pub fn read_text(path: &Path, what: &str, max: u64) -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn an_endless_file_is_refused_after_the_bound() {
-        let error = read(Path::new("/dev/zero"), "cluster file", 1 << 10).unwrap_err();
-        assert_eq!(
-            error.to_string(),
-            "cluster file /dev/zero: larger than 1024 bytes, more than any cluster file needs"
-        );
-    }
 
     /// Found in the second hardening pass: a FIFO at the `--policy` path
     /// wedged live reload for good (the watcher blocked in `open`).

@@ -284,7 +284,7 @@ async fn cluster_cpu_flags(
                 status,
                 &format!(
                     "no data for {}, so no flag set is safe for them (allow-partial=1 computes over the rest)",
-                    missing.join("; ")
+                    crate::format::capped_list(&missing, "; ", crate::format::LISTED)
                 ),
             )
         }

@@ -12,8 +12,8 @@
 //! a warm `cpu-flags` does not parse every member's document again.
 
 use std::fs;
-use std::io::{self, Read, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::io::{self, Write};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Once, OnceLock};
 use std::time::{Duration, SystemTime};
@@ -22,6 +22,7 @@ use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::api::cpu_summary::{self, CpuSummary};
+use crate::file_read::{self, ReadError, Rule};
 use crate::node_name::NodeName;
 
 const FORMAT: &str = "nodecache-cache/1";
@@ -126,59 +127,36 @@ impl CacheStore {
 
     pub fn read(&self, node: &NodeName, now_ms: u64) -> Result<Option<CachedEntry>, CacheFault> {
         let path = self.path_of(node);
-        let unreadable = |e: io::Error| CacheFault::Unreadable {
-            path: path.display().to_string(),
-            problem: e.to_string(),
-        };
-        self.check_private().map_err(|problem| CacheFault::Unreadable {
+        let unreadable = |problem: String| CacheFault::Unreadable {
             path: path.display().to_string(),
             problem,
-        })?;
-        // One open: the size checked is the size of the file read, even if it
-        // is replaced meanwhile. Non-blocking, so a FIFO in the entry's place
-        // cannot hang the call in `open` (it is then refused as not a file);
-        // not following a link, which could lead out of the cache.
-        let opened = fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW)
-            .open(&path);
+        };
+        self.check_private().map_err(unreadable)?;
         let corrupt = |problem: String| CacheFault::Corrupt {
             path: path.display().to_string(),
             problem,
         };
-        let mut file = match opened {
-            Ok(file) => file,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+        // The one reader: no link followed (it could lead out of the cache),
+        // never waiting on a FIFO, this user's alone, bounded by the size
+        // the open file had.
+        let bytes = match file_read::read(&path, Rule::kept(MAX_ENTRY_BYTES)) {
+            Ok(bytes) => bytes,
+            Err(ReadError::Missing) => return Ok(None),
+            Err(ReadError::Link) => {
                 return Err(corrupt(
                     "a symbolic link, not followed: not a regular file".into(),
                 ));
             }
-            Err(e) => return Err(unreadable(e)),
+            Err(e @ ReadError::NotRegular { .. }) => return Err(corrupt(e.to_string())),
+            Err(ReadError::TooLarge { max }) => {
+                return Err(corrupt(format!(
+                    "larger than {max} bytes, more than any resources document"
+                )));
+            }
+            Err(e @ (ReadError::NotPrivate(_) | ReadError::Io(_))) => {
+                return Err(unreadable(e.to_string()));
+            }
         };
-        let metadata = file.metadata().map_err(unreadable)?;
-        if !metadata.is_file() {
-            return Err(corrupt("not a regular file".into()));
-        }
-        crate::private_path::check_metadata(&path, &metadata, false).map_err(|e| CacheFault::Unreadable {
-            path: path.display().to_string(),
-            problem: format!("{e:#}"),
-        })?;
-        let size = metadata.len();
-        if size > MAX_ENTRY_BYTES {
-            return Err(corrupt(format!(
-                "{size} bytes is larger than any resources document"
-            )));
-        }
-        // Read at most the size the open file had: one read call, and a file
-        // that grows meanwhile (or a device behind a link, which says 0)
-        // cannot make the read unbounded. What was cut short fails the
-        // header's length check below.
-        let mut bytes = Vec::with_capacity(size as usize);
-        (&mut file)
-            .take(size)
-            .read_to_end(&mut bytes)
-            .map_err(unreadable)?;
         let entry = parse_entry(bytes, node, now_ms).map_err(corrupt)?;
         Ok(Some(entry))
     }

@@ -80,10 +80,23 @@ impl TrustStore {
         }
     }
 
-    /// True when this exact certificate is trusted (read fresh: `trust add` needs no restart).
+    /// True when this exact certificate is trusted (read fresh: `trust add`
+    /// needs no restart). Read on every request, so through the one reader:
+    /// a FIFO or link in the store cannot hang or redirect it, and an entry
+    /// someone else could have written trusts nobody.
     pub fn contains(&self, cert: &[u8]) -> bool {
         let path = self.dir.join(format!("{}.der", tls::fingerprint(cert)));
-        fs::read(path).is_ok_and(|stored| stored == cert)
+        match crate::file_read::read(
+            &path,
+            crate::file_read::Rule::kept(crate::operator_file::PEM_BYTES),
+        ) {
+            Ok(stored) => stored == cert,
+            Err(crate::file_read::ReadError::Missing) => false,
+            Err(e) => {
+                tracing::warn!("trusted certificate {}: {e}; not trusted", path.display());
+                false
+            }
+        }
     }
 }
 
@@ -105,5 +118,33 @@ mod tests {
         assert!(store.remove("zz").is_err());
         assert_eq!(store.remove(&added[0][..12]).unwrap(), added[0]);
         assert!(!store.contains(der.as_ref()));
+    }
+
+    /// `contains` runs on every request: an entry that is a FIFO, a link or
+    /// writable by others was read with a plain, blocking, link-following
+    /// read; now it trusts nobody, at once.
+    #[test]
+    fn an_entry_that_is_not_this_users_plain_file_trusts_nobody_and_never_blocks() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let (cert_pem, _) = crate::identity::generate_certificate().unwrap();
+        let cert_file = dir.path().join("client.crt");
+        fs::write(&cert_file, &cert_pem).unwrap();
+        let store = TrustStore::new(dir.path());
+        let entry = store
+            .dir
+            .join(format!("{}.der", store.add(&cert_file).unwrap()[0]));
+        let der = tls::load_certs(&cert_file).unwrap().remove(0);
+        fs::set_permissions(&entry, fs::Permissions::from_mode(0o666)).unwrap();
+        assert!(!store.contains(der.as_ref()), "an entry others can write");
+        let real = dir.path().join("elsewhere.der");
+        fs::rename(&entry, &real).unwrap();
+        fs::set_permissions(&real, fs::Permissions::from_mode(0o644)).unwrap();
+        std::os::unix::fs::symlink(&real, &entry).unwrap();
+        assert!(!store.contains(der.as_ref()), "a link");
+        fs::remove_file(&entry).unwrap();
+        let made = std::process::Command::new("mkfifo").arg(&entry).status().unwrap();
+        assert!(made.success());
+        assert!(!store.contains(der.as_ref()), "a FIFO");
     }
 }

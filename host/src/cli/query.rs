@@ -138,12 +138,15 @@ pub(super) async fn cpu_flags_command(
                 "no data for {} of {} nodes, so no flag set is safe for them: {} (--allow-partial computes over the rest)",
                 missing.len(),
                 report.nodes.len(),
-                missing.join("; ")
+                crate::format::capped_list(&missing, "; ", crate::format::LISTED)
             ),
         });
     }
     if !missing.is_empty() {
-        tracing::warn!("partial result: without {}", missing.join("; "));
+        tracing::warn!(
+            "partial result: without {}",
+            crate::format::capped_list(&missing, "; ", crate::format::LISTED)
+        );
     }
     for warning in output.warnings(&report) {
         tracing::warn!("{warning}");
@@ -242,7 +245,7 @@ pub(super) async fn can_run_command(
     if !report.hypervisor_stand_ins.is_empty() {
         tracing::warn!(
             "host flags stand in for what these nodes' hypervisors can give a guest: {}",
-            report.hypervisor_stand_ins.join(", ")
+            crate::format::capped_list(&report.hypervisor_stand_ins, ", ", crate::format::LISTED)
         );
     }
     let placement = placement::place(&report, required);

@@ -209,7 +209,7 @@ impl FlagsOutput {
         if !stand_ins.is_empty() {
             warnings.push(format!(
                 "host flags stand in for what these nodes' hypervisors can give a guest: {} (--require-hypervisor refuses instead)",
-                stand_ins.join("; ")
+                crate::format::capped_list(&stand_ins, "; ", crate::format::LISTED)
             ));
         }
         if report.vendors.len() > 1 {
@@ -226,7 +226,7 @@ impl FlagsOutput {
         if self.require_hypervisor && uses_guest_set && !report.hypervisor_stand_ins.is_empty() {
             anyhow::bail!(
                 "no hypervisor set for {} (their host flags would stand in; without --require-hypervisor they do)",
-                report.hypervisor_stand_ins.join(", ")
+                crate::format::capped_list(&report.hypervisor_stand_ins, ", ", crate::format::LISTED)
             );
         }
         Ok(())

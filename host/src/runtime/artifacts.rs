@@ -15,8 +15,8 @@
 
 use std::fs;
 use std::hash::{Hash, Hasher};
-use std::io::{Read as _, Write as _};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::io::Write as _;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
@@ -24,7 +24,8 @@ use wasmtime::Engine;
 use wasmtime::component::Component;
 
 use crate::digest::{hex, sha256};
-use crate::private_path::{check_metadata, check_private};
+use crate::file_read::{self, ReadError, Rule};
+use crate::private_path::check_private;
 
 /// Where compiled policies are kept: `<cache-dir>/compiled/`.
 #[derive(Debug, Clone)]
@@ -44,6 +45,9 @@ pub enum Obtained {
 }
 
 const DIGEST_LEN: usize = 32;
+/// The largest compiled policy read back: the shelf's largest component
+/// (componentize-py's, 18 MB) compiles to about 60 MB.
+const ARTIFACT_BYTES: u64 = 1 << 30;
 
 impl ArtifactCache {
     /// Opens (making it, mode 0700, if missing) the artifact directory, or
@@ -142,24 +146,13 @@ impl ArtifactCache {
     /// the size it had: a link to `/dev/zero` or a FIFO in its place is an
     /// error at once, never a hang or an unbounded read.
     fn read_trusted(&self, path: &Path, source: &[u8; DIGEST_LEN]) -> Result<Option<Vec<u8>>> {
-        let opened = fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-            .open(path);
-        let file = match opened {
-            Ok(file) => file,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) if e.raw_os_error() == Some(libc::ELOOP) => bail!("{} is a symbolic link", path.display()),
-            Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+        // The one reader: no link followed, never waiting on a FIFO, this
+        // user's alone, bounded; checked before a byte is read.
+        let bytes = match file_read::read(path, Rule::kept(ARTIFACT_BYTES)) {
+            Ok(bytes) => bytes,
+            Err(ReadError::Missing) => return Ok(None),
+            Err(e) => bail!("{}: {e}", path.display()),
         };
-        let metadata = file
-            .metadata()
-            .with_context(|| format!("cannot inspect {}", path.display()))?;
-        check_metadata(path, &metadata, false)?;
-        let mut bytes = Vec::with_capacity(metadata.len() as usize);
-        file.take(metadata.len())
-            .read_to_end(&mut bytes)
-            .with_context(|| format!("cannot read {}", path.display()))?;
         if bytes.len() < DIGEST_LEN {
             bail!("{} bytes: too short to be an artifact", bytes.len());
         }
@@ -233,13 +226,16 @@ mod tests {
         let source = sha256(bytes);
         std::os::unix::fs::symlink("/dev/zero", &path).unwrap();
         let error = cache.read_trusted(&path, &source).unwrap_err();
-        assert!(format!("{error:#}").ends_with("is a symbolic link"), "{error:#}");
+        assert!(
+            format!("{error:#}").contains("is a symbolic link, not followed"),
+            "{error:#}"
+        );
         fs::remove_file(&path).unwrap();
         let made = std::process::Command::new("mkfifo").arg(&path).status().unwrap();
         assert!(made.success());
         let error = cache.read_trusted(&path, &source).unwrap_err();
         assert!(
-            format!("{error:#}").ends_with("is not a regular file"),
+            format!("{error:#}").ends_with("is a FIFO, not a regular file"),
             "{error:#}"
         );
         fs::remove_file(&path).unwrap();

@@ -62,7 +62,7 @@ pub fn contract_of(component: &Component, engine: &Engine) -> Result<ContractVer
             if exports.is_empty() {
                 "none".to_string()
             } else {
-                exports.join(", ")
+                crate::format::capped_list(&exports, ", ", crate::format::LISTED)
             }
         );
     };
@@ -73,11 +73,7 @@ pub fn contract_of(component: &Component, engine: &Engine) -> Result<ContractVer
     if !others.is_empty() {
         bail!(
             "exports {} beside {export}: {}not a policy built as a library",
-            others
-                .iter()
-                .map(|name| name.as_str())
-                .collect::<Vec<_>>()
-                .join(", "),
+            crate::format::capped_list(&others, ", ", crate::format::LISTED),
             if others.iter().any(|name| name.starts_with("wasi:cli/run")) {
                 "a program (a compiled test binary?), "
             } else {
