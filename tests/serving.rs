@@ -375,3 +375,71 @@ fn serve_starts_and_answers_for_itself_while_incus_does_not_answer() {
     );
     drop(silent_incus);
 }
+
+/// With 4,500 silent members, `serve` answered 504 even with
+/// `allow-partial=1` while the CLI answered the same cluster: members were
+/// asked in waves, and the request's deadline cut the whole computation.
+/// Now members still unanswered near the deadline time out alone: the
+/// partial request gets the member that answered, the strict one a 503
+/// naming the rest, and neither a 504.
+#[test]
+fn allow_partial_answers_for_the_members_that_made_the_deadline() {
+    let dir = tempfile::tempdir().unwrap();
+    let (servers, _) = members(dir.path());
+    // A listener that never accepts: each connection waits out the 1 s
+    // fetch deadline in its backlog, so 384 at a time take 12 waves.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_url = format!("http://{}", silent.local_addr().unwrap());
+    let mut text = format!(
+        "deadline = \"1s\"\n[[member]]\nname = \"a\"\nurl = \"{}\"\n",
+        servers[0].url
+    );
+    for i in 0..4500 {
+        text.push_str(&format!(
+            "[[member]]\nname = \"s{i:04}\"\nurl = \"{silent_url}\"\n"
+        ));
+    }
+    let cluster = dir.path().join("silent.toml");
+    std::fs::write(&cluster, text).unwrap();
+    let server = Arc::new(cluster_server(dir.path(), &cluster, "default", &[]));
+    let ask = |path: &'static str| {
+        let server = server.clone();
+        std::thread::spawn(move || http_get(&server.url, path, &[]))
+    };
+    let (partial, strict) = (
+        ask("/1.0/cluster/cpu-flags?allow-partial=1"),
+        ask("/1.0/cluster/cpu-flags"),
+    );
+    let (partial, strict) = (partial.join().unwrap(), strict.join().unwrap());
+    assert_eq!(partial.status, 200, "{}", partial.body);
+    let report: Value = serde_json::from_str(&partial.body).unwrap();
+    let report = &report["metadata"];
+    assert_eq!(
+        report["flags"],
+        serde_json::json!(["avx", "fpu", "sse2"]),
+        "{report}"
+    );
+    let nodes = report["nodes"].as_array().unwrap();
+    assert_eq!(nodes.len(), 4501);
+    assert_eq!(nodes[0]["source"], "remote", "{}", nodes[0]);
+    let cut = nodes
+        .iter()
+        .filter(|node| {
+            node["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("not answered within the request's deadline"))
+        })
+        .count();
+    assert!(cut > 0, "no member was cut at the deadline: {}", nodes[4500]);
+    assert_eq!(
+        strict.status,
+        503,
+        "{}",
+        &strict.body[..strict.body.len().min(600)]
+    );
+    assert!(
+        strict.body.contains("… and "),
+        "the 4,500 names are counted, not listed"
+    );
+    println!("4,500 silent members: {cut} cut at the deadline, the rest timed out on their own");
+}

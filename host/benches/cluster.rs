@@ -65,6 +65,7 @@ fn benches(c: &mut Criterion) {
                 &cluster,
                 "x86_64",
                 128,
+                None,
                 &ProgressBar::hidden(),
             ))
             .unwrap();

@@ -66,6 +66,7 @@ impl OneNode {
             &self.cluster,
             std::env::consts::ARCH,
             64,
+            None,
             &hidden,
         );
         self.tokio.block_on(run).unwrap()

@@ -3,14 +3,17 @@
 //! policy and the cache, exactly as the CLI computes them.
 //!
 //! Concurrent requests for the same architecture share one computation (and
-//! every fetch is already shared); a request is bounded by the members'
-//! fetch deadline plus a margin; a policy failure fails that request, names
-//! the policy and is counted, and the server keeps answering.
+//! every fetch is already shared); a request, reading Incus's member list
+//! included, is bounded by one deadline, the members' fetch deadline plus a
+//! margin; a policy failure fails that request, names the policy and is
+//! counted, and the server keeps answering.
 
 use indicatif::ProgressBar;
 use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
+
+use tokio::time::Instant;
 
 use crate::capabilities::Capabilities;
 use crate::cluster::Cluster;
@@ -25,6 +28,10 @@ use crate::singleflight::{SingleFlight, boxed};
 
 /// Beyond the members' own deadline, what a request may take (policy calls, intersection).
 const REQUEST_MARGIN: Duration = Duration::from_secs(10);
+/// What is kept of a request's deadline for the work after the members
+/// (the intersection, the answer): members still unanswered this long
+/// before the end time out alone.
+const AFTER_MEMBERS: Duration = Duration::from_secs(5);
 
 pub struct ClusterApi {
     /// The cluster file as written: its members, or with `incus = "…"`
@@ -111,60 +118,76 @@ impl ClusterApi {
     }
 
     async fn compute_cpu_flags(&self, arch: &str) -> Result<Arc<CpuFlagsReport>, ApiError> {
-        let (cluster, capabilities) = self.members().await?;
-        let policy = self.slot.current();
-        let hidden = ProgressBar::hidden();
-        let run = cpu_flags(
-            &policy.runtime,
-            capabilities,
-            &cluster,
-            arch,
-            DEFAULT_CONCURRENCY,
-            &hidden,
-        );
-        match tokio::time::timeout(self.deadline(), run).await {
-            Ok(Ok(report)) => {
-                for _ in 0..report.policy_failures {
-                    self.slot.count_failure();
+        // One deadline for all the request's work, reading Incus's member
+        // list included; members still unanswered near its end time out
+        // alone, so `allow-partial` gets the rest rather than a 504.
+        let deadline = Instant::now() + self.deadline();
+        let work = async {
+            let (cluster, capabilities) = self.members().await?;
+            let policy = self.slot.current();
+            let hidden = ProgressBar::hidden();
+            let members_by = deadline.checked_sub(AFTER_MEMBERS).unwrap_or(deadline);
+            let run = cpu_flags(
+                &policy.runtime,
+                capabilities,
+                &cluster,
+                arch,
+                DEFAULT_CONCURRENCY,
+                Some(members_by),
+                &hidden,
+            );
+            match run.await {
+                Ok(report) => {
+                    for _ in 0..report.policy_failures {
+                        self.slot.count_failure();
+                    }
+                    Ok(Arc::new(report))
                 }
-                Ok(Arc::new(report))
+                Err(error) => {
+                    self.slot.count_failure();
+                    Err(ApiError::Policy(format!("{error:#}")))
+                }
             }
-            Ok(Err(error)) => {
-                self.slot.count_failure();
-                Err(ApiError::Policy(format!("{error:#}")))
-            }
-            Err(_) => Err(ApiError::TimedOut(format!(
+        };
+        tokio::time::timeout_at(deadline, work).await.unwrap_or_else(|_| {
+            Err(ApiError::TimedOut(format!(
                 "cpu-flags ran past its {:.0} s deadline",
                 self.deadline().as_secs_f64()
-            ))),
-        }
+            )))
+        })
     }
 
-    /// One member's resources, through the policy and the cache.
+    /// One member's resources, through the policy and the cache, within
+    /// one deadline that covers reading Incus's member list too.
     pub async fn resources(&self, node: &str) -> Result<NodeResources, ApiError> {
         let name = NodeName::parse(node).map_err(|e| ApiError::UnknownNode(e.to_string()))?;
-        let (cluster, capabilities) = self.members().await?;
-        let member = cluster.find(&name).ok_or_else(|| {
-            ApiError::UnknownNode(format!("node \"{name}\" is not a member of the cluster"))
-        })?;
-        let (policy, member) = (self.slot.current(), member.as_member());
-        if let Some(error) = member.offline_failure() {
-            return Err(ApiError::NoData(error.to_string()));
-        }
-        let call = policy.runtime.get_node_resources(capabilities, &member);
-        match tokio::time::timeout(self.deadline(), call).await {
-            Ok(Ok(Ok(resources))) => Ok(resources),
-            Ok(Ok(Err(PolicyFailure::Unavailable(error)))) => {
-                Err(ApiError::NoData(format!("{name}: {error}")))
+        let work = async {
+            let (cluster, capabilities) = self.members().await?;
+            let member = cluster.find(&name).ok_or_else(|| {
+                ApiError::UnknownNode(format!("node \"{name}\" is not a member of the cluster"))
+            })?;
+            let (policy, member) = (self.slot.current(), member.as_member());
+            if let Some(error) = member.offline_failure() {
+                return Err(ApiError::NoData(error.to_string()));
             }
-            Ok(Ok(Err(failure @ PolicyFailure::BadConfig(_)))) => Err(ApiError::Policy(failure.to_string())),
-            Ok(Err(error)) => {
-                self.slot.count_failure();
-                Err(ApiError::Policy(format!("{error:#}")))
+            match policy.runtime.get_node_resources(capabilities, &member).await {
+                Ok(Ok(resources)) => Ok(resources),
+                Ok(Err(PolicyFailure::Unavailable(error))) => {
+                    Err(ApiError::NoData(format!("{name}: {error}")))
+                }
+                Ok(Err(failure @ PolicyFailure::BadConfig(_))) => Err(ApiError::Policy(failure.to_string())),
+                Err(error) => {
+                    self.slot.count_failure();
+                    Err(ApiError::Policy(format!("{error:#}")))
+                }
             }
-            Err(_) => Err(ApiError::TimedOut(format!(
-                "{name}: ran past the request deadline"
-            ))),
-        }
+        };
+        tokio::time::timeout(self.deadline(), work)
+            .await
+            .unwrap_or_else(|_| {
+                Err(ApiError::TimedOut(format!(
+                    "{name}: ran past the request deadline"
+                )))
+            })
     }
 }

@@ -178,6 +178,7 @@ pub async fn cpu_flags(
     cluster: &Cluster,
     architecture: &str,
     concurrency: usize,
+    cutoff: Option<tokio::time::Instant>,
     progress: &ProgressBar,
 ) -> Result<CpuFlagsReport> {
     let members: Vec<_> = cluster.members.iter().map(|m| m.as_member()).collect();
@@ -187,6 +188,7 @@ pub async fn cpu_flags(
         capabilities.clone(),
         &members,
         concurrency,
+        cutoff,
         progress,
         move |resources| resolve(resources, &policy),
     )

@@ -48,17 +48,21 @@ pub async fn gather(
     concurrency: usize,
     progress: &ProgressBar,
 ) -> Result<Vec<Gathered>> {
-    gather_with(runtime, capabilities, members, concurrency, progress, Ok).await
+    gather_with(runtime, capabilities, members, concurrency, None, progress, Ok).await
 }
 
 /// [`gather`], each member's resources passed through `reduce` in its own
 /// task as soon as the policy answers; an error of `reduce` is that
-/// member's outcome.
+/// member's outcome. With a `cutoff`, a member not answered by then (not
+/// yet asked, or still answering) times out alone, so a request with a
+/// deadline answers for the members that made it (serve's `allow-partial`)
+/// instead of failing whole.
 pub async fn gather_with<T: Send + 'static>(
     runtime: &Arc<PolicyRuntime>,
     capabilities: Arc<Capabilities>,
     members: &[Member],
     concurrency: usize,
+    cutoff: Option<tokio::time::Instant>,
     progress: &ProgressBar,
     reduce: impl Fn(NodeResources) -> Result<T, FetchError> + Clone + Send + 'static,
 ) -> Result<Vec<Gathered<T>>> {
@@ -73,10 +77,19 @@ pub async fn gather_with<T: Send + 'static>(
                 progress.inc(1);
                 return (member, Ok(Err(PolicyFailure::Unavailable(error))));
             }
-            let result = runtime
-                .get_node_resources(capabilities, &member)
-                .await
-                .map(|answer| answer.map(&reduce));
+            let call = runtime.get_node_resources(capabilities, &member);
+            let answer = match cutoff {
+                Some(cutoff) => match tokio::time::timeout_at(cutoff, call).await {
+                    Ok(answer) => answer,
+                    Err(_) => {
+                        progress.inc(1);
+                        let late = FetchError::TimedOut("not answered within the request's deadline".into());
+                        return (member, Ok(Err(PolicyFailure::Unavailable(late))));
+                    }
+                },
+                None => call.await,
+            };
+            let result = answer.map(|answer| answer.map(&reduce));
             progress.inc(1);
             (member, result)
         })

@@ -46,9 +46,17 @@ async fn one_call(runtime: &Arc<PolicyRuntime>, config: BTreeMap<String, String>
     ));
     let cluster = Cluster::this_machine();
     let arch = std::env::consts::ARCH;
-    let report = cpu_flags(runtime, capabilities, &cluster, arch, 1, &ProgressBar::hidden())
-        .await
-        .with_context(|| format!("policy {}: the test call failed", runtime.origin()))?;
+    let report = cpu_flags(
+        runtime,
+        capabilities,
+        &cluster,
+        arch,
+        1,
+        None,
+        &ProgressBar::hidden(),
+    )
+    .await
+    .with_context(|| format!("policy {}: the test call failed", runtime.origin()))?;
     if let Some(node) = report.nodes_without_data().first() {
         bail!(
             "policy {}: the test call (this machine, an empty cache) gave no document: {}",

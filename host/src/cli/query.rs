@@ -122,6 +122,7 @@ pub(super) async fn cpu_flags_command(
         cluster,
         arch,
         DEFAULT_CONCURRENCY,
+        None,
         &progress,
     )
     .await?;
@@ -216,6 +217,7 @@ pub(super) async fn can_run_command(
         &membership.cluster,
         arch,
         DEFAULT_CONCURRENCY,
+        None,
         &progress,
     )
     .await?;
