@@ -706,11 +706,20 @@ fn nothing_passed_is_silently_ignored() {
         &["cpu-flags", "--explain", "--format", "qemu"][..],
         &["cpu-flags", "--arch", "x86\u{1b}[31m"],
         &["can-run", "--flags", "sse2", "--format", "qemu"],
+        &["can-run", "--flags", "sse2,bogusflag"],
+        &["can-run", "--flags", "sse2,ev\u{1b}[2Jil"],
     ] {
         let output = cluster.output(args);
         assert_eq!(output.status.code(), Some(2), "{args:?}: {}", stderr(&output));
         assert!(!stderr(&output).contains('\u{1b}'), "{args:?}");
     }
+    let typo = cluster.output(&["can-run", "--flags", "sse2,bogusflag"]);
+    assert!(
+        stderr(&typo).contains("\"bogusflag\" is not a CPU flag Linux, QEMU or any node knows")
+            || stderr(&typo).contains("bogusflag is not a CPU flag Linux, QEMU or any node knows"),
+        "{}",
+        stderr(&typo)
+    );
     for cap in ["0", "2305843009213693952"] {
         let output = Command::new(BIN)
             .args(["serve", "--insecure-http", "--max-connections", cap])

@@ -353,6 +353,19 @@ fn hostile_policies_are_refused_naming_the_policy() {
         assert!(!message.contains("fake_flag"), "{mode}: {message}");
         assert!(!setup.cache().join("resources/someone-else.json").exists());
     }
+    // Text a policy writes reaches the terminal only through the sanitiser.
+    let setup = Setup::new(&members, &[("hostile", "terminal")]);
+    let output = setup.run(&["--policy", policy, "cpu-flags"]);
+    let message = stderr(&output);
+    assert_eq!(output.status.code(), Some(3), "{message}");
+    assert!(
+        !message.contains('\u{1b}') && !message.contains('\u{7}'),
+        "{message:?}"
+    );
+    assert!(
+        message.contains("?[2Jcleared") && message.contains("?]0;owned?retitled"),
+        "{message}"
+    );
     // The same component behaves when asked to: the refusals were its doing.
     let setup = Setup::new(&members, &[("hostile", "none")]);
     assert_eq!(

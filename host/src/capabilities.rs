@@ -218,6 +218,7 @@ impl Capabilities {
     }
 
     pub fn log(&self, level: LogLevel, message: &str) {
+        let message = crate::format::for_terminal(message, 2000);
         match level {
             LogLevel::Trace => tracing::trace!(target: "policy", "{message}"),
             LogLevel::Debug => tracing::debug!(target: "policy", "{message}"),

@@ -26,6 +26,18 @@ pub fn for_terminal(text: &str, max: usize) -> String {
     kept
 }
 
+/// Text a policy wrote (its errors, verdict reasons, name, parameters):
+/// a component from anywhere, so as untrusted as a member's answer.
+pub fn from_policy(text: String) -> String {
+    match text.chars().any(char::is_control) || text.len() > POLICY_TEXT_CHARS {
+        true => for_terminal(&text, POLICY_TEXT_CHARS),
+        false => text,
+    }
+}
+
+/// The most characters of a policy's text kept.
+const POLICY_TEXT_CHARS: usize = 500;
+
 /// Items from outside, listed in an error or a warning: each made fit for a
 /// terminal, and at most `max_items` of them, the rest counted. 100,000
 /// member names once made one error message megabytes long.

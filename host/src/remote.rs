@@ -176,6 +176,7 @@ impl RemoteFetcher {
         let (text, summary) = match resources_document(&body) {
             Ok(checked) => checked,
             Err(EnvelopeError::Server { code, message }) => {
+                let message = crate::format::for_terminal(&message, 300);
                 return Err(FetchError::RemoteError(format!("{url}: {code} {message}")));
             }
             Err(EnvelopeError::Malformed(why)) if !status.is_success() => {

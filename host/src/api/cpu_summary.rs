@@ -87,7 +87,7 @@ pub enum SummaryError {
 
 /// What a CPU flag name looks like on every architecture Linux reports:
 /// nothing that could break a line, a terminal or a space-separated list.
-fn is_flag_shaped(name: &str) -> bool {
+pub fn is_flag_shaped(name: &str) -> bool {
     (1..=64).contains(&name.len())
         && name
             .bytes()

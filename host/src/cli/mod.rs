@@ -69,7 +69,12 @@ pub fn main() -> i32 {
     match command {
         Ok(()) => 0,
         Err(failure) => {
-            eprintln!("nodecache: {:#}", failure.error);
+            // The last gate: whatever an error quotes, from wherever, is
+            // printed line by line through the one sanitiser.
+            let text = format!("{:#}", failure.error);
+            for line in text.lines() {
+                eprintln!("nodecache: {}", crate::format::for_terminal(line, 4000));
+            }
             failure.code
         }
     }

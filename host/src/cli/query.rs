@@ -207,6 +207,13 @@ pub(super) async fn can_run_command(
     guest: Guest,
     output: FlagsFormat,
 ) -> Result<(), Failure> {
+    // Names are checked before any node is asked.
+    let named = match &guest {
+        Guest::Flags(flags) => {
+            Some(placement::linux_names(flags).map_err(|why| Failure::usage(anyhow!(why)))?)
+        }
+        Guest::HostCpuOf(_) => None,
+    };
     let (runtime, capabilities) =
         policy_and_capabilities(cli, membership, config, instances_for(membership)).await?;
     let progress = progress_bar(membership.cluster.members.len());
@@ -222,9 +229,20 @@ pub(super) async fn can_run_command(
     )
     .await?;
     progress.finish_and_clear();
-    let required = match guest {
-        Guest::Flags(flags) => placement::linux_names(&flags),
-        Guest::HostCpuOf(name) => {
+    let required = match (guest, named) {
+        (_, Some(named)) => {
+            let unknown = placement::unknown_names(&named, &report);
+            if !unknown.is_empty() {
+                return Err(Failure::usage(anyhow!(
+                    "--flags: {} {} not a CPU flag Linux, QEMU or any node knows",
+                    crate::format::capped_list(&unknown, ", ", crate::format::LISTED),
+                    if unknown.len() == 1 { "is" } else { "are" }
+                )));
+            }
+            named
+        }
+        (Guest::Flags(_), None) => unreachable!("named above"),
+        (Guest::HostCpuOf(name), None) => {
             let node = report
                 .nodes
                 .iter()

@@ -33,16 +33,39 @@ pub struct Unknown {
 
 /// Operator-given names, in Linux's spelling: a name Linux does not use
 /// but QEMU does (`sse4.2`, `sha-ni`) is turned into Linux's by its CPUID bit.
-pub fn linux_names(given: &str) -> Vec<String> {
-    given
-        .split([',', ' '])
-        .filter(|name| !name.is_empty())
-        .map(|name| match (names::by_linux(name), names::by_qemu(name)) {
+pub fn linux_names(given: &str) -> Result<Vec<String>, String> {
+    let mut linux = BTreeSet::new();
+    for name in given.split([',', ' ']).filter(|name| !name.is_empty()) {
+        if !crate::api::cpu_summary::is_flag_shaped(name) {
+            return Err(format!(
+                "--flags: \"{}\" is not a flag name (1-64 of A-Z a-z 0-9 _ . -)",
+                crate::format::for_terminal(name, 64)
+            ));
+        }
+        linux.insert(match (names::by_linux(name), names::by_qemu(name)) {
             (None, Some(names)) => names.linux.to_string(),
             _ => name.to_string(),
-        })
-        .collect::<BTreeSet<_>>()
-        .into_iter()
+        });
+    }
+    match linux.is_empty() {
+        true => Err("--flags: no flag named".to_string()),
+        false => Ok(linux.into_iter().collect()),
+    }
+}
+
+/// Required flags neither Linux, QEMU nor any node of `report` knows: a
+/// typo would otherwise make every node "lacking" it, without a word.
+pub fn unknown_names(required: &[String], report: &CpuFlagsReport) -> Vec<String> {
+    let on_nodes: BTreeSet<&str> = report
+        .nodes
+        .iter()
+        .filter_map(|node| node.flags())
+        .flatten()
+        .collect();
+    required
+        .iter()
+        .filter(|name| names::by_linux(name).is_none() && !on_nodes.contains(name.as_str()))
+        .cloned()
         .collect()
 }
 
@@ -123,7 +146,16 @@ mod tests {
 
     #[test]
     fn qemu_spellings_become_linux_names() {
-        assert_eq!(linux_names("sse4.2,sha-ni avx2"), ["avx2", "sha_ni", "sse4_2"]);
-        assert_eq!(linux_names("sse4_2"), ["sse4_2"]);
+        assert_eq!(
+            linux_names("sse4.2,sha-ni avx2").unwrap(),
+            ["avx2", "sha_ni", "sse4_2"]
+        );
+        assert_eq!(linux_names("sse4_2").unwrap(), ["sse4_2"]);
+        let refused = linux_names("sse2,ev\u{1b}[2Jil").unwrap_err();
+        assert_eq!(
+            refused,
+            "--flags: \"ev?[2Jil\" is not a flag name (1-64 of A-Z a-z 0-9 _ . -)"
+        );
+        assert!(linux_names(", ,").is_err());
     }
 }

@@ -10,6 +10,7 @@ use wasmtime::component::{Component, HasSelf, Linker};
 
 use super::sandbox::PluginState;
 use crate::api::cpu_summary::CpuSummary;
+use crate::format::from_policy;
 use crate::model;
 
 wasmtime::component::bindgen!({
@@ -181,13 +182,13 @@ fn fetch_error_to_wit(error: model::FetchError) -> wit::HostError {
 fn fetch_error_from_wit(error: wit::HostError) -> model::FetchError {
     use model::FetchError as E;
     match error {
-        wit::HostError::InvalidNode(m) => E::InvalidNode(m),
-        wit::HostError::ProbeFailed(m) => E::ProbeFailed(m),
-        wit::HostError::Unreachable(m) => E::Unreachable(m),
-        wit::HostError::TimedOut(m) => E::TimedOut(m),
-        wit::HostError::RemoteError(m) => E::RemoteError(m),
-        wit::HostError::BadResponse(m) => E::BadResponse(m),
-        wit::HostError::Storage(m) => E::Storage(m),
+        wit::HostError::InvalidNode(m) => E::InvalidNode(from_policy(m)),
+        wit::HostError::ProbeFailed(m) => E::ProbeFailed(from_policy(m)),
+        wit::HostError::Unreachable(m) => E::Unreachable(from_policy(m)),
+        wit::HostError::TimedOut(m) => E::TimedOut(from_policy(m)),
+        wit::HostError::RemoteError(m) => E::RemoteError(from_policy(m)),
+        wit::HostError::BadResponse(m) => E::BadResponse(from_policy(m)),
+        wit::HostError::Storage(m) => E::Storage(from_policy(m)),
     }
 }
 
@@ -222,7 +223,7 @@ fn node_resources_from_wit(resources: wit::NodeResources) -> model::NodeResource
 fn policy_error_from_wit(error: wit::PolicyError) -> model::PolicyFailure {
     match error {
         wit::PolicyError::Unavailable(e) => model::PolicyFailure::Unavailable(fetch_error_from_wit(e)),
-        wit::PolicyError::BadConfig(m) => model::PolicyFailure::BadConfig(m),
+        wit::PolicyError::BadConfig(m) => model::PolicyFailure::BadConfig(from_policy(m)),
     }
 }
 
@@ -265,8 +266,8 @@ fn cluster_flags_from_wit(flags: wit::ClusterFlags) -> model::ClusterFlags {
             .map(|node| {
                 let verdict = match node.verdict {
                     wit::NodeVerdict::Included => model::Verdict::Included,
-                    wit::NodeVerdict::ExcludedArch(arch) => model::Verdict::ExcludedArch(arch),
-                    wit::NodeVerdict::NoData(why) => model::Verdict::NoData(why),
+                    wit::NodeVerdict::ExcludedArch(arch) => model::Verdict::ExcludedArch(from_policy(arch)),
+                    wit::NodeVerdict::NoData(why) => model::Verdict::NoData(from_policy(why)),
                 };
                 (node.name, verdict)
             })
@@ -276,15 +277,15 @@ fn cluster_flags_from_wit(flags: wit::ClusterFlags) -> model::ClusterFlags {
 
 fn policy_info_from_wit(info: wit::PolicyInfo) -> model::PolicyInfo {
     model::PolicyInfo {
-        name: info.name,
-        version: info.version,
+        name: from_policy(info.name),
+        version: from_policy(info.version),
         parameters: info
             .parameters
             .into_iter()
             .map(|p| model::Parameter {
-                name: p.name,
-                default_value: p.default_value,
-                description: p.description,
+                name: from_policy(p.name),
+                default_value: from_policy(p.default_value),
+                description: from_policy(p.description),
             })
             .collect(),
     }

@@ -6,6 +6,7 @@ use wasmtime::component::{Component, HasSelf, Linker};
 
 use super::sandbox::PluginState;
 use crate::api::cpu_summary::CpuSummary;
+use crate::format::from_policy;
 use crate::model;
 
 wasmtime::component::bindgen!({
@@ -65,15 +66,15 @@ impl Pre {
         let plugin = self.0.instantiate_async(&mut *store).await?;
         let info = plugin.nodecache_policy_policy().call_describe(store).await?;
         Ok(model::PolicyInfo {
-            name: info.name,
-            version: info.version,
+            name: from_policy(info.name),
+            version: from_policy(info.version),
             parameters: info
                 .parameters
                 .into_iter()
                 .map(|p| model::Parameter {
-                    name: p.name,
-                    default_value: p.default_value,
-                    description: p.description,
+                    name: from_policy(p.name),
+                    default_value: from_policy(p.default_value),
+                    description: from_policy(p.description),
                 })
                 .collect(),
         })
@@ -251,14 +252,14 @@ fn fetch_error_to_wit(error: model::FetchError) -> wit::HostError {
 fn fetch_error_from_wit(error: wit::HostError) -> model::FetchError {
     use model::FetchError as E;
     match error {
-        wit::HostError::InvalidNode(m) => E::InvalidNode(m),
-        wit::HostError::NotGranted(m) => E::NotGranted(m),
-        wit::HostError::ProbeFailed(m) => E::ProbeFailed(m),
-        wit::HostError::Unreachable(m) => E::Unreachable(m),
-        wit::HostError::TimedOut(m) => E::TimedOut(m),
-        wit::HostError::RemoteError(m) => E::RemoteError(m),
-        wit::HostError::BadResponse(m) => E::BadResponse(m),
-        wit::HostError::Storage(m) => E::Storage(m),
+        wit::HostError::InvalidNode(m) => E::InvalidNode(from_policy(m)),
+        wit::HostError::NotGranted(m) => E::NotGranted(from_policy(m)),
+        wit::HostError::ProbeFailed(m) => E::ProbeFailed(from_policy(m)),
+        wit::HostError::Unreachable(m) => E::Unreachable(from_policy(m)),
+        wit::HostError::TimedOut(m) => E::TimedOut(from_policy(m)),
+        wit::HostError::RemoteError(m) => E::RemoteError(from_policy(m)),
+        wit::HostError::BadResponse(m) => E::BadResponse(from_policy(m)),
+        wit::HostError::Storage(m) => E::Storage(from_policy(m)),
     }
 }
 
@@ -291,7 +292,7 @@ fn node_resources_from_wit(resources: wit::NodeResources) -> model::NodeResource
 fn policy_error_from_wit(error: wit::PolicyError) -> model::PolicyFailure {
     match error {
         wit::PolicyError::Unavailable(e) => model::PolicyFailure::Unavailable(fetch_error_from_wit(e)),
-        wit::PolicyError::BadConfig(m) => model::PolicyFailure::BadConfig(m),
+        wit::PolicyError::BadConfig(m) => model::PolicyFailure::BadConfig(from_policy(m)),
     }
 }
 
@@ -334,8 +335,8 @@ fn cluster_flags_from_wit(flags: wit::ClusterFlags) -> model::ClusterFlags {
             .map(|node| {
                 let verdict = match node.verdict {
                     wit::NodeVerdict::Included => model::Verdict::Included,
-                    wit::NodeVerdict::ExcludedArch(arch) => model::Verdict::ExcludedArch(arch),
-                    wit::NodeVerdict::NoData(why) => model::Verdict::NoData(why),
+                    wit::NodeVerdict::ExcludedArch(arch) => model::Verdict::ExcludedArch(from_policy(arch)),
+                    wit::NodeVerdict::NoData(why) => model::Verdict::NoData(from_policy(why)),
                 };
                 (node.name, verdict)
             })

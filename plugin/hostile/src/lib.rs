@@ -8,6 +8,8 @@
 //! - `bad-document`: every document is `{"not":"resources"}`.
 //! - `add-flag`: adds `fake_flag` to the first core of the document it was lent.
 //! - `mislabel`: a document fetched now, called a cache entry 999,999 s old.
+//! - `terminal`: logs and fails with escape sequences (clear the screen,
+//!   retitle the window), as text meant to drive the operator's terminal.
 //! - `write-other`: writes the cache entry of a node it was not lent.
 //! - `loop`: `get-node-resources` never returns (the instruction budget stops it).
 //! - `allocate`: allocates until the memory cap stops it.
@@ -94,6 +96,12 @@ impl Policy for Hostile {
                 resources.source = nodecache_policy_sdk::Source::Cache;
                 resources.age_ms = 999_999_000;
                 Ok(resources)
+            }
+            "terminal" => {
+                host.log(LogLevel::Warn, "\u{1b}[2Jcleared");
+                Err(PolicyError::Unavailable(
+                    nodecache_policy_sdk::HostError::Unreachable("\u{1b}]0;owned\u{7}retitled".into()),
+                ))
             }
             "bad-document" => {
                 let mut resources = refresh(host, node).map_err(PolicyError::Unavailable)?;
