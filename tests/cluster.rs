@@ -428,6 +428,20 @@ fn the_server_answers_incus_paths_and_envelopes() {
         (missing["type"].as_str(), missing["error_code"].as_u64()),
         (Some("error"), Some(404))
     );
+    // A method a path does not take gets Incus's envelope too (was an empty 405).
+    let address = server.url.trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    stream
+        .write_all(b"DELETE /1.0/resources HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    let body: Value = serde_json::from_str(answer.split_once("\r\n\r\n").unwrap().1).unwrap();
+    assert_eq!(
+        (body["type"].as_str(), body["error_code"].as_u64()),
+        (Some("error"), Some(405)),
+        "{answer}"
+    );
 }
 
 #[test]

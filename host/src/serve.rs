@@ -67,6 +67,14 @@ fn router(state: AppState) -> Router {
         .route("/1.0/cluster/cpu-flags", get(cluster_cpu_flags))
         .route("/1.0/cluster/resources/{node}", get(cluster_resources))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "not found") })
+        // Incus's envelope for a method a path does not take, too (was
+        // axum's empty plain-text 405).
+        .method_not_allowed_fallback(|| async {
+            error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method not allowed: nodecache answers GET",
+            )
+        })
         .with_state(state)
 }
 

@@ -66,19 +66,18 @@ pub fn contract_of(component: &Component, engine: &Engine) -> Result<ContractVer
             }
         );
     };
-    // A policy exports the policy interface and nothing else. A program
-    // (`wasi:cli/run`: a compiled test binary of a policy crate, say) may
-    // carry the export too and even answer, but it is not a policy.
-    let others: Vec<&String> = exports.iter().filter(|name| !name.starts_with(PACKAGE)).collect();
-    if !others.is_empty() {
+    // A program (`wasi:cli/run`: a compiled test binary of a policy crate,
+    // say) or a server (`wasi:http/incoming-handler`) may carry the policy
+    // export too and even answer, but it is not a policy. (Other exports
+    // stay allowed: componentize-py adds one of its own.)
+    let entry_points: Vec<&String> = exports
+        .iter()
+        .filter(|name| name.starts_with("wasi:cli/run") || name.starts_with("wasi:http/incoming-handler"))
+        .collect();
+    if !entry_points.is_empty() {
         bail!(
-            "exports {} beside {export}: {}not a policy built as a library",
-            crate::format::capped_list(&others, ", ", crate::format::LISTED),
-            if others.iter().any(|name| name.starts_with("wasi:cli/run")) {
-                "a program (a compiled test binary?), "
-            } else {
-                ""
-            }
+            "exports {} beside {export}: a program (a compiled test binary?), not a policy built as a library",
+            crate::format::capped_list(&entry_points, ", ", crate::format::LISTED)
         );
     }
     let version = export

@@ -7,10 +7,14 @@ use std::collections::HashMap;
 use std::fs;
 use std::ops::Range;
 use std::os::unix::fs::MetadataExt;
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 /// Where distributions keep pci.ids (the paths Incus's pcidb reads).
+/// The most of an ids file read: pci.ids is 1.3 MB, usb.ids 0.7 MB.
+const IDS_BYTES: u64 = 32 << 20;
+
 const PCI_IDS: &[&str] = &["/usr/share/hwdata/pci.ids", "/usr/share/misc/pci.ids"];
 /// Where distributions keep usb.ids.
 const USB_IDS: &[&str] = &[
@@ -63,8 +67,12 @@ impl IdDatabase {
         {
             return kept.database.clone();
         }
+        // Through the one reader: a regular file, bounded (pci.ids is
+        // 1.3 MB), so whatever sits at the path cannot hang or flood a probe.
         let database = Arc::new(
-            fs::read_to_string(path)
+            crate::file_read::read(Path::new(path), crate::file_read::Rule::reread(IDS_BYTES))
+                .ok()
+                .and_then(|bytes| String::from_utf8(bytes).ok())
                 .map(IdDatabase::from_owned)
                 .unwrap_or_default(),
         );

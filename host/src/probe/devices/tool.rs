@@ -10,6 +10,9 @@ use std::time::{Duration, Instant};
 /// How long a tool may take before the probe goes on without it.
 pub const TOOL_LIMIT: Duration = Duration::from_secs(5);
 
+/// The most a tool may print (lshw's JSON for a large server is ~1 MB).
+const TOOL_OUTPUT_BYTES: u64 = 16 << 20;
+
 /// The tool's standard output (in the C locale), or `None` when it is
 /// missing, fails, or outlives `limit` (then it is killed).
 pub fn output(program: &Path, args: &[&str], limit: Duration) -> Option<String> {
@@ -23,9 +26,14 @@ pub fn output(program: &Path, args: &[&str], limit: Duration) -> Option<String> 
         .ok()?;
     let mut stdout = child.stdout.take()?;
     // Read on a thread so a full pipe cannot stall the tool while we wait.
+    // Bounded in size as in time: a tool printing without end is cut, and
+    // what is cut is not valid output of any of them.
     let reader = std::thread::spawn(move || {
         let mut text = String::new();
-        stdout.read_to_string(&mut text).map(|_| text)
+        (&mut stdout)
+            .take(TOOL_OUTPUT_BYTES)
+            .read_to_string(&mut text)
+            .map(|_| text)
     });
     let started = Instant::now();
     let status = loop {
@@ -71,5 +79,12 @@ mod tests {
             None
         );
         assert!(started.elapsed() < Duration::from_secs(5), "killed at the limit");
+    }
+
+    /// A tool that prints without end (`yes`) was read whole into memory
+    /// until its time ran out; now at most 16 MiB is read, and it gives nothing.
+    #[test]
+    fn a_tool_printing_without_end_is_cut_and_gives_nothing() {
+        assert_eq!(output(Path::new("yes"), &[], Duration::from_millis(500)), None);
     }
 }

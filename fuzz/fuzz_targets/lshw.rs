@@ -1,0 +1,9 @@
+//! `lshw -json` output, as any installed lshw (or whatever sits at its
+//! path) may print it.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|json: &str| {
+    let _ = nodecache::probe::devices::lshw::parse(json);
+});
