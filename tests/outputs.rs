@@ -689,6 +689,10 @@ fn nothing_passed_is_silently_ignored() {
         ("allow-partial=maybe", "allow-partial=maybe is not a switch"),
         ("arch=x86%1b64", "is not an architecture name"),
         ("format=qemu&explain=1", "--explain and --level print tables"),
+        (
+            "format=libvirt&arch=aarch64",
+            "describe x86_64 guests, not aarch64",
+        ),
     ] {
         let answer = crate::util::http_get(&server.url, &format!("/1.0/cluster/cpu-flags?{query}"), &[]);
         assert_eq!(answer.status, 400, "{query}: {}", answer.body);
@@ -707,6 +711,7 @@ fn nothing_passed_is_silently_ignored() {
         &["cpu-flags", "--arch", "x86\u{1b}[31m"],
         &["can-run", "--flags", "sse2", "--format", "qemu"],
         &["can-run", "--flags", "sse2,bogusflag"],
+        &["cpu-flags", "--arch", "aarch64", "--format", "qemu"],
         &["can-run", "--flags", "sse2,ev\u{1b}[2Jil"],
     ] {
         let output = cluster.output(args);

@@ -443,3 +443,69 @@ fn allow_partial_answers_for_the_members_that_made_the_deadline() {
     );
     println!("4,500 silent members: {cut} cut at the deadline, the rest timed out on their own");
 }
+
+/// Each `/1.0/cluster/resources/{node}` request read Incus's member list
+/// again (a 60k-member list, 10 s of a plain `GET /1.0`). Requests under way
+/// at once now share one read. An Incus stand-in on loopback counts the
+/// reads, holding each answer for a second so the ten requests overlap.
+#[test]
+fn concurrent_cluster_requests_share_one_read_of_incus_members() {
+    use std::io::{BufRead, BufReader, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let (servers, _) = members(dir.path());
+    let incus = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let incus_address = incus.local_addr().unwrap();
+    let list = format!(
+        r#"{{"type":"sync","status":"Success","status_code":200,"operation":"","error_code":0,"error":"","metadata":[{{"server_name":"a","url":"{}","database":true,"status":"Online","message":"","architecture":"x86_64","groups":["default"]}}]}}"#,
+        servers[0].url
+    );
+    let reads = Arc::new(AtomicUsize::new(0));
+    let hold = Arc::new(AtomicBool::new(false));
+    {
+        let (reads, hold) = (reads.clone(), hold.clone());
+        std::thread::spawn(move || {
+            for stream in incus.incoming().flatten() {
+                let (reads, hold, list) = (reads.clone(), hold.clone(), list.clone());
+                std::thread::spawn(move || {
+                    reads.fetch_add(1, Ordering::SeqCst);
+                    let mut reader = BufReader::new(stream.try_clone().unwrap());
+                    let mut line = String::new();
+                    while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                        line.clear();
+                    }
+                    if hold.load(Ordering::SeqCst) {
+                        std::thread::sleep(Duration::from_secs(1));
+                    }
+                    let mut stream = stream;
+                    let _ = write!(
+                        stream,
+                        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{list}",
+                        list.len()
+                    );
+                });
+            }
+        });
+    }
+    let cluster = dir.path().join("incus.toml");
+    std::fs::write(
+        &cluster,
+        format!("incus = \"http://{incus_address}\"\ndeadline = \"5s\"\n"),
+    )
+    .unwrap();
+    let server = Arc::new(cluster_server(dir.path(), &cluster, "default", &[]));
+    hold.store(true, Ordering::SeqCst);
+    let before = reads.load(Ordering::SeqCst);
+    let answers: Vec<_> = (0..10)
+        .map(|_| {
+            let server = server.clone();
+            std::thread::spawn(move || http_get(&server.url, "/1.0/cluster/resources/a", &[]))
+        })
+        .collect();
+    for answer in answers {
+        let answer = answer.join().unwrap();
+        assert_eq!(answer.status, 200, "{}", answer.body);
+    }
+    let cost = reads.load(Ordering::SeqCst) - before;
+    assert!(cost <= 2, "ten requests at once read Incus's list {cost} times");
+    println!("ten concurrent cluster requests: {cost} read(s) of Incus's member list");
+}

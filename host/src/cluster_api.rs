@@ -43,6 +43,9 @@ pub struct ClusterApi {
     latest: std::sync::Mutex<Arc<Capabilities>>,
     pub slot: Arc<PolicySlot>,
     in_flight: SingleFlight<String, Result<Arc<CpuFlagsReport>, ApiError>>,
+    /// Reads of Incus's member list under way, shared by the requests that
+    /// arrive meanwhile.
+    incus_reads: SingleFlight<(), Result<Arc<Membership>, String>>,
 }
 
 /// Why a cluster request failed, as the HTTP status it maps to.
@@ -67,6 +70,7 @@ impl ClusterApi {
             latest: std::sync::Mutex::new(capabilities),
             slot,
             in_flight: SingleFlight::default(),
+            incus_reads: SingleFlight::default(),
         }
     }
 
@@ -86,19 +90,31 @@ impl ClusterApi {
         if self.file.incus.is_none() {
             return Ok((Cow::Borrowed(&self.file.cluster), current));
         }
-        let unavailable = |e: anyhow::Error| ApiError::NoData(format!("the Incus cluster's members: {e:#}"));
-        let mut membership = self.file.clone();
-        add_members_with(&mut membership, current.remote.cluster_client())
-            .await
-            .map_err(unavailable)?;
+        let unavailable = |e: String| ApiError::NoData(format!("the Incus cluster's members: {e}"));
+        // Requests under way at once share one read of Incus's list (a burst
+        // of `/1.0/cluster/resources/{node}` read a 60k-member list each).
+        let (file, client) = (self.file.clone(), current.remote.cluster_client().clone());
+        let read = self.incus_reads.run((), || {
+            boxed(async move {
+                let mut membership = file;
+                match add_members_with(&mut membership, &client).await {
+                    Ok(()) => Ok(Arc::new(membership)),
+                    Err(e) => Err(format!("{e:#}")),
+                }
+            })
+        });
+        let membership = read.await.map_err(unavailable)?;
         let mut latest = self.latest();
-        let remote = latest.remote.for_members(&membership).map_err(unavailable)?;
+        let remote = latest
+            .remote
+            .for_members(&membership)
+            .map_err(|e| unavailable(format!("{e:#}")))?;
         if !remote.reaches_same(&latest.remote) {
             let capabilities = Capabilities::new(latest.store.clone(), latest.config.clone(), remote)
                 .with_random_seed(latest.random_seed);
             *latest = Arc::new(capabilities);
         }
-        Ok((Cow::Owned(membership.cluster), latest.clone()))
+        Ok((Cow::Owned(membership.cluster.clone()), latest.clone()))
     }
 
     /// How long a cluster request may take, given the members' fetch deadline.

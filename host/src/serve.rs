@@ -229,7 +229,7 @@ impl FlagsQuery {
             require_hypervisor: switch("require-hypervisor", &self.require_hypervisor)?,
             drop_fragile: switch("drop-fragile", &self.drop_fragile)?,
         };
-        output.check()?;
+        output.check(&arch)?;
         Ok(FlagsRequest {
             arch,
             allow_partial: switch("allow-partial", &self.allow_partial)?,

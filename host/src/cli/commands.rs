@@ -58,7 +58,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
                 require_hypervisor: *require_hypervisor,
                 drop_fragile: *drop_fragile,
             };
-            output.check().map_err(|why| Failure::usage(anyhow!(why)))?;
+            output.check(&arch).map_err(|why| Failure::usage(anyhow!(why)))?;
             let keys =
                 query::cpu_flags_command(&cli, &membership, config, output, &arch, *allow_partial).await?;
             // clap makes --apply require --group.

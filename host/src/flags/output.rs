@@ -148,11 +148,17 @@ impl FlagsOutput {
 
     /// Options that say nothing together are refused, not ignored:
     /// `--explain` and `--level` are tables of their own, not a QEMU line.
-    pub fn check(&self) -> Result<(), String> {
+    pub fn check(&self, arch: &str) -> Result<(), String> {
         let vm_format = matches!(
             self.format,
             FlagsFormat::Qemu | FlagsFormat::Libvirt | FlagsFormat::Incus
         );
+        if vm_format && arch != "x86_64" {
+            return Err(format!(
+                "the qemu, libvirt and incus formats describe x86_64 guests, not {}",
+                crate::format::for_terminal(arch, 64)
+            ));
+        }
         if vm_format && (self.explain || self.level) {
             return Err(format!(
                 "--explain and --level print tables: use them without --format {} (or with --format json)",
