@@ -122,7 +122,7 @@ pub fn read(path: &Path, rule: Rule) -> Result<Vec<u8>, ReadError> {
         // writer as a shell would (a FIFO opened without blocking and no
         // writer yet reads as empty).
         let file = File::open(path).map_err(ReadError::Io)?;
-        return bounded(file, rule.max, rule.max);
+        return bounded(file, rule.max + 1, rule.max);
     }
     if metadata.len() > rule.max {
         return Err(ReadError::TooLarge { max: rule.max });
@@ -130,13 +130,12 @@ pub fn read(path: &Path, rule: Rule) -> Result<Vec<u8>, ReadError> {
     bounded(file, metadata.len(), rule.max)
 }
 
-/// Reads at most `expect` bytes (the size the open file had), or, for a
-/// pipe, up to one past `max` to tell a too-large input.
-fn bounded(file: File, expect: u64, max: u64) -> Result<Vec<u8>, ReadError> {
-    let mut bytes = Vec::with_capacity(expect.min(max) as usize);
-    file.take(expect.min(max) + 1)
-        .read_to_end(&mut bytes)
-        .map_err(ReadError::Io)?;
+/// Reads at most `limit` bytes: a regular file's size as it was opened (a
+/// file that grows meanwhile is cut, and what is cut fails its parse), or,
+/// for a pipe, one past `max`, to tell a too-large input.
+fn bounded(file: File, limit: u64, max: u64) -> Result<Vec<u8>, ReadError> {
+    let mut bytes = Vec::with_capacity(limit.min(max) as usize);
+    file.take(limit).read_to_end(&mut bytes).map_err(ReadError::Io)?;
     if bytes.len() as u64 > max {
         return Err(ReadError::TooLarge { max });
     }

@@ -294,7 +294,7 @@ impl PolicyRuntime {
                 if let Err(why) = store.data().lent.check(&resources) {
                     return Err(wasmtime::Error::msg(why));
                 }
-                resources.summary = store.data_mut().summary_of(&resources.document);
+                resources.summary = store.data().lent.summary_of(&resources.document);
                 Ok(Ok(resources))
             },
         )

@@ -16,7 +16,6 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use super::lent::Lent;
-use crate::api::cpu_summary::CpuSummary;
 use crate::capabilities::{Capabilities, Grant};
 use crate::model::FetchError;
 
@@ -69,9 +68,6 @@ pub struct PluginState {
     pub grant: Grant,
     /// The call's generator behind `random-u64`.
     random: StdRng,
-    /// The last document this call read from or wrote to the cache, with
-    /// the summary stored beside it.
-    cached: Option<(String, CpuSummary)>,
     /// Host calls that do work (probe, fetch, cache, log) made so far.
     host_calls: u32,
     /// The largest document this policy can be handed back from the cache.
@@ -109,7 +105,6 @@ impl PluginState {
             capabilities,
             grant,
             random: StdRng::seed_from_u64(seed),
-            cached: None,
             host_calls: 0,
             cacheable_bytes: limits.memory_bytes / 4,
             lent: Lent::default(),
@@ -144,29 +139,6 @@ impl PluginState {
             )));
         }
         Ok(())
-    }
-
-    /// Notes a document that went through the cache with its stored summary.
-    pub fn remember_summary(&mut self, document: String, summary: CpuSummary) {
-        self.cached = Some((document, summary));
-    }
-
-    /// The stored summary of `document`, if it is the one last noted: a
-    /// policy that answers with the cached document spares the host a parse
-    /// (a byte comparison costs far less).
-    /// Notes a fetched document with the summary made when it was checked,
-    /// so a cache write of the same document need not parse it again.
-    pub fn remember_fetched(&mut self, document: &crate::model::Document) {
-        if let Some(summary) = &document.summary {
-            self.remember_summary(document.body.clone(), summary.clone());
-        }
-    }
-
-    pub fn summary_of(&mut self, document: &str) -> Option<CpuSummary> {
-        self.cached
-            .take()
-            .filter(|(noted, _)| noted == document)
-            .map(|(_, summary)| summary)
     }
 
     pub fn random_u64(&mut self) -> u64 {
@@ -273,23 +245,6 @@ mod tests {
             Duration::from_secs(460)
         );
     }
-    use crate::api::cpu_summary::CoreGroup;
     use crate::remote::RemoteFetcher;
     use crate::store::CacheStore;
-
-    #[test]
-    fn a_stored_summary_serves_only_the_very_document_it_came_with() {
-        let (_dir, mut state) = state_with(&Limits::default());
-        let summary = CpuSummary {
-            architecture: "x86_64".into(),
-            core_groups: vec![CoreGroup::new(1, &["fpu"])],
-            hypervisor: None,
-            vendor: None,
-        };
-        state.remember_summary("{\"a\":1}".into(), summary.clone());
-        assert_eq!(state.summary_of("{\"a\":2}"), None, "another document");
-        state.remember_summary("{\"a\":1}".into(), summary.clone());
-        assert_eq!(state.summary_of("{\"a\":1}"), Some(summary));
-        assert_eq!(state.summary_of("{\"a\":1}"), None, "used once");
-    }
 }

@@ -81,8 +81,8 @@ impl self::nodecache::policy::host::Host for PluginState {
         self.capabilities
             .probe_local(&self.grant)
             .await
-            .map(|document| {
-                self.lent.probed(&document.body);
+            .map(|mut document| {
+                self.lent.probed(&document.body, document.summary.take());
                 document.body
             })
             .map_err(fetch_error_to_wit)
@@ -95,8 +95,8 @@ impl self::nodecache::policy::host::Host for PluginState {
             .fetch_remote(&self.grant, &node.name)
             .await
             .map_err(fetch_error_to_wit)?;
-        self.remember_fetched(&document);
-        self.lent.fetched(&document.body);
+        let mut document = document;
+        self.lent.fetched(&document.body, document.summary.take());
         Ok(document.body)
     }
 
@@ -107,8 +107,7 @@ impl self::nodecache::policy::host::Host for PluginState {
         match self.capabilities.cache_read(&self.grant, &node) {
             Ok(entry) => Ok(entry.map(|e| {
                 self.lent
-                    .read_from_cache(&e.document, e.age_ms, e.validator.as_deref());
-                self.remember_summary(e.document.clone(), e.summary);
+                    .read_from_cache(&e.document, e.age_ms, e.validator.as_deref(), e.summary);
                 wit::CacheEntry {
                     document: e.document,
                     age_ms: e.age_ms,
@@ -124,12 +123,12 @@ impl self::nodecache::policy::host::Host for PluginState {
     async fn cache_write(&mut self, node: String, document: String) -> Result<(), wit::HostError> {
         self.charge("cache-write").map_err(fetch_error_to_wit)?;
         self.check_cacheable(&document).map_err(fetch_error_to_wit)?;
-        let known = self.summary_of(&document);
+        let known = self.lent.summary_of(&document);
         let summary = self
             .capabilities
             .cache_write(&self.grant, &node, &document, None, known)
             .map_err(fetch_error_to_wit)?;
-        self.remember_summary(document, summary);
+        self.lent.note_summary(&document, &summary);
         Ok(())
     }
 

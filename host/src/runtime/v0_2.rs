@@ -89,8 +89,8 @@ impl self::nodecache::policy::host::Host for PluginState {
         self.capabilities
             .probe_local(&self.grant)
             .await
-            .map(|document| {
-                self.lent.probed(&document.body);
+            .map(|mut document| {
+                self.lent.probed(&document.body, document.summary.take());
                 document_to_wit(document)
             })
             .map_err(fetch_error_to_wit)
@@ -114,8 +114,8 @@ impl self::nodecache::policy::host::Host for PluginState {
             .fetch_remote(&self.grant, &node.name)
             .await
             .map_err(fetch_error_to_wit)?;
-        self.remember_fetched(&document);
-        self.lent.fetched(&document.body);
+        let mut document = document;
+        self.lent.fetched(&document.body, document.summary.take());
         Ok(document_to_wit(document))
     }
 
@@ -135,9 +135,8 @@ impl self::nodecache::policy::host::Host for PluginState {
                 self.lent.confirmed(&validator);
                 Ok(wit::Fetched::NotModified)
             }
-            Ok(model::Fetched::Modified(document)) => {
-                self.remember_fetched(&document);
-                self.lent.fetched(&document.body);
+            Ok(model::Fetched::Modified(mut document)) => {
+                self.lent.fetched(&document.body, document.summary.take());
                 Ok(wit::Fetched::Modified(document_to_wit(document)))
             }
             Err(error) => Err(fetch_error_to_wit(error)),
@@ -151,8 +150,7 @@ impl self::nodecache::policy::host::Host for PluginState {
         match self.capabilities.cache_read(&self.grant, &node) {
             Ok(entry) => Ok(entry.map(|e| {
                 self.lent
-                    .read_from_cache(&e.document, e.age_ms, e.validator.as_deref());
-                self.remember_summary(e.document.clone(), e.summary);
+                    .read_from_cache(&e.document, e.age_ms, e.validator.as_deref(), e.summary);
                 wit::CacheEntry {
                     document: e.document,
                     age_ms: e.age_ms,
@@ -169,7 +167,7 @@ impl self::nodecache::policy::host::Host for PluginState {
     async fn cache_write(&mut self, node: String, document: wit::Document) -> Result<(), wit::HostError> {
         self.charge("cache-write").map_err(fetch_error_to_wit)?;
         self.check_cacheable(&document.body).map_err(fetch_error_to_wit)?;
-        let known = self.summary_of(&document.body);
+        let known = self.lent.summary_of(&document.body);
         let summary = self
             .capabilities
             .cache_write(
@@ -180,7 +178,7 @@ impl self::nodecache::policy::host::Host for PluginState {
                 known,
             )
             .map_err(fetch_error_to_wit)?;
-        self.remember_summary(document.body, summary);
+        self.lent.note_summary(&document.body, &summary);
         Ok(())
     }
 
