@@ -24,7 +24,7 @@ impl Cluster {
         for (name, server) in &self.servers {
             let url = server
                 .as_ref()
-                .map_or("http://127.0.0.1:9".to_string(), |s| s.url.clone());
+                .map_or(crate::util::dead_url().to_string(), |s| s.url.clone());
             text.push_str(&format!("[[member]]\nname = \"{name}\"\nurl = \"{url}\"\n"));
         }
         let path = self.dir.path().join("cluster.toml");
@@ -223,9 +223,11 @@ fn misbehaving_members_are_reported_for_that_member_only() {
     let garbage = b"HTTP/1.1 200 OK\r\nContent-Length: 12\r\n\r\nnot json!!!!".to_vec();
     let mut huge = b"HTTP/1.1 200 OK\r\nContent-Length: 104857600\r\n\r\n".to_vec();
     huge.extend(std::iter::repeat_n(b'x', 1 << 20));
-    let redirect =
-        b"HTTP/1.1 302 Found\r\nLocation: http://127.0.0.1:9/1.0/resources\r\nContent-Length: 0\r\n\r\n"
-            .to_vec();
+    let redirect = format!(
+        "HTTP/1.1 302 Found\r\nLocation: {}/1.0/resources\r\nContent-Length: 0\r\n\r\n",
+        crate::util::dead_url()
+    )
+    .into_bytes();
     let peers = [
         ("garbage", Some(garbage)),
         ("huge", Some(huge)),
@@ -591,9 +593,28 @@ fn a_full_fd_table_does_not_make_serve_spin() {
         spent < 0.5,
         "serve used {spent:.2} s of CPU in 2 s with its fds exhausted"
     );
-    // Once the connections close, it accepts again.
-    std::thread::sleep(Duration::from_millis(1500));
-    assert!(std::net::TcpStream::connect(&address).is_ok());
+    // Once the connections close, it accepts again: a real request answered,
+    // not a connect (which the kernel's backlog completes without serve).
+    let answered = Command::new("curl")
+        .args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--max-time",
+            "30",
+            "--cacert",
+        ])
+        .arg(dir.path().join("state/server.crt"))
+        .arg(format!("https://{address}/1.0"))
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&answered.stdout),
+        "200",
+        "serve did not answer once fds were free"
+    );
     child.kill().unwrap();
     child.wait().unwrap();
     let log_bytes = logged.join().unwrap();
@@ -677,8 +698,9 @@ fn a_huge_member_answer_is_stored_as_received_and_fails_nothing_else() {
     std::fs::write(
         &cluster,
         format!(
-            "deadline = \"30s\"\n[[member]]\nname = \"big\"\nurl = \"{}\"\n[[member]]\nname = \"dead\"\nurl = \"http://127.0.0.1:9\"\n",
-            server.url
+            "deadline = \"30s\"\n[[member]]\nname = \"big\"\nurl = \"{}\"\n[[member]]\nname = \"dead\"\nurl = \"{}\"\n",
+            server.url,
+            crate::util::dead_url()
         ),
     )
     .unwrap();

@@ -50,7 +50,8 @@ impl Recorded {
         for (name, document, group) in nodes {
             write_cache_entry(&dir.path().join("cache"), name, document, None, 0);
             text.push_str(&format!(
-                "[[member]]\nname = \"{name}\"\nurl = \"http://127.0.0.1:9\"\n"
+                "[[member]]\nname = \"{name}\"\nurl = \"{}\"\n",
+                crate::util::dead_url()
             ));
             if !group.is_empty() {
                 text.push_str(&format!("groups = [\"{group}\"]\n"));

@@ -47,10 +47,28 @@ pub fn write_cache_entry(cache_dir: &Path, node: &str, document: &str, validator
 }
 pub const INCUS_FIXTURE: &str = include_str!("fixtures/incus-6.0.4-resources.envelope.json");
 
+/// A member that is down: a loopback port this test process holds bound but
+/// not listening, so a connection is refused, and nothing else can take
+/// the port meanwhile (a fixed port such as 9 may be anyone's).
+pub fn dead_url() -> &'static str {
+    static DEAD: std::sync::OnceLock<(tokio::net::TcpSocket, String)> = std::sync::OnceLock::new();
+    &DEAD
+        .get_or_init(|| {
+            let socket = tokio::net::TcpSocket::new_v4().unwrap();
+            socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+            let url = format!("http://{}", socket.local_addr().unwrap());
+            (socket, url)
+        })
+        .1
+}
+
 /// A `nodecache serve` process on a free loopback port, killed on drop.
 pub struct Server {
     pub child: Child,
     pub url: String,
+    /// Its default cache and state directories (`XDG_CACHE_HOME`,
+    /// `XDG_STATE_HOME`), so a test never writes into the runner's own.
+    _home: tempfile::TempDir,
 }
 
 impl Drop for Server {
@@ -77,8 +95,12 @@ pub fn spawn_serve_with(global: &[&str], args: &[&str]) -> Server {
 
 /// `spawn_serve_with`, with these environment variables set for `serve`.
 pub fn spawn_serve_env(global: &[&str], args: &[&str], env: &[(&str, &Path)]) -> Server {
+    let home = tempfile::tempdir().expect("a home for serve's default directories");
     let mut command = Command::new(BIN);
     command.args(global);
+    command
+        .env("XDG_CACHE_HOME", home.path().join("cache"))
+        .env("XDG_STATE_HOME", home.path().join("state"));
     for (name, value) in env {
         command.env(name, value);
     }
@@ -89,21 +111,32 @@ pub fn spawn_serve_env(global: &[&str], args: &[&str], env: &[(&str, &Path)]) ->
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn nodecache serve");
-    // Warnings (an unreachable Incus, say) may come before the address.
-    let mut line = String::new();
+    // Warnings (an unreachable Incus, say) may come before the address; the
+    // lines are read on a thread of their own, so a serve that never says
+    // where it listens fails the test with what it did say, not hangs it.
     let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    for _ in 0..20 {
-        line.clear();
-        if stderr.read_line(&mut line).unwrap() == 0 || line.starts_with("nodecache: listening on ") {
-            break;
+    let (said, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        while stderr.read_line(&mut line).is_ok_and(|n| n > 0) {
+            let listening = line.starts_with("nodecache: listening on ");
+            if said.send(std::mem::take(&mut line)).is_err() || listening {
+                break;
+            }
         }
-    }
-    // Keep draining its log, so a chatty server never blocks on a full pipe.
-    std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
-    let address = line
-        .trim()
-        .strip_prefix("nodecache: listening on ")
-        .unwrap_or_else(|| panic!("{line}"));
+        // Keep draining its log, so a chatty server never blocks on a full pipe.
+        let _ = std::io::copy(&mut stderr, &mut std::io::sink());
+    });
+    let mut before = String::new();
+    let address = loop {
+        match lines.recv_timeout(std::time::Duration::from_secs(120)) {
+            Ok(line) => match line.trim().strip_prefix("nodecache: listening on ") {
+                Some(address) => break address.to_string(),
+                None => before.push_str(&line),
+            },
+            Err(_) => panic!("serve {args:?} did not say where it listens within 120 s; it said:\n{before}"),
+        }
+    };
     let scheme = if args.contains(&"--insecure-http") {
         "http"
     } else {
@@ -112,6 +145,7 @@ pub fn spawn_serve_env(global: &[&str], args: &[&str], env: &[(&str, &Path)]) ->
     Server {
         url: format!("{scheme}://{address}"),
         child,
+        _home: home,
     }
 }
 

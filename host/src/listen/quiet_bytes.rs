@@ -92,7 +92,9 @@ mod tests {
     use super::*;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-    #[tokio::test]
+    /// Under tokio's paused clock: the 100 ms gaps and the 200 ms limit are
+    /// exact, not raced against a loaded machine.
+    #[tokio::test(start_paused = true)]
     async fn a_quiet_stream_times_out_and_a_busy_one_does_not() {
         let (client, server) = tokio::io::duplex(64);
         let mut server = QuietBytes::new(server, Duration::from_millis(200));

@@ -73,12 +73,12 @@ mod tests {
     fn a_missing_failing_or_hung_tool_gives_nothing() {
         assert_eq!(output(Path::new("/nonexistent/tool"), &[], TOOL_LIMIT), None);
         assert_eq!(output(Path::new("false"), &[], TOOL_LIMIT), None);
-        let started = Instant::now();
+        // `sleep` ends with success and no output: Some("") had it been
+        // waited for, so None shows it was killed at the limit (no clock read).
         assert_eq!(
             output(Path::new("sleep"), &["30"], Duration::from_millis(200)),
             None
         );
-        assert!(started.elapsed() < Duration::from_secs(5), "killed at the limit");
     }
 
     /// A tool that prints without end (`yes`) was read whole into memory
