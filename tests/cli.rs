@@ -111,6 +111,9 @@ fn the_cpuid_probe_sees_every_cpuid_based_kernel_flag() {
     assert!(missing.is_empty(), "CPUID probe misses kernel flags {missing:?}");
 }
 
+/// x86_64 only (the kernel-only flags it checks are x86's), compiled only
+/// there, so it cannot pass by skipping.
+#[cfg(target_arch = "x86_64")]
 #[test]
 fn probe_both_lists_the_kernels_own_flags() {
     let run = Run::new();
@@ -141,7 +144,7 @@ fn probe_both_lists_the_kernels_own_flags() {
         "missing {:?}",
         expected.difference(&kernel_only).collect::<Vec<_>>()
     );
-    assert!(!kernel_only.is_empty() || !cfg!(target_arch = "x86_64"), "{text}");
+    assert!(!kernel_only.is_empty(), "{text}");
 }
 
 #[test]
