@@ -227,7 +227,13 @@ fn hostile_policies_fail_their_own_requests_while_the_server_keeps_answering() {
             failed.status,
             rss_kb / 1024
         );
-        assert!(rss_kb < 400 << 10, "{mode}: serve holds {rss_kb} kB");
+        // RELIABILITY.md documents 19–35 MB after each; 64 MB is the stated
+        // margin (allocator slack), far below what a leaked 48 MiB answer or
+        // a kept 64 MiB instance memory would show.
+        assert!(
+            rss_kb < 64 << 10,
+            "{mode}: serve holds {rss_kb} kB (documented: 19–35 MB)"
+        );
     }
 }
 
@@ -329,8 +335,10 @@ fn this_machine_is_probed_at_most_once_a_second_however_many_ask() {
     let _ = child.wait();
     let probes = probes.load(Ordering::SeqCst);
     assert!(bodies.iter().all(|body| *body == bodies[0]));
+    // At most one probe a second: a probe at t, the next no sooner than
+    // t + 1 s, so requests spread over T seconds cost at most floor(T) + 1.
     assert!(
-        probes >= 1 && probes as u64 <= elapsed.as_secs() + 2,
+        probes >= 1 && probes as u64 <= elapsed.as_secs() + 1,
         "{probes} probes for 100 requests in {elapsed:?}"
     );
     println!("100 requests in {elapsed:?}: {probes} probes");
