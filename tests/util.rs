@@ -26,12 +26,34 @@ pub fn policy_file(name: &str) -> PathBuf {
     ))
 }
 
-/// Writes a cache entry for `node` as the host does, fetched `age_ms` ago.
-pub fn write_cache_entry(cache_dir: &Path, node: &str, document: &str, validator: Option<&str>, age_ms: u64) {
-    let now_ms = std::time::SystemTime::now()
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
-        .as_millis() as u64;
+        .as_millis() as u64
+}
+
+/// Writes a cache entry for `node` in the current format (its CPU summary
+/// and the document's SHA-256 in the header), fetched `age_ms` ago, through
+/// the store itself: what a run of nodecache leaves behind.
+pub fn write_cache_entry(cache_dir: &Path, node: &str, document: &str, validator: Option<&str>, age_ms: u64) {
+    let name = nodecache::node_name::NodeName::parse(node).unwrap();
+    nodecache::store::CacheStore::new(cache_dir)
+        .write(&name, document, validator, now_ms() - age_ms, None)
+        .expect("a resources document the store takes");
+}
+
+/// Writes an entry as nodecache before the CPU summary wrote them (no
+/// summary, no digest; any JSON was cached then), fetched `age_ms` ago: the
+/// legacy read path.
+pub fn write_legacy_cache_entry(
+    cache_dir: &Path,
+    node: &str,
+    document: &str,
+    validator: Option<&str>,
+    age_ms: u64,
+) {
+    let now_ms = now_ms();
     let mut header = json!({
         "format": "nodecache-cache/1",
         "node": node,
