@@ -589,6 +589,10 @@ fn can_run_and_groups_answer_over_a_recorded_mixed_cluster() {
         "{from_old}"
     );
     assert!(from_old.contains("cannot: amd lacks"), "{from_old}");
+    // `can-run --group` asks only the group's members.
+    let in_gen2 = cluster.text(&["can-run", "--from", "new", "--group", "gen2"]);
+    assert!(!in_gen2.contains("old"), "{in_gen2}");
+    assert!(in_gen2.contains("new") && in_gen2.contains("amd"), "{in_gen2}");
     // One group's flags: gen2 is Skylake and EPYC, without the Haswell.
     let gen2: Value =
         serde_json::from_str(&cluster.text(&["cpu-flags", "--group", "gen2", "--format", "json"])).unwrap();

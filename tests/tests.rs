@@ -9,5 +9,6 @@ mod incus;
 mod listen;
 mod outputs;
 mod policies;
+mod promises;
 mod serving;
 mod util;

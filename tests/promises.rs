@@ -1,0 +1,187 @@
+//! What the README promises and no other test checked, each against a tool
+//! this project did not write: openssl for TLS and fingerprints, glibc's
+//! dynamic loader for the x86-64 level, the kernel for flags.
+
+use std::collections::BTreeSet;
+use std::process::Command;
+
+use crate::util::{BIN, recorded_node, spawn_serve, stderr, write_cache_entry};
+
+fn openssl(args: &[&str], stdin: &[u8]) -> std::process::Output {
+    use std::io::Write;
+    let mut child = Command::new("openssl")
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("openssl (package openssl)");
+    let _ = child.stdin.take().unwrap().write_all(stdin);
+    child.wait_with_output().unwrap()
+}
+
+/// "HTTPS with TLS 1.3; on first start it makes a self-signed ECDSA P-384
+/// certificate": openssl offered only TLS 1.2 is refused, TLS 1.3 is
+/// served, and openssl reads the certificate's key as P-384.
+#[test]
+fn serve_speaks_tls_1_3_only_with_a_p384_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = recorded_node(dir.path(), "n", "x86_64", &["fpu"]);
+    let state = dir.path().join("state");
+    let server = spawn_serve(Some(&state), &["--resources-file", file.to_str().unwrap()]);
+    let address = server.url.trim_start_matches("https://");
+    let old = openssl(&["s_client", "-tls1_2", "-connect", address], b"");
+    assert!(!old.status.success(), "TLS 1.2 was served");
+    let new = openssl(&["s_client", "-tls1_3", "-connect", address], b"");
+    let said = String::from_utf8_lossy(&new.stdout);
+    assert!(new.status.success() && said.contains("TLSv1.3"), "{said}");
+    let cert = openssl(
+        &[
+            "x509",
+            "-noout",
+            "-text",
+            "-in",
+            state.join("server.crt").to_str().unwrap(),
+        ],
+        b"",
+    );
+    let text = String::from_utf8_lossy(&cert.stdout);
+    assert!(
+        text.contains("id-ecPublicKey") && text.contains("NIST CURVE: P-384"),
+        "{text}"
+    );
+}
+
+/// `trust list` prints what `trust add` added, by the SHA-256 fingerprint
+/// openssl computes of the certificate.
+#[test]
+fn trust_list_names_each_certificate_by_the_fingerprint_openssl_computes() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let run = |args: &[&str]| {
+        let output = Command::new(BIN)
+            .arg("--state-dir")
+            .arg(&state)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{args:?}: {}", stderr(&output));
+        String::from_utf8(output.stdout).unwrap()
+    };
+    // Another node's identity, made by nodecache in its own state directory.
+    let other = dir.path().join("other");
+    let made = Command::new(BIN)
+        .arg("--state-dir")
+        .arg(&other)
+        .arg("identity")
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{}", stderr(&made));
+    let cert = other.join("server.crt");
+    run(&["trust", "add", cert.to_str().unwrap()]);
+    let fingerprint = openssl(
+        &[
+            "x509",
+            "-noout",
+            "-fingerprint",
+            "-sha256",
+            "-in",
+            cert.to_str().unwrap(),
+        ],
+        b"",
+    );
+    let expected = String::from_utf8_lossy(&fingerprint.stdout)
+        .trim()
+        .rsplit('=')
+        .next()
+        .unwrap()
+        .replace(':', "")
+        .to_ascii_lowercase();
+    assert_eq!(run(&["trust", "list"]).trim(), expected);
+}
+
+/// The cluster file may come from `NODECACHE_CLUSTER` instead of `--cluster`.
+#[test]
+fn the_cluster_file_may_be_named_by_nodecache_cluster() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let mut text = String::from("deadline = \"2s\"\n");
+    for (name, flags) in [("a", ["fpu", "sse2", "avx"]), ("b", ["fpu", "sse2", "aes"])] {
+        let file = recorded_node(dir.path(), name, "x86_64", &flags);
+        write_cache_entry(&cache, name, &crate::util::resources_of(&file), None, 0);
+        text.push_str(&format!(
+            "[[member]]\nname = \"{name}\"\nurl = \"{}\"\n",
+            crate::util::dead_url()
+        ));
+    }
+    let cluster = dir.path().join("cluster.toml");
+    std::fs::write(&cluster, text).unwrap();
+    let output = Command::new(BIN)
+        .env("NODECACHE_CLUSTER", &cluster)
+        .arg("--cache-dir")
+        .arg(&cache)
+        .arg("cpu-flags")
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(String::from_utf8_lossy(&output.stdout), "fpu\nsse2\n");
+}
+
+/// This machine's x86-64 level (README: "x86-64-v4" style, from the common
+/// flags) is the highest glibc's dynamic loader says this CPU supports.
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn this_machines_level_is_the_one_glibc_finds() {
+    let loader = Command::new("/lib64/ld-linux-x86-64.so.2")
+        .arg("--help")
+        .output()
+        .expect("glibc's dynamic loader");
+    let text = String::from_utf8_lossy(&loader.stdout);
+    let glibc = text
+        .lines()
+        .filter(|line| line.contains("(supported"))
+        .filter_map(|line| line.trim().split_whitespace().next())
+        .filter(|level| level.starts_with("x86-64-v"))
+        .max()
+        .unwrap_or("x86-64-v1")
+        .to_string();
+    let cache = tempfile::tempdir().unwrap();
+    let output = Command::new(BIN)
+        .arg("--cache-dir")
+        .arg(cache.path())
+        .args(["cpu-flags", "--format", "json"])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["level"], glibc.as_str(), "glibc: {text}");
+}
+
+/// `probe --source kernel` lists the flags every CPU of /proc/cpuinfo has.
+#[test]
+fn probe_source_kernel_lists_the_kernels_common_flags() {
+    let text = std::fs::read_to_string("/proc/cpuinfo").unwrap();
+    let mut sets = text
+        .lines()
+        .filter(|line| line.starts_with("flags") || line.starts_with("Features"))
+        .map(|line| {
+            line.split_once(':')
+                .unwrap()
+                .1
+                .split_whitespace()
+                .map(str::to_string)
+                .collect::<BTreeSet<_>>()
+        });
+    let first = sets.next().expect("/proc/cpuinfo lists flags");
+    let kernel = sets.fold(first, |common, set| common.intersection(&set).cloned().collect());
+    let output = Command::new(BIN)
+        .args(["probe", "--source", "kernel"])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    let listed: BTreeSet<String> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect();
+    assert_eq!(listed, kernel);
+}
