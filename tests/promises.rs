@@ -140,7 +140,7 @@ fn this_machines_level_is_the_one_glibc_finds() {
     let glibc = text
         .lines()
         .filter(|line| line.contains("(supported"))
-        .filter_map(|line| line.trim().split_whitespace().next())
+        .filter_map(|line| line.split_whitespace().next())
         .filter(|level| level.starts_with("x86-64-v"))
         .max()
         .unwrap_or("x86-64-v1")
