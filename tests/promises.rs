@@ -185,3 +185,40 @@ fn probe_source_kernel_lists_the_kernels_common_flags() {
         .collect();
     assert_eq!(listed, kernel);
 }
+
+/// `GET /1.0` shows the active policy under `environment.policy`: its
+/// version is the crate's (the workspace's `Cargo.toml`), its contract the
+/// WIT package it was built against (`wit/v0.2.0`), its origin the file it
+/// was loaded from.
+#[test]
+fn get_1_0_names_the_active_policy_by_version_contract_and_origin() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let manifest = std::fs::read_to_string(root.join("Cargo.toml")).unwrap();
+    let version = manifest
+        .split("[workspace.package]")
+        .nth(1)
+        .and_then(|table| table.lines().find_map(|line| line.strip_prefix("version = ")))
+        .expect("the workspace's version")
+        .trim_matches('"')
+        .to_string();
+    let wit = std::fs::read_to_string(root.join("wit/v0.2.0/policy.wit")).unwrap();
+    let contract = wit
+        .lines()
+        .find_map(|line| line.strip_prefix("package "))
+        .expect("the WIT package line")
+        .trim_end_matches(';')
+        .to_string();
+    let policy = crate::util::policy_file("default");
+    let dir = tempfile::tempdir().unwrap();
+    let file = recorded_node(dir.path(), "n", "x86_64", &["fpu"]);
+    let server = crate::util::spawn_serve_with(
+        &["--policy", policy.to_str().unwrap()],
+        &["--insecure-http", "--resources-file", file.to_str().unwrap()],
+    );
+    let info = crate::util::http_get_json(&server.url, "/1.0");
+    let active = &info["metadata"]["environment"]["policy"];
+    assert_eq!(active["name"], "default", "{active}");
+    assert_eq!(active["version"], version.as_str(), "{active}");
+    assert_eq!(active["contract"], contract.as_str(), "{active}");
+    assert_eq!(active["origin"], policy.to_str().unwrap(), "{active}");
+}
