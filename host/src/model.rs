@@ -142,7 +142,18 @@ impl PolicyInfo {
     /// Refuses a setting this policy does not declare, naming the ones it
     /// does: a typo (`max_age` for `max-age`) would otherwise be ignored
     /// and the default used without a word.
+    /// The refusal names the policy by `origin`; the CLI makes it exit 2
+    /// wherever it surfaces (`cli::Failure`).
     pub fn check_settings<'a>(
+        &self,
+        origin: &str,
+        keys: impl IntoIterator<Item = &'a String>,
+    ) -> anyhow::Result<()> {
+        self.unknown_settings(keys)
+            .map_err(|why| anyhow::Error::new(why).context(format!("policy {origin}")))
+    }
+
+    fn unknown_settings<'a>(
         &self,
         keys: impl IntoIterator<Item = &'a String>,
     ) -> Result<(), UnknownSettings> {

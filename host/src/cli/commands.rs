@@ -181,8 +181,7 @@ pub(super) async fn policy_and_capabilities(
     let runtime = loader.load(cli.policy.as_deref())?;
     let capabilities = capabilities(cli, config, membership)?;
     let info = runtime.describe(capabilities.clone()).await?;
-    info.check_settings(capabilities.config.keys())
-        .map_err(|why| Failure::usage(anyhow!("policy {}: {why}", runtime.origin())))?;
+    info.check_settings(runtime.origin(), capabilities.config.keys())?;
     Ok((Arc::new(runtime), capabilities))
 }
 

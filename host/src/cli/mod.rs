@@ -26,7 +26,7 @@ impl From<anyhow::Error> for Failure {
             matches!(
                 cause.downcast_ref(),
                 Some(crate::model::PolicyFailure::BadConfig(_))
-            )
+            ) || cause.is::<crate::model::UnknownSettings>()
         });
         Failure {
             code: if bad_settings { 2 } else { 1 },

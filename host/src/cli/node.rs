@@ -133,13 +133,7 @@ pub(super) async fn serve_command(cli: &Cli, args: &ServeArgs) -> Result<(), Fai
     let capabilities = capabilities(cli, config, &membership)?;
     let mut loader = loader(cli, DEFAULT_INSTANCES as usize);
     loader.limits = Limits::for_fetch_deadline(membership.deadline);
-    let policy = PolicySlot::load(cli.policy.clone(), loader, capabilities.clone())
-        .await
-        .map_err(|e| match e.downcast_ref::<crate::model::UnknownSettings>() {
-            Some(_) => Failure::usage(e),
-            None => e.into(),
-        })?;
-    let policy = Arc::new(policy);
+    let policy = Arc::new(PolicySlot::load(cli.policy.clone(), loader, capabilities.clone()).await?);
     policy.watch()?;
     let cluster = cli
         .cluster

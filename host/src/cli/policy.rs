@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use anyhow::{Context, anyhow, bail};
+use anyhow::{Context, bail};
 use indicatif::ProgressBar;
 
 use super::Failure;
@@ -23,8 +23,7 @@ pub(super) async fn policy_check(cli: &Cli, choice: &str) -> Result<(), Failure>
     let (_, config) = cluster_file(cli)?;
     let runtime = Arc::new(loader(cli, 1).load(Some(choice))?);
     let info = describe(&runtime).await?;
-    info.check_settings(config.keys())
-        .map_err(|why| Failure::usage(anyhow!("policy {}: {why}", runtime.origin())))?;
+    info.check_settings(runtime.origin(), config.keys())?;
     let call = one_call(&runtime, config).await?;
     print(&format!(
         "{}: ok\n{}{call}\n",

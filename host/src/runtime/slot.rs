@@ -158,8 +158,7 @@ async fn load_checked(
         .await
         .context("policy loader")??;
     let info = runtime.describe(capabilities.clone()).await?;
-    info.check_settings(capabilities.config.keys())
-        .map_err(|why| anyhow::Error::new(why).context(format!("policy {}", runtime.origin())))?;
+    info.check_settings(runtime.origin(), capabilities.config.keys())?;
     Ok(ActivePolicy {
         runtime: Arc::new(runtime),
         info,
