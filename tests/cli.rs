@@ -320,24 +320,31 @@ fn an_explicit_policy_file_is_used() {
     let report = run.json(&["cpu-flags", "--format", "json"]);
     let node = report["nodes"][0]["name"].as_str().unwrap().to_string();
     let document = run.ok(&["resources"]);
-    let planted = std::time::Instant::now();
-    crate::util::write_cache_entry(run.cache.path(), &node, &document, None, 2 * 86_400_000);
-    let pinned = policy_file("pinned");
-    let report = run.json(&[
-        "--policy",
-        pinned.to_str().unwrap(),
-        "cpu-flags",
-        "--format",
-        "json",
-    ]);
-    assert_eq!(report["nodes"][0]["source"], "cache");
-    // Two days, plus whatever whole seconds passed since it was planted.
-    let age = report["nodes"][0]["age_seconds"].as_u64().unwrap();
-    let since = planted.elapsed().as_secs();
-    assert!(
-        (2 * 86_400..=2 * 86_400 + since).contains(&age),
-        "age {age} s, planted {since} s ago"
+    // Fetched two days before a stopped clock: the run sees exactly 172,800 s.
+    let frozen = crate::util::now_s();
+    crate::util::write_cache_entry_at(
+        run.cache.path(),
+        &node,
+        &document,
+        None,
+        (frozen - 2 * 86_400) * 1000,
     );
+    let pinned = policy_file("pinned");
+    let output =
+        crate::util::freeze_clock(Command::new(BIN).arg("--cache-dir").arg(run.cache.path()), frozen)
+            .args([
+                "--policy",
+                pinned.to_str().unwrap(),
+                "cpu-flags",
+                "--format",
+                "json",
+            ])
+            .output()
+            .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["nodes"][0]["source"], "cache");
+    assert_eq!(report["nodes"][0]["age_seconds"], 2 * 86_400);
     let flags: BTreeSet<String> = report["flags"]
         .as_array()
         .unwrap()

@@ -46,7 +46,7 @@ impl Recorded {
 
     /// Members with these documents and groups, cached in `dir`.
     pub(crate) fn of_documents(dir: tempfile::TempDir, nodes: &[(&str, String, &str)]) -> Recorded {
-        let mut text = String::from("deadline = \"2s\"\n");
+        let mut text = String::from("deadline = \"60s\"\n");
         for (name, document, group) in nodes {
             write_cache_entry(&dir.path().join("cache"), name, document, None, 0);
             text.push_str(&format!(

@@ -105,7 +105,7 @@ fn trust_list_names_each_certificate_by_the_fingerprint_openssl_computes() {
 fn the_cluster_file_may_be_named_by_nodecache_cluster() {
     let dir = tempfile::tempdir().unwrap();
     let cache = dir.path().join("cache");
-    let mut text = String::from("deadline = \"2s\"\n");
+    let mut text = String::from("deadline = \"60s\"\n");
     for (name, flags) in [("a", ["fpu", "sse2", "avx"]), ("b", ["fpu", "sse2", "aes"])] {
         let file = recorded_node(dir.path(), name, "x86_64", &flags);
         write_cache_entry(&cache, name, &crate::util::resources_of(&file), None, 0);

@@ -26,7 +26,7 @@ fn members(dir: &Path) -> (Vec<Server>, PathBuf) {
             )
         })
         .collect();
-    let mut text = String::from("deadline = \"2s\"\n");
+    let mut text = String::from("deadline = \"60s\"\n");
     for (name, server) in ["a", "b"].iter().zip(&servers) {
         text.push_str(&format!(
             "[[member]]\nname = \"{name}\"\nurl = \"{}\"\n",
@@ -114,6 +114,12 @@ fn the_policy_is_swapped_under_load_without_a_failed_or_wrong_answer() {
         })
     };
     let started = Instant::now();
+    // Each phase lasts until the client has had 20 more answers: the swaps
+    // happen under load however fast or slow this machine is.
+    let under_load = || {
+        let target = answered.load(Ordering::Relaxed) + 20;
+        wait_for("20 more answers", || answered.load(Ordering::Relaxed) >= target);
+    };
     let swap = |bytes: Vec<u8>, expect: &str, reloads: u64| {
         let swap_started = Instant::now();
         install(&policy, &bytes);
@@ -123,22 +129,22 @@ fn the_policy_is_swapped_under_load_without_a_failed_or_wrong_answer() {
         });
         swap_started.elapsed()
     };
-    std::thread::sleep(Duration::from_millis(500));
+    under_load();
     let to_always_fresh = swap(
         std::fs::read(policy_file("always-fresh")).unwrap(),
         "always-fresh",
         1,
     );
-    std::thread::sleep(Duration::from_millis(500));
+    under_load();
     // A broken file: refused, logged and counted; the active policy keeps serving.
     install(&policy, b"\0asm garbage, not a component");
     wait_for("the broken file to be refused", || {
         policy_status(&server)["reload_failures"] == 1
     });
     assert_eq!(policy_status(&server)["name"], "always-fresh");
-    std::thread::sleep(Duration::from_millis(500));
+    under_load();
     let to_default = swap(std::fs::read(policy_file("default")).unwrap(), "default", 2);
-    std::thread::sleep(Duration::from_millis(500));
+    under_load();
     stop.store(true, Ordering::Relaxed);
     client.join().unwrap();
     let answered = answered.load(Ordering::Relaxed);
@@ -147,7 +153,6 @@ fn the_policy_is_swapped_under_load_without_a_failed_or_wrong_answer() {
         "swaps under load: {answered} requests at {rate:.0}/s, swap to always-fresh {to_always_fresh:?}, back to default {to_default:?}"
     );
     assert!(wrong.lock().unwrap().is_empty(), "{:?}", wrong.lock().unwrap());
-    assert!(answered > 200, "only {answered} requests");
     assert_eq!(policy_status(&server)["call_failures"], 0);
 }
 
@@ -408,12 +413,13 @@ fn serve_starts_and_answers_for_itself_while_incus_does_not_answer() {
 fn allow_partial_answers_for_the_members_that_made_the_deadline() {
     let dir = tempfile::tempdir().unwrap();
     let (servers, _) = members(dir.path());
-    // A listener that never accepts: each connection waits out the 1 s
-    // fetch deadline in its backlog, so 384 at a time take 12 waves.
+    // A listener that never accepts: each connection waits out the
+    // deadline in its backlog, so the members after the first wave of 384
+    // are cut. 10 s is far more than member "a" needs on a loaded machine.
     let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let silent_url = format!("http://{}", silent.local_addr().unwrap());
     let mut text = format!(
-        "deadline = \"1s\"\n[[member]]\nname = \"a\"\nurl = \"{}\"\n",
+        "deadline = \"10s\"\n[[member]]\nname = \"a\"\nurl = \"{}\"\n",
         servers[0].url
     );
     for i in 0..4500 {
@@ -469,7 +475,7 @@ fn allow_partial_answers_for_the_members_that_made_the_deadline() {
 /// Each `/1.0/cluster/resources/{node}` request read Incus's member list
 /// again (a 60k-member list, 10 s of a plain `GET /1.0`). Requests under way
 /// at once now share one read. An Incus stand-in on loopback counts the
-/// reads, holding each answer for a second so the ten requests overlap.
+/// reads, holding its answer so the ten requests overlap.
 #[test]
 fn concurrent_cluster_requests_share_one_read_of_incus_members() {
     use std::io::{BufRead, BufReader, Write};
@@ -482,12 +488,13 @@ fn concurrent_cluster_requests_share_one_read_of_incus_members() {
         servers[0].url
     );
     let reads = Arc::new(AtomicUsize::new(0));
-    let hold = Arc::new(AtomicBool::new(false));
+    // While non-zero: the read count at which a held answer is let go.
+    let release_at = Arc::new(AtomicUsize::new(0));
     {
-        let (reads, hold) = (reads.clone(), hold.clone());
+        let (reads, release_at) = (reads.clone(), release_at.clone());
         std::thread::spawn(move || {
             for stream in incus.incoming().flatten() {
-                let (reads, hold, list) = (reads.clone(), hold.clone(), list.clone());
+                let (reads, release_at, list) = (reads.clone(), release_at.clone(), list.clone());
                 std::thread::spawn(move || {
                     reads.fetch_add(1, Ordering::SeqCst);
                     let mut reader = BufReader::new(stream.try_clone().unwrap());
@@ -495,8 +502,17 @@ fn concurrent_cluster_requests_share_one_read_of_incus_members() {
                     while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
                         line.clear();
                     }
-                    if hold.load(Ordering::SeqCst) {
-                        std::thread::sleep(Duration::from_secs(1));
+                    // Held until more reads show the sharing broken, or
+                    // until 10 s (far more than ten requests need to arrive
+                    // on a loaded machine) have let every request join this one.
+                    let release = release_at.load(Ordering::SeqCst);
+                    if release > 0 {
+                        let held = Instant::now();
+                        while reads.load(Ordering::SeqCst) < release
+                            && held.elapsed() < Duration::from_secs(10)
+                        {
+                            std::thread::sleep(Duration::from_millis(20));
+                        }
                     }
                     let mut stream = stream;
                     let _ = write!(
@@ -511,12 +527,12 @@ fn concurrent_cluster_requests_share_one_read_of_incus_members() {
     let cluster = dir.path().join("incus.toml");
     std::fs::write(
         &cluster,
-        format!("incus = \"http://{incus_address}\"\ndeadline = \"5s\"\n"),
+        format!("incus = \"http://{incus_address}\"\ndeadline = \"60s\"\n"),
     )
     .unwrap();
     let server = Arc::new(cluster_server(dir.path(), &cluster, "default", &[]));
-    hold.store(true, Ordering::SeqCst);
     let before = reads.load(Ordering::SeqCst);
+    release_at.store(before + 3, Ordering::SeqCst);
     let answers: Vec<_> = (0..10)
         .map(|_| {
             let server = server.clone();

@@ -37,10 +37,49 @@ fn now_ms() -> u64 {
 /// and the document's SHA-256 in the header), fetched `age_ms` ago, through
 /// the store itself: what a run of nodecache leaves behind.
 pub fn write_cache_entry(cache_dir: &Path, node: &str, document: &str, validator: Option<&str>, age_ms: u64) {
+    write_cache_entry_at(cache_dir, node, document, validator, now_ms() - age_ms);
+}
+
+/// [`write_cache_entry`], fetched at `fetched_at_ms` (Unix milliseconds):
+/// with [`freeze_clock`], the age a run sees is exact.
+pub fn write_cache_entry_at(
+    cache_dir: &Path,
+    node: &str,
+    document: &str,
+    validator: Option<&str>,
+    fetched_at_ms: u64,
+) {
     let name = nodecache::node_name::NodeName::parse(node).unwrap();
     nodecache::store::CacheStore::new(cache_dir)
-        .write(&name, document, validator, now_ms() - age_ms, None)
+        .write(&name, document, validator, fetched_at_ms, None)
         .expect("a resources document the store takes");
+}
+
+/// Now, in whole Unix seconds: a time to freeze a run's clock at.
+pub fn now_s() -> u64 {
+    now_ms() / 1000
+}
+
+/// Runs `command` with its wall clock stopped at `at_s` (Unix seconds), by
+/// libfaketime (Debian's `faketime`, which `scripts/test` installs): ages a
+/// run computes are then exact, however slow the machine. Only the wall
+/// clock is stopped; timers and deadlines run on the real monotonic clock.
+pub fn freeze_clock(command: &mut Command, at_s: u64) -> &mut Command {
+    let library = ["x86_64-linux-gnu", "aarch64-linux-gnu"]
+        .iter()
+        .map(|triple| PathBuf::from(format!("/usr/lib/{triple}/faketime/libfaketime.so.1")))
+        .find(|path| path.exists())
+        .expect("libfaketime.so.1 is missing: apt-get install faketime");
+    let date = Command::new("date")
+        .args(["-u", "-d", &format!("@{at_s}"), "+%Y-%m-%d %H:%M:%S"])
+        .output()
+        .expect("date");
+    // Without a leading '@', libfaketime stops the clock at this time.
+    command
+        .env("LD_PRELOAD", library)
+        .env("FAKETIME", String::from_utf8(date.stdout).unwrap().trim())
+        .env("FAKETIME_DONT_FAKE_MONOTONIC", "1")
+        .env("TZ", "UTC")
 }
 
 /// Writes an entry as nodecache before the CPU summary wrote them (no
@@ -82,6 +121,22 @@ pub fn dead_url() -> &'static str {
             (socket, url)
         })
         .1
+}
+
+/// Kills process `pid` if this guard is still held after `limit`: a wait on
+/// a process's pipe is bounded, so a regression fails the test instead of
+/// hanging it.
+pub struct KillAfter(#[allow(dead_code)] std::sync::mpsc::Sender<()>);
+
+pub fn kill_after(pid: u32, limit: std::time::Duration) -> KillAfter {
+    let (guard, dropped) = std::sync::mpsc::channel::<()>();
+    std::thread::spawn(move || {
+        if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = dropped.recv_timeout(limit) {
+            eprintln!("process {pid} still running after {limit:?}: killed");
+            let _ = Command::new("kill").arg(pid.to_string()).status();
+        }
+    });
+    KillAfter(guard)
 }
 
 /// A `nodecache serve` process on a free loopback port, killed on drop.

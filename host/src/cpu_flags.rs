@@ -170,6 +170,23 @@ impl CpuFlagsReport {
             .filter(|node| node.source == NodeSource::Error)
             .collect()
     }
+
+    /// Whether there is a common set to give: every node has data, or a
+    /// partial set is allowed and some node has data. With none, a partial
+    /// set would be empty, read by a script as "no flag is safe".
+    pub fn answerable(&self, allow_partial: bool) -> bool {
+        let missing = self.nodes_without_data().len();
+        missing == 0 || (allow_partial && missing < self.nodes.len())
+    }
+
+    /// What to add to "no data for …": how to go on, when there is a way.
+    pub fn partial_hint(&self, allow: &str) -> String {
+        if self.nodes_without_data().len() == self.nodes.len() {
+            "no node has data".to_string()
+        } else {
+            format!("{allow} computes over the rest")
+        }
+    }
 }
 
 pub async fn cpu_flags(

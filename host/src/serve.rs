@@ -275,7 +275,7 @@ async fn cluster_cpu_flags(
         }
     };
     match cluster.cpu_flags(&request.arch).await {
-        Ok(report) if !request.allow_partial && !report.nodes_without_data().is_empty() => {
+        Ok(report) if !report.answerable(request.allow_partial) => {
             let missing: Vec<String> = report
                 .nodes_without_data()
                 .iter()
@@ -291,8 +291,9 @@ async fn cluster_cpu_flags(
             error(
                 status,
                 &format!(
-                    "no data for {}, so no flag set is safe for them (allow-partial=1 computes over the rest)",
-                    crate::format::capped_list(&missing, "; ", crate::format::LISTED)
+                    "no data for {}, so no flag set is safe for them ({})",
+                    crate::format::capped_list(&missing, "; ", crate::format::LISTED),
+                    report.partial_hint("allow-partial=1")
                 ),
             )
         }

@@ -132,14 +132,15 @@ pub(super) async fn cpu_flags_command(
         .iter()
         .map(|node| format!("{} ({})", node.name, node.error.as_deref().unwrap_or("no data")))
         .collect();
-    if !missing.is_empty() && !allow_partial {
+    if !report.answerable(allow_partial) {
         return Err(Failure {
             code: 3,
             error: anyhow!(
-                "no data for {} of {} nodes, so no flag set is safe for them: {} (--allow-partial computes over the rest)",
+                "no data for {} of {} nodes, so no flag set is safe for them: {} ({})",
                 missing.len(),
                 report.nodes.len(),
-                crate::format::capped_list(&missing, "; ", crate::format::LISTED)
+                crate::format::capped_list(&missing, "; ", crate::format::LISTED),
+                report.partial_hint("--allow-partial")
             ),
         });
     }
