@@ -57,6 +57,17 @@ impl Incus {
 
     /// What `incus ARGS` prints, given `input` on its standard input.
     fn output(&self, args: &[&str], input: Option<&str>) -> String {
+        let output = self.attempt(args, input);
+        assert!(
+            output.status.success(),
+            "incus {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).unwrap()
+    }
+
+    /// `incus ARGS`, given `input` on its standard input, as it ended.
+    fn attempt(&self, args: &[&str], input: Option<&str>) -> Output {
         let mut child = Command::new("incus")
             .args(args)
             .env("INCUS_DIR", &self.dir)
@@ -68,25 +79,26 @@ impl Incus {
         let mut stdin = child.stdin.take().unwrap();
         std::io::Write::write_all(&mut stdin, input.unwrap_or("").as_bytes()).unwrap();
         drop(stdin);
-        let output = child.wait_with_output().unwrap();
-        assert!(
-            output.status.success(),
-            "incus {args:?}: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        String::from_utf8(output.stdout).unwrap()
+        child.wait_with_output().unwrap()
     }
 
-    /// Makes the daemon answer HTTPS on a free port of 127.0.0.1; returns the port.
+    /// Makes the daemon answer HTTPS on a free port of 127.0.0.1; returns the
+    /// port. Incus cannot bind port 0 and say which port it got, so a port
+    /// the kernel just gave out is offered; Incus binds it as the setting is
+    /// applied, and if another process took it meanwhile ("address already
+    /// in use") another port is tried.
     fn listen_https(&self) -> u16 {
-        let port = free_port();
-        self.client(&[
-            "config",
-            "set",
-            "core.https_address",
-            &format!("127.0.0.1:{port}"),
-        ]);
-        port
+        for _ in 0..10 {
+            let port = free_port();
+            let address = format!("127.0.0.1:{port}");
+            let set = self.attempt(&["config", "set", "core.https_address", &address], None);
+            let error = String::from_utf8_lossy(&set.stderr);
+            if set.status.success() {
+                return port;
+            }
+            assert!(error.contains("address already in use"), "incus config set: {error}");
+        }
+        panic!("ten free ports were taken before Incus could bind them")
     }
 
     /// A nodecache identity made in `state_dir`, its certificate trusted by
@@ -135,6 +147,9 @@ fn free_port() -> u16 {
     free_port_on("127.0.0.1")
 }
 
+/// A port the kernel gives out on `address`, released for a daemon to bind.
+/// On 127.0.0.2 nothing else in this suite binds or connects from, so the
+/// port stays free for the member that joins there.
 fn free_port_on(address: &str) -> u16 {
     TcpListener::bind((address, 0))
         .unwrap()
