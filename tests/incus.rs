@@ -96,7 +96,10 @@ impl Incus {
             if set.status.success() {
                 return port;
             }
-            assert!(error.contains("address already in use"), "incus config set: {error}");
+            assert!(
+                error.contains("address already in use"),
+                "incus config set: {error}"
+            );
         }
         panic!("ten free ports were taken before Incus could bind them")
     }

@@ -2,9 +2,9 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use nodecache::api::cpu_summary;
-use nodecache::node_name::NodeName;
-use nodecache::store::parse_entry;
+use nodecache_input::api::cpu_summary;
+use nodecache_input::node_name::NodeName;
+use nodecache_input::store::parse_entry;
 
 fuzz_target!(|bytes: &[u8]| {
     let node = NodeName::parse("n1").unwrap();

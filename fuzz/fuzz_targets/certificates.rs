@@ -4,9 +4,9 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|pem: &[u8]| {
-    if let Ok(certs) = nodecache::tls::certs_from_pem(pem) {
+    if let Ok(certs) = nodecache_input::pem::certs_from_pem(pem) {
         for cert in certs {
-            let _ = nodecache::tls::fingerprint(cert.as_ref());
+            let _ = nodecache_input::pem::fingerprint(cert.as_ref());
         }
     }
 });

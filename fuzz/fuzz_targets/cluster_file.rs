@@ -2,8 +2,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use nodecache::membership::Membership;
-use nodecache::node_name::NodeName;
+use nodecache_input::membership::Membership;
+use nodecache_input::node_name::NodeName;
 
 fuzz_target!(|text: &str| {
     if let Ok(membership) = Membership::from_text(text, std::path::Path::new("/etc/nodecache")) {

@@ -4,5 +4,5 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|text: &str| {
-    let _ = nodecache::probe::cpuinfo::parse(text);
+    let _ = nodecache_input::cpuinfo::parse(text);
 });

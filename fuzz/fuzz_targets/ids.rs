@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use nodecache::probe::devices::ids::IdDatabase;
+use nodecache_input::ids::IdDatabase;
 
 fuzz_target!(|text: &str| {
     let names = IdDatabase::from_text(text);

@@ -5,5 +5,5 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|body: &[u8]| {
-    let _ = nodecache::incus_members::parse_members(body);
+    let _ = nodecache_input::incus_members::parse_members(body);
 });

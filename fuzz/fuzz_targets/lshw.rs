@@ -5,5 +5,5 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|json: &str| {
-    let _ = nodecache::probe::devices::lshw::parse(json);
+    let _ = nodecache_input::tool_output::lshw::parse(json);
 });

@@ -5,5 +5,5 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|csv: &str| {
-    let _ = nodecache::probe::devices::nvidia::parse_container_cli(csv);
+    let _ = nodecache_input::tool_output::nvidia::parse_container_cli(csv);
 });

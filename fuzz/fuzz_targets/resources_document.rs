@@ -7,7 +7,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use nodecache::api::{cpu_summary, envelope};
+use nodecache_input::api::{cpu_summary, envelope};
 use serde_json::Value;
 
 const LEAVE_OUT: &[&str] = &["used", "load", "frequency"];
@@ -21,10 +21,10 @@ fuzz_target!(|body: &[u8]| {
         if let Ok(summary) = cpu_summary::from_document(&text) {
             assert!(cpu_summary::is_well_formed(&summary), "{summary:?}");
         }
-        let _ = nodecache::fingerprint::of_document(&text);
+        let _ = nodecache_input::document_fingerprint::of_document(&text);
     }
     if let Ok(text) = std::str::from_utf8(body) {
-        let canonical = nodecache::canonical_json::without(text, LEAVE_OUT);
+        let canonical = nodecache_input::canonical_json::without(text, LEAVE_OUT);
         match through_value(text) {
             Some(expected) => assert_eq!(canonical, Some(expected), "{text}"),
             None => assert!(canonical.is_none() || text.contains(['e', 'E']), "{text}"),

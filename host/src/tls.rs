@@ -5,43 +5,17 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{CryptoProvider, verify_tls12_signature, verify_tls13_signature};
-use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme};
 
+pub use nodecache_input::pem::{certs_from_pem, fingerprint, load_certs, load_key};
+
 pub fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
-}
-
-pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>> {
-    let pem = crate::operator_file::read(path, "certificate", crate::operator_file::PEM_BYTES)?;
-    certs_from_pem(&pem).with_context(|| path.display().to_string())
-}
-
-/// Every certificate of a PEM text; an error when there is none or one is
-/// malformed.
-pub fn certs_from_pem(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>> {
-    let certs = CertificateDer::pem_slice_iter(pem)
-        .collect::<Result<Vec<_>, _>>()
-        .context("not a PEM certificate")?;
-    if certs.is_empty() {
-        bail!("no certificate in the file");
-    }
-    Ok(certs)
-}
-
-pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>> {
-    let pem = crate::operator_file::read(path, "private key", crate::operator_file::PEM_BYTES)?;
-    PrivateKeyDer::from_pem_slice(&pem).with_context(|| format!("{}: not a PEM private key", path.display()))
-}
-
-/// SHA-256 of a certificate's DER, hex: how Incus names certificates.
-pub fn fingerprint(cert: &[u8]) -> String {
-    crate::digest::sha256_hex(cert)
 }
 
 /// Both verifiers check handshake signatures the same way: with the crypto

@@ -7,7 +7,7 @@
 //! identity from /sys and ethtool (`devices`), as Incus reads them.
 
 pub mod cpuid;
-pub mod cpuinfo;
+pub use nodecache_input::cpuinfo;
 pub mod devices;
 pub mod flag_table;
 pub mod flags;

@@ -22,6 +22,10 @@
 //!   environment, see the clock move), logs what it found at warn level as
 //!   `sandbox: ...`, then behaves.
 //! - anything else (or unset): behaves like the default policy without a cache.
+//!
+//! With the setting `hostile-node` set, `get-node-resources` misbehaves for
+//! that node only and behaves for the others: a cluster where one node's
+//! call breaks and the rest answer.
 
 use nodecache_policy_sdk::steps::refresh;
 use nodecache_policy_sdk::{
@@ -43,11 +47,20 @@ impl Policy for Hostile {
             parameters: vec![
                 Parameter::new("hostile", "", "the misbehaviour (see the crate's documentation)"),
                 Parameter::new("escape-port", "9", "the loopback port `escape` tries to reach"),
+                Parameter::new(
+                    "hostile-node",
+                    "",
+                    "the one node to misbehave for (empty: every node)",
+                ),
             ],
         }
     }
 
     fn get_node_resources(host: &impl Host, node: &Member) -> Result<NodeResources, PolicyError> {
+        let only = host.config("hostile-node").unwrap_or_default();
+        if !only.is_empty() && node.name != only {
+            return refresh(host, node).map_err(PolicyError::Unavailable);
+        }
         match mode(host).as_str() {
             "loop" => {
                 let mut spins = 0u64;

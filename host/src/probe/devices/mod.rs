@@ -7,7 +7,7 @@ pub mod cards;
 pub mod dmi;
 pub mod ethtool;
 pub mod gpu;
-pub mod ids;
+pub use nodecache_input::ids;
 pub mod lshw;
 pub mod network;
 pub mod nvidia;

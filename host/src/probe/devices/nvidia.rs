@@ -12,6 +12,7 @@ use std::path::Path;
 use super::sysfs::{self, Roots};
 use super::tool;
 use crate::api::devices::GpuNvidia;
+pub use nodecache_input::tool_output::nvidia::{parse_container_cli, set_device_node};
 
 /// NVIDIA cards by the bus location the driver gives them.
 #[derive(Debug, Default)]
@@ -46,39 +47,6 @@ fn run_container_cli(program: &Path) -> Option<String> {
     tool::output(program, &["info", "--csv"], tool::TOOL_LIMIT)
 }
 
-/// `nvidia-container-cli info --csv`: a header and the driver's
-/// `NVRM version,CUDA version`, a blank line, then a header and one
-/// `index,minor,model,brand,uuid,bus location,architecture` row per card.
-pub fn parse_container_cli(csv: &str) -> BTreeMap<String, GpuNvidia> {
-    // Rows counted without blank lines, as Go's CSV reader (Incus) counts them.
-    let mut rows = csv.lines().filter(|line| !line.trim().is_empty());
-    let _header = rows.next();
-    let versions: Vec<&str> = rows.next().unwrap_or_default().split(',').collect();
-    let (nvrm_version, cuda_version) = match versions.as_slice() {
-        [nvrm, cuda, ..] => (nvrm.to_string(), cuda.to_string()),
-        _ => Default::default(),
-    };
-    let _device_header = rows.next();
-    rows.filter_map(|row| {
-        let fields: Vec<&str> = row.split(',').collect();
-        let [_index, minor, model, brand, uuid, bus, architecture, ..] = fields.as_slice() else {
-            return None;
-        };
-        let mut card = GpuNvidia {
-            cuda_version: cuda_version.clone(),
-            nvrm_version: nvrm_version.clone(),
-            brand: brand.to_string(),
-            model: model.to_string(),
-            uuid: uuid.to_string(),
-            architecture: architecture.to_string(),
-            ..GpuNvidia::default()
-        };
-        set_device_node(&mut card, minor);
-        Some((bus.to_string(), card))
-    })
-    .collect()
-}
-
 /// The driver's own description of each card in /proc.
 fn from_proc(gpus: &Path) -> BTreeMap<String, GpuNvidia> {
     sysfs::sorted_entries(gpus)
@@ -102,12 +70,6 @@ fn from_proc(gpus: &Path) -> BTreeMap<String, GpuNvidia> {
             Some((address, card))
         })
         .collect()
-}
-
-/// The card's device node, `/dev/nvidiaN` (character major 195).
-fn set_device_node(card: &mut GpuNvidia, minor: &str) {
-    card.card_name = format!("nvidia{minor}");
-    card.card_device = format!("195:{minor}");
 }
 
 #[cfg(test)]
@@ -145,12 +107,5 @@ mod tests {
         );
         assert_eq!(cards.card("0000:17:00.0").unwrap().card_name, "nvidia0");
         assert!(cards.card("0000:18:00.0").is_none());
-    }
-
-    #[test]
-    fn short_or_empty_tool_output_gives_no_cards_and_no_panic() {
-        for text in ["", "NVRM version,CUDA version\n", "a\nb\nc\n1,2,3\n"] {
-            assert!(parse_container_cli(text).is_empty(), "{text:?}");
-        }
     }
 }

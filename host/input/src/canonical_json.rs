@@ -210,8 +210,8 @@ mod tests {
     fn the_bytes_are_those_of_a_value_less_the_fields() {
         let leave_out = ["used", "load", "frequency"];
         for document in [
-            include_str!("../../tests/fixtures/incus-6.0.4-resources.envelope.json"),
-            include_str!("../../tests/fixtures/lxd-5.0.2-resources.envelope.json"),
+            include_str!("../../../tests/fixtures/incus-6.0.4-resources.envelope.json"),
+            include_str!("../../../tests/fixtures/lxd-5.0.2-resources.envelope.json"),
             r#"{"b":[1,2.5,-3e10,"x\"y\u0001",null,true],"a":{"\u00e9":{}}}"#,
             r#"{"k":1,"k":2,"a\nb":{"used":[{"used":3}],"z":0.1},"used":{"x":1}}"#,
             r#"[{"load":1,"frequency":{"a":[1,2]},"n":-0,"m":-0.0,"big":18446744073709551615}]"#,

@@ -178,8 +178,8 @@ mod tests {
     use super::*;
     use crate::api::envelope::unwrap_resources;
 
-    const INCUS: &str = include_str!("../../../tests/fixtures/incus-6.0.4-resources.envelope.json");
-    const LXD: &str = include_str!("../../../tests/fixtures/lxd-5.0.2-resources.envelope.json");
+    const INCUS: &str = include_str!("../../../../tests/fixtures/incus-6.0.4-resources.envelope.json");
+    const LXD: &str = include_str!("../../../../tests/fixtures/lxd-5.0.2-resources.envelope.json");
 
     #[test]
     fn an_incus_document_round_trips_without_loss() {

@@ -242,7 +242,7 @@ fn parse(text: &str, base: &Path) -> Result<Membership, String> {
 }
 
 /// A group name (1-64 of A-Z a-z 0-9 _ . -), in the cluster file or Incus.
-pub(crate) fn is_group_name(name: &str) -> bool {
+pub fn is_group_name(name: &str) -> bool {
     (1..=64).contains(&name.len())
         && name
             .bytes()
@@ -251,10 +251,10 @@ pub(crate) fn is_group_name(name: &str) -> bool {
 
 /// `https://host:port` for any host; `http://` only for loopback addresses;
 /// returned as its origin (no path, no trailing `/`).
-pub(crate) fn check_url(url: &str) -> Result<String, String> {
+pub fn check_url(url: &str) -> Result<String, String> {
     // Quoted, capped: the address may come from Incus, and errors reach terminals.
     let shown = crate::format::for_terminal(&format!("{url:?}"), 200);
-    let parsed = reqwest::Url::parse(url).map_err(|e| format!("{shown} is not a URL: {e}"))?;
+    let parsed = url::Url::parse(url).map_err(|e| format!("{shown} is not a URL: {e}"))?;
     match parsed.scheme() {
         "https" => {}
         "http" => {
