@@ -222,3 +222,181 @@ fn get_1_0_names_the_active_policy_by_version_contract_and_origin() {
     assert_eq!(active["contract"], contract.as_str(), "{active}");
     assert_eq!(active["origin"], policy.to_str().unwrap(), "{active}");
 }
+
+/// "A client that sends the current tag gets `304 Not Modified` without the
+/// hardware being probed": a `serve` started fresh, whose first request
+/// carries the tag another `serve` of this machine gave, answers 304, and
+/// its log (read to the end, `-vv`) holds no probe.
+#[test]
+fn a_304_is_answered_without_probing() {
+    use std::io::BufRead;
+    let first = spawn_serve(None, &["--insecure-http"]);
+    let tag = crate::util::http_get(&first.url, "/1.0/resources", &[])
+        .header("etag")
+        .expect("an ETag")
+        .to_string();
+    drop(first);
+    let home = tempfile::tempdir().unwrap();
+    let mut child = Command::new(BIN)
+        .env("XDG_CACHE_HOME", home.path().join("cache"))
+        .env("XDG_STATE_HOME", home.path().join("state"))
+        .args(["-vv", "serve", "--insecure-http", "--listen", "127.0.0.1:0"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let watchdog = crate::util::kill_after(child.id(), std::time::Duration::from_secs(120));
+    let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let url = loop {
+        let line = lines.next().expect("serve said where it listens").unwrap();
+        if let Some(address) = line.split("listening on ").nth(1) {
+            break format!("http://{}", address.trim());
+        }
+    };
+    let answer = crate::util::http_get(&url, "/1.0/resources", &[&format!("If-None-Match: {tag}")]);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    drop(watchdog);
+    assert_eq!(answer.status, 304, "{}", answer.body);
+    let probes = lines
+        .map_while(Result::ok)
+        .filter(|line| line.contains("probed this machine's resources"))
+        .count();
+    assert_eq!(probes, 0, "a conditional request probed");
+}
+
+/// `GET /1.0/cluster/cpu-flags?level=1` (README: "as the CLI's options")
+/// names each node's x86-64 level and the cluster's. Recorded real CPUs,
+/// whose levels are their psABI levels as recorded with their sources in
+/// tests/fixtures/cpuinfo/README.md: Haswell-EP v3, Skylake-SP v4, K10 v1.
+#[test]
+fn serve_answers_level_1_with_each_nodes_psabi_level() {
+    let dir = tempfile::tempdir().unwrap();
+    let cpus = [
+        (
+            "haswell",
+            include_str!("fixtures/cpuinfo/intel-xeon-e5-2680v3-haswell.flags"),
+            "x86-64-v3",
+        ),
+        (
+            "skylake",
+            include_str!("fixtures/cpuinfo/intel-xeon-gold-6132-skylake.flags"),
+            "x86-64-v4",
+        ),
+        (
+            "k10",
+            include_str!("fixtures/cpuinfo/amd-opteron-6136-k10.flags"),
+            "x86-64-v1",
+        ),
+    ];
+    let mut servers = Vec::new();
+    let mut text = String::from("deadline = \"60s\"\n");
+    for (name, flags, _) in cpus {
+        let flags: Vec<&str> = flags.split_whitespace().collect();
+        let file = recorded_node(dir.path(), name, "x86_64", &flags);
+        let server = spawn_serve(
+            None,
+            &["--insecure-http", "--resources-file", file.to_str().unwrap()],
+        );
+        text.push_str(&format!(
+            "[[member]]\nname = \"{name}\"\nurl = \"{}\"\n",
+            server.url
+        ));
+        servers.push(server);
+    }
+    let cluster = dir.path().join("cluster.toml");
+    std::fs::write(&cluster, text).unwrap();
+    let server = crate::util::spawn_serve_with(
+        &[
+            "--cache-dir",
+            dir.path().join("cache").to_str().unwrap(),
+            "--cluster",
+            cluster.to_str().unwrap(),
+        ],
+        &["--insecure-http"],
+    );
+    let answer = crate::util::http_get(&server.url, "/1.0/cluster/cpu-flags?format=list&level=1", &[]);
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let lines: BTreeSet<&str> = answer.body.lines().collect();
+    for (name, _, level) in cpus {
+        assert!(
+            lines.contains(format!("{name} {level}").as_str()),
+            "{}",
+            answer.body
+        );
+    }
+    assert!(lines.contains("cluster x86-64-v1"), "{}", answer.body);
+}
+
+/// "A TLS handshake has 10 s": a client that connects and sends nothing is
+/// disconnected, no sooner than 10 s (a lower bound, which a slow machine
+/// only makes later; the read is bounded at 60 s so a regression fails).
+#[test]
+fn a_silent_tls_client_is_dropped_after_the_10_second_handshake_limit() {
+    use std::io::Read;
+    let dir = tempfile::tempdir().unwrap();
+    let server = spawn_serve(Some(dir.path()), &[]);
+    let address = server.url.trim_start_matches("https://");
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(60)))
+        .unwrap();
+    let connected = std::time::Instant::now();
+    let mut buffer = [0u8; 64];
+    let read = stream.read(&mut buffer);
+    let waited = connected.elapsed();
+    assert!(
+        matches!(read, Ok(0))
+            || read
+                .as_ref()
+                .is_err_and(|e| e.kind() == std::io::ErrorKind::ConnectionReset),
+        "the connection was not closed within 60 s: {read:?}"
+    );
+    assert!(
+        waited >= std::time::Duration::from_secs(10),
+        "closed after {waited:?}"
+    );
+}
+
+/// "bash, zsh and fish completions": each generated script loaded by the
+/// real shell. fish completes `nodecache cpu-f` to `cpu-flags` (`complete
+/// -C`); zsh's compinit registers `_nodecache` for `nodecache`.
+#[test]
+fn the_zsh_and_fish_completions_load_in_the_real_shells() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = |shell: &str, file: &str| {
+        let output = Command::new(BIN).args(["completions", shell]).output().unwrap();
+        assert!(output.status.success(), "{}", stderr(&output));
+        let path = dir.path().join(file);
+        std::fs::write(&path, output.stdout).unwrap();
+        path
+    };
+    let fish = script("fish", "nodecache.fish");
+    let completed = Command::new("fish")
+        .arg("--no-config")
+        .arg("-c")
+        .arg(format!(
+            "source {}; complete -C 'nodecache cpu-f'",
+            fish.display()
+        ))
+        .output()
+        .expect("fish (package fish)");
+    assert!(completed.status.success(), "{}", stderr(&completed));
+    let words: Vec<String> = String::from_utf8_lossy(&completed.stdout)
+        .lines()
+        .map(|line| line.split('\t').next().unwrap_or("").to_string())
+        .collect();
+    assert_eq!(words, ["cpu-flags"], "fish completed: {words:?}");
+
+    script("zsh", "_nodecache");
+    let registered = Command::new("zsh")
+        .args(["-f", "-c"])
+        .arg(format!(
+            "fpath=({} $fpath); autoload -U compinit; compinit -u -D; print -r -- ${{_comps[nodecache]}}",
+            dir.path().display()
+        ))
+        .output()
+        .expect("zsh (package zsh)");
+    assert!(registered.status.success(), "{}", stderr(&registered));
+    assert_eq!(String::from_utf8_lossy(&registered.stdout).trim(), "_nodecache");
+}

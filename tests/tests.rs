@@ -4,6 +4,7 @@
 
 mod cli;
 mod cluster;
+mod defaults;
 mod hypervisor;
 mod incus;
 mod listen;
