@@ -319,6 +319,65 @@ fn nothing_incus_keeps_is_lost_and_what_it_drops_is_kept() {
     }
 }
 
+/// The same features Incus drops (Linux and QEMU spell them differently, so
+/// its exact-name rule misses them), over recorded real CPUs rather than
+/// whichever this machine is: for every CPU whose /proc line has one, the
+/// `--baseline kvm64` output keeps it under QEMU's name. Each pair must be
+/// met by some recorded CPU, so the check cannot pass by meeting none.
+/// (The names: `tests/fixtures/flag-name-map.tsv`, measured from Linux and
+/// QEMU; that QEMU has each property is asked of the installed QEMU.)
+#[test]
+fn what_incus_drops_is_kept_for_recorded_real_cpus() {
+    const PAIRS: [(&str, &str); 5] = [
+        ("sha_ni", "sha-ni"),
+        ("avx512_vnni", "avx512vnni"),
+        ("avx_vnni", "avx-vnni"),
+        ("tsc_deadline_timer", "tsc-deadline"),
+        ("avx512_bf16", "avx512-bf16"),
+    ];
+    let (answers, errors, _) = qmp(
+        &["-machine", "none"],
+        &[json!({"execute": "query-cpu-model-expansion",
+                 "arguments": {"type": "full", "model": {"name": "kvm64"}}})],
+    );
+    let props = answers[0]["model"]["props"]
+        .as_object()
+        .unwrap_or_else(|| panic!("{errors}"));
+    for (_, qemu) in PAIRS {
+        assert!(props.contains_key(qemu), "QEMU has no property {qemu}");
+    }
+    let mut met = BTreeSet::new();
+    for fixture in [
+        "intel-xeon-platinum-8480-sapphirerapids",
+        "intel-xeon-platinum-8260m-cascadelake",
+        "amd-epyc-9654-genoa",
+        "amd-ryzen-9-5950x-zen3",
+    ] {
+        let flags = fixture_flags(fixture);
+        let recorded = Recorded::new(&[("n", fixture)]);
+        let report: Value = serde_json::from_slice(
+            &recorded
+                .run(&["cpu-flags", "--format", "json", "--baseline", "kvm64"])
+                .stdout,
+        )
+        .unwrap();
+        let ours: BTreeSet<&str> = report["guest_cpu"]["qemu_features"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{fixture}: {report}"))
+            .iter()
+            .map(|f| f.as_str().unwrap())
+            .collect();
+        for (linux, qemu) in PAIRS {
+            if flags.contains(linux) {
+                met.insert(linux);
+                assert!(ours.contains(qemu), "{fixture} has {linux}; {qemu} is not in {ours:?}");
+            }
+        }
+    }
+    let unmet: Vec<&str> = PAIRS.iter().map(|(linux, _)| *linux).filter(|l| !met.contains(l)).collect();
+    assert!(unmet.is_empty(), "no recorded CPU has {unmet:?}");
+}
+
 /// `<cpu>` as libvirt's `cpu-baseline` takes a host: the architecture, a
 /// model and plain features.
 fn as_host_cpu(guest_xml: &str) -> String {
