@@ -370,11 +370,18 @@ fn what_incus_drops_is_kept_for_recorded_real_cpus() {
         for (linux, qemu) in PAIRS {
             if flags.contains(linux) {
                 met.insert(linux);
-                assert!(ours.contains(qemu), "{fixture} has {linux}; {qemu} is not in {ours:?}");
+                assert!(
+                    ours.contains(qemu),
+                    "{fixture} has {linux}; {qemu} is not in {ours:?}"
+                );
             }
         }
     }
-    let unmet: Vec<&str> = PAIRS.iter().map(|(linux, _)| *linux).filter(|l| !met.contains(l)).collect();
+    let unmet: Vec<&str> = PAIRS
+        .iter()
+        .map(|(linux, _)| *linux)
+        .filter(|l| !met.contains(l))
+        .collect();
     assert!(unmet.is_empty(), "no recorded CPU has {unmet:?}");
 }
 

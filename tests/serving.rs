@@ -549,3 +549,73 @@ fn concurrent_cluster_requests_share_one_read_of_incus_members() {
     assert!(cost <= 2, "ten requests at once read Incus's list {cost} times");
     println!("ten concurrent cluster requests: {cost} read(s) of Incus's member list");
 }
+
+/// "Concurrent requests share one computation": ten requests for the
+/// cluster's flags at once, with a policy that fetches on every
+/// computation (`always-fresh`), cost one fetch from the member. The member
+/// is a loopback stand-in that counts its requests and holds its answer
+/// until more fetches show the sharing broken, or 10 s have let every
+/// request join the first.
+#[test]
+fn concurrent_cluster_requests_share_one_computation() {
+    use std::io::{BufRead, BufReader, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let document = std::fs::read(recorded_node(dir.path(), "a", "x86_64", &["fpu", "sse2"])).unwrap();
+    let member = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let member_url = format!("http://{}", member.local_addr().unwrap());
+    let fetches = Arc::new(AtomicUsize::new(0));
+    let release_at = Arc::new(AtomicUsize::new(0));
+    {
+        let (fetches, release_at) = (fetches.clone(), release_at.clone());
+        std::thread::spawn(move || {
+            for stream in member.incoming().flatten() {
+                let (fetches, release_at, document) = (fetches.clone(), release_at.clone(), document.clone());
+                std::thread::spawn(move || {
+                    fetches.fetch_add(1, Ordering::SeqCst);
+                    let mut reader = BufReader::new(stream.try_clone().unwrap());
+                    let mut line = String::new();
+                    while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                        line.clear();
+                    }
+                    let release = release_at.load(Ordering::SeqCst);
+                    let held = Instant::now();
+                    while release > 0
+                        && fetches.load(Ordering::SeqCst) < release
+                        && held.elapsed() < Duration::from_secs(10)
+                    {
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
+                    let mut stream = stream;
+                    let _ = write!(
+                        stream,
+                        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                        document.len()
+                    );
+                    let _ = stream.write_all(&document);
+                });
+            }
+        });
+    }
+    let cluster = dir.path().join("cluster.toml");
+    std::fs::write(
+        &cluster,
+        format!("deadline = \"60s\"\n[[member]]\nname = \"a\"\nurl = \"{member_url}\"\n"),
+    )
+    .unwrap();
+    let server = Arc::new(cluster_server(dir.path(), &cluster, "always-fresh", &[]));
+    let before = fetches.load(Ordering::SeqCst);
+    release_at.store(before + 3, Ordering::SeqCst);
+    let answers: Vec<_> = (0..10)
+        .map(|_| {
+            let server = server.clone();
+            std::thread::spawn(move || http_get(&server.url, "/1.0/cluster/cpu-flags", &[]))
+        })
+        .collect();
+    for answer in answers {
+        let answer = answer.join().unwrap();
+        assert_eq!(answer.status, 200, "{}", answer.body);
+    }
+    let cost = fetches.load(Ordering::SeqCst) - before;
+    assert!(cost <= 2, "ten requests at once fetched the member {cost} times");
+    println!("ten concurrent cpu-flags requests: {cost} fetch(es) of the member");
+}
