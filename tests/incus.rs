@@ -14,12 +14,12 @@ use serde_json::Value;
 
 use crate::util::{BIN, INCUS_FIXTURE, http_get, http_get_json, spawn_serve, spawn_serve_with, tls_table};
 
-const INCUSD: &str = "/usr/libexec/incus/incusd";
+pub(crate) const INCUSD: &str = "/usr/libexec/incus/incusd";
 
 /// The Incus these tests were measured against: the leaves only one side has
 /// (`ONE_SIDED`, `VOLATILE`) and the `--apply` answer are its. Another
 /// version fails here, by name, rather than somewhere in a comparison.
-const INCUS_VERSION: &str = "6.0.4";
+pub(crate) const INCUS_VERSION: &str = "6.0.4";
 
 /// An incusd with its own state directory, stopped on drop.
 struct Incus {
@@ -221,7 +221,7 @@ const ONE_SIDED: &[(&str, &str)] = &[
 /// The whole `api.Resources` document of this machine as Incus and as
 /// nodecache write it: every leaf path, equal, except those listed above
 /// with their reason. Prints the leaf counts.
-fn compare_leaf_by_leaf(theirs: &Value, ours: &Value) {
+pub(crate) fn compare_leaf_by_leaf(theirs: &Value, ours: &Value) {
     let (their_leaves, our_leaves) = (leaves(theirs), leaves(ours));
     let listed = |path: &str, list: &[(&str, &str)]| {
         list.iter().any(|(prefix, _)| {

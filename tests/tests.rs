@@ -11,5 +11,6 @@ mod listen;
 mod outputs;
 mod policies;
 mod promises;
+mod recorded_sysfs;
 mod serving;
 mod util;

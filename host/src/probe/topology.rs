@@ -78,10 +78,13 @@ pub fn places(cpus: &[usize]) -> Vec<CpuPlace> {
         .collect()
 }
 
+/// The NUMA node a CPU's directory links to, as Incus finds it: a `nodeN`
+/// entry that is a node (it has `numastat`), else node 0.
 fn numa_node_of(cpu_dir: &str) -> Option<u64> {
     fs::read_dir(cpu_dir).ok()?.flatten().find_map(|entry| {
         let name = entry.file_name();
-        name.to_str()?.strip_prefix("node")?.parse().ok()
+        let number = name.to_str()?.strip_prefix("node")?.parse().ok()?;
+        entry.path().join("numastat").exists().then_some(number)
     })
 }
 
@@ -130,6 +133,21 @@ pub fn frequency_mhz(cpu: usize) -> (u64, u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by grafting a second NUMA node into a real Incus's /sys
+    /// (tests/recorded_sysfs.rs): Incus counts a CPU's `nodeN` link only when
+    /// the node has `numastat`; nodecache took any `nodeN`.
+    #[test]
+    fn a_node_link_counts_only_to_a_node_with_numastat() {
+        let root = tempfile::tempdir().unwrap();
+        let (cpu, node) = (root.path().join("cpu1"), root.path().join("node1"));
+        fs::create_dir_all(&cpu).unwrap();
+        fs::create_dir_all(&node).unwrap();
+        std::os::unix::fs::symlink(&node, cpu.join("node1")).unwrap();
+        assert_eq!(numa_node_of(cpu.to_str().unwrap()), None);
+        fs::write(node.join("numastat"), "numa_hit 1\n").unwrap();
+        assert_eq!(numa_node_of(cpu.to_str().unwrap()), Some(1));
+    }
 
     #[test]
     fn cpu_lists_parse() {
