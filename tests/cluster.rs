@@ -716,6 +716,7 @@ fn quiet_connections_are_closed_and_connections_are_capped() {
     );
     let address = server.url.trim_start_matches("https://").to_string();
     // Two quiet TLS clients take both slots; openssl keeps stdin open and sends nothing.
+    let opened = Instant::now();
     let quiet: Vec<std::process::Child> = (0..2)
         .map(|_| {
             Command::new("openssl")
@@ -746,6 +747,13 @@ fn quiet_connections_are_closed_and_connections_are_capped() {
             std::thread::sleep(Duration::from_millis(100));
         }
     }
+    // Closed by the 1 s idle timeout, not sooner (a lower bound, which a
+    // loaded machine only makes later).
+    assert!(
+        opened.elapsed() >= Duration::from_secs(1),
+        "closed after {:?}",
+        opened.elapsed()
+    );
 }
 
 /// A member that answers with a 15.9 MB document (500,000 cores): the entry
