@@ -224,6 +224,10 @@ mod tests {
             Err(ReadError::TooLarge { max: 1000 })
         ));
         let _ = writer.join();
+        // A FIFO of its own: what the first writer left unread in a pipe the
+        // kernel had not yet let go of was once read here.
+        let other = tempfile::tempdir().unwrap();
+        let fifo = fifo_in(other.path());
         let writer = {
             let fifo = fifo.clone();
             std::thread::spawn(move || std::fs::write(fifo, "member"))
