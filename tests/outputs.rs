@@ -207,6 +207,19 @@ fn qemu_accepts_the_qemu_output_for_this_machine_and_for_real_cpus() {
     assert!(!features.contains("avx512f"), "{common}");
 }
 
+/// QEMU's full expansion of the `kvm64` model: each property and its value.
+fn kvm64_properties() -> serde_json::Map<String, Value> {
+    let (answers, errors, _) = qmp(
+        &["-machine", "none"],
+        &[json!({"execute": "query-cpu-model-expansion",
+                 "arguments": {"type": "full", "model": {"name": "kvm64"}}})],
+    );
+    answers[0]["model"]["props"]
+        .as_object()
+        .unwrap_or_else(|| panic!("{errors}"))
+        .clone()
+}
+
 /// Incus keeps a /proc flag when its exact name is a boolean property `kvm64`
 /// leaves off. Computed here, from this machine's /proc and this QEMU
 /// (x86_64 only, compiled only there: it cannot pass by skipping).
@@ -225,14 +238,7 @@ fn nothing_incus_keeps_is_lost_and_what_it_drops_is_kept() {
         })
         .unwrap_or_default();
     assert!(!proc_flags.is_empty(), "/proc/cpuinfo has no flags line");
-    let (answers, errors, _) = qmp(
-        &["-machine", "none"],
-        &[json!({"execute": "query-cpu-model-expansion",
-                 "arguments": {"type": "full", "model": {"name": "kvm64"}}})],
-    );
-    let props = answers[0]["model"]["props"]
-        .as_object()
-        .unwrap_or_else(|| panic!("{errors}"));
+    let props = kvm64_properties();
     let incus_keeps: BTreeSet<&str> = proc_flags
         .iter()
         .map(String::as_str)
@@ -335,14 +341,7 @@ fn what_incus_drops_is_kept_for_recorded_real_cpus() {
         ("tsc_deadline_timer", "tsc-deadline"),
         ("avx512_bf16", "avx512-bf16"),
     ];
-    let (answers, errors, _) = qmp(
-        &["-machine", "none"],
-        &[json!({"execute": "query-cpu-model-expansion",
-                 "arguments": {"type": "full", "model": {"name": "kvm64"}}})],
-    );
-    let props = answers[0]["model"]["props"]
-        .as_object()
-        .unwrap_or_else(|| panic!("{errors}"));
+    let props = kvm64_properties();
     for (_, qemu) in PAIRS {
         assert!(props.contains_key(qemu), "QEMU has no property {qemu}");
     }

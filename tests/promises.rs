@@ -229,30 +229,14 @@ fn get_1_0_names_the_active_policy_by_version_contract_and_origin() {
 /// its log (read to the end, `-vv`) holds no probe.
 #[test]
 fn a_304_is_answered_without_probing() {
-    use std::io::BufRead;
     let first = spawn_serve(None, &["--insecure-http"]);
     let tag = crate::util::http_get(&first.url, "/1.0/resources", &[])
         .header("etag")
         .expect("an ETag")
         .to_string();
     drop(first);
-    let home = tempfile::tempdir().unwrap();
-    let mut child = Command::new(BIN)
-        .env("XDG_CACHE_HOME", home.path().join("cache"))
-        .env("XDG_STATE_HOME", home.path().join("state"))
-        .args(["-vv", "serve", "--insecure-http", "--listen", "127.0.0.1:0"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let (mut child, lines, url, _home) = crate::util::spawn_serve_logging();
     let watchdog = crate::util::kill_after(child.id(), std::time::Duration::from_secs(120));
-    let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
-    let url = loop {
-        let line = lines.next().expect("serve said where it listens").unwrap();
-        if let Some(address) = line.split("listening on ").nth(1) {
-            break format!("http://{}", address.trim());
-        }
-    };
     let answer = crate::util::http_get(&url, "/1.0/resources", &[&format!("If-None-Match: {tag}")]);
     child.kill().unwrap();
     child.wait().unwrap();

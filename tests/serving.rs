@@ -297,24 +297,8 @@ fn serve_answers_for_the_cluster_and_reloads_on_sighup() {
 /// not a hundred, and all get the same document.
 #[test]
 fn this_machine_is_probed_at_most_once_a_second_however_many_ask() {
-    use std::io::BufRead;
     // Its own default directories: serve keeps its compiled policy there.
-    let home = tempfile::tempdir().unwrap();
-    let mut child = std::process::Command::new(crate::util::BIN)
-        .env("XDG_CACHE_HOME", home.path().join("cache"))
-        .env("XDG_STATE_HOME", home.path().join("state"))
-        .args(["-vv", "serve", "--insecure-http", "--listen", "127.0.0.1:0"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
-    let url = loop {
-        let line = lines.next().expect("serve printed its address").unwrap();
-        if let Some(address) = line.split("listening on ").nth(1) {
-            break address.trim().to_string();
-        }
-    };
+    let (mut child, lines, url, _home) = crate::util::spawn_serve_logging();
     let probes = Arc::new(AtomicUsize::new(0));
     let counter = probes.clone();
     let log_read = std::thread::spawn(move || {
@@ -474,114 +458,40 @@ fn allow_partial_answers_for_the_members_that_made_the_deadline() {
     println!("4,500 silent members: {cut} cut at the deadline, the rest timed out on their own");
 }
 
-/// Each `/1.0/cluster/resources/{node}` request read Incus's member list
-/// again (a 60k-member list, 10 s of a plain `GET /1.0`). Requests under way
-/// at once now share one read. An Incus stand-in on loopback counts the
-/// reads, holding its answer so the ten requests overlap.
-#[test]
-fn concurrent_cluster_requests_share_one_read_of_incus_members() {
-    use std::io::{BufRead, BufReader, Write};
-    let dir = tempfile::tempdir().unwrap();
-    let (servers, _) = members(dir.path());
-    let incus = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let incus_address = incus.local_addr().unwrap();
-    let list = format!(
-        r#"{{"type":"sync","status":"Success","status_code":200,"operation":"","error_code":0,"error":"","metadata":[{{"server_name":"a","url":"{}","database":true,"status":"Online","message":"","architecture":"x86_64","groups":["default"]}}]}}"#,
-        servers[0].url
-    );
-    let reads = Arc::new(AtomicUsize::new(0));
-    // While non-zero: the read count at which a held answer is let go.
-    let release_at = Arc::new(AtomicUsize::new(0));
-    {
-        let (reads, release_at) = (reads.clone(), release_at.clone());
-        std::thread::spawn(move || {
-            for stream in incus.incoming().flatten() {
-                let (reads, release_at, list) = (reads.clone(), release_at.clone(), list.clone());
-                std::thread::spawn(move || {
-                    reads.fetch_add(1, Ordering::SeqCst);
-                    let mut reader = BufReader::new(stream.try_clone().unwrap());
-                    let mut line = String::new();
-                    while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
-                        line.clear();
-                    }
-                    // Held until more reads show the sharing broken, or
-                    // until 10 s (far more than ten requests need to arrive
-                    // on a loaded machine) have let every request join this one.
-                    let release = release_at.load(Ordering::SeqCst);
-                    if release > 0 {
-                        let held = Instant::now();
-                        while reads.load(Ordering::SeqCst) < release
-                            && held.elapsed() < Duration::from_secs(10)
-                        {
-                            std::thread::sleep(Duration::from_millis(20));
-                        }
-                    }
-                    let mut stream = stream;
-                    let _ = write!(
-                        stream,
-                        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{list}",
-                        list.len()
-                    );
-                });
-            }
-        });
-    }
-    let cluster = dir.path().join("incus.toml");
-    std::fs::write(
-        &cluster,
-        format!("incus = \"http://{incus_address}\"\ndeadline = \"60s\"\n"),
-    )
-    .unwrap();
-    let server = Arc::new(cluster_server(dir.path(), &cluster, "default", &[]));
-    let before = reads.load(Ordering::SeqCst);
-    release_at.store(before + 3, Ordering::SeqCst);
-    let answers: Vec<_> = (0..10)
-        .map(|_| {
-            let server = server.clone();
-            std::thread::spawn(move || http_get(&server.url, "/1.0/cluster/resources/a", &[]))
-        })
-        .collect();
-    for answer in answers {
-        let answer = answer.join().unwrap();
-        assert_eq!(answer.status, 200, "{}", answer.body);
-    }
-    let cost = reads.load(Ordering::SeqCst) - before;
-    assert!(cost <= 2, "ten requests at once read Incus's list {cost} times");
-    println!("ten concurrent cluster requests: {cost} read(s) of Incus's member list");
+/// A loopback stand-in (for Incus, or a member) that answers every request
+/// with `body` and counts the requests. While held, an answer waits until
+/// more requests show the sharing under test broken, or until 10 s (far more
+/// than ten requests need to arrive on a loaded machine) have let every
+/// request join the first.
+struct CountingPeer {
+    url: String,
+    requests: Arc<AtomicUsize>,
+    /// While non-zero: the request count at which a held answer is let go.
+    release_at: Arc<AtomicUsize>,
 }
 
-/// "Concurrent requests share one computation": ten requests for the
-/// cluster's flags at once, with a policy that fetches on every
-/// computation (`always-fresh`), cost one fetch from the member. The member
-/// is a loopback stand-in that counts its requests and holds its answer
-/// until more fetches show the sharing broken, or 10 s have let every
-/// request join the first.
-#[test]
-fn concurrent_cluster_requests_share_one_computation() {
-    use std::io::{BufRead, BufReader, Write};
-    let dir = tempfile::tempdir().unwrap();
-    let document = std::fs::read(recorded_node(dir.path(), "a", "x86_64", &["fpu", "sse2"])).unwrap();
-    let member = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let member_url = format!("http://{}", member.local_addr().unwrap());
-    let fetches = Arc::new(AtomicUsize::new(0));
-    let release_at = Arc::new(AtomicUsize::new(0));
-    {
-        let (fetches, release_at) = (fetches.clone(), release_at.clone());
+impl CountingPeer {
+    fn start(body: Vec<u8>) -> CountingPeer {
+        use std::io::{BufRead, BufReader, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let (requests, release_at) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let (counted, held) = (requests.clone(), release_at.clone());
         std::thread::spawn(move || {
-            for stream in member.incoming().flatten() {
-                let (fetches, release_at, document) = (fetches.clone(), release_at.clone(), document.clone());
+            for stream in listener.incoming().flatten() {
+                let (counted, held, body) = (counted.clone(), held.clone(), body.clone());
                 std::thread::spawn(move || {
-                    fetches.fetch_add(1, Ordering::SeqCst);
+                    counted.fetch_add(1, Ordering::SeqCst);
                     let mut reader = BufReader::new(stream.try_clone().unwrap());
                     let mut line = String::new();
                     while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
                         line.clear();
                     }
-                    let release = release_at.load(Ordering::SeqCst);
-                    let held = Instant::now();
+                    let release = held.load(Ordering::SeqCst);
+                    let since = Instant::now();
                     while release > 0
-                        && fetches.load(Ordering::SeqCst) < release
-                        && held.elapsed() < Duration::from_secs(10)
+                        && counted.load(Ordering::SeqCst) < release
+                        && since.elapsed() < Duration::from_secs(10)
                     {
                         std::thread::sleep(Duration::from_millis(20));
                     }
@@ -589,33 +499,83 @@ fn concurrent_cluster_requests_share_one_computation() {
                     let _ = write!(
                         stream,
                         "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                        document.len()
+                        body.len()
                     );
-                    let _ = stream.write_all(&document);
+                    let _ = stream.write_all(&body);
                 });
             }
         });
+        CountingPeer {
+            url,
+            requests,
+            release_at,
+        }
     }
+
+    /// Asks `path` of `server` ten times at once, this peer holding its
+    /// answers; each must be a 200. Returns how many requests the peer got.
+    fn requests_for_ten_at_once(&self, server: &Arc<Server>, path: &'static str) -> usize {
+        let before = self.requests.load(Ordering::SeqCst);
+        self.release_at.store(before + 3, Ordering::SeqCst);
+        let answers: Vec<_> = (0..10)
+            .map(|_| {
+                let server = server.clone();
+                std::thread::spawn(move || http_get(&server.url, path, &[]))
+            })
+            .collect();
+        for answer in answers {
+            let answer = answer.join().unwrap();
+            assert_eq!(answer.status, 200, "{}", answer.body);
+        }
+        self.requests.load(Ordering::SeqCst) - before
+    }
+}
+
+/// Each `/1.0/cluster/resources/{node}` request read Incus's member list
+/// again (a 60k-member list, 10 s of a plain `GET /1.0`). Requests under way
+/// at once now share one read. An Incus stand-in on loopback counts the
+/// reads, holding its answer so the ten requests overlap.
+#[test]
+fn concurrent_cluster_requests_share_one_read_of_incus_members() {
+    let dir = tempfile::tempdir().unwrap();
+    let (servers, _) = members(dir.path());
+    let list = format!(
+        r#"{{"type":"sync","status":"Success","status_code":200,"operation":"","error_code":0,"error":"","metadata":[{{"server_name":"a","url":"{}","database":true,"status":"Online","message":"","architecture":"x86_64","groups":["default"]}}]}}"#,
+        servers[0].url
+    );
+    let incus = CountingPeer::start(list.into_bytes());
+    let cluster = dir.path().join("incus.toml");
+    std::fs::write(
+        &cluster,
+        format!("incus = \"{}\"\ndeadline = \"60s\"\n", incus.url),
+    )
+    .unwrap();
+    let server = Arc::new(cluster_server(dir.path(), &cluster, "default", &[]));
+    let cost = incus.requests_for_ten_at_once(&server, "/1.0/cluster/resources/a");
+    assert!(cost <= 2, "ten requests at once read Incus's list {cost} times");
+    println!("ten concurrent cluster requests: {cost} read(s) of Incus's member list");
+}
+
+/// "Concurrent requests share one computation": ten requests for the
+/// cluster's flags at once, with a policy that fetches on every
+/// computation (`always-fresh`), cost one fetch from the member, a
+/// [`CountingPeer`] holding its answer.
+#[test]
+fn concurrent_cluster_requests_share_one_computation() {
+    let dir = tempfile::tempdir().unwrap();
+    let document = std::fs::read(recorded_node(dir.path(), "a", "x86_64", &["fpu", "sse2"])).unwrap();
+    let member = CountingPeer::start(document);
     let cluster = dir.path().join("cluster.toml");
     std::fs::write(
         &cluster,
-        format!("deadline = \"60s\"\n[[member]]\nname = \"a\"\nurl = \"{member_url}\"\n"),
+        format!(
+            "deadline = \"60s\"\n[[member]]\nname = \"a\"\nurl = \"{}\"\n",
+            member.url
+        ),
     )
     .unwrap();
     let server = Arc::new(cluster_server(dir.path(), &cluster, "always-fresh", &[]));
-    let before = fetches.load(Ordering::SeqCst);
-    release_at.store(before + 3, Ordering::SeqCst);
-    let answers: Vec<_> = (0..10)
-        .map(|_| {
-            let server = server.clone();
-            std::thread::spawn(move || http_get(&server.url, "/1.0/cluster/cpu-flags", &[]))
-        })
-        .collect();
-    for answer in answers {
-        let answer = answer.join().unwrap();
-        assert_eq!(answer.status, 200, "{}", answer.body);
-    }
-    let cost = fetches.load(Ordering::SeqCst) - before;
+    let cost = member.requests_for_ten_at_once(&server, "/1.0/cluster/cpu-flags");
     assert!(cost <= 2, "ten requests at once fetched the member {cost} times");
     println!("ten concurrent cpu-flags requests: {cost} fetch(es) of the member");
 }

@@ -139,6 +139,34 @@ pub fn kill_after(pid: u32, limit: std::time::Duration) -> KillAfter {
     KillAfter(guard)
 }
 
+/// `nodecache -vv serve --insecure-http` on a free loopback port, with its
+/// own default directories, whose log the test reads itself: the process,
+/// its log's remaining lines, its URL and its home (kept while it runs).
+pub fn spawn_serve_logging() -> (
+    Child,
+    std::io::Lines<BufReader<std::process::ChildStderr>>,
+    String,
+    tempfile::TempDir,
+) {
+    let home = tempfile::tempdir().unwrap();
+    let mut child = Command::new(BIN)
+        .env("XDG_CACHE_HOME", home.path().join("cache"))
+        .env("XDG_STATE_HOME", home.path().join("state"))
+        .args(["-vv", "serve", "--insecure-http", "--listen", "127.0.0.1:0"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let url = loop {
+        let line = lines.next().expect("serve printed its address").unwrap();
+        if let Some(address) = line.split("listening on ").nth(1) {
+            break format!("http://{}", address.trim());
+        }
+    };
+    (child, lines, url, home)
+}
+
 /// A `nodecache serve` process on a free loopback port, killed on drop.
 pub struct Server {
     pub child: Child,
