@@ -8,7 +8,7 @@ Words the kernel fills from a single CPUID register are kept; Linux-defined
 and scattered words (3, 7, 8, 11, 20, 21) are not plain CPUID registers and
 their flags are taken from /proc/cpuinfo at probe time instead.
 
-Usage: gen-cpuid-flags.py CPUFEATURES_H > host/src/probe/x86_cpuid_flags.tsv
+Usage: gen-cpuid-flags.py CPUFEATURES_H > host/src/machine/probe/x86_cpuid_flags.tsv
        gen-cpuid-flags.py CPUFEATURES_H --check REFERENCE_TSV
 """
 import re

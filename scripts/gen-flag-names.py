@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Derive nodecache's table of x86 flag names: for every CPUID bit Linux names
-(host/src/probe/x86_cpuid_flags.tsv), the name QEMU and libvirt give it.
+(host/src/machine/probe/x86_cpuid_flags.tsv), the name QEMU and libvirt give it.
 
 Both come from the real tools, joined on the CPUID bit:
 - QEMU: every boolean property of its `kvm64` CPU is switched, one QEMU per
@@ -12,8 +12,8 @@ Both come from the real tools, joined on the CPUID bit:
 - libvirt: its cpu_map (`x86_features.xml`), which names each feature by its
   CPUID input and register mask.
 
-Usage: gen-flag-names.py > host/src/flags/x86_flag_names.tsv
-       gen-flag-names.py --check host/src/flags/x86_flag_names.tsv
+Usage: gen-flag-names.py > host/src/machine/x86_flag_names.tsv
+       gen-flag-names.py --check host/src/machine/x86_flag_names.tsv
 (`--check` derives the table again from the installed tools and exits 1 on
 any name that differs; a bit the kept table leaves unnamed and a newer tool
 names is reported, not an error.)
@@ -27,7 +27,7 @@ import sys
 import xml.etree.ElementTree as ET
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CPUID_TABLE = os.path.join(ROOT, "host/src/probe/x86_cpuid_flags.tsv")
+CPUID_TABLE = os.path.join(ROOT, "host/src/machine/probe/x86_cpuid_flags.tsv")
 QEMU = "qemu-system-x86_64"
 LIBVIRT_FEATURES = "/usr/share/libvirt/cpu_map/x86_features.xml"
 REGISTERS = ("eax", "ebx", "ecx", "edx")

@@ -3,12 +3,12 @@
 name in /proc/cpuinfo (`amd-psfd`, `lfence-always-serializing`, `amd-stibp`,
 ...): libvirt's cpu_map names each bit by its CPUID input and register mask,
 and QEMU's `max` model lists each as a property of the same name. A bit
-Linux names is in host/src/flags/x86_flag_names.tsv instead, and the four
+Linux names is in host/src/machine/x86_flag_names.tsv instead, and the four
 names Linux gives synthesised flags (`ibrs`, `ibpb`, `stibp`, `ssbd`: other
 bits) are left out so that one name never means two bits.
 
-Usage: gen-hypervisor-names.py > host/src/flags/x86_unnamed_by_linux.tsv
-       gen-hypervisor-names.py --check host/src/flags/x86_unnamed_by_linux.tsv
+Usage: gen-hypervisor-names.py > host/src/machine/x86_unnamed_by_linux.tsv
+       gen-hypervisor-names.py --check host/src/machine/x86_unnamed_by_linux.tsv
 """
 import json
 import os
@@ -17,7 +17,7 @@ import subprocess
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-NAMED_BY_LINUX = os.path.join(ROOT, "host/src/flags/x86_flag_names.tsv")
+NAMED_BY_LINUX = os.path.join(ROOT, "host/src/machine/x86_flag_names.tsv")
 LIBVIRT_FEATURES = "/usr/share/libvirt/cpu_map/x86_features.xml"
 LINUX_SYNTHESISED = {"ibrs", "ibpb", "stibp", "ssbd"}
 

@@ -76,7 +76,7 @@ struct Names {
 impl Names {
     fn load() -> Names {
         let table = std::fs::read_to_string(
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("src/flags/x86_flag_names.tsv"),
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("src/machine/x86_flag_names.tsv"),
         )
         .unwrap();
         let mut names = Names {
@@ -93,7 +93,7 @@ impl Names {
             }
         }
         let unnamed = std::fs::read_to_string(
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("src/flags/x86_unnamed_by_linux.tsv"),
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("src/machine/x86_unnamed_by_linux.tsv"),
         )
         .unwrap();
         for name in unnamed

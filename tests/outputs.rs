@@ -9,13 +9,15 @@ use std::process::{Command, Output};
 
 use serde_json::{Value, json};
 
-use crate::util::{BIN, recorded_node, resources_of, stderr, write_cache_entry};
+use crate::util::{BIN, Nodecache, recorded_node, resources_of, stderr, write_cache_entry};
 
 /// A cluster whose members' entries are in the cache (their URLs are dead:
 /// a refetch would fail the run).
 pub(crate) struct Recorded {
     pub(crate) dir: tempfile::TempDir,
     pub(crate) cluster: PathBuf,
+    /// With [`Recorded::frozen`]: the wall-clock second every run sees.
+    clock: Option<u64>,
 }
 
 impl Recorded {
@@ -59,34 +61,45 @@ impl Recorded {
         }
         let cluster = dir.path().join("cluster.toml");
         std::fs::write(&cluster, text).unwrap();
-        Recorded { dir, cluster }
+        Recorded {
+            dir,
+            cluster,
+            clock: None,
+        }
+    }
+
+    /// Every run, CLI and `serve`, sees the same stopped wall clock (a
+    /// second after the entries were written), so each node's age is the
+    /// same wherever it is computed.
+    fn frozen(mut self) -> Recorded {
+        self.clock = Some(crate::util::now_s() + 1);
+        self
+    }
+
+    /// nodecache with this cluster's cache and cluster file (and clock).
+    fn command(&self) -> Nodecache {
+        let command = Nodecache::new()
+            .cache_dir(&self.dir.path().join("cache"))
+            .cluster(&self.cluster);
+        match self.clock {
+            Some(at_s) => command.frozen_at(at_s),
+            None => command,
+        }
     }
 
     /// `serve` over plain HTTP on loopback for this cluster, with these
     /// environment variables.
     pub(crate) fn serve(&self, env: &[(&str, &Path)]) -> crate::util::Server {
-        crate::util::spawn_serve_env(
-            &[
-                "--cache-dir",
-                self.dir.path().join("cache").to_str().unwrap(),
-                "--cluster",
-                self.cluster.to_str().unwrap(),
-            ],
-            &["--insecure-http"],
-            env,
-        )
+        let mut command = self.command();
+        for (name, value) in env {
+            command = command.env(name, value);
+        }
+        command.serve(&["--insecure-http"])
     }
 
     /// Runs nodecache on the cluster, whatever it answers.
     pub(crate) fn output(&self, args: &[&str]) -> Output {
-        Command::new(BIN)
-            .arg("--cache-dir")
-            .arg(self.dir.path().join("cache"))
-            .arg("--cluster")
-            .arg(&self.cluster)
-            .args(args)
-            .output()
-            .unwrap()
+        self.command().output(args)
     }
 
     fn run(&self, args: &[&str]) -> Output {
@@ -507,7 +520,7 @@ fn the_name_table_agrees_with_the_installed_qemu_and_libvirt() {
     let output = Command::new("python3")
         .arg(root.join("scripts/gen-flag-names.py"))
         .arg("--check")
-        .arg(root.join("host/src/flags/x86_flag_names.tsv"))
+        .arg(root.join("host/src/machine/x86_flag_names.tsv"))
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&output.stdout);
@@ -516,28 +529,59 @@ fn the_name_table_agrees_with_the_installed_qemu_and_libvirt() {
     let unnamed = Command::new("python3")
         .arg(root.join("scripts/gen-hypervisor-names.py"))
         .arg("--check")
-        .arg(root.join("host/src/flags/x86_unnamed_by_linux.tsv"))
+        .arg(root.join("host/src/machine/x86_unnamed_by_linux.tsv"))
         .output()
         .unwrap();
     assert!(unnamed.status.success(), "{}", stderr(&unnamed));
 }
 
+/// The CLI and `serve` answer one question through one path
+/// (`crate::query`): for every format and switch, the same bytes (JSON:
+/// the CLI's document is the envelope's metadata, value for value).
 #[test]
 fn serve_gives_every_format_the_cli_gives() {
-    let mixed = Recorded::new(&[("haswell", HASWELL), ("naples", NAPLES)]);
+    let mixed = Recorded::new(&[("haswell", HASWELL), ("naples", NAPLES)]).frozen();
     let server = mixed.serve(&[]);
-    for format in ["qemu", "libvirt", "incus", "list"] {
-        let served = crate::util::http_get(
-            &server.url,
-            &format!("/1.0/cluster/cpu-flags?format={format}"),
-            &[],
-        );
-        assert_eq!(served.status, 200, "{format}: {}", served.body);
-        assert_eq!(
-            served.body,
-            mixed.text(&["cpu-flags", "--format", format]),
-            "{format}"
-        );
+    let questions: &[(&[&str], &str)] = &[
+        (&["--format", "list"], "format=list"),
+        (&["--format", "qemu"], "format=qemu"),
+        (&["--format", "libvirt"], "format=libvirt"),
+        (&["--format", "incus"], "format=incus"),
+        (
+            &["--format", "qemu", "--baseline", "auto"],
+            "format=qemu&baseline=auto",
+        ),
+        (
+            &["--format", "incus", "--drop-fragile"],
+            "format=incus&drop-fragile=1",
+        ),
+        (&["--level"], "format=list&level=1"),
+        (&["--explain"], "format=list&explain=1"),
+        (
+            &["--explain", "--baseline", "kvm64"],
+            "format=list&explain=1&baseline=kvm64",
+        ),
+        (&["--format", "json"], ""),
+        (&["--format", "json", "--level"], "level=1"),
+        (
+            &["--format", "json", "--explain", "--baseline", "auto"],
+            "explain=1&baseline=auto",
+        ),
+        (&["--format", "json", "--arch", "aarch64"], "arch=aarch64"),
+    ];
+    for (options, query) in questions {
+        let mut args = vec!["cpu-flags"];
+        args.extend_from_slice(options);
+        let cli = mixed.text(&args);
+        let served = crate::util::http_get(&server.url, &format!("/1.0/cluster/cpu-flags?{query}"), &[]);
+        assert_eq!(served.status, 200, "{query}: {}", served.body);
+        if options.contains(&"json") {
+            let envelope: Value = serde_json::from_str(&served.body).unwrap();
+            let cli: Value = serde_json::from_str(&cli).unwrap();
+            assert_eq!(envelope["metadata"], cli, "{query}");
+        } else {
+            assert_eq!(served.body, cli, "{query}");
+        }
     }
     let served = crate::util::http_get(
         &server.url,
@@ -554,8 +598,73 @@ fn serve_gives_every_format_the_cli_gives() {
             > 5
     );
     assert_eq!(envelope["metadata"]["guest_cpu"]["baseline"], "kvm64");
+    // Refusals agree too: the same words, as a 400 and as exit 2.
+    for (options, query) in [
+        (&["--format", "qemu", "--level"][..], "format=qemu&level=1"),
+        (&["--arch", "x86 64"][..], "arch=x86%2064"),
+    ] {
+        let mut args = vec!["cpu-flags"];
+        args.extend_from_slice(options);
+        let cli = mixed.output(&args);
+        assert_eq!(cli.status.code(), Some(2), "{options:?}: {}", stderr(&cli));
+        let served = crate::util::http_get(&server.url, &format!("/1.0/cluster/cpu-flags?{query}"), &[]);
+        assert_eq!(served.status, 400, "{query}: {}", served.body);
+        let error = serde_json::from_str::<Value>(&served.body).unwrap()["error"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert!(
+            stderr(&cli).contains(&error),
+            "{query}: {error} / {}",
+            stderr(&cli)
+        );
+    }
     let refused = crate::util::http_get(&server.url, "/1.0/cluster/cpu-flags?format=bogus", &[]);
     assert_eq!(refused.status, 400, "{}", refused.body);
+}
+
+/// `--apply` takes the Incus keys from the answer as values, never from
+/// the printed text: with `--level` or `--explain` (tables, no keys) it is
+/// refused as a usage error before any member or Incus is asked. (It once
+/// printed the table, found no keys in it, and told the operator the group
+/// "already has these keys".)
+#[test]
+fn apply_with_a_table_is_refused_before_incus_is_asked() {
+    let incus = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    incus.set_nonblocking(true).unwrap();
+    let recorded = Recorded::grouped(&[("haswell", HASWELL, "rack")]);
+    let written = std::fs::read_to_string(&recorded.cluster).unwrap();
+    let address = incus.local_addr().unwrap();
+    std::fs::write(
+        &recorded.cluster,
+        format!("incus = \"https://{address}\"\n{written}"),
+    )
+    .unwrap();
+    for table in ["--level", "--explain"] {
+        let output = recorded.output(&[
+            "cpu-flags",
+            "--format",
+            "incus",
+            "--group",
+            "rack",
+            "--apply",
+            table,
+        ]);
+        let said = stderr(&output);
+        assert_eq!(output.status.code(), Some(2), "{table}: {said}");
+        assert!(
+            said.contains("--explain and --level print tables"),
+            "{table}: {said}"
+        );
+        assert!(!said.contains("already has these keys"), "{table}: {said}");
+        assert!(output.stdout.is_empty(), "{table}: printed {:?}", output.stdout);
+    }
+    // A connection attempt would wait in the backlog: none was made.
+    let asked = incus.accept();
+    assert!(
+        matches!(&asked, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+        "Incus was asked: {asked:?}"
+    );
 }
 
 #[test]

@@ -269,7 +269,9 @@ fn serve_answers_for_the_cluster_and_reloads_on_sighup() {
     let refused = http_get(&server.url, "/1.0/cluster/cpu-flags", &[]);
     assert_eq!(refused.status, 503, "{}", refused.body);
     assert!(
-        refused.body.contains("no data for a (") && refused.body.contains("allow-partial"),
+        refused.body.contains("no data for 1 of 2 nodes")
+            && refused.body.contains("safe for them: a (")
+            && refused.body.contains("(allow-partial=1 computes over the rest)"),
         "{}",
         refused.body
     );

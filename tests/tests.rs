@@ -12,5 +12,6 @@ mod outputs;
 mod policies;
 mod promises;
 mod recorded_sysfs;
+mod server_limits;
 mod serving;
 mod util;

@@ -11,6 +11,86 @@ use serde_json::{Value, json};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_nodecache");
 
+/// One run of the nodecache binary, built as ripgrep's `TestCommand`: a
+/// test names what differs (the cache, the cluster file, the clock, the
+/// environment) and says what it expects: any [`Nodecache::output`], a
+/// successful [`Nodecache::text`] or [`Nodecache::json`], or a running
+/// [`Nodecache::serve`].
+pub struct Nodecache {
+    command: Command,
+}
+
+impl Default for Nodecache {
+    fn default() -> Self {
+        Nodecache::new()
+    }
+}
+
+impl Nodecache {
+    pub fn new() -> Nodecache {
+        Nodecache {
+            command: Command::new(BIN),
+        }
+    }
+
+    pub fn cache_dir(mut self, dir: &Path) -> Nodecache {
+        self.command.arg("--cache-dir").arg(dir);
+        self
+    }
+
+    pub fn cluster(mut self, file: &Path) -> Nodecache {
+        self.command.arg("--cluster").arg(file);
+        self
+    }
+
+    /// The wall clock stopped at `at_s` ([`freeze_clock`]).
+    pub fn frozen_at(mut self, at_s: u64) -> Nodecache {
+        freeze_clock(&mut self.command, at_s);
+        self
+    }
+
+    pub fn env(mut self, name: &str, value: impl AsRef<std::ffi::OsStr>) -> Nodecache {
+        self.command.env(name, value);
+        self
+    }
+
+    /// Runs `nodecache ARGS`, whatever it answers.
+    pub fn output(mut self, args: &[&str]) -> std::process::Output {
+        self.command.args(args).output().expect("run nodecache")
+    }
+
+    /// Runs `nodecache ARGS`, which must succeed: its stdout.
+    pub fn text(self, args: &[&str]) -> String {
+        let output = self.output(args);
+        assert!(output.status.success(), "nodecache {args:?}: {}", stderr(&output));
+        String::from_utf8(output.stdout).expect("UTF-8 output")
+    }
+
+    /// [`Nodecache::text`], parsed as JSON.
+    pub fn json(self, args: &[&str]) -> Value {
+        let text = self.text(args);
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("nodecache {args:?}: not JSON ({e}): {text}"))
+    }
+
+    /// Starts `nodecache … serve --listen 127.0.0.1:0 ARGS`, with default
+    /// directories of its own, and waits for the address it prints.
+    pub fn serve(mut self, args: &[&str]) -> Server {
+        let home = tempfile::tempdir().expect("a home for serve's default directories");
+        self.command
+            .env("XDG_CACHE_HOME", home.path().join("cache"))
+            .env("XDG_STATE_HOME", home.path().join("state"));
+        let child = self
+            .command
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn nodecache serve");
+        Server::started(child, home, args)
+    }
+}
+
 pub fn stderr(output: &std::process::Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
@@ -200,61 +280,58 @@ pub fn spawn_serve_with(global: &[&str], args: &[&str]) -> Server {
 
 /// `spawn_serve_with`, with these environment variables set for `serve`.
 pub fn spawn_serve_env(global: &[&str], args: &[&str], env: &[(&str, &Path)]) -> Server {
-    let home = tempfile::tempdir().expect("a home for serve's default directories");
-    let mut command = Command::new(BIN);
-    command.args(global);
-    command
-        .env("XDG_CACHE_HOME", home.path().join("cache"))
-        .env("XDG_STATE_HOME", home.path().join("state"));
+    let mut command = Nodecache::new();
+    command.command.args(global);
     for (name, value) in env {
-        command.env(name, value);
+        command = command.env(name, value);
     }
-    let mut child = command
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn nodecache serve");
-    // Warnings (an unreachable Incus, say) may come before the address; the
-    // lines are read on a thread of their own, so a serve that never says
-    // where it listens fails the test with what it did say, not hangs it.
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let (said, lines) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut line = String::new();
-        while stderr.read_line(&mut line).is_ok_and(|n| n > 0) {
-            let listening = line.starts_with("nodecache: listening on ");
-            if said.send(std::mem::take(&mut line)).is_err() || listening {
-                break;
+    command.serve(args)
+}
+
+impl Server {
+    /// Waits for a spawned `serve` to say where it listens.
+    fn started(mut child: Child, home: tempfile::TempDir, args: &[&str]) -> Server {
+        // Warnings (an unreachable Incus, say) may come before the address; the
+        // lines are read on a thread of their own, so a serve that never says
+        // where it listens fails the test with what it did say, not hangs it.
+        let mut stderr = BufReader::new(child.stderr.take().unwrap());
+        let (said, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            while stderr.read_line(&mut line).is_ok_and(|n| n > 0) {
+                let listening = line.starts_with("nodecache: listening on ");
+                if said.send(std::mem::take(&mut line)).is_err() || listening {
+                    break;
+                }
             }
+            // Keep draining its log, so a chatty server never blocks on a full pipe.
+            let _ = std::io::copy(&mut stderr, &mut std::io::sink());
+        });
+        let mut before = String::new();
+        let address = loop {
+            match lines.recv_timeout(std::time::Duration::from_secs(120)) {
+                Ok(line) => match line.trim().strip_prefix("nodecache: listening on ") {
+                    Some(address) => break address.to_string(),
+                    None => before.push_str(&line),
+                },
+                Err(_) => {
+                    panic!("serve {args:?} did not say where it listens within 120 s; it said:\n{before}")
+                }
+            }
+        };
+        let scheme = if args.contains(&"--insecure-http") {
+            "http"
+        } else {
+            "https"
+        };
+        Server {
+            url: format!("{scheme}://{address}"),
+            child,
+            _home: home,
         }
-        // Keep draining its log, so a chatty server never blocks on a full pipe.
-        let _ = std::io::copy(&mut stderr, &mut std::io::sink());
-    });
-    let mut before = String::new();
-    let address = loop {
-        match lines.recv_timeout(std::time::Duration::from_secs(120)) {
-            Ok(line) => match line.trim().strip_prefix("nodecache: listening on ") {
-                Some(address) => break address.to_string(),
-                None => before.push_str(&line),
-            },
-            Err(_) => panic!("serve {args:?} did not say where it listens within 120 s; it said:\n{before}"),
-        }
-    };
-    let scheme = if args.contains(&"--insecure-http") {
-        "http"
-    } else {
-        "https"
-    };
-    Server {
-        url: format!("{scheme}://{address}"),
-        child,
-        _home: home,
     }
 }
 
-/// A recorded node: the Incus fixture with its architecture and per-core flags replaced.
 /// A cluster file's `[tls]` table: the client identity nodecache presents,
 /// and the one certificate its servers are pinned to.
 pub fn tls_table(client_cert: &Path, client_key: &Path, server_cert: &Path) -> String {
@@ -266,6 +343,7 @@ pub fn tls_table(client_cert: &Path, client_key: &Path, server_cert: &Path) -> S
     )
 }
 
+/// A recorded node: the Incus fixture with its architecture and per-core flags replaced.
 pub fn recorded_node(dir: &Path, name: &str, architecture: &str, flags: &[&str]) -> PathBuf {
     let mut document: Value = serde_json::from_str(INCUS_FIXTURE).unwrap();
     let metadata = &mut document["metadata"];

@@ -8,13 +8,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
-use indicatif::ProgressBar;
-use nodecache::capabilities::Capabilities;
-use nodecache::cluster::{Cluster, ClusterMember};
-use nodecache::cpu_flags::{NodeSource, cpu_flags};
-use nodecache::membership::Membership;
+use nodecache::cluster::report::{NodeSource, cpu_flags};
+use nodecache::cluster_file::ClusterFile;
+use nodecache::cluster_file::{Cluster, ClusterMember};
+use nodecache::net::remote::RemoteFetcher;
 use nodecache::node_name::NodeName;
-use nodecache::remote::RemoteFetcher;
+use nodecache::runtime::capabilities::Capabilities;
 use nodecache::runtime::{Limits, PolicyRuntime};
 use nodecache::store::CacheStore;
 
@@ -46,9 +45,9 @@ fn benches(c: &mut Criterion) {
         .build()
         .unwrap();
     let cluster = slow_members(&tokio);
-    let membership = Membership {
+    let membership = ClusterFile {
         cluster: cluster.clone(),
-        ..Membership::this_machine()
+        ..ClusterFile::this_machine()
     };
     let runtime = Arc::new(PolicyRuntime::default_policy(Limits::default()).unwrap());
     let dir = tempfile::tempdir().unwrap();
@@ -66,7 +65,7 @@ fn benches(c: &mut Criterion) {
                 "x86_64",
                 128,
                 None,
-                &ProgressBar::hidden(),
+                &nodecache::cluster::gather::silent(),
             ))
             .unwrap();
         assert!(

@@ -9,15 +9,14 @@ use std::hint::black_box;
 use std::sync::Arc;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use indicatif::ProgressBar;
-use nodecache::capabilities::Capabilities;
-use nodecache::clock::now_ms;
-use nodecache::cluster::Cluster;
-use nodecache::cpu_flags::{CpuFlagsReport, NodeSource, cpu_flags};
-use nodecache::probe;
-use nodecache::remote::RemoteFetcher;
+use nodecache::cluster::report::{CpuFlagsReport, NodeSource, cpu_flags};
+use nodecache::cluster_file::Cluster;
+use nodecache::machine::probe;
+use nodecache::net::remote::RemoteFetcher;
+use nodecache::runtime::capabilities::Capabilities;
 use nodecache::runtime::{Limits, PolicyRuntime, embedded};
 use nodecache::store::CacheStore;
+use nodecache::util::clock::now_ms;
 
 const MAX_AGE_MS: u64 = 86_400_000;
 
@@ -59,7 +58,7 @@ impl OneNode {
     }
 
     fn cpu_flags(&self) -> CpuFlagsReport {
-        let hidden = ProgressBar::hidden();
+        let hidden = nodecache::cluster::gather::silent();
         let run = cpu_flags(
             &self.runtime,
             self.capabilities.clone(),
@@ -87,7 +86,7 @@ fn benches(c: &mut Criterion) {
 
     // What a revalidation of this machine (and a 304 from serve) costs instead of a probe.
     c.bench_function("local hardware fingerprint (/proc + /sys, no probe)", |b| {
-        b.iter(|| black_box(nodecache::fingerprint::local().unwrap()))
+        b.iter(|| black_box(nodecache::machine::fingerprint::local().unwrap()))
     });
 
     // What every CLI invocation pays before its first call: Cranelift compiles

@@ -185,6 +185,7 @@ fn launch(command: &[String]) -> ! {
 /// CPU time (user and system).
 fn wait_with_rusage(pid: libc::pid_t) -> (i32, i64, Duration) {
     let mut status = 0;
+    // SAFETY: an all-zero `rusage` is valid (integers and timevals).
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     // SAFETY: `pid` is our child, not yet waited for; both out-pointers are valid.
     let waited = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
@@ -213,12 +214,11 @@ fn raise_fd_limit() {
         rlim_cur: 0,
         rlim_max: 0,
     };
-    // SAFETY: plain getrlimit/setrlimit on a valid struct.
-    unsafe {
-        libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit);
-        limit.rlim_cur = limit.rlim_max;
-        libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
-    }
+    // SAFETY: getrlimit writes into a valid, owned `rlimit`.
+    unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) };
+    limit.rlim_cur = limit.rlim_max;
+    // SAFETY: setrlimit reads a valid `rlimit`.
+    unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) };
 }
 
 fn median<T: PartialOrd + Copy>(values: impl Iterator<Item = T>) -> T {

@@ -7,9 +7,9 @@ use anyhow::{Result, anyhow};
 use serde::Deserialize;
 
 use crate::api::envelope::Envelope;
-use crate::cluster::ClusterMember;
+use crate::cluster_file::ClusterMember;
+use crate::cluster_file::{ClusterFile, check_url, is_group_name};
 use crate::format;
-use crate::membership::{Membership, check_url, is_group_name};
 use crate::node_name::NodeName;
 
 /// One entry of Incus's member list (the fields nodecache uses).
@@ -91,7 +91,7 @@ pub fn parse_members(body: &[u8]) -> Result<Vec<ClusterMember>, String> {
 /// offline when Incus says so, but for this machine, which is always probed
 /// (its own probe needs no network). One pass over an index by name: a
 /// 100,000-member list is linear, not quadratic.
-pub fn merge(membership: &mut Membership, listed: Vec<ClusterMember>) -> Result<()> {
+pub fn merge(membership: &mut ClusterFile, listed: Vec<ClusterMember>) -> Result<()> {
     let members = &mut membership.cluster.members;
     let mut index: std::collections::HashMap<NodeName, usize> = members
         .iter()
@@ -233,7 +233,7 @@ mod tests {
 
     #[test]
     fn a_listed_member_keeps_its_entry_and_gains_incus_groups() {
-        let mut membership = Membership::from_text(
+        let mut membership = ClusterFile::from_text(
             "incus = \"https://127.0.0.1:9443\"\nlocal = \"node2\"\n\
              [[member]]\nname = \"node1\"\nurl = \"https://10.0.0.1:8443\"\ngroups = [\"rack-a\"]\n",
             std::path::Path::new("/etc/nodecache"),
@@ -252,7 +252,7 @@ mod tests {
     /// alone: it is probed, whatever Incus reports of it.
     #[test]
     fn this_machine_is_probed_even_when_incus_calls_it_offline() {
-        let mut membership = Membership::from_text(
+        let mut membership = ClusterFile::from_text(
             "incus = \"https://127.0.0.1:9443\"\nlocal = \"node2\"\n\
              [[member]]\nname = \"node2\"\nurl = \"https://127.0.0.2:9443\"\n",
             std::path::Path::new("/etc/nodecache"),

@@ -7,7 +7,7 @@
 //! - Incus's document and types: [`api`] (the resources document, its CPU
 //!   summary, the envelope), [`model`] (what a policy is lent and returns),
 //!   [`document_fingerprint`], [`canonical_json`];
-//! - the cluster: [`cluster`], [`membership`] (the cluster file),
+//! - the cluster: [`cluster_file`] (the cluster file and its members),
 //!   [`incus_members`] (Incus's member list), [`node_name`];
 //! - the cache on disk: [`store`], read with [`file_read`]'s bounds, kept
 //!   private ([`private_path`]) in the [`xdg`] directories;
@@ -18,7 +18,9 @@
 
 pub mod api;
 pub mod canonical_json;
-pub mod cluster;
+// The members (`Cluster`), re-exported by `cluster_file`, whose part they are.
+mod cluster;
+pub mod cluster_file;
 pub mod cpuinfo;
 pub mod digest;
 pub mod document_fingerprint;
@@ -26,7 +28,6 @@ pub mod file_read;
 pub mod format;
 pub mod ids;
 pub mod incus_members;
-pub mod membership;
 pub mod model;
 pub mod node_name;
 pub mod operator_file;

@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+use crate::outputs::output::FlagsFormat;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "nodecache",
@@ -61,8 +63,8 @@ pub enum Command {
     },
     /// Print the CPU flags every core of every node shares.
     CpuFlags {
-        #[arg(long, value_enum, default_value_t = FlagsFormat::List)]
-        format: FlagsFormat,
+        #[arg(long, value_enum, default_value_t = FormatArg::List)]
+        format: FormatArg,
         /// The model the qemu, libvirt and incus formats build on (default kvm64;
         /// "auto": the named QEMU model closest to what every node's hypervisor
         /// can give a guest, what they lack turned off); its own flags are asked of QEMU.
@@ -113,8 +115,8 @@ pub enum Command {
         #[arg(long, value_name = "GROUP")]
         group: Option<String>,
         /// list (a table) or json.
-        #[arg(long, value_enum, default_value_t = FlagsFormat::List)]
-        format: FlagsFormat,
+        #[arg(long, value_enum, default_value_t = FormatArg::List)]
+        format: FormatArg,
     },
     /// Print this machine's CPU flags straight from the hardware, without policy or cache.
     Probe {
@@ -215,7 +217,32 @@ pub enum PolicyCommand {
     List,
 }
 
-pub use crate::flags::output::FlagsFormat;
+/// `--format`: the outputs' formats, as the command line spells them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FormatArg {
+    /// One flag per line, sorted (Linux names).
+    List,
+    /// Flags, level and every node's provenance.
+    Json,
+    /// A QEMU `-cpu` value: the baseline model and the features it lacks, in QEMU's names.
+    Qemu,
+    /// A libvirt domain `<cpu>` element requiring every common feature, in libvirt's names.
+    Libvirt,
+    /// The keys of an Incus cluster group's CPU definition (key=value lines).
+    Incus,
+}
+
+impl From<FormatArg> for FlagsFormat {
+    fn from(format: FormatArg) -> FlagsFormat {
+        match format {
+            FormatArg::List => FlagsFormat::List,
+            FormatArg::Json => FlagsFormat::Json,
+            FormatArg::Qemu => FlagsFormat::Qemu,
+            FormatArg::Libvirt => FlagsFormat::Libvirt,
+            FormatArg::Incus => FlagsFormat::Incus,
+        }
+    }
+}
 
 /// `--max-connections`: a count a server can hold (0 would serve no one;
 /// 2^61 made the semaphore panic).

@@ -5,8 +5,9 @@
 use clap::CommandFactory;
 use clap_complete::Shell;
 
-use super::Failure;
 use super::args::{Cli, CompletionShell};
+use super::failure::Failure;
+use super::print::print;
 
 pub fn completions(shell: CompletionShell) -> Result<(), Failure> {
     let shell = match shell {
@@ -16,7 +17,7 @@ pub fn completions(shell: CompletionShell) -> Result<(), Failure> {
     };
     let mut script = Vec::new();
     clap_complete::generate(shell, &mut Cli::command(), "nodecache", &mut script);
-    super::commands::print(&String::from_utf8_lossy(&script))
+    print(&String::from_utf8_lossy(&script))
 }
 
 /// nodecache(1), or the page of one subcommand (`nodecache-cpu-flags(1)`).
@@ -42,5 +43,5 @@ pub fn manpage(subcommand: Option<&str>) -> Result<(), Failure> {
     clap_mangen::Man::new(page_of)
         .render(&mut page)
         .map_err(anyhow::Error::from)?;
-    super::commands::print(&String::from_utf8_lossy(&page))
+    print(&String::from_utf8_lossy(&page))
 }

@@ -1,43 +1,82 @@
-//! The `nodecache` command line.
+//! The `nodecache` command line: [`args`] (clap), resolved once into a
+//! [`context`], dispatched here to one handler per command ([`query`],
+//! [`node`], [`policy`], [`docs`]), which print through [`print`].
 
 mod args;
-mod commands;
+mod context;
 mod docs;
+mod failure;
 mod node;
 mod policy;
+mod print;
 mod query;
 
 pub use args::Cli;
+use args::{Command, PolicyCommand};
 use clap::Parser;
+use context::Context;
+pub use failure::Failure;
 
-/// Exit status: 0 success, 1 runtime error, 2 usage error, 3 nodes without data.
-#[derive(Debug)]
-pub struct Failure {
-    pub code: i32,
-    pub error: anyhow::Error,
-}
-
-impl From<anyhow::Error> for Failure {
-    /// A runtime error, except a policy's refusal of its settings (`--set`
-    /// or the cluster file's `[policy]` table), which is the operator's
-    /// usage error wherever it is found.
-    fn from(error: anyhow::Error) -> Self {
-        let bad_settings = error.chain().any(|cause| {
-            matches!(
-                cause.downcast_ref(),
-                Some(crate::model::PolicyFailure::BadConfig(_))
-            ) || cause.is::<crate::model::UnknownSettings>()
-        });
-        Failure {
-            code: if bad_settings { 2 } else { 1 },
-            error,
+/// Runs one parsed command line.
+async fn run(cli: Cli) -> Result<(), Failure> {
+    let context = Context::new(&cli);
+    match cli.command {
+        Command::Resources { all: true, .. } => query::resources_all(&context).await,
+        Command::Resources { node, all: false } => query::resources(&context, node.as_deref()).await,
+        Command::CpuFlags {
+            format,
+            baseline,
+            level,
+            explain,
+            group,
+            arch,
+            allow_partial,
+            require_hypervisor,
+            drop_fragile,
+            apply,
+            yes,
+        } => {
+            let options = query::FlagsOptions {
+                output: crate::outputs::output::FlagsOutput {
+                    format: format.into(),
+                    baseline,
+                    level,
+                    explain,
+                    require_hypervisor,
+                    drop_fragile,
+                },
+                arch,
+                allow_partial,
+                group,
+                apply: apply.then_some(query::Apply { yes }),
+            };
+            query::cpu_flags(&context, options).await
         }
-    }
-}
-
-impl Failure {
-    pub fn usage(error: anyhow::Error) -> Self {
-        Failure { code: 2, error }
+        Command::CanRun {
+            flags,
+            from,
+            group,
+            format,
+        } => {
+            let guest = match (flags, from) {
+                (Some(flags), _) => query::Guest::Flags(flags),
+                (None, Some(node)) => query::Guest::HostCpuOf(node),
+                (None, None) => unreachable!("clap requires one of --flags and --from"),
+            };
+            query::can_run(&context, guest, group.as_deref(), format.into()).await
+        }
+        Command::Probe { source } => node::probe(source).await,
+        Command::Serve(args) => node::serve(&context, &args).await,
+        Command::Identity => node::identity(&context),
+        Command::Trust { command } => node::trust(&context, &command),
+        Command::Policy {
+            command: PolicyCommand::Check { policy },
+        } => policy::check(&context, &policy).await,
+        Command::Policy {
+            command: PolicyCommand::List,
+        } => policy::list(&context).await,
+        Command::Completions { shell } => docs::completions(shell),
+        Command::Manpage { subcommand } => docs::manpage(subcommand.as_deref()),
     }
 }
 
@@ -62,7 +101,7 @@ pub fn main() -> i32 {
     // tasks it spawns (one per member) then start on the workers' own
     // queues instead of each waking a parked worker across threads.
     let command = runtime.block_on(async {
-        tokio::spawn(commands::run(cli))
+        tokio::spawn(run(cli))
             .await
             .unwrap_or_else(|panic| std::panic::resume_unwind(panic.into_panic()))
     });

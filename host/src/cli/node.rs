@@ -5,20 +5,22 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, anyhow};
+use anyhow::{Context as _, anyhow};
 
-use super::Failure;
-use super::args::{Cli, ProbeSource, ServeArgs, TrustCommand};
-use super::commands::{capabilities, cluster_file, loader, print, with_incus_members};
-use crate::cluster_api::ClusterApi;
-use crate::listen::ConnectionLimits;
+use super::args::{ProbeSource, ServeArgs, TrustCommand};
+use super::context::{Context, Members};
+use super::failure::Failure;
+use super::print::print;
+use crate::cluster::service::ClusterApi;
+use crate::format;
+use crate::machine::probe;
 use crate::runtime::slot::PolicySlot;
 use crate::runtime::{DEFAULT_INSTANCES, Limits};
-use crate::serve::{ResourcesSource, Service, TlsSetup, serve};
-use crate::trust::{self, TrustStore};
-use crate::{format, probe};
+use crate::server::listen::ConnectionLimits;
+use crate::server::trust::TrustStore;
+use crate::server::{ResourcesSource, Service, TlsSetup, serve as serve_until_stopped};
 
-pub(super) async fn probe_command(source: ProbeSource) -> Result<(), Failure> {
+pub(super) async fn probe(source: ProbeSource) -> Result<(), Failure> {
     let cpus = tokio::task::spawn_blocking(probe::local_cpu_flags)
         .await
         .context("probe task")?
@@ -65,7 +67,7 @@ async fn hypervisor_set() -> Result<String, Failure> {
     }
 }
 
-pub(super) async fn serve_command(cli: &Cli, args: &ServeArgs) -> Result<(), Failure> {
+pub(super) async fn serve(context: &Context, args: &ServeArgs) -> Result<(), Failure> {
     let ServeArgs {
         listen,
         tls_cert,
@@ -91,25 +93,28 @@ pub(super) async fn serve_command(cli: &Cli, args: &ServeArgs) -> Result<(), Fai
     };
     // The policy (reloaded when its file changes or on SIGHUP), and the
     // cluster it answers for when given a cluster file.
-    let (file, config) = cluster_file(cli)?;
+    let written = context.cluster_file()?;
     // This node's own answers need no Incus: while Incus does not answer,
     // serve starts with the file's members and its cluster endpoints say
     // the cluster is unavailable, until Incus answers (read per request).
-    let membership = match with_incus_members(&file).await {
-        Ok(membership) => membership,
-        Err(failure) if file.incus.is_some() => {
-            tracing::warn!(
-                "{:#}; serving this node, and the cluster once Incus answers",
-                failure.error
-            );
-            file.clone()
-        }
-        Err(failure) => return Err(failure),
+    let members = Members {
+        file: match written.with_incus_members().await {
+            Ok(file) => file,
+            Err(failure) if written.file.incus.is_some() => {
+                tracing::warn!(
+                    "{:#}; serving this node, and the cluster once Incus answers",
+                    failure.error
+                );
+                written.file.clone()
+            }
+            Err(failure) => return Err(failure),
+        },
+        config: written.config.clone(),
     };
     // A cluster request may be quiet for its whole deadline: never cut it.
-    let idle = match cli.cluster {
-        Some(_) => idle.max(ClusterApi::request_deadline(membership.deadline) + Duration::from_secs(30)),
-        None => idle,
+    let idle = match context.has_cluster_file() {
+        true => idle.max(ClusterApi::request_deadline(members.file.deadline) + Duration::from_secs(30)),
+        false => idle,
     };
     let limits = ConnectionLimits {
         idle,
@@ -120,25 +125,24 @@ pub(super) async fn serve_command(cli: &Cli, args: &ServeArgs) -> Result<(), Fai
     let tls = if *insecure_http {
         None
     } else {
-        let state_dir = state_dir(cli)?;
+        let state_dir = context.state_dir()?;
         let (cert, key) = match (tls_cert, tls_key) {
             (Some(cert), Some(key)) => (cert.clone(), key.clone()),
-            _ => crate::identity::ensure_server_identity(&state_dir)?,
+            _ => crate::net::identity::ensure_server_identity(&state_dir)?,
         };
         Some(TlsSetup {
-            config: crate::tls::server_config(&cert, &key)?,
+            config: crate::net::tls::server_config(&cert, &key)?,
             trust: TrustStore::new(&state_dir),
         })
     };
-    let capabilities = capabilities(cli, config, &membership)?;
-    let mut loader = loader(cli, DEFAULT_INSTANCES as usize);
-    loader.limits = Limits::for_fetch_deadline(membership.deadline);
-    let policy = Arc::new(PolicySlot::load(cli.policy.clone(), loader, capabilities.clone()).await?);
+    let capabilities = context.capabilities(&members)?;
+    let mut loader = context.loader(DEFAULT_INSTANCES as usize);
+    loader.limits = Limits::for_fetch_deadline(members.file.deadline);
+    let policy = Arc::new(PolicySlot::load(context.policy.clone(), loader, capabilities.clone()).await?);
     policy.watch()?;
-    let cluster = cli
-        .cluster
-        .is_some()
-        .then(|| Arc::new(ClusterApi::new(file, capabilities, policy.clone())));
+    let cluster = context
+        .has_cluster_file()
+        .then(|| Arc::new(ClusterApi::new(written.file, capabilities, policy.clone())));
     let listener = tokio::net::TcpListener::bind(address)
         .await
         .with_context(|| format!("cannot listen on {address}"))?;
@@ -151,14 +155,29 @@ pub(super) async fn serve_command(cli: &Cli, args: &ServeArgs) -> Result<(), Fai
         policy,
         cluster,
     };
-    serve(listener, service, tls, limits).await?;
+    serve_until_stopped(listener, service, tls, limits, stop_signal()?).await?;
     Ok(())
+}
+
+/// SIGTERM (systemd's stop) or SIGINT (Ctrl-C): serve then stops
+/// accepting and finishes the requests in flight before it exits 0.
+fn stop_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
+    let mut interrupt = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
+    Ok(async move {
+        let name = tokio::select! {
+            _ = terminate.recv() => "SIGTERM",
+            _ = interrupt.recv() => "SIGINT",
+        };
+        tracing::info!("{name}: stopping");
+    })
 }
 
 /// A deadline option's value: a duration above zero (zero would close
 /// every connection at once).
 fn positive_duration(option: &str, text: &str) -> Result<Duration, Failure> {
-    crate::membership::parse_duration(text)
+    crate::cluster_file::parse_duration(text)
         .ok()
         .filter(|duration| !duration.is_zero())
         .ok_or_else(|| {
@@ -183,30 +202,23 @@ fn parse_listen(listen: &str) -> anyhow::Result<std::net::SocketAddr> {
 /// Incus's port.
 const DEFAULT_PORT: u16 = 8443;
 
-pub(super) fn identity_command(cli: &Cli) -> Result<(), Failure> {
-    let (cert, key) = crate::identity::ensure_server_identity(&state_dir(cli)?)?;
-    let der = crate::tls::load_certs(&cert)?.remove(0);
+pub(super) fn identity(context: &Context) -> Result<(), Failure> {
+    let (cert, key) = crate::net::identity::ensure_server_identity(&context.state_dir()?)?;
+    let der = crate::net::tls::load_certs(&cert)?.remove(0);
     print(&format!(
         "certificate: {}\nkey: {}\nfingerprint: {}\n",
         cert.display(),
         key.display(),
-        crate::tls::fingerprint(der.as_ref())
+        crate::net::tls::fingerprint(der.as_ref())
     ))
 }
 
-pub(super) fn trust_command(cli: &Cli, command: &TrustCommand) -> Result<(), Failure> {
-    let store = TrustStore::new(&state_dir(cli)?);
+pub(super) fn trust(context: &Context, command: &TrustCommand) -> Result<(), Failure> {
+    let store = TrustStore::new(&context.state_dir()?);
     let text = match command {
         TrustCommand::Add { cert } => store.add(cert)?.iter().map(|f| format!("added {f}\n")).collect(),
         TrustCommand::List => store.list()?.iter().map(|f| format!("{f}\n")).collect(),
         TrustCommand::Remove { fingerprint } => format!("removed {}\n", store.remove(fingerprint)?),
     };
     print(&text)
-}
-
-fn state_dir(cli: &Cli) -> anyhow::Result<std::path::PathBuf> {
-    match &cli.state_dir {
-        Some(dir) => Ok(dir.clone()),
-        None => trust::default_state_dir(),
-    }
 }

@@ -5,23 +5,23 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use anyhow::{Context, bail};
-use indicatif::ProgressBar;
+use anyhow::{Context as _, bail};
 
-use super::Failure;
-use super::args::Cli;
-use super::commands::{cluster_file, loader, print};
-use crate::capabilities::Capabilities;
-use crate::cluster::Cluster;
-use crate::cpu_flags::cpu_flags;
+use super::context::Context;
+use super::failure::Failure;
+use super::print::print;
+use crate::cluster::gather::silent;
+use crate::cluster::report::cpu_flags;
+use crate::cluster_file::Cluster;
 use crate::model::PolicyInfo;
-use crate::remote::RemoteFetcher;
+use crate::net::remote::RemoteFetcher;
+use crate::runtime::capabilities::Capabilities;
 use crate::runtime::{PolicyRuntime, embedded};
 use crate::store::CacheStore;
 
-pub(super) async fn policy_check(cli: &Cli, choice: &str) -> Result<(), Failure> {
-    let (_, config) = cluster_file(cli)?;
-    let runtime = Arc::new(loader(cli, 1).load(Some(choice))?);
+pub(super) async fn check(context: &Context, choice: &str) -> Result<(), Failure> {
+    let config = context.cluster_file()?.config;
+    let runtime = Arc::new(context.loader(1).load(Some(choice))?);
     let info = describe(&runtime).await?;
     info.check_settings(runtime.origin(), config.keys())?;
     let call = one_call(&runtime, config).await?;
@@ -45,17 +45,9 @@ async fn one_call(runtime: &Arc<PolicyRuntime>, config: BTreeMap<String, String>
     ));
     let cluster = Cluster::this_machine();
     let arch = std::env::consts::ARCH;
-    let report = cpu_flags(
-        runtime,
-        capabilities,
-        &cluster,
-        arch,
-        1,
-        None,
-        &ProgressBar::hidden(),
-    )
-    .await
-    .with_context(|| format!("policy {}: the test call failed", runtime.origin()))?;
+    let report = cpu_flags(runtime, capabilities, &cluster, arch, 1, None, &silent())
+        .await
+        .with_context(|| format!("policy {}: the test call failed", runtime.origin()))?;
     if let Some(node) = report.nodes_without_data().first() {
         bail!(
             "policy {}: the test call (this machine, an empty cache) gave no document: {}",
@@ -75,8 +67,8 @@ async fn one_call(runtime: &Arc<PolicyRuntime>, config: BTreeMap<String, String>
     ))
 }
 
-pub(super) async fn policy_list(cli: &Cli) -> Result<(), Failure> {
-    let loader = loader(cli, 1);
+pub(super) async fn list(context: &Context) -> Result<(), Failure> {
+    let loader = context.loader(1);
     let mut text = String::new();
     for policy in embedded::all() {
         let runtime = loader.load(Some(policy.name))?;

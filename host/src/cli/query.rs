@@ -1,32 +1,28 @@
-//! `resources` and `cpu-flags`: questions answered through the policy, for
-//! one member or the whole cluster.
+//! `resources`, `cpu-flags` and `can-run`: questions answered through the
+//! policy, for one member or the whole cluster. `cpu-flags` is asked as
+//! `serve` asks it (`crate::query`); this file gathers the report and prints.
 
-use std::collections::BTreeMap;
+use std::sync::Arc;
 
-use anyhow::{Context, anyhow};
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use anyhow::{Context as _, anyhow};
 use serde::Serialize;
 
-use super::Failure;
-use super::args::Cli;
-use super::commands::{policy_and_capabilities, print};
+use super::context::Context;
+use super::failure::Failure;
+use super::print::{Bar, print};
 use crate::api::Resources;
-use crate::cpu_flags::{NodeSource, cpu_flags};
-use crate::flags::output::{FlagsFormat, FlagsOutput};
-use crate::flags::placement;
+use crate::cluster::gather::gather;
+use crate::cluster::report::NodeSource;
 use crate::format;
-use crate::gather::{DEFAULT_CONCURRENCY, gather};
-use crate::membership::Membership;
 use crate::model::PolicyFailure;
 use crate::node_name::NodeName;
+use crate::outputs::output::{FlagsFormat, FlagsOutput};
+use crate::outputs::placement;
+use crate::query::{Asker, FlagsRequest, default_arch};
 
-pub(super) async fn resources(
-    cli: &Cli,
-    membership: &Membership,
-    config: BTreeMap<String, String>,
-    node: Option<&str>,
-) -> Result<(), Failure> {
-    let cluster = &membership.cluster;
+pub(super) async fn resources(context: &Context, node: Option<&str>) -> Result<(), Failure> {
+    let members = context.members(None).await?;
+    let cluster = &members.file.cluster;
     let member = match node {
         None => cluster
             .local()
@@ -41,9 +37,10 @@ pub(super) async fn resources(
             })?
         }
     };
-    let (runtime, capabilities) = policy_and_capabilities(cli, membership, config, 1).await?;
-    let outcome = runtime
-        .get_node_resources(capabilities, &member.as_member())
+    let policy = context.policy(&members, 1).await?;
+    let outcome = policy
+        .runtime
+        .get_node_resources(policy.capabilities.clone(), &member.as_member())
         .await?;
     let resources =
         outcome.map_err(|failure: PolicyFailure| anyhow::Error::new(failure).context(member.name.clone()))?;
@@ -64,17 +61,26 @@ struct MemberResources {
     resources: Option<Resources>,
 }
 
-pub(super) async fn resources_all(
-    cli: &Cli,
-    membership: &Membership,
-    config: BTreeMap<String, String>,
-) -> Result<(), Failure> {
-    let (runtime, capabilities) =
-        policy_and_capabilities(cli, membership, config, instances_for(membership)).await?;
-    let members: Vec<_> = membership.cluster.members.iter().map(|m| m.as_member()).collect();
-    let progress = progress_bar(members.len());
-    let gathered = gather(&runtime, capabilities, &members, DEFAULT_CONCURRENCY, &progress).await?;
-    progress.finish_and_clear();
+pub(super) async fn resources_all(context: &Context) -> Result<(), Failure> {
+    let members = context.members(None).await?;
+    let policy = context.policy(&members, members.instances()).await?;
+    let asked: Vec<_> = members
+        .file
+        .cluster
+        .members
+        .iter()
+        .map(|m| m.as_member())
+        .collect();
+    let bar = Bar::for_members(asked.len());
+    let gathered = gather(
+        &policy.runtime,
+        policy.capabilities.clone(),
+        &asked,
+        crate::cluster::gather::DEFAULT_CONCURRENCY,
+        &(bar.clone() as Arc<_>),
+    )
+    .await?;
+    drop(bar);
     let mut outcomes = Vec::with_capacity(gathered.len());
     for node in gathered {
         let name = node.member.name.to_string();
@@ -104,94 +110,55 @@ fn parse_document(node: &NodeName, document: &str) -> anyhow::Result<Resources> 
         .with_context(|| format!("{node}: the policy returned something that is not a resources document"))
 }
 
-pub(super) async fn cpu_flags_command(
-    cli: &Cli,
-    membership: &Membership,
-    config: BTreeMap<String, String>,
-    output: FlagsOutput,
-    arch: &str,
-    allow_partial: bool,
-) -> Result<String, Failure> {
-    let (runtime, capabilities) =
-        policy_and_capabilities(cli, membership, config, instances_for(membership)).await?;
-    let progress = progress_bar(membership.cluster.members.len());
-    let cluster = &membership.cluster;
-    let report = cpu_flags(
-        &runtime,
-        capabilities,
-        cluster,
+/// `cpu-flags`' options, as parsed.
+pub(super) struct FlagsOptions {
+    pub output: FlagsOutput,
+    pub arch: Option<String>,
+    pub allow_partial: bool,
+    pub group: Option<String>,
+    pub apply: Option<Apply>,
+}
+
+/// `--apply`: set the answer's Incus keys on the group's Incus cluster group.
+pub(super) struct Apply {
+    /// `--yes`: make the change, not only show it.
+    pub yes: bool,
+}
+
+pub(super) async fn cpu_flags(context: &Context, options: FlagsOptions) -> Result<(), Failure> {
+    let FlagsOptions {
+        output,
         arch,
-        DEFAULT_CONCURRENCY,
-        None,
-        &progress,
-    )
-    .await?;
-    progress.finish_and_clear();
-    let missing: Vec<String> = report
-        .nodes_without_data()
-        .iter()
-        .map(|node| format!("{} ({})", node.name, node.error.as_deref().unwrap_or("no data")))
-        .collect();
-    if !report.answerable(allow_partial) {
-        return Err(Failure {
-            code: 3,
-            error: anyhow!(
-                "no data for {} of {} nodes, so no flag set is safe for them: {} ({})",
-                missing.len(),
-                report.nodes.len(),
-                crate::format::capped_list(&missing, "; ", crate::format::LISTED),
-                report.partial_hint("--allow-partial")
-            ),
-        });
+        allow_partial,
+        group,
+        apply,
+    } = options;
+    // The question is checked whole before any member, or Incus, is asked.
+    if apply.is_some() && output.format != FlagsFormat::Incus {
+        return Err(Failure::usage(anyhow!(
+            "--apply sets Incus keys: use it with --format incus"
+        )));
     }
-    if !missing.is_empty() {
-        tracing::warn!(
-            "partial result: without {}",
-            crate::format::capped_list(&missing, "; ", crate::format::LISTED)
-        );
-    }
-    for warning in output.warnings(&report) {
+    let request = FlagsRequest::new(arch, allow_partial, output, Asker::Cli)?;
+    let members = context.members(group.as_deref()).await?;
+    let policy = context.policy(&members, members.instances()).await?;
+    let bar = Bar::for_members(members.file.cluster.members.len());
+    let report = policy.report(&members, &request.arch, bar.clone()).await?;
+    drop(bar);
+    let answer = tokio::task::spawn_blocking(move || request.answer(Arc::new(report)))
+        .await
+        .map_err(anyhow::Error::from)??;
+    for warning in &answer.warnings {
         tracing::warn!("{warning}");
     }
-    let mut report = report;
-    let text = tokio::task::spawn_blocking(move || output.render(&mut report))
-        .await
-        .map_err(anyhow::Error::from)?
-        .map_err(|e| {
-            // A baseline QEMU does not define is a usage error.
-            if e.downcast_ref::<crate::flags::qemu_answers::UnknownModel>()
-                .is_some()
-            {
-                Failure::usage(e)
-            } else {
-                Failure::from(e)
-            }
-        })?;
-    print(&text)?;
-    Ok(text)
-}
-
-/// Instances alive at once for a whole-cluster question: one per member
-/// asked concurrently, and one for the intersection.
-fn instances_for(membership: &Membership) -> usize {
-    membership.cluster.members.len().min(DEFAULT_CONCURRENCY) + 1
-}
-
-/// A bar on stderr while asking many members; indicatif draws nothing when
-/// stderr is not a terminal, so piped output stays clean.
-fn progress_bar(members: usize) -> ProgressBar {
-    if members < PROGRESS_THRESHOLD {
-        return ProgressBar::hidden();
+    print(&answer.body.to_text())?;
+    // clap makes --apply require --group; the format is incus, so the keys are there.
+    if let (Some(Apply { yes }), Some(group), Some(keys)) = (apply, group.as_deref(), &answer.incus_keys) {
+        let shown = crate::outputs::incus_group::apply(&members.file, group, keys, yes).await?;
+        eprint!("{shown}");
     }
-    let bar = ProgressBar::with_draw_target(Some(members as u64), ProgressDrawTarget::stderr());
-    if let Ok(style) = ProgressStyle::with_template("{spinner} asking nodes {bar:30} {pos}/{len} {elapsed}") {
-        bar.set_style(style);
-    }
-    bar
+    Ok(())
 }
-
-/// Below this many members, a run is too quick for a bar to help.
-const PROGRESS_THRESHOLD: usize = 8;
 
 /// The guest `can-run` places.
 pub(super) enum Guest {
@@ -201,13 +168,17 @@ pub(super) enum Guest {
     HostCpuOf(String),
 }
 
-pub(super) async fn can_run_command(
-    cli: &Cli,
-    membership: &Membership,
-    config: BTreeMap<String, String>,
+pub(super) async fn can_run(
+    context: &Context,
     guest: Guest,
+    group: Option<&str>,
     output: FlagsFormat,
 ) -> Result<(), Failure> {
+    if !matches!(output, FlagsFormat::List | FlagsFormat::Json) {
+        return Err(Failure::usage(anyhow!(
+            "can-run prints a table or JSON: --format list or json"
+        )));
+    }
     // Names are checked before any node is asked.
     let named = match &guest {
         Guest::Flags(flags) => {
@@ -215,21 +186,11 @@ pub(super) async fn can_run_command(
         }
         Guest::HostCpuOf(_) => None,
     };
-    let (runtime, capabilities) =
-        policy_and_capabilities(cli, membership, config, instances_for(membership)).await?;
-    let progress = progress_bar(membership.cluster.members.len());
-    let arch = std::env::consts::ARCH;
-    let report = cpu_flags(
-        &runtime,
-        capabilities,
-        &membership.cluster,
-        arch,
-        DEFAULT_CONCURRENCY,
-        None,
-        &progress,
-    )
-    .await?;
-    progress.finish_and_clear();
+    let members = context.members(group).await?;
+    let policy = context.policy(&members, members.instances()).await?;
+    let bar = Bar::for_members(members.file.cluster.members.len());
+    let report = policy.report(&members, &default_arch(), bar.clone()).await?;
+    drop(bar);
     let required = match (guest, named) {
         (_, Some(named)) => {
             let unknown = placement::unknown_names(&named, &report);
@@ -251,7 +212,7 @@ pub(super) async fn can_run_command(
                 .ok_or_else(|| {
                     Failure::usage(anyhow!(
                         "{name:?} is not a member (members: {})",
-                        membership.cluster.names()
+                        members.file.cluster.names()
                     ))
                 })?;
             let flags = node.guest_flags().ok_or_else(|| {

@@ -9,6 +9,7 @@
 //! of policies built into the binary.
 
 pub mod artifacts;
+pub mod capabilities;
 pub mod contract;
 pub mod embedded;
 mod lent;
@@ -25,8 +26,8 @@ use anyhow::{Context, Result};
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
 
-use crate::capabilities::{Capabilities, Grant};
 use crate::model::{ClusterFlags, Member, NodeReport, NodeResources, PolicyFailure, PolicyInfo};
+use crate::runtime::capabilities::{Capabilities, Grant};
 pub use sandbox::Limits;
 use sandbox::PluginState;
 
@@ -340,7 +341,7 @@ fn seconds(duration: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::remote::RemoteFetcher;
+    use crate::net::remote::RemoteFetcher;
     use crate::store::CacheStore;
 
     fn capabilities(dir: &Path) -> Arc<Capabilities> {

@@ -16,8 +16,8 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use super::lent::Lent;
-use crate::capabilities::{Capabilities, Grant};
 use crate::model::FetchError;
+use crate::runtime::capabilities::{Capabilities, Grant};
 
 /// Per-call resource limits of a plugin instance.
 #[derive(Debug, Clone)]
@@ -245,6 +245,6 @@ mod tests {
             Duration::from_secs(460)
         );
     }
-    use crate::remote::RemoteFetcher;
+    use crate::net::remote::RemoteFetcher;
     use crate::store::CacheStore;
 }

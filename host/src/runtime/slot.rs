@@ -15,9 +15,9 @@ use anyhow::{Context, Result};
 use serde_json::{Value, json};
 
 use super::{Loader, PolicyRuntime, embedded};
-use crate::capabilities::Capabilities;
-use crate::clock::now_ms;
 use crate::model::PolicyInfo;
+use crate::runtime::capabilities::Capabilities;
+use crate::util::clock::now_ms;
 
 /// A loaded, checked policy.
 pub struct ActivePolicy {

@@ -140,7 +140,7 @@ impl self::nodecache::policy::host::Host for PluginState {
     }
 
     async fn now_ms(&mut self) -> u64 {
-        crate::clock::now_ms()
+        crate::util::clock::now_ms()
     }
 
     async fn log(&mut self, level: wit::LogLevel, message: String) {

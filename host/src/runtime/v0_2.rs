@@ -198,7 +198,7 @@ impl self::nodecache::policy::host::Host for PluginState {
     }
 
     async fn now_ms(&mut self) -> u64 {
-        crate::clock::now_ms()
+        crate::util::clock::now_ms()
     }
 
     async fn random_u64(&mut self) -> u64 {

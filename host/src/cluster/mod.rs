@@ -1,0 +1,10 @@
+//! The cluster: its members (the cluster file, with Incus's member list
+//! read on every run), every member asked through the policy at once
+//! ([`gather`]), the report of what they share and where each node's data
+//! came from ([`report`]), and `serve`'s long-lived cluster with its
+//! shared computations ([`service`]).
+
+pub mod gather;
+pub mod incus_members;
+pub mod report;
+pub mod service;

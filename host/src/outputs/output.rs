@@ -1,0 +1,306 @@
+//! One cluster answer, printed the way it was asked for: by the CLI's
+//! `cpu-flags` and by `serve`'s `GET /1.0/cluster/cpu-flags`, alike.
+
+use anyhow::{Context, Result};
+use serde_json::json;
+
+use super::explain::{self, explain, table};
+use super::{GuestCpu, qemu, qemu_answers, render};
+use crate::cluster::report::CpuFlagsReport;
+use crate::format::{flag_list, pretty_json};
+use crate::machine::fragile;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FlagsFormat {
+    /// One flag per line, sorted (Linux names).
+    List,
+    /// Flags, level and every node's provenance.
+    Json,
+    /// A QEMU `-cpu` value: the baseline model and the features it lacks, in QEMU's names.
+    Qemu,
+    /// A libvirt domain `<cpu>` element requiring every common feature, in libvirt's names.
+    Libvirt,
+    /// The keys of an Incus cluster group's CPU definition (key=value lines).
+    Incus,
+}
+
+/// How to print a report.
+#[derive(Debug, Clone)]
+pub struct FlagsOutput {
+    pub format: FlagsFormat,
+    /// The baseline model for the hypervisor formats (and, given, in JSON).
+    pub baseline: Option<String>,
+    /// Print the x86-64 level of the cluster and of each node.
+    pub level: bool,
+    /// Explain which nodes lack which flags.
+    pub explain: bool,
+    /// Refuse, instead of letting a node's host flags stand in, when some
+    /// included node has no hypervisor set.
+    pub require_hypervisor: bool,
+    /// Leave the features known to vanish from fleets (`flags::fragile`)
+    /// out of the guest CPU.
+    pub drop_fragile: bool,
+}
+
+/// An architecture as Linux names one (`x86_64`, `aarch64`, `ppc64le`):
+/// anything else is refused, naming it, instead of answering with an empty
+/// set (and computing one for every distinct junk value).
+pub fn check_arch(arch: &str) -> Result<(), String> {
+    let shaped =
+        (1..=32).contains(&arch.len()) && arch.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    if shaped {
+        Ok(())
+    } else {
+        Err(format!(
+            "architecture {} is not an architecture name (1-32 of A-Z a-z 0-9 _)",
+            crate::format::for_terminal(&format!("{arch:?}"), 80)
+        ))
+    }
+}
+
+pub const DEFAULT_BASELINE: &str = "kvm64";
+/// `--baseline auto`: the named QEMU model closest to what every included
+/// node's hypervisor can give a guest, with what it lacks turned off.
+pub const AUTO: &str = "auto";
+
+/// The named model closest to the guest set (libvirt's measure), of the
+/// cluster's one vendor, else `kvm64`, and why.
+fn auto_baseline(report: &CpuFlagsReport, guest: &[String]) -> Result<(qemu::Baseline, String)> {
+    let common: std::collections::BTreeSet<&str> = guest.iter().map(String::as_str).collect();
+    let models = qemu_answers::named_models()?;
+    let vendors: Vec<&str> = report.vendors.keys().map(String::as_str).collect();
+    let vendor = match vendors.as_slice() {
+        [one] => Some(*one),
+        _ => None,
+    };
+    match qemu::closest(&models, &common, vendor) {
+        Some(fit) => {
+            let why = qemu::why_chosen(&models, &common, &fit);
+            Ok((fit.model, why))
+        }
+        None => {
+            let why = format!(
+                "kvm64, because no named model is {}",
+                match vendors.as_slice() {
+                    [] => "known to fit nodes that report no CPU vendor".to_string(),
+                    [one] => format!("of vendor {one} in this QEMU"),
+                    _ => format!("of every vendor of a cluster mixing {}", vendors.join(" and ")),
+                }
+            );
+            tracing::warn!("--baseline auto: {why}");
+            Ok((qemu_answers::baseline(DEFAULT_BASELINE)?, why))
+        }
+    }
+}
+
+/// A rendered answer: JSON (the CLI prints it pretty, `serve` wraps it
+/// in Incus's envelope) or text both print as it is.
+#[derive(Debug, Clone)]
+pub enum Rendered {
+    Json(serde_json::Value),
+    Text(String),
+}
+
+impl Rendered {
+    /// What the CLI prints.
+    pub fn to_text(&self) -> String {
+        match self {
+            Rendered::Json(value) => pretty_json(value),
+            Rendered::Text(text) => text.clone(),
+        }
+    }
+}
+
+/// An answer and the guest CPU it was made from, when one was: `--apply`
+/// takes the Incus keys from it as values, never from the printed text.
+#[derive(Debug, Clone)]
+pub struct Rendering {
+    pub body: Rendered,
+    pub guest: Option<GuestCpu>,
+}
+
+impl FlagsOutput {
+    /// Whether the answer shows each node's level: the JSON, `--level` and
+    /// `--explain` do (a thousand nodes' flag sets are not worth making
+    /// for a plain list).
+    pub fn needs_node_levels(&self) -> bool {
+        self.format == FlagsFormat::Json || self.level || self.explain
+    }
+
+    /// The answer, from a report whose node levels are filled when
+    /// [`Self::needs_node_levels`]. Asks QEMU for the baseline's own flags
+    /// when the output needs them (blocking: it runs one QEMU process).
+    pub fn render(&self, report: &CpuFlagsReport) -> Result<Rendering> {
+        self.check_hypervisors(report)?;
+        let guest = self.guest_cpu(report)?;
+        let body = match self.format {
+            FlagsFormat::Json => Rendered::Json(self.json(report, guest.as_ref())?),
+            _ if self.explain => {
+                let mut text = table(report, &explain(report));
+                if let Some(guest) = &guest {
+                    text.push_str(&explain::guest_cpu_table(guest, report));
+                }
+                Rendered::Text(text)
+            }
+            _ if self.level => Rendered::Text(levels(report)),
+            FlagsFormat::List => Rendered::Text(flag_list(&report.flags)),
+            hypervisor => {
+                let guest = guest.as_ref().with_context(|| {
+                    format!(
+                        "the qemu, libvirt and incus formats describe x86_64 guests, not {}",
+                        report.arch
+                    )
+                })?;
+                Rendered::Text(match hypervisor {
+                    FlagsFormat::Qemu => format!("{}\n", render::qemu_cpu(guest)),
+                    FlagsFormat::Libvirt => render::libvirt_cpu(guest),
+                    _ => render::incus_text(&render::incus_keys(guest)),
+                })
+            }
+        };
+        Ok(Rendering { body, guest })
+    }
+
+    /// The JSON form: the report, and the guest CPU and explanation when
+    /// asked for.
+    fn json(&self, report: &CpuFlagsReport, guest: Option<&GuestCpu>) -> Result<serde_json::Value> {
+        let mut value = serde_json::to_value(report)?;
+        if let Some(guest) = guest {
+            value["guest_cpu"] = json!(guest);
+        }
+        if self.explain {
+            value["explain"] = json!(explain(report));
+        }
+        Ok(value)
+    }
+
+    /// Options that say nothing together are refused, not ignored:
+    /// `--explain` and `--level` are tables of their own, not a QEMU line.
+    pub fn check(&self, arch: &str) -> Result<(), String> {
+        let vm_format = matches!(
+            self.format,
+            FlagsFormat::Qemu | FlagsFormat::Libvirt | FlagsFormat::Incus
+        );
+        if vm_format && arch != "x86_64" {
+            return Err(format!(
+                "the qemu, libvirt and incus formats describe x86_64 guests, not {}",
+                crate::format::for_terminal(arch, 64)
+            ));
+        }
+        if vm_format && (self.explain || self.level) {
+            return Err(format!(
+                "--explain and --level print tables: use them without --format {} (or with --format json)",
+                match self.format {
+                    FlagsFormat::Qemu => "qemu",
+                    FlagsFormat::Libvirt => "libvirt",
+                    _ => "incus",
+                }
+            ));
+        }
+        if let Some(model) = &self.baseline
+            && !(1..=64).contains(&model.len())
+        {
+            return Err(format!(
+                "--baseline {} is not a CPU model name",
+                crate::format::for_terminal(model, 64)
+            ));
+        }
+        Ok(())
+    }
+
+    /// Whether the answer describes a guest CPU (made from the hypervisor
+    /// sets) rather than the CPUs' common flags alone.
+    pub fn describes_a_guest(&self) -> bool {
+        matches!(
+            self.format,
+            FlagsFormat::Qemu | FlagsFormat::Libvirt | FlagsFormat::Incus
+        ) || self.baseline.is_some()
+            || self.explain
+            || self.level
+    }
+
+    /// What an operator should hear on stderr about the guest CPU: nodes
+    /// whose host flags stood in, and a cluster mixing CPU vendors.
+    pub fn warnings(&self, report: &CpuFlagsReport) -> Vec<String> {
+        let mut warnings = Vec::new();
+        if !self.describes_a_guest() || report.guest_flags.is_none() {
+            return warnings;
+        }
+        let stand_ins: Vec<String> = report
+            .nodes
+            .iter()
+            .filter(|node| node.hypervisor == Some(crate::cluster::report::GuestSource::StandIn))
+            .map(|node| {
+                format!(
+                    "{} ({})",
+                    node.name,
+                    node.hypervisor_unavailable
+                        .as_deref()
+                        .unwrap_or("no hypervisor set")
+                )
+            })
+            .collect();
+        if !stand_ins.is_empty() {
+            warnings.push(format!(
+                "host flags stand in for what these nodes' hypervisors can give a guest: {} (--require-hypervisor refuses instead)",
+                crate::format::capped_list(&stand_ins, "; ", crate::format::LISTED)
+            ));
+        }
+        if report.vendors.len() > 1 {
+            warnings.push(explain::vendor_warning(report));
+        }
+        warnings
+    }
+
+    /// With `require_hypervisor`, no host flags may stand in for a node's
+    /// hypervisor set.
+    fn check_hypervisors(&self, report: &CpuFlagsReport) -> Result<()> {
+        // The plain list is the CPUs' flags: nothing stands in for it.
+        let uses_guest_set = self.describes_a_guest() || self.format == FlagsFormat::Json;
+        if self.require_hypervisor && uses_guest_set && !report.hypervisor_stand_ins.is_empty() {
+            anyhow::bail!(
+                "no hypervisor set for {} (their host flags would stand in; without --require-hypervisor they do)",
+                crate::format::capped_list(&report.hypervisor_stand_ins, ", ", crate::format::LISTED)
+            );
+        }
+        Ok(())
+    }
+
+    /// The guest CPU, when the format, a `--baseline` or `--explain` asks
+    /// for it (x86_64 only: the models are QEMU's x86 ones).
+    fn guest_cpu(&self, report: &CpuFlagsReport) -> Result<Option<GuestCpu>> {
+        let Some(guest_flags) = report.guest_flags.as_deref().filter(|_| self.describes_a_guest()) else {
+            return Ok(None);
+        };
+        let guest_flags: Vec<String> = guest_flags
+            .iter()
+            .filter(|flag| !(self.drop_fragile && fragile::is_fragile(flag)))
+            .cloned()
+            .collect();
+        let (baseline, why) = match self.baseline.as_deref().unwrap_or(DEFAULT_BASELINE) {
+            AUTO => {
+                let (baseline, why) = auto_baseline(report, &guest_flags)?;
+                (baseline, Some(why))
+            }
+            model => (qemu_answers::baseline(model)?, None),
+        };
+        let mut guest = GuestCpu::new(&guest_flags, &baseline);
+        guest.chosen_because = why;
+        Ok(Some(guest))
+    }
+}
+
+/// `--level`: the level a guest can be given on the whole cluster, then on
+/// each node (its hypervisor's set, or its host flags standing in).
+fn levels(report: &CpuFlagsReport) -> String {
+    let mut text = format!("cluster {}\n", report.guest_level.as_deref().unwrap_or("-"));
+    for node in &report.nodes {
+        text.push_str(&format!(
+            "{} {}\n",
+            node.name,
+            node.guest_level.as_deref().unwrap_or("-")
+        ));
+    }
+    text
+}

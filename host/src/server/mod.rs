@@ -1,0 +1,12 @@
+//! `nodecache serve`: Incus's API for this node and, with a cluster file,
+//! for the cluster ([`routes`]); the listener and its limits ([`listen`]);
+//! this node's document, probed or recorded ([`resources_source`]); and who
+//! may ask ([`trust`]).
+
+pub mod listen;
+pub mod resources_source;
+pub mod routes;
+pub mod trust;
+
+pub use resources_source::ResourcesSource;
+pub use routes::{API_EXTENSIONS, Service, TlsSetup, serve};

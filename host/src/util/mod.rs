@@ -1,0 +1,4 @@
+//! Small tools the layers above share, knowing nothing of nodecache.
+
+pub mod clock;
+pub mod singleflight;
