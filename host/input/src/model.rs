@@ -1,58 +1,11 @@
 //! What the host and a policy exchange, independent of any contract version:
 //! each `runtime::vX_Y` module converts between these and its bindings.
 
-use std::fmt;
-
 use crate::api::cpu_summary::CpuSummary;
 
-/// Why the host could not get a node's document.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum FetchError {
-    #[error("invalid node: {0}")]
-    InvalidNode(String),
-    /// The policy asked for a capability it is not lent for this node in this call.
-    #[error("not granted: {0}")]
-    NotGranted(String),
-    #[error("probe failed: {0}")]
-    ProbeFailed(String),
-    #[error("unreachable: {0}")]
-    Unreachable(String),
-    #[error("timed out: {0}")]
-    TimedOut(String),
-    #[error("remote error: {0}")]
-    RemoteError(String),
-    #[error("bad response: {0}")]
-    BadResponse(String),
-    #[error("storage: {0}")]
-    Storage(String),
-    /// The policy's call for this node failed (a trap, its instruction
-    /// budget, its memory cap, its deadline): that node has no data; the
-    /// other nodes are unaffected.
-    #[error("policy failed: {0}")]
-    PolicyFailed(String),
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Source {
-    Cache,
-    /// A cache entry the node just confirmed unchanged.
-    Revalidated,
-    Local,
-    Remote,
-    Stale,
-}
-
-impl fmt::Display for Source {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Source::Cache => "cache",
-            Source::Revalidated => "revalidated",
-            Source::Local => "local",
-            Source::Remote => "remote",
-            Source::Stale => "stale",
-        })
-    }
-}
+// One vocabulary with the policies: a node's failure, where its document
+// came from, the policy's failure and a node's verdict are the SDK's types.
+pub use nodecache_policy_sdk::types::{HostError, NodeVerdict, PolicyError, Source};
 
 /// A resources document as the host hands it to a policy: the body as
 /// received or probed, and the validator that identifies its hardware.
@@ -78,19 +31,10 @@ pub struct NodeResources {
     pub document: String,
     pub source: Source,
     pub age_ms: u64,
-    pub refresh_error: Option<FetchError>,
+    pub refresh_error: Option<HostError>,
     /// The document's CPU summary, when the policy returned the very
     /// document it read from or wrote to the cache (which keeps one).
     pub summary: Option<CpuSummary>,
-}
-
-/// Why the policy could not produce a node's document.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum PolicyFailure {
-    #[error("{0}")]
-    Unavailable(FetchError),
-    #[error("bad policy configuration: {0}")]
-    BadConfig(String),
 }
 
 /// A node that produced a document, summarised for the intersection.
@@ -98,21 +42,14 @@ pub enum PolicyFailure {
 pub struct ResolvedNode {
     pub source: Source,
     pub age_ms: u64,
-    pub refresh_error: Option<FetchError>,
+    pub refresh_error: Option<HostError>,
     pub cpu: CpuSummary,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeReport {
     pub name: String,
-    pub outcome: Result<ResolvedNode, FetchError>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Verdict {
-    Included,
-    ExcludedArch(String),
-    NoData(String),
+    pub outcome: Result<ResolvedNode, HostError>,
 }
 
 /// What a policy's `cluster-cpu-flags` returned, before the host checks it.
@@ -121,7 +58,7 @@ pub struct ClusterFlags {
     pub architecture: String,
     pub flags: Vec<String>,
     /// One per report, by name (checked by `cpu_flags`).
-    pub verdicts: Vec<(String, Verdict)>,
+    pub verdicts: Vec<(String, NodeVerdict)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -212,11 +149,8 @@ pub struct Member {
 impl Member {
     /// Why this member has no data without being asked: it is known offline.
     /// One wording for the CLI's report and `serve`'s 503.
-    pub fn offline_failure(&self) -> Option<FetchError> {
+    pub fn offline_failure(&self) -> Option<HostError> {
         let why = self.offline.as_ref()?;
-        Some(FetchError::Unreachable(format!(
-            "{} is offline: {why}",
-            self.name
-        )))
+        Some(HostError::Unreachable(format!("{} is offline: {why}", self.name)))
     }
 }

@@ -15,7 +15,7 @@ impl From<anyhow::Error> for Failure {
         let bad_settings = error.chain().any(|cause| {
             matches!(
                 cause.downcast_ref(),
-                Some(crate::model::PolicyFailure::BadConfig(_))
+                Some(crate::model::PolicyError::BadConfig(_))
             ) || cause.is::<crate::model::UnknownSettings>()
         });
         Failure {

@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use anyhow::{Context as _, anyhow};
 
+use nodecache_policy_sdk::intersect::common_to_all;
+
 use super::args::{ProbeSource, ServeArgs, TrustCommand};
 use super::context::{Context, Members};
 use super::failure::Failure;
@@ -27,15 +29,13 @@ pub(super) async fn probe(source: ProbeSource) -> Result<(), Failure> {
         .context("cannot probe this machine's CPUs")?;
     // Flags every CPU has, from one source.
     let common = |pick: &dyn Fn(&probe::CpuFlags) -> Option<&BTreeSet<String>>| {
-        let mut sets = cpus.iter().map(pick);
-        let first = sets
-            .next()
-            .flatten()
-            .context("the kernel publishes no CPU flags here (/proc/cpuinfo)")?;
-        let shared = sets.try_fold(first.clone(), |acc, set| {
-            set.map(|set| acc.intersection(set).cloned().collect::<BTreeSet<_>>())
-        });
-        shared.context("the kernel publishes no flags for some CPUs")
+        if cpus.first().and_then(pick).is_none() {
+            anyhow::bail!("the kernel publishes no CPU flags here (/proc/cpuinfo)");
+        }
+        let sets: Option<Vec<&BTreeSet<String>>> = cpus.iter().map(pick).collect();
+        let sets = sets.context("the kernel publishes no flags for some CPUs")?;
+        let common = common_to_all(sets.into_iter().map(|set| set.iter().map(String::as_str)));
+        Ok::<_, anyhow::Error>(common.unwrap_or_default())
     };
     let text = match source {
         ProbeSource::Kernel => format::flag_list(common(&|cpu| cpu.kernel.as_ref())?),

@@ -14,7 +14,7 @@ use crate::api::Resources;
 use crate::cluster::gather::gather;
 use crate::cluster::report::NodeSource;
 use crate::format;
-use crate::model::PolicyFailure;
+use crate::model::PolicyError;
 use crate::node_name::NodeName;
 use crate::outputs::output::{FlagsFormat, FlagsOutput};
 use crate::outputs::placement;
@@ -43,7 +43,7 @@ pub(super) async fn resources(context: &Context, node: Option<&str>) -> Result<(
         .get_node_resources(policy.capabilities.clone(), &member.as_member())
         .await?;
     let resources =
-        outcome.map_err(|failure: PolicyFailure| anyhow::Error::new(failure).context(member.name.clone()))?;
+        outcome.map_err(|failure: PolicyError| anyhow::Error::new(failure).context(member.name.clone()))?;
     tracing::info!(node = %member.name, source = %resources.source, age_ms = resources.age_ms, "resources");
     print(&format::pretty_json(&parse_document(
         &member.name,

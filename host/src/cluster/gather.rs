@@ -12,7 +12,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use futures::stream::{self, StreamExt};
 
-use crate::model::{FetchError, Member, NodeResources, PolicyFailure};
+use crate::model::{HostError, Member, NodeResources, PolicyError};
 use crate::runtime::PolicyRuntime;
 use crate::runtime::capabilities::Capabilities;
 
@@ -50,7 +50,7 @@ pub fn silent() -> Arc<dyn Progress> {
 #[derive(Debug, Clone)]
 pub struct Gathered<T = NodeResources> {
     pub member: Member,
-    pub outcome: Result<T, FetchError>,
+    pub outcome: Result<T, HostError>,
 }
 
 /// Runs `get-node-resources` for every member. A node that cannot be had is
@@ -82,7 +82,7 @@ pub async fn gather_with<T: Send + 'static>(
     concurrency: usize,
     cutoff: Option<tokio::time::Instant>,
     progress: &Arc<dyn Progress>,
-    reduce: impl Fn(NodeResources) -> Result<T, FetchError> + Clone + Send + 'static,
+    reduce: impl Fn(NodeResources) -> Result<T, HostError> + Clone + Send + 'static,
 ) -> Result<Vec<Gathered<T>>> {
     // Owned members: a closure over borrowed ones is not general enough to be
     // `Send` for a caller that boxes this future (serve shares it between requests).
@@ -93,7 +93,7 @@ pub async fn gather_with<T: Send + 'static>(
         tokio::spawn(async move {
             if let Some(error) = member.offline_failure() {
                 progress.member_done();
-                return (member, Ok(Err(PolicyFailure::Unavailable(error))));
+                return (member, Ok(Err(PolicyError::Unavailable(error))));
             }
             let call = runtime.get_node_resources(capabilities, &member);
             let answer = match cutoff {
@@ -101,8 +101,8 @@ pub async fn gather_with<T: Send + 'static>(
                     Ok(answer) => answer,
                     Err(_) => {
                         progress.member_done();
-                        let late = FetchError::TimedOut("not answered within the request's deadline".into());
-                        return (member, Ok(Err(PolicyFailure::Unavailable(late))));
+                        let late = HostError::TimedOut("not answered within the request's deadline".into());
+                        return (member, Ok(Err(PolicyError::Unavailable(late))));
                     }
                 },
                 None => call.await,
@@ -119,13 +119,13 @@ pub async fn gather_with<T: Send + 'static>(
         let outcome = match result {
             Err(broken) => {
                 tracing::warn!("{broken:#}");
-                Err(FetchError::PolicyFailed(format!("{broken:#}")))
+                Err(HostError::PolicyFailed(format!("{broken:#}")))
             }
             Ok(Ok(reduced)) => reduced,
-            Ok(Err(PolicyFailure::Unavailable(error))) => Err(error),
+            Ok(Err(PolicyError::Unavailable(error))) => Err(error),
             // The operator's settings are wrong for every node: the run's
             // error, typed so the CLI can call it a usage error.
-            Ok(Err(failure @ PolicyFailure::BadConfig(_))) => return Err(failure.into()),
+            Ok(Err(failure @ PolicyError::BadConfig(_))) => return Err(failure.into()),
         };
         gathered.push(Gathered { member, outcome });
     }

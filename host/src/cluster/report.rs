@@ -8,10 +8,12 @@ use std::sync::Arc;
 use anyhow::{Result, bail};
 use serde::Serialize;
 
+use nodecache_policy_sdk::intersect::common_to_all;
+
 use crate::api::cpu_summary::{self, CpuSummary, SummaryError};
 use crate::cluster::gather::{Progress, gather_with};
 use crate::cluster_file::Cluster;
-use crate::model::{ClusterFlags, FetchError, NodeReport, NodeResources, ResolvedNode, Source, Verdict};
+use crate::model::{ClusterFlags, HostError, NodeReport, NodeResources, NodeVerdict, ResolvedNode, Source};
 use crate::runtime::PolicyRuntime;
 use crate::runtime::capabilities::Capabilities;
 
@@ -87,13 +89,9 @@ impl NodeStatus {
     /// The flags every core of this node has, when it took part.
     pub fn flags(&self) -> Option<BTreeSet<&str>> {
         let cpu = self.cpu.as_ref()?;
-        let mut groups = cpu.core_groups.iter().filter(|group| group.cores > 0);
-        let mut common: BTreeSet<&str> = groups.next()?.flags().collect();
-        for group in groups {
-            let flags: BTreeSet<&str> = group.flags().collect();
-            common.retain(|flag| flags.contains(flag));
-        }
-        Some(common)
+        let groups = cpu.core_groups.iter().filter(|group| group.cores > 0);
+        let common = common_to_all(groups.map(|group| group.flags()))?;
+        Some(common.into_iter().collect())
     }
 
     /// What this node can give a guest: its hypervisor set, or (a
@@ -203,7 +201,7 @@ pub async fn cpu_flags(
         .collect();
     let policy_failures = reports
         .iter()
-        .filter(|report| matches!(report.outcome, Err(FetchError::PolicyFailed(_))))
+        .filter(|report| matches!(report.outcome, Err(HostError::PolicyFailed(_))))
         .count();
     let common = runtime
         .cluster_cpu_flags(capabilities, &reports, architecture)
@@ -258,18 +256,16 @@ pub async fn cpu_flags(
 /// nodes whose host flags stood in for it. Made here, not by the policy:
 /// contract 0.2 carries the CPUs' flags alone.
 fn guest_set(nodes: &[NodeStatus]) -> (Vec<String>, Vec<String>) {
-    let mut common: Option<BTreeSet<&str>> = None;
-    let mut stand_ins = Vec::new();
-    for node in nodes {
-        let Some(flags) = node.guest_flags() else { continue };
-        if node.hypervisor == Some(GuestSource::StandIn) {
-            stand_ins.push(node.name.clone());
-        }
-        common = Some(match common {
-            None => flags,
-            Some(acc) => acc.intersection(&flags).copied().collect(),
-        });
-    }
+    let taking_part: Vec<(&NodeStatus, BTreeSet<&str>)> = nodes
+        .iter()
+        .filter_map(|node| Some((node, node.guest_flags()?)))
+        .collect();
+    let stand_ins = taking_part
+        .iter()
+        .filter(|(node, _)| node.hypervisor == Some(GuestSource::StandIn))
+        .map(|(node, _)| node.name.clone())
+        .collect();
+    let common = common_to_all(taking_part.iter().map(|(_, flags)| flags.iter().copied()));
     let flags = common
         .unwrap_or_default()
         .into_iter()
@@ -298,9 +294,9 @@ pub fn checked_verdicts<'a>(
     reports: &[NodeReport],
     answer: &'a ClusterFlags,
     architecture: &str,
-) -> Result<Vec<&'a Verdict>> {
+) -> Result<Vec<&'a NodeVerdict>> {
     let members: HashSet<&str> = reports.iter().map(|report| report.name.as_str()).collect();
-    let mut by_name: HashMap<&str, &Verdict> = HashMap::with_capacity(answer.verdicts.len());
+    let mut by_name: HashMap<&str, &NodeVerdict> = HashMap::with_capacity(answer.verdicts.len());
     for (name, verdict) in &answer.verdicts {
         if by_name.insert(name.as_str(), verdict).is_some() {
             bail!("returned two verdicts for node {name:?}");
@@ -316,14 +312,14 @@ pub fn checked_verdicts<'a>(
             bail!("returned no verdict for node {:?}", report.name);
         };
         match (verdict, &report.outcome) {
-            (Verdict::Included, Err(_)) => bail!("included node {:?}, which has no data", report.name),
-            (Verdict::Included, Ok(node)) if node.cpu.architecture != architecture => bail!(
+            (NodeVerdict::Included, Err(_)) => bail!("included node {:?}, which has no data", report.name),
+            (NodeVerdict::Included, Ok(node)) if node.cpu.architecture != architecture => bail!(
                 "included node {:?} of architecture {}, not {architecture}",
                 report.name,
                 node.cpu.architecture
             ),
-            (Verdict::Included, Ok(node)) => included.push(node),
-            (Verdict::ExcludedArch(_), Ok(node)) if node.cpu.architecture == architecture => {
+            (NodeVerdict::Included, Ok(node)) => included.push(node),
+            (NodeVerdict::ExcludedArch(_), Ok(node)) if node.cpu.architecture == architecture => {
                 bail!("excluded node {:?}, which is {architecture}", report.name)
             }
             _ => {}
@@ -373,17 +369,17 @@ fn first_missing<'a, 'b>(wanted: &[&'a str], have: impl Iterator<Item = &'b str>
 /// one the cache kept, or made now), the document dropped. A document the
 /// policy returned that is not a resources document fails that node, naming
 /// the policy.
-fn resolve(resources: NodeResources, policy: &str) -> Result<ResolvedNode, FetchError> {
+fn resolve(resources: NodeResources, policy: &str) -> Result<ResolvedNode, HostError> {
     let summary = match resources.summary {
         Some(summary) => Ok(summary),
         None => cpu_summary::from_document(&resources.document),
     };
     let cpu = summary.map_err(|e| match e {
-        SummaryError::Json(e) => FetchError::BadResponse(format!(
+        SummaryError::Json(e) => HostError::BadResponse(format!(
             "policy {policy} returned something that is not a resources document: {e}"
         )),
         not_a_name @ (SummaryError::NotAFlag(_) | SummaryError::NotAnArchitecture(_)) => {
-            FetchError::BadResponse(not_a_name.to_string())
+            HostError::BadResponse(not_a_name.to_string())
         }
     })?;
     Ok(ResolvedNode {
@@ -396,15 +392,15 @@ fn resolve(resources: NodeResources, policy: &str) -> Result<ResolvedNode, Fetch
 
 /// A node's line in the report; an included node keeps its CPU summary
 /// (levels and explanations are made from it).
-fn node_status(report: NodeReport, verdict: &Verdict) -> NodeStatus {
+fn node_status(report: NodeReport, verdict: &NodeVerdict) -> NodeStatus {
     let (source, error) = match (verdict, &report.outcome) {
-        (Verdict::Included, Ok(node)) => (
+        (NodeVerdict::Included, Ok(node)) => (
             node.source.into(),
             node.refresh_error.as_ref().map(|e| e.to_string()),
         ),
-        (Verdict::ExcludedArch(_), _) => (NodeSource::Excluded, None),
-        (Verdict::NoData(why), _) => (NodeSource::Error, Some(why.clone())),
-        (Verdict::Included, Err(e)) => (NodeSource::Error, Some(e.to_string())),
+        (NodeVerdict::ExcludedArch(_), _) => (NodeSource::Excluded, None),
+        (NodeVerdict::NoData(why), _) => (NodeSource::Error, Some(why.clone())),
+        (NodeVerdict::Included, Err(e)) => (NodeSource::Error, Some(e.to_string())),
     };
     let resolved = report.outcome.ok();
     let took_part = !matches!(source, NodeSource::Error | NodeSource::Excluded);
@@ -460,11 +456,11 @@ mod tests {
     fn dead(name: &str) -> NodeReport {
         NodeReport {
             name: name.into(),
-            outcome: Err(FetchError::Unreachable("refused".into())),
+            outcome: Err(HostError::Unreachable("refused".into())),
         }
     }
 
-    fn answer(flags: &[&str], verdicts: &[(&str, Verdict)]) -> ClusterFlags {
+    fn answer(flags: &[&str], verdicts: &[(&str, NodeVerdict)]) -> ClusterFlags {
         ClusterFlags {
             architecture: "x86_64".into(),
             flags: flags.iter().map(|f| f.to_string()).collect(),
@@ -488,36 +484,36 @@ mod tests {
         let honest = answer(
             &["sse2"],
             &[
-                ("c", Verdict::NoData("refused".into())),
-                ("a", Verdict::Included),
-                ("arm", Verdict::ExcludedArch("aarch64".into())),
+                ("c", NodeVerdict::NoData("refused".into())),
+                ("a", NodeVerdict::Included),
+                ("arm", NodeVerdict::ExcludedArch("aarch64".into())),
             ],
         );
         let verdicts = checked_verdicts(&reports, &honest, "x86_64").unwrap();
-        assert_eq!(verdicts[0], &Verdict::Included);
-        assert_eq!(verdicts[2], &Verdict::NoData("refused".into()));
+        assert_eq!(verdicts[0], &NodeVerdict::Included);
+        assert_eq!(verdicts[2], &NodeVerdict::NoData("refused".into()));
     }
 
     #[test]
     fn hostile_verdict_lists_are_named() {
         let reports = [report("a", "x86_64", &["sse2"]), dead("b")];
-        let missing = answer(&["sse2"], &[("a", Verdict::Included)]);
+        let missing = answer(&["sse2"], &[("a", NodeVerdict::Included)]);
         assert!(problem(&reports, &missing).contains("no verdict for node \"b\""));
         let twice = answer(
             &[],
             &[
-                ("a", Verdict::Included),
-                ("a", Verdict::Included),
-                ("b", Verdict::NoData("x".into())),
+                ("a", NodeVerdict::Included),
+                ("a", NodeVerdict::Included),
+                ("b", NodeVerdict::NoData("x".into())),
             ],
         );
         assert!(problem(&reports, &twice).contains("two verdicts"));
         let extra = answer(
             &[],
             &[
-                ("a", Verdict::Included),
-                ("b", Verdict::NoData("x".into())),
-                ("z", Verdict::Included),
+                ("a", NodeVerdict::Included),
+                ("b", NodeVerdict::NoData("x".into())),
+                ("z", NodeVerdict::Included),
             ],
         );
         assert!(problem(&reports, &extra).contains("\"z\", which is not a member"));
@@ -528,24 +524,30 @@ mod tests {
         let reports = [report("a", "x86_64", &["sse2"]), dead("b")];
         let invented = answer(
             &["sse2", "made-up-flag"],
-            &[("a", Verdict::Included), ("b", Verdict::NoData("x".into()))],
+            &[
+                ("a", NodeVerdict::Included),
+                ("b", NodeVerdict::NoData("x".into())),
+            ],
         );
         assert!(problem(&reports, &invented).contains("\"made-up-flag\""));
-        let vouching = answer(&["sse2"], &[("a", Verdict::Included), ("b", Verdict::Included)]);
+        let vouching = answer(
+            &["sse2"],
+            &[("a", NodeVerdict::Included), ("b", NodeVerdict::Included)],
+        );
         assert!(problem(&reports, &vouching).contains("no data"));
         let no_nodes = answer(
             &["sse2"],
             &[
-                ("a", Verdict::NoData("?".into())),
-                ("b", Verdict::NoData("x".into())),
+                ("a", NodeVerdict::NoData("?".into())),
+                ("b", NodeVerdict::NoData("x".into())),
             ],
         );
         assert!(problem(&reports, &no_nodes).contains("without including any node"));
         let dropped = answer(
             &[],
             &[
-                ("a", Verdict::ExcludedArch("arm".into())),
-                ("b", Verdict::NoData("x".into())),
+                ("a", NodeVerdict::ExcludedArch("arm".into())),
+                ("b", NodeVerdict::NoData("x".into())),
             ],
         );
         assert!(problem(&reports, &dropped).contains("excluded node \"a\""));

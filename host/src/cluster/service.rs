@@ -19,7 +19,7 @@ use crate::cluster::incus_members::add_members_with;
 use crate::cluster::report::{CpuFlagsReport, cpu_flags};
 use crate::cluster_file::Cluster;
 use crate::cluster_file::ClusterFile;
-use crate::model::{NodeResources, PolicyFailure};
+use crate::model::{NodeResources, PolicyError};
 use crate::node_name::NodeName;
 use crate::runtime::capabilities::Capabilities;
 use crate::runtime::slot::PolicySlot;
@@ -187,10 +187,8 @@ impl ClusterApi {
             }
             match policy.runtime.get_node_resources(capabilities, &member).await {
                 Ok(Ok(resources)) => Ok(resources),
-                Ok(Err(PolicyFailure::Unavailable(error))) => {
-                    Err(ApiError::NoData(format!("{name}: {error}")))
-                }
-                Ok(Err(failure @ PolicyFailure::BadConfig(_))) => Err(ApiError::Policy(failure.to_string())),
+                Ok(Err(PolicyError::Unavailable(error))) => Err(ApiError::NoData(format!("{name}: {error}"))),
+                Ok(Err(failure @ PolicyError::BadConfig(_))) => Err(ApiError::Policy(failure.to_string())),
                 Err(error) => {
                     self.slot.count_failure();
                     Err(ApiError::Policy(format!("{error:#}")))

@@ -16,7 +16,7 @@ use anyhow::{Context, Result};
 use crate::api::envelope::{EnvelopeError, resources_document};
 use crate::cluster_file::{ClusterFile, DEFAULT_DEADLINE, DEFAULT_MAX_RESPONSE_BYTES};
 use crate::machine::fingerprint;
-use crate::model::{Document, FetchError, Fetched};
+use crate::model::{Document, Fetched, HostError};
 use crate::net::tls::{self, Identity};
 use crate::node_name::NodeName;
 
@@ -132,9 +132,9 @@ impl RemoteFetcher {
         &self,
         node: &NodeName,
         validator: Option<&str>,
-    ) -> Result<Fetched, FetchError> {
+    ) -> Result<Fetched, HostError> {
         let Some((base, client)) = self.urls.get(node) else {
-            return Err(FetchError::Unreachable(format!(
+            return Err(HostError::Unreachable(format!(
                 "{node} has no address in the cluster configuration"
             )));
         };
@@ -142,7 +142,7 @@ impl RemoteFetcher {
         let client = &self.clients[*client];
         match tokio::time::timeout(self.deadline, self.fetch_url(client, &url, validator)).await {
             Ok(result) => result,
-            Err(_) => Err(FetchError::TimedOut(format!(
+            Err(_) => Err(HostError::TimedOut(format!(
                 "{url} did not answer within {:.1} s",
                 self.deadline.as_secs_f64()
             ))),
@@ -154,7 +154,7 @@ impl RemoteFetcher {
         client: &reqwest::Client,
         url: &str,
         validator: Option<&str>,
-    ) -> Result<Fetched, FetchError> {
+    ) -> Result<Fetched, HostError> {
         let mut request = client.get(url);
         if let Some(validator) = validator {
             request = request.header(reqwest::header::IF_NONE_MATCH, format!("\"{validator}\""));
@@ -162,7 +162,7 @@ impl RemoteFetcher {
         let response = request
             .send()
             .await
-            .map_err(|e| FetchError::Unreachable(format!("{url}: {}", error_chain(&e))))?;
+            .map_err(|e| HostError::Unreachable(format!("{url}: {}", error_chain(&e))))?;
         let status = response.status();
         if status == reqwest::StatusCode::NOT_MODIFIED && validator.is_some() {
             return Ok(Fetched::NotModified);
@@ -177,13 +177,13 @@ impl RemoteFetcher {
             Ok(checked) => checked,
             Err(EnvelopeError::Server { code, message }) => {
                 let message = crate::format::for_terminal(&message, 300);
-                return Err(FetchError::RemoteError(format!("{url}: {code} {message}")));
+                return Err(HostError::RemoteError(format!("{url}: {code} {message}")));
             }
             Err(EnvelopeError::Malformed(why)) if !status.is_success() => {
-                return Err(FetchError::RemoteError(format!("{url}: HTTP {status} ({why})")));
+                return Err(HostError::RemoteError(format!("{url}: HTTP {status} ({why})")));
             }
             Err(EnvelopeError::Malformed(why)) => {
-                return Err(FetchError::BadResponse(format!("{url}: {why}")));
+                return Err(HostError::BadResponse(format!("{url}: {why}")));
             }
         };
         let validator_now = match etag {
@@ -231,7 +231,7 @@ pub(crate) async fn body_within(
     mut response: reqwest::Response,
     url: &str,
     cap: u64,
-) -> Result<Vec<u8>, FetchError> {
+) -> Result<Vec<u8>, HostError> {
     if let Some(length) = response.content_length()
         && length > cap
     {
@@ -241,7 +241,7 @@ pub(crate) async fn body_within(
     while let Some(chunk) = response
         .chunk()
         .await
-        .map_err(|e| FetchError::BadResponse(format!("{url}: body cut short: {}", error_chain(&e))))?
+        .map_err(|e| HostError::BadResponse(format!("{url}: body cut short: {}", error_chain(&e))))?
     {
         body.extend_from_slice(&chunk);
         if body.len() as u64 > cap {
@@ -258,8 +258,8 @@ fn entity_tag(header: &str) -> String {
     tag.trim_matches('"').to_string()
 }
 
-fn too_large(url: &str, got: u64, cap: u64) -> FetchError {
-    FetchError::BadResponse(format!(
+fn too_large(url: &str, got: u64, cap: u64) -> HostError {
+    HostError::BadResponse(format!(
         "{url}: response of {got} bytes or more exceeds the {cap}-byte cap"
     ))
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use crate::api::cpu_summary::CpuSummary;
 use crate::machine::fingerprint;
 use crate::machine::probe;
-use crate::model::{Document, FetchError, Fetched, LogLevel, Member};
+use crate::model::{Document, Fetched, HostError, LogLevel, Member};
 use crate::net::remote::RemoteFetcher;
 use crate::node_name::NodeName;
 use crate::store::{CacheFault, CacheStore, CachedEntry};
@@ -38,37 +38,37 @@ impl Grant {
     }
 
     /// The granted node, if `node` is it.
-    fn node(&self, capability: &str, node: &str) -> Result<NodeName, FetchError> {
-        let name = NodeName::parse(node).map_err(|e| FetchError::InvalidNode(e.to_string()))?;
+    fn node(&self, capability: &str, node: &str) -> Result<NodeName, HostError> {
+        let name = NodeName::parse(node).map_err(|e| HostError::InvalidNode(e.to_string()))?;
         match &self.node {
             Some(member) if member.name == name => Ok(name),
-            Some(member) => Err(FetchError::NotGranted(format!(
+            Some(member) => Err(HostError::NotGranted(format!(
                 "{capability} for node \"{name}\": this call is lent node \"{}\" only",
                 member.name
             ))),
-            None => Err(FetchError::NotGranted(format!(
+            None => Err(HostError::NotGranted(format!(
                 "{capability} for node \"{name}\": this call is lent no node"
             ))),
         }
     }
 
-    fn local(&self, capability: &str) -> Result<(), FetchError> {
+    fn local(&self, capability: &str) -> Result<(), HostError> {
         match &self.node {
             Some(member) if member.local => Ok(()),
-            Some(member) => Err(FetchError::NotGranted(format!(
+            Some(member) => Err(HostError::NotGranted(format!(
                 "{capability}: this call is about node \"{}\", which is not this machine",
                 member.name
             ))),
-            None => Err(FetchError::NotGranted(format!(
+            None => Err(HostError::NotGranted(format!(
                 "{capability}: this call is lent no node"
             ))),
         }
     }
 
-    fn remote(&self, capability: &str, node: &str) -> Result<NodeName, FetchError> {
+    fn remote(&self, capability: &str, node: &str) -> Result<NodeName, HostError> {
         let name = self.node(capability, node)?;
         match &self.node {
-            Some(member) if member.local => Err(FetchError::NotGranted(format!(
+            Some(member) if member.local => Err(HostError::NotGranted(format!(
                 "{capability} for node \"{name}\": it is this machine, probed, never fetched"
             ))),
             _ => Ok(name),
@@ -84,7 +84,7 @@ pub struct Capabilities {
     /// Seeds every call's generator from this and the node's name, so a run repeats.
     pub random_seed: Option<u64>,
     /// Fetches under way, so concurrent requests for one node share one fetch.
-    in_flight: SingleFlight<(NodeName, Option<String>), Result<Fetched, FetchError>>,
+    in_flight: SingleFlight<(NodeName, Option<String>), Result<Fetched, HostError>>,
 }
 
 impl Capabilities {
@@ -120,7 +120,7 @@ impl Capabilities {
         }
     }
 
-    pub async fn probe_local(&self, grant: &Grant) -> Result<Document, FetchError> {
+    pub async fn probe_local(&self, grant: &Grant) -> Result<Document, HostError> {
         grant.local("probe-local")?;
         let probed = tokio::task::spawn_blocking(|| {
             let validator = fingerprint::local().map_err(|e| e.to_string())?;
@@ -128,9 +128,9 @@ impl Capabilities {
             Ok::<_, String>((resources, validator))
         })
         .await
-        .map_err(|e| FetchError::ProbeFailed(e.to_string()))?;
-        let (resources, validator) = probed.map_err(FetchError::ProbeFailed)?;
-        let body = serde_json::to_string(&resources).map_err(|e| FetchError::ProbeFailed(e.to_string()))?;
+        .map_err(|e| HostError::ProbeFailed(e.to_string()))?;
+        let (resources, validator) = probed.map_err(HostError::ProbeFailed)?;
+        let body = serde_json::to_string(&resources).map_err(|e| HostError::ProbeFailed(e.to_string()))?;
         Ok(Document {
             body,
             validator,
@@ -138,19 +138,19 @@ impl Capabilities {
         })
     }
 
-    pub async fn local_fingerprint(&self, grant: &Grant) -> Result<String, FetchError> {
+    pub async fn local_fingerprint(&self, grant: &Grant) -> Result<String, HostError> {
         grant.local("local-fingerprint")?;
         tokio::task::spawn_blocking(fingerprint::local)
             .await
-            .map_err(|e| FetchError::ProbeFailed(e.to_string()))?
-            .map_err(|e| FetchError::ProbeFailed(format!("fingerprint: {e}")))
+            .map_err(|e| HostError::ProbeFailed(e.to_string()))?
+            .map_err(|e| HostError::ProbeFailed(format!("fingerprint: {e}")))
     }
 
-    pub async fn fetch_remote(&self, grant: &Grant, node: &str) -> Result<Document, FetchError> {
+    pub async fn fetch_remote(&self, grant: &Grant, node: &str) -> Result<Document, HostError> {
         let name = grant.remote("fetch-remote", node)?;
         match self.shared_fetch(name.clone(), None).await? {
             Fetched::Modified(document) => Ok(document),
-            Fetched::NotModified => Err(FetchError::BadResponse(format!("{name}: not modified, unasked"))),
+            Fetched::NotModified => Err(HostError::BadResponse(format!("{name}: not modified, unasked"))),
         }
     }
 
@@ -159,13 +159,13 @@ impl Capabilities {
         grant: &Grant,
         node: &str,
         validator: &str,
-    ) -> Result<Fetched, FetchError> {
+    ) -> Result<Fetched, HostError> {
         let name = grant.remote("fetch-remote-if-changed", node)?;
         self.shared_fetch(name, Some(validator.to_string())).await
     }
 
     /// Fetches a member; a request identical to one under way waits for that one.
-    async fn shared_fetch(&self, name: NodeName, validator: Option<String>) -> Result<Fetched, FetchError> {
+    async fn shared_fetch(&self, name: NodeName, validator: Option<String>) -> Result<Fetched, HostError> {
         let remote = self.remote.clone();
         let key = (name.clone(), validator.clone());
         self.in_flight
@@ -192,25 +192,25 @@ impl Capabilities {
         document: &str,
         validator: Option<&str>,
         known: Option<CpuSummary>,
-    ) -> Result<CpuSummary, FetchError> {
+    ) -> Result<CpuSummary, HostError> {
         let name = grant.node("cache-write", node)?;
         self.store
             .write(&name, document, validator, now_ms(), known)
-            .map_err(|e| FetchError::Storage(format!("{e:#}")))
+            .map_err(|e| HostError::Storage(format!("{e:#}")))
     }
 
-    pub fn cache_restamp(&self, grant: &Grant, node: &str) -> Result<(), FetchError> {
+    pub fn cache_restamp(&self, grant: &Grant, node: &str) -> Result<(), HostError> {
         let name = grant.node("cache-restamp", node)?;
         self.store
             .restamp(&name, now_ms())
-            .map_err(|e| FetchError::Storage(format!("{e:#}")))
+            .map_err(|e| HostError::Storage(format!("{e:#}")))
     }
 
-    pub fn cache_remove(&self, grant: &Grant, node: &str) -> Result<(), FetchError> {
+    pub fn cache_remove(&self, grant: &Grant, node: &str) -> Result<(), HostError> {
         let name = grant.node("cache-remove", node)?;
         self.store
             .remove(&name)
-            .map_err(|e| FetchError::Storage(format!("{e:#}")))
+            .map_err(|e| HostError::Storage(format!("{e:#}")))
     }
 
     pub fn config(&self, key: &str) -> Option<String> {
@@ -322,15 +322,15 @@ mod tests {
             Err(CacheFault::Unreadable { .. })
         ));
         assert!(
-            matches!(capabilities.probe_local(&n1).await, Err(FetchError::NotGranted(m)) if m.contains("probe-local"))
+            matches!(capabilities.probe_local(&n1).await, Err(HostError::NotGranted(m)) if m.contains("probe-local"))
         );
         let none = Grant::none();
         assert!(
-            matches!(capabilities.cache_write(&none, "n1", "{}", None, None), Err(FetchError::NotGranted(m)) if m.contains("lent no node"))
+            matches!(capabilities.cache_write(&none, "n1", "{}", None, None), Err(HostError::NotGranted(m)) if m.contains("lent no node"))
         );
         let me = Grant::for_node(&member("me", true));
         assert!(
-            matches!(capabilities.fetch_remote(&me, "me").await, Err(FetchError::NotGranted(m)) if m.contains("never fetched"))
+            matches!(capabilities.fetch_remote(&me, "me").await, Err(HostError::NotGranted(m)) if m.contains("never fetched"))
         );
         assert!(!dir.path().join("resources/other.json").exists());
     }

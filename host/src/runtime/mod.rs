@@ -26,7 +26,7 @@ use anyhow::{Context, Result};
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
 
-use crate::model::{ClusterFlags, Member, NodeReport, NodeResources, PolicyFailure, PolicyInfo};
+use crate::model::{ClusterFlags, Member, NodeReport, NodeResources, PolicyError, PolicyInfo};
 use crate::runtime::capabilities::{Capabilities, Grant};
 pub use sandbox::Limits;
 use sandbox::PluginState;
@@ -212,15 +212,6 @@ impl PolicyRuntime {
         .load(Some(name))
     }
 
-    /// `--policy`: a path to a `.wasm` file, or the name of an embedded policy.
-    pub fn from_choice(choice: &str, limits: Limits) -> Result<Self> {
-        Loader {
-            limits,
-            ..Loader::default()
-        }
-        .load(Some(choice))
-    }
-
     pub fn from_file(path: &Path, limits: Limits) -> Result<Self> {
         Loader {
             limits,
@@ -278,7 +269,7 @@ impl PolicyRuntime {
         &self,
         capabilities: Arc<Capabilities>,
         member: &Member,
-    ) -> Result<Result<NodeResources, PolicyFailure>> {
+    ) -> Result<Result<NodeResources, PolicyError>> {
         let what = format!("get-node-resources({})", member.name);
         self.with_instance(
             capabilities,

@@ -16,7 +16,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use super::lent::Lent;
-use crate::model::FetchError;
+use crate::model::HostError;
 use crate::runtime::capabilities::{Capabilities, Grant};
 
 /// Per-call resource limits of a plugin instance.
@@ -116,9 +116,9 @@ impl PluginState {
     /// copies must fit its memory cap, so an entry may take a quarter of it
     /// (16 MiB of the default 64 MiB, the default response cap too). An
     /// entry larger than that would trap every later call for its node.
-    pub fn check_cacheable(&self, document: &str) -> Result<(), FetchError> {
+    pub fn check_cacheable(&self, document: &str) -> Result<(), HostError> {
         if document.len() > self.cacheable_bytes {
-            return Err(FetchError::Storage(format!(
+            return Err(HostError::Storage(format!(
                 "a document of {} bytes is larger than this policy can hold when it reads it back \
                  ({} bytes, a quarter of its memory cap): not cached",
                 document.len(),
@@ -131,10 +131,10 @@ impl PluginState {
     /// Counts one working host call, or refuses it once the call's budget
     /// is spent (the policy gets an error, and its instruction budget ends a
     /// loop that ignores it).
-    pub fn charge(&mut self, import: &str) -> Result<(), FetchError> {
+    pub fn charge(&mut self, import: &str) -> Result<(), HostError> {
         self.host_calls = self.host_calls.saturating_add(1);
         if self.host_calls > HOST_CALL_BUDGET {
-            return Err(FetchError::NotGranted(format!(
+            return Err(HostError::NotGranted(format!(
                 "{import}: this call has used its {HOST_CALL_BUDGET} host calls"
             )));
         }

@@ -9,6 +9,7 @@ use wasmtime::Store;
 use wasmtime::component::{Component, HasSelf, Linker};
 
 use super::sandbox::PluginState;
+use super::v0_2::{self as latest, wit as newer};
 use crate::api::cpu_summary::CpuSummary;
 use crate::format::from_policy;
 use crate::model;
@@ -38,7 +39,7 @@ impl Pre {
         &self,
         store: &mut Store<PluginState>,
         member: &model::Member,
-    ) -> wasmtime::Result<Result<model::NodeResources, model::PolicyFailure>> {
+    ) -> wasmtime::Result<Result<model::NodeResources, model::PolicyError>> {
         let plugin = self.0.instantiate_async(&mut *store).await?;
         let node = wit::Member {
             name: member.name.to_string(),
@@ -75,95 +76,71 @@ impl Pre {
 
 impl wit::Host for PluginState {}
 
+/// Every 0.1 import is 0.2's, through conversions: one implementation of
+/// what a policy is lent, as Zed's older extension versions delegate to
+/// the latest.
 impl self::nodecache::policy::host::Host for PluginState {
     async fn probe_local(&mut self) -> Result<String, wit::HostError> {
-        self.charge("probe-local").map_err(fetch_error_to_wit)?;
-        self.capabilities
-            .probe_local(&self.grant)
-            .await
-            .map(|mut document| {
-                self.lent.probed(&document.body, document.summary.take());
-                document.body
-            })
-            .map_err(fetch_error_to_wit)
+        let document = latest::Host::probe_local(self).await;
+        document.map(|document| document.body).map_err(error_from_latest)
     }
 
     async fn fetch_remote(&mut self, node: wit::Member) -> Result<String, wit::HostError> {
-        self.charge("fetch-remote").map_err(fetch_error_to_wit)?;
-        let document = self
-            .capabilities
-            .fetch_remote(&self.grant, &node.name)
-            .await
-            .map_err(fetch_error_to_wit)?;
-        let mut document = document;
-        self.lent.fetched(&document.body, document.summary.take());
-        Ok(document.body)
+        let node = newer::Member {
+            name: node.name,
+            local: node.local,
+        };
+        let document = latest::Host::fetch_remote(self, node).await;
+        document.map(|document| document.body).map_err(error_from_latest)
     }
 
     async fn cache_read(&mut self, node: String) -> Result<Option<wit::CacheEntry>, wit::CacheFault> {
-        if let Err(refused) = self.charge("cache-read") {
-            return Err(wit::CacheFault::Unreadable(refused.to_string()));
-        }
-        match self.capabilities.cache_read(&self.grant, &node) {
-            Ok(entry) => Ok(entry.map(|e| {
-                self.lent
-                    .read_from_cache(&e.document, e.age_ms, e.validator.as_deref(), e.summary);
-                wit::CacheEntry {
-                    document: e.document,
-                    age_ms: e.age_ms,
-                }
+        match latest::Host::cache_read(self, node).await {
+            Ok(entry) => Ok(entry.map(|entry| wit::CacheEntry {
+                document: entry.document,
+                age_ms: entry.age_ms,
             })),
-            Err(fault @ crate::store::CacheFault::Corrupt { .. }) => {
-                Err(wit::CacheFault::Corrupt(fault.to_string()))
-            }
-            Err(fault) => Err(wit::CacheFault::Unreadable(fault.to_string())),
+            Err(newer::CacheFault::Corrupt(why)) => Err(wit::CacheFault::Corrupt(why)),
+            Err(newer::CacheFault::Unreadable(why)) => Err(wit::CacheFault::Unreadable(why)),
         }
     }
 
+    /// 0.1 predates validators: the entry is written without one.
     async fn cache_write(&mut self, node: String, document: String) -> Result<(), wit::HostError> {
-        self.charge("cache-write").map_err(fetch_error_to_wit)?;
-        self.check_cacheable(&document).map_err(fetch_error_to_wit)?;
-        let known = self.lent.summary_of(&document);
-        let summary = self
-            .capabilities
-            .cache_write(&self.grant, &node, &document, None, known)
-            .map_err(fetch_error_to_wit)?;
-        self.lent.note_summary(&document, &summary);
-        Ok(())
-    }
-
-    async fn cache_remove(&mut self, node: String) -> Result<(), wit::HostError> {
-        self.charge("cache-remove").map_err(fetch_error_to_wit)?;
-        self.capabilities
-            .cache_remove(&self.grant, &node)
+        self.write_entry(&node, &document, None)
             .map_err(fetch_error_to_wit)
     }
 
+    async fn cache_remove(&mut self, node: String) -> Result<(), wit::HostError> {
+        latest::Host::cache_remove(self, node)
+            .await
+            .map_err(error_from_latest)
+    }
+
     async fn now_ms(&mut self) -> u64 {
-        crate::util::clock::now_ms()
+        latest::Host::now_ms(self).await
     }
 
     async fn log(&mut self, level: wit::LogLevel, message: String) {
-        if self.charge("log").is_err() {
-            return;
-        }
         let level = match level {
-            wit::LogLevel::Trace => model::LogLevel::Trace,
-            wit::LogLevel::Debug => model::LogLevel::Debug,
-            wit::LogLevel::Info => model::LogLevel::Info,
-            wit::LogLevel::Warn => model::LogLevel::Warn,
-            wit::LogLevel::Error => model::LogLevel::Error,
+            wit::LogLevel::Trace => newer::LogLevel::Trace,
+            wit::LogLevel::Debug => newer::LogLevel::Debug,
+            wit::LogLevel::Info => newer::LogLevel::Info,
+            wit::LogLevel::Warn => newer::LogLevel::Warn,
+            wit::LogLevel::Error => newer::LogLevel::Error,
         };
-        self.capabilities.log(level, &message);
+        latest::Host::log(self, level, message).await
     }
 
     async fn config(&mut self, key: String) -> Option<String> {
-        self.capabilities.config(&key)
+        latest::Host::config(self, key).await
     }
 }
 
-fn fetch_error_to_wit(error: model::FetchError) -> wit::HostError {
-    use model::FetchError as E;
+/// 0.2's error in 0.1's words: 0.1 has no `not-granted`, so a refused
+/// capability reaches it as `invalid-node` ("not granted: ...").
+fn error_from_latest(error: newer::HostError) -> wit::HostError {
+    use newer::HostError as E;
     match error {
         E::InvalidNode(m) => wit::HostError::InvalidNode(m),
         E::NotGranted(m) => wit::HostError::InvalidNode(format!("not granted: {m}")),
@@ -173,22 +150,24 @@ fn fetch_error_to_wit(error: model::FetchError) -> wit::HostError {
         E::RemoteError(m) => wit::HostError::RemoteError(m),
         E::BadResponse(m) => wit::HostError::BadResponse(m),
         E::Storage(m) => wit::HostError::Storage(m),
-        // The contract has no word for it: the node's answer is unusable.
-        E::PolicyFailed(m) => wit::HostError::BadResponse(format!("policy failed: {m}")),
     }
 }
 
-fn fetch_error_from_wit(error: wit::HostError) -> model::FetchError {
-    use model::FetchError as E;
-    match error {
-        wit::HostError::InvalidNode(m) => E::InvalidNode(from_policy(m)),
-        wit::HostError::ProbeFailed(m) => E::ProbeFailed(from_policy(m)),
-        wit::HostError::Unreachable(m) => E::Unreachable(from_policy(m)),
-        wit::HostError::TimedOut(m) => E::TimedOut(from_policy(m)),
-        wit::HostError::RemoteError(m) => E::RemoteError(from_policy(m)),
-        wit::HostError::BadResponse(m) => E::BadResponse(from_policy(m)),
-        wit::HostError::Storage(m) => E::Storage(from_policy(m)),
-    }
+fn fetch_error_to_wit(error: model::HostError) -> wit::HostError {
+    error_from_latest(latest::fetch_error_to_wit(error))
+}
+
+fn fetch_error_from_wit(error: wit::HostError) -> model::HostError {
+    use newer::HostError as E;
+    latest::fetch_error_from_wit(match error {
+        wit::HostError::InvalidNode(m) => E::InvalidNode(m),
+        wit::HostError::ProbeFailed(m) => E::ProbeFailed(m),
+        wit::HostError::Unreachable(m) => E::Unreachable(m),
+        wit::HostError::TimedOut(m) => E::TimedOut(m),
+        wit::HostError::RemoteError(m) => E::RemoteError(m),
+        wit::HostError::BadResponse(m) => E::BadResponse(m),
+        wit::HostError::Storage(m) => E::Storage(m),
+    })
 }
 
 fn source_from_wit(source: wit::Source) -> model::Source {
@@ -219,10 +198,10 @@ fn node_resources_from_wit(resources: wit::NodeResources) -> model::NodeResource
     }
 }
 
-fn policy_error_from_wit(error: wit::PolicyError) -> model::PolicyFailure {
+fn policy_error_from_wit(error: wit::PolicyError) -> model::PolicyError {
     match error {
-        wit::PolicyError::Unavailable(e) => model::PolicyFailure::Unavailable(fetch_error_from_wit(e)),
-        wit::PolicyError::BadConfig(m) => model::PolicyFailure::BadConfig(from_policy(m)),
+        wit::PolicyError::Unavailable(e) => model::PolicyError::Unavailable(fetch_error_from_wit(e)),
+        wit::PolicyError::BadConfig(m) => model::PolicyError::BadConfig(from_policy(m)),
     }
 }
 
@@ -264,9 +243,11 @@ fn cluster_flags_from_wit(flags: wit::ClusterFlags) -> model::ClusterFlags {
             .into_iter()
             .map(|node| {
                 let verdict = match node.verdict {
-                    wit::NodeVerdict::Included => model::Verdict::Included,
-                    wit::NodeVerdict::ExcludedArch(arch) => model::Verdict::ExcludedArch(from_policy(arch)),
-                    wit::NodeVerdict::NoData(why) => model::Verdict::NoData(from_policy(why)),
+                    wit::NodeVerdict::Included => model::NodeVerdict::Included,
+                    wit::NodeVerdict::ExcludedArch(arch) => {
+                        model::NodeVerdict::ExcludedArch(from_policy(arch))
+                    }
+                    wit::NodeVerdict::NoData(why) => model::NodeVerdict::NoData(from_policy(why)),
                 };
                 (node.name, verdict)
             })

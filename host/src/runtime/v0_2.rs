@@ -16,7 +16,8 @@ wasmtime::component::bindgen!({
     exports: { default: async },
 });
 
-use self::nodecache::policy::types as wit;
+pub(super) use self::nodecache::policy::host::Host;
+pub(super) use self::nodecache::policy::types as wit;
 
 /// The minor versions this module runs (any patch level).
 pub const MINOR: (u64, u64) = (0, 2);
@@ -34,7 +35,7 @@ impl Pre {
         &self,
         store: &mut Store<PluginState>,
         member: &model::Member,
-    ) -> wasmtime::Result<Result<model::NodeResources, model::PolicyFailure>> {
+    ) -> wasmtime::Result<Result<model::NodeResources, model::PolicyError>> {
         let plugin = self.0.instantiate_async(&mut *store).await?;
         let node = wit::Member {
             name: member.name.to_string(),
@@ -165,21 +166,8 @@ impl self::nodecache::policy::host::Host for PluginState {
     }
 
     async fn cache_write(&mut self, node: String, document: wit::Document) -> Result<(), wit::HostError> {
-        self.charge("cache-write").map_err(fetch_error_to_wit)?;
-        self.check_cacheable(&document.body).map_err(fetch_error_to_wit)?;
-        let known = self.lent.summary_of(&document.body);
-        let summary = self
-            .capabilities
-            .cache_write(
-                &self.grant,
-                &node,
-                &document.body,
-                Some(&document.validator),
-                known,
-            )
-            .map_err(fetch_error_to_wit)?;
-        self.lent.note_summary(&document.body, &summary);
-        Ok(())
+        self.write_entry(&node, &document.body, Some(&document.validator))
+            .map_err(fetch_error_to_wit)
     }
 
     async fn cache_restamp(&mut self, node: String) -> Result<(), wit::HostError> {
@@ -224,6 +212,26 @@ impl self::nodecache::policy::host::Host for PluginState {
     }
 }
 
+impl PluginState {
+    /// `cache-write`: the entry checked and kept, with its validator (none
+    /// under contract 0.1, which delegates here).
+    pub(super) fn write_entry(
+        &mut self,
+        node: &str,
+        body: &str,
+        validator: Option<&str>,
+    ) -> Result<(), model::HostError> {
+        self.charge("cache-write")?;
+        self.check_cacheable(body)?;
+        let known = self.lent.summary_of(body);
+        let summary = self
+            .capabilities
+            .cache_write(&self.grant, node, body, validator, known)?;
+        self.lent.note_summary(body, &summary);
+        Ok(())
+    }
+}
+
 fn document_to_wit(document: model::Document) -> wit::Document {
     wit::Document {
         body: document.body,
@@ -231,8 +239,8 @@ fn document_to_wit(document: model::Document) -> wit::Document {
     }
 }
 
-fn fetch_error_to_wit(error: model::FetchError) -> wit::HostError {
-    use model::FetchError as E;
+pub(super) fn fetch_error_to_wit(error: model::HostError) -> wit::HostError {
+    use model::HostError as E;
     match error {
         E::InvalidNode(m) => wit::HostError::InvalidNode(m),
         E::NotGranted(m) => wit::HostError::NotGranted(m),
@@ -247,8 +255,8 @@ fn fetch_error_to_wit(error: model::FetchError) -> wit::HostError {
     }
 }
 
-fn fetch_error_from_wit(error: wit::HostError) -> model::FetchError {
-    use model::FetchError as E;
+pub(super) fn fetch_error_from_wit(error: wit::HostError) -> model::HostError {
+    use model::HostError as E;
     match error {
         wit::HostError::InvalidNode(m) => E::InvalidNode(from_policy(m)),
         wit::HostError::NotGranted(m) => E::NotGranted(from_policy(m)),
@@ -287,10 +295,10 @@ fn node_resources_from_wit(resources: wit::NodeResources) -> model::NodeResource
     }
 }
 
-fn policy_error_from_wit(error: wit::PolicyError) -> model::PolicyFailure {
+fn policy_error_from_wit(error: wit::PolicyError) -> model::PolicyError {
     match error {
-        wit::PolicyError::Unavailable(e) => model::PolicyFailure::Unavailable(fetch_error_from_wit(e)),
-        wit::PolicyError::BadConfig(m) => model::PolicyFailure::BadConfig(from_policy(m)),
+        wit::PolicyError::Unavailable(e) => model::PolicyError::Unavailable(fetch_error_from_wit(e)),
+        wit::PolicyError::BadConfig(m) => model::PolicyError::BadConfig(from_policy(m)),
     }
 }
 
@@ -332,9 +340,11 @@ fn cluster_flags_from_wit(flags: wit::ClusterFlags) -> model::ClusterFlags {
             .into_iter()
             .map(|node| {
                 let verdict = match node.verdict {
-                    wit::NodeVerdict::Included => model::Verdict::Included,
-                    wit::NodeVerdict::ExcludedArch(arch) => model::Verdict::ExcludedArch(from_policy(arch)),
-                    wit::NodeVerdict::NoData(why) => model::Verdict::NoData(from_policy(why)),
+                    wit::NodeVerdict::Included => model::NodeVerdict::Included,
+                    wit::NodeVerdict::ExcludedArch(arch) => {
+                        model::NodeVerdict::ExcludedArch(from_policy(arch))
+                    }
+                    wit::NodeVerdict::NoData(why) => model::NodeVerdict::NoData(from_policy(why)),
                 };
                 (node.name, verdict)
             })

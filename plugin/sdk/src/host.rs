@@ -30,14 +30,5 @@ pub trait Host {
 
 /// One line naming the kind of failure and its detail, for logs and verdicts.
 pub fn describe_error(error: &HostError) -> String {
-    match error {
-        HostError::InvalidNode(m) => format!("invalid node: {m}"),
-        HostError::NotGranted(m) => format!("not granted: {m}"),
-        HostError::ProbeFailed(m) => format!("probe failed: {m}"),
-        HostError::Unreachable(m) => format!("unreachable: {m}"),
-        HostError::TimedOut(m) => format!("timed out: {m}"),
-        HostError::RemoteError(m) => format!("remote error: {m}"),
-        HostError::BadResponse(m) => format!("bad response: {m}"),
-        HostError::Storage(m) => format!("storage: {m}"),
-    }
+    error.to_string()
 }

@@ -33,6 +33,21 @@ pub fn cluster_cpu_flags(reports: &[NodeReport], architecture: &str) -> ClusterF
     }
 }
 
+/// The flags every one of `sets` has, sorted and without repeats; `None`
+/// when there are no sets. The one intersection of nodecache: the policy's
+/// common flags ([`cluster_cpu_flags`]) and the host's per-core, per-node
+/// and guest sets are all made by it.
+pub fn common_to_all<'a, S>(sets: impl IntoIterator<Item = S>) -> Option<Vec<&'a str>>
+where
+    S: IntoIterator<Item = &'a str>,
+{
+    let mut common = Common::default();
+    for set in sets {
+        common.narrow_by(set);
+    }
+    common.flags
+}
+
 /// The flags common so far, and the flag lists already intersected into
 /// them. Intersecting a set twice changes nothing, and the cores of a
 /// cluster bought in batches share a few flag lists: each list is split and
@@ -49,7 +64,11 @@ impl<'a> Common<'a> {
             return;
         }
         self.applied.push(&group.flags);
-        let mut flags: Vec<&str> = group.flags().collect();
+        self.narrow_by(group.flags());
+    }
+
+    fn narrow_by(&mut self, set: impl IntoIterator<Item = &'a str>) {
+        let mut flags: Vec<&str> = set.into_iter().collect();
         if !flags.is_sorted() {
             flags.sort_unstable();
         }
@@ -116,6 +135,17 @@ mod tests {
                 },
             }),
         }
+    }
+
+    #[test]
+    fn common_to_all_keeps_what_every_set_has_sorted_once() {
+        let sets: [&[&str]; 3] = [&["b", "a", "c", "a"], &["c", "a", "b"], &["a", "c"]];
+        assert_eq!(
+            common_to_all(sets.iter().map(|s| s.iter().copied())),
+            Some(vec!["a", "c"])
+        );
+        assert_eq!(common_to_all(std::iter::empty::<[&str; 0]>()), None);
+        assert_eq!(common_to_all([["x"], ["y"]]), Some(vec![]));
     }
 
     #[test]

@@ -11,7 +11,10 @@ pub struct Member {
     pub local: bool,
 }
 
-/// Why the host could not do what the policy asked.
+/// Why a node has no document: what the host could not do for the policy,
+/// or (host side only) the policy's own call failing for that node. One
+/// type for the host and every policy; each contract module converts it at
+/// the WIT edge.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HostError {
     InvalidNode(String),
@@ -23,7 +26,31 @@ pub enum HostError {
     RemoteError(String),
     BadResponse(String),
     Storage(String),
+    /// The policy's call for this node failed (a trap, its instruction
+    /// budget, its memory cap, its deadline): that node has no data; the
+    /// others are unaffected. Made by the host only; no contract carries
+    /// it, so a policy sees it as `bad-response`.
+    PolicyFailed(String),
 }
+
+impl std::fmt::Display for HostError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (kind, detail) = match self {
+            HostError::InvalidNode(m) => ("invalid node", m),
+            HostError::NotGranted(m) => ("not granted", m),
+            HostError::ProbeFailed(m) => ("probe failed", m),
+            HostError::Unreachable(m) => ("unreachable", m),
+            HostError::TimedOut(m) => ("timed out", m),
+            HostError::RemoteError(m) => ("remote error", m),
+            HostError::BadResponse(m) => ("bad response", m),
+            HostError::Storage(m) => ("storage", m),
+            HostError::PolicyFailed(m) => ("policy failed", m),
+        };
+        write!(f, "{kind}: {detail}")
+    }
+}
+
+impl std::error::Error for HostError {}
 
 /// A node's resources document and its validator.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,6 +83,7 @@ pub enum CacheFault {
     Unreadable(String),
 }
 
+/// Where a node's document came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Source {
     Cache,
@@ -64,6 +92,18 @@ pub enum Source {
     Local,
     Remote,
     Stale,
+}
+
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Source::Cache => "cache",
+            Source::Revalidated => "revalidated",
+            Source::Local => "local",
+            Source::Remote => "remote",
+            Source::Stale => "stale",
+        })
+    }
 }
 
 /// What `get-node-resources` hands back.
@@ -152,6 +192,7 @@ pub struct NodeReport {
     pub outcome: Result<ResolvedNode, HostError>,
 }
 
+/// How a node took part in the intersection.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NodeVerdict {
     Included,
@@ -186,11 +227,23 @@ pub struct PolicyInfo {
     pub parameters: Vec<Parameter>,
 }
 
+/// Why the policy could not produce a node's document.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PolicyError {
     Unavailable(HostError),
     BadConfig(String),
 }
+
+impl std::fmt::Display for PolicyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PolicyError::Unavailable(error) => write!(f, "{error}"),
+            PolicyError::BadConfig(why) => write!(f, "bad policy configuration: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for PolicyError {}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogLevel {

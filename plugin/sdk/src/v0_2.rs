@@ -224,6 +224,7 @@ fn host_error_to_wit(error: HostError) -> wit::HostError {
         HostError::RemoteError(m) => W::RemoteError(m),
         HostError::BadResponse(m) => W::BadResponse(m),
         HostError::Storage(m) => W::Storage(m),
+        HostError::PolicyFailed(m) => W::BadResponse(format!("policy failed: {m}")),
     }
 }
 

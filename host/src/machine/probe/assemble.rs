@@ -7,6 +7,8 @@ use super::devices::ids::IdDatabase;
 use super::devices::sysfs::Roots;
 use super::devices::{dmi, gpu, network, pci, storage, usb};
 use super::flags::{LocalCpus, local_cpus};
+use nodecache_policy_sdk::intersect::common_to_all;
+
 use super::{memory, topology};
 use crate::api::resources::{AddressSizes, Cpu, CpuCache, CpuCore, CpuSocket, CpuThread, Resources};
 
@@ -121,16 +123,12 @@ fn socket_section(
 
 /// A core's flags are those all of its threads have: a guest vCPU may land on any.
 fn core_section(cpus: &LocalCpus, die: u64, core: u64, threads: &[&topology::CpuPlace]) -> CpuCore {
-    let mut flags: Option<BTreeSet<String>> = None;
-    for place in threads {
-        if let Some(cpu) = cpus.flags.iter().find(|f| f.cpu == place.cpu) {
-            let effective = cpu.effective();
-            flags = Some(match flags {
-                None => effective.clone(),
-                Some(so_far) => so_far.intersection(effective).cloned().collect(),
-            });
-        }
-    }
+    let sets = threads.iter().filter_map(|place| {
+        let cpu = cpus.flags.iter().find(|f| f.cpu == place.cpu)?;
+        Some(cpu.effective().iter().map(String::as_str))
+    });
+    let flags: Option<BTreeSet<String>> =
+        common_to_all(sets).map(|common| common.into_iter().map(str::to_string).collect());
     CpuCore {
         core,
         die,
