@@ -1,8 +1,12 @@
 #!/usr/bin/env python3
-"""Derive nodecache's table of x86 flag names: for every CPUID bit Linux names
-(host/src/machine/probe/x86_cpuid_flags.tsv), the name QEMU and libvirt give it.
-
-Both come from the real tools, joined on the CPUID bit:
+"""Derive nodecache's one table of x86 flag names: every CPUID bit Linux
+names, and the name QEMU and libvirt give it, all from the real sources,
+joined on the CPUID bit:
+- Linux: the kernel's arch/x86/include/asm/cpufeatures.h (Debian ships it in
+  linux-headers-*-common; the newest installed one, or --cpufeatures PATH).
+  Words the kernel fills from a single CPUID register are kept; Linux-defined
+  and scattered words (3, 7, 8, 11, 20, 21) are not plain CPUID registers and
+  their flags are taken from /proc/cpuinfo at probe time instead.
 - QEMU: every boolean property of its `kvm64` CPU is switched, one QEMU per
   property (`-cpu kvm64,NAME=on`, or `=off` for what kvm64 already has), and
   the CPUID bit that changes in the CPU's `feature-words` (or, for what TCG
@@ -12,13 +16,15 @@ Both come from the real tools, joined on the CPUID bit:
 - libvirt: its cpu_map (`x86_features.xml`), which names each feature by its
   CPUID input and register mask.
 
-Usage: gen-flag-names.py > host/src/machine/x86_flag_names.tsv
-       gen-flag-names.py --check host/src/machine/x86_flag_names.tsv
-(`--check` derives the table again from the installed tools and exits 1 on
-any name that differs; a bit the kept table leaves unnamed and a newer tool
-names is reported, not an error.)
+Usage: gen-flag-names.py [--cpufeatures PATH] > host/src/machine/x86_flag_names.tsv
+       gen-flag-names.py [--cpufeatures PATH] --check host/src/machine/x86_flag_names.tsv
+(`--check` derives the table again from the installed kernel headers, QEMU
+and libvirt and exits 1 on any row that differs; a bit the kept table leaves
+unnamed and a newer tool names, or a bit a newer kernel adds, is reported,
+not an error.)
 """
 import concurrent.futures
+import glob
 import json
 import os
 import re
@@ -27,20 +33,67 @@ import sys
 import xml.etree.ElementTree as ET
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CPUID_TABLE = os.path.join(ROOT, "host/src/machine/probe/x86_cpuid_flags.tsv")
 QEMU = "qemu-system-x86_64"
 LIBVIRT_FEATURES = "/usr/share/libvirt/cpu_map/x86_features.xml"
 REGISTERS = ("eax", "ebx", "ecx", "edx")
 
 
+# word -> (leaf, subleaf, register), as the header's section comments state.
+WORDS = {
+    0: (0x00000001, 0, "edx"),
+    1: (0x80000001, 0, "edx"),
+    2: (0x80860001, 0, "edx"),
+    4: (0x00000001, 0, "ecx"),
+    5: (0xC0000001, 0, "edx"),
+    6: (0x80000001, 0, "ecx"),
+    9: (0x00000007, 0, "ebx"),
+    10: (0x0000000D, 1, "eax"),
+    12: (0x00000007, 1, "eax"),
+    13: (0x80000008, 0, "ebx"),
+    14: (0x00000006, 0, "eax"),
+    15: (0x8000000A, 0, "edx"),
+    16: (0x00000007, 0, "ecx"),
+    17: (0x80000007, 0, "ebx"),
+    18: (0x00000007, 0, "edx"),
+    19: (0x8000001F, 0, "eax"),
+}
+
+DEFINE = re.compile(
+    r'^#define X86_FEATURE_(\w+)\s+\(\s*(\d+)\s*\*\s*32\s*\+\s*(\d+)\s*\)\s*(?:/\*\s*(.*?)\s*\*/)?'
+)
+
+
+def rows(header_path):
+    with open(header_path) as header:
+        for line in header:
+            match = DEFINE.match(line)
+            if not match:
+                continue
+            macro, word, bit, comment = match.group(1), int(match.group(2)), int(match.group(3)), match.group(4) or ""
+            if word not in WORDS:
+                continue
+            quoted = re.match(r'^"([^"]*)"', comment)
+            name = quoted.group(1) if quoted else macro.lower()
+            if not name:  # "" means the kernel hides it from /proc/cpuinfo
+                continue
+            leaf, subleaf, register = WORDS[word]
+            yield name, leaf, subleaf, register, bit
+
+
+def newest_cpufeatures():
+    found = glob.glob("/usr/src/linux-headers-*-common/arch/x86/include/asm/cpufeatures.h")
+    if not found:
+        sys.exit("no cpufeatures.h: apt-get install linux-headers-<version>-common, or give --cpufeatures PATH")
+    version = lambda path: [int(n) for n in re.findall(r"\d+", path.split("linux-headers-")[1].split("/")[0])]
+    return max(found, key=version)
+
+
+CPUFEATURES = None
+
+
 def linux_bits():
-    rows = []
-    for line in open(CPUID_TABLE):
-        if line.startswith("#") or not line.strip():
-            continue
-        name, leaf, subleaf, register, bit = line.rstrip("\n").split("\t")
-        rows.append((name, (int(leaf, 16), int(subleaf), register, int(bit))))
-    return rows
+    """(Linux name, (leaf, subleaf, register, bit)) for every named CPUID bit."""
+    return [(name, (leaf, subleaf, register, bit)) for name, leaf, subleaf, register, bit in rows(CPUFEATURES)]
 
 
 def qmp(args, commands):
@@ -130,7 +183,8 @@ def table():
     qemu_version = qmp(["-machine", "none"], [{"execute": "query-version"}])[0]["qemu"]
     virsh = subprocess.run(["virsh", "--version"], capture_output=True, text=True).stdout.strip()
     lines = ["# linux_name\tleaf\tsubleaf\tregister\tbit\tqemu_name\tlibvirt_name",
-             "# generated by scripts/gen-flag-names.py from QEMU "
+             "# generated by scripts/gen-flag-names.py from "
+             f"{CPUFEATURES.split('/usr/src/')[-1]}, QEMU "
              f"{qemu_version['major']}.{qemu_version['minor']}.{qemu_version['micro']} "
              f"and libvirt {virsh} ('-': the tool has no name for the bit)"]
     for name, (leaf, subleaf, register, bit) in linux_bits():
@@ -141,9 +195,15 @@ def table():
 
 
 def main():
+    global CPUFEATURES
+    args = sys.argv[1:]
+    if args[:1] == ["--cpufeatures"] and len(args) >= 2:
+        CPUFEATURES, args = args[1], args[2:]
+    else:
+        CPUFEATURES = newest_cpufeatures()
     derived = table()
-    if len(sys.argv) == 3 and sys.argv[1] == "--check":
-        kept = [l.split("\t") for l in open(sys.argv[2]).read().splitlines() if not l.startswith("#")]
+    if len(args) == 2 and args[0] == "--check":
+        kept = [l.split("\t") for l in open(args[1]).read().splitlines() if not l.startswith("#")]
         fresh = {row[0]: row for row in (l.split("\t") for l in derived if not l.startswith("#"))}
         conflicts, newer = [], []
         for row in kept:
@@ -155,13 +215,16 @@ def main():
                 if row[column] != now[column]:
                     (newer if row[column] == "-" else conflicts).append(
                         f"{row[0]}: kept {row[column]!r}, the installed tool says {now[column]!r}")
+        added = sorted(set(fresh) - {row[0] for row in kept})
+        for name in added:
+            newer.append(f"{name}: not kept; {CPUFEATURES} names it")
         for line in newer:
             print(f"named by a newer tool (fine): {line}")
         for line in conflicts:
             print(f"CONFLICT: {line}")
         if conflicts:
             sys.exit(1)
-        print(f"{len(kept)} rows agree with the installed QEMU and libvirt")
+        print(f"{len(kept)} rows agree with {CPUFEATURES}, the installed QEMU and libvirt")
         return
     print("\n".join(derived))
 

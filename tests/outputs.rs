@@ -512,8 +512,9 @@ fn explain_names_the_node_that_holds_the_cluster_back() {
     );
 }
 
-/// The kept name table agrees with the installed QEMU and libvirt (the
-/// generator asks them again: one QEMU per CPU property, about 15 s).
+/// The one flag table agrees with the kernel's cpufeatures.h, the
+/// installed QEMU and libvirt (the generator asks them again: one QEMU per
+/// CPU property, about 15 s).
 #[test]
 fn the_name_table_agrees_with_the_installed_qemu_and_libvirt() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");

@@ -1,9 +1,10 @@
 //! What QEMU and libvirt call each x86 CPUID bit Linux names.
 //!
-//! The table is derived from the real tools by `scripts/gen-flag-names.py`
-//! (QEMU: switching each CPU property and seeing which CPUID bit moves;
-//! libvirt: its cpu_map), joined on the CPUID bit, and kept in the
-//! repository. Names are never matched across tools by spelling: Linux's
+//! The table is derived by `scripts/gen-flag-names.py`: which CPUID bit
+//! each Linux name is, from the kernel's `cpufeatures.h`; the QEMU name
+//! from QEMU itself (switching each CPU property and seeing which CPUID bit
+//! moves); the libvirt name from its cpu_map; joined on the CPUID bit, and
+//! kept in the repository. The probe reads its CPUID bits from it too. Names are never matched across tools by spelling: Linux's
 //! `ibrs` and QEMU's `ibrs` are different bits, and Linux's `sha_ni` is
 //! QEMU's `sha-ni`.
 
@@ -70,6 +71,9 @@ const MSR_FEATURES: &[(&str, u32, u8)] = &[
 
 struct Table {
     rows: Vec<FlagNames>,
+    /// How many of `rows`, from the start, are x86_flag_names.tsv's: the
+    /// CPUID bits Linux names.
+    linux_named: usize,
     by_linux: HashMap<&'static str, FlagNames>,
     by_qemu: HashMap<&'static str, FlagNames>,
 }
@@ -82,6 +86,7 @@ fn table() -> &'static Table {
             .filter(|line| !line.starts_with('#') && !line.is_empty())
             .map(parse_row)
             .collect();
+        let linux_named = rows.len();
         rows.extend(
             UNNAMED_BY_LINUX
                 .lines()
@@ -98,6 +103,7 @@ fn table() -> &'static Table {
             by_linux: rows.iter().map(|row| (row.linux, *row)).collect(),
             by_qemu: rows.iter().filter_map(|row| Some((row.qemu?, *row))).collect(),
             rows,
+            linux_named,
         }
     })
 }
@@ -140,8 +146,19 @@ fn cpuid_place(fields: &[&str], line: &str) -> BitPlace {
             .iter()
             .position(|r| *r == fields[2])
             .unwrap_or_else(|| bad()) as u8,
-        bit: fields[3].parse().unwrap_or_else(|_| bad()),
+        bit: fields[3]
+            .parse()
+            .ok()
+            .filter(|bit| *bit < 32)
+            .unwrap_or_else(|| bad()),
     }
+}
+
+/// The CPUID bits Linux names, in the table's order: what the probe reads
+/// from CPUID itself (the one table, `x86_flag_names.tsv`).
+pub fn linux_named() -> &'static [FlagNames] {
+    let table = table();
+    &table.rows[..table.linux_named]
 }
 
 /// Every bit the table names: the CPUID bits, then the feature-MSR bits.

@@ -1,12 +1,11 @@
-//! Which CPUID bit is which Linux flag name.
-//!
-//! The table is derived from the kernel's `cpufeatures.h` by
-//! `scripts/gen-cpuid-flags.py` and kept in the repository; flags the kernel
-//! synthesises (no single CPUID bit) are not in it and come from /proc/cpuinfo.
+//! Which CPUID bit is which Linux flag name: the Linux-named rows of the
+//! one flag table (`machine::names`, from the kernel's `cpufeatures.h`);
+//! flags the kernel synthesises (no single CPUID bit) are not in it and
+//! come from /proc/cpuinfo.
 
 use std::sync::OnceLock;
 
-const TABLE: &str = include_str!("x86_cpuid_flags.tsv");
+use crate::machine::names::{self, BitPlace};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Register {
@@ -29,39 +28,26 @@ pub struct CpuidBit {
 /// Every named bit, in the table's order.
 pub fn cpuid_bits() -> &'static [CpuidBit] {
     static BITS: OnceLock<Vec<CpuidBit>> = OnceLock::new();
-    BITS.get_or_init(|| {
-        TABLE
-            .lines()
-            .filter(|l| !l.starts_with('#') && !l.is_empty())
-            .map(parse_row)
-            .collect()
-    })
+    BITS.get_or_init(|| names::linux_named().iter().filter_map(cpuid_bit).collect())
 }
 
-fn parse_row(line: &'static str) -> CpuidBit {
-    let fields: Vec<&'static str> = line.split('\t').collect();
-    let bad = || -> ! { panic!("x86_cpuid_flags.tsv: malformed row {line:?}") };
-    if fields.len() != 5 {
-        bad();
-    }
-    let register = match fields[3] {
-        "eax" => Register::Eax,
-        "ebx" => Register::Ebx,
-        "ecx" => Register::Ecx,
-        "edx" => Register::Edx,
-        _ => bad(),
-    };
-    CpuidBit {
-        name: fields[0],
-        leaf: u32::from_str_radix(fields[1].trim_start_matches("0x"), 16).unwrap_or_else(|_| bad()),
-        subleaf: fields[2].parse().unwrap_or_else(|_| bad()),
+fn cpuid_bit(row: &names::FlagNames) -> Option<CpuidBit> {
+    let BitPlace::Cpuid {
+        leaf,
+        subleaf,
         register,
-        bit: fields[4]
-            .parse()
-            .ok()
-            .filter(|b| *b < 32)
-            .unwrap_or_else(|| bad()),
-    }
+        bit,
+    } = row.place
+    else {
+        return None;
+    };
+    Some(CpuidBit {
+        name: row.linux,
+        leaf,
+        subleaf,
+        register: [Register::Eax, Register::Ebx, Register::Ecx, Register::Edx][usize::from(register)],
+        bit,
+    })
 }
 
 #[cfg(test)]
