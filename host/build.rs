@@ -25,7 +25,12 @@ fn main() {
     let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap());
     let root = manifest_dir.parent().unwrap().to_path_buf();
     let out_dir = PathBuf::from(env::var("OUT_DIR").unwrap());
-    for watched in ["plugin", "wit", "Cargo.lock"] {
+    // What the embedded policies are built from: their crates, the SDK,
+    // the contracts and the lock file. Not all of plugin/: the Python
+    // example's test writes a __pycache__ there, which rebuilt the host.
+    let shelf = SHELF.iter().map(|name| format!("plugin/{name}"));
+    let sources = ["plugin/sdk", "wit", "Cargo.lock", "Cargo.toml"].map(String::from);
+    for watched in sources.into_iter().chain(shelf) {
         println!("cargo:rerun-if-changed={}", root.join(watched).display());
     }
     // OUT_DIR is <target>/<profile>/build/<pkg>-<hash>/out.
