@@ -7,7 +7,7 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 
-use crate::util::{BIN, policy_file, stderr};
+use crate::util::{BIN, Nodecache, policy_file, stderr};
 
 /// Which /proc/cpuinfo names are CPUID bits and which Linux defines itself,
 /// as measured from Linux 6.1's cpufeatures.h and scattered.c (its header
@@ -41,27 +41,20 @@ impl Run {
         }
     }
 
+    fn command(&self) -> Nodecache {
+        Nodecache::new().cache_dir(self.cache.path())
+    }
+
     fn nodecache(&self, args: &[&str]) -> Output {
-        Command::new(BIN)
-            .arg("--cache-dir")
-            .arg(self.cache.path())
-            .args(args)
-            .output()
-            .expect("run nodecache")
+        self.command().output(args)
     }
 
     fn ok(&self, args: &[&str]) -> String {
-        let output = self.nodecache(args);
-        assert!(
-            output.status.success(),
-            "nodecache {args:?} failed: {}",
-            stderr(&output)
-        );
-        String::from_utf8(output.stdout).unwrap()
+        self.command().text(args)
     }
 
     fn json(&self, args: &[&str]) -> Value {
-        serde_json::from_str(&self.ok(args)).unwrap()
+        self.command().json(args)
     }
 
     fn entry_path(&self, node: &str) -> PathBuf {

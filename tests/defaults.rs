@@ -10,21 +10,22 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 
-use crate::util::{BIN, freeze_clock, now_s, recorded_node, resources_of, stderr, write_cache_entry_at};
+use crate::util::{
+    BIN, Nodecache, freeze_clock, now_s, recorded_node, resources_of, stderr, write_cache_entry_at,
+};
 
 /// `nodecache ARGS` with HOME set to `home` and the XDG variables as given
 /// (unset when `None`), nothing else of the runner's environment deciding
 /// where files go.
 fn with_home(home: &Path, xdg: &[(&str, Option<&Path>)], args: &[&str]) -> Output {
-    let mut command = Command::new(BIN);
-    command.env("HOME", home);
+    let mut command = Nodecache::new().env("HOME", home);
     for (name, value) in xdg {
-        match value {
+        command = match value {
             Some(value) => command.env(name, value),
-            None => command.env_remove(name),
+            None => command.env_removed(name),
         };
     }
-    command.args(args).output().unwrap()
+    command.output(args)
 }
 
 /// The one `*.json` entry under `dir/resources`, or a failure naming the dir.

@@ -15,7 +15,7 @@ use std::process::{Command, Output};
 use serde_json::{Value, json};
 
 use crate::outputs::Recorded;
-use crate::util::{BIN, INCUS_FIXTURE, stderr};
+use crate::util::{BIN, INCUS_FIXTURE, Nodecache, stderr};
 
 /// Fails, saying why, unless this machine's KVM can be opened.
 fn require_kvm() {
@@ -146,14 +146,8 @@ fn qemu_starts(cpu: &str) -> Result<(), String> {
     }
 }
 
-fn nodecache(args: &[&str]) -> Output {
-    Command::new(BIN).args(args).output().unwrap()
-}
-
 fn nodecache_text(args: &[&str]) -> String {
-    let output = nodecache(args);
-    assert!(output.status.success(), "{args:?}: {}", stderr(&output));
-    String::from_utf8(output.stdout).unwrap()
+    Nodecache::new().text(args)
 }
 
 /// This machine's hypervisor set, as `probe --source hypervisor` prints it.

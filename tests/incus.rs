@@ -12,7 +12,9 @@ use std::process::{Child, Command, Output, Stdio};
 
 use serde_json::Value;
 
-use crate::util::{BIN, INCUS_FIXTURE, http_get, http_get_json, spawn_serve, spawn_serve_with, tls_table};
+use crate::util::{
+    BIN, INCUS_FIXTURE, Nodecache, http_get, http_get_json, spawn_serve, spawn_serve_with, tls_table,
+};
 
 pub(crate) const INCUSD: &str = "/usr/libexec/incus/incusd";
 
@@ -175,14 +177,10 @@ fn free_port_on(address: &str) -> u16 {
 }
 
 fn nodecache(dir: &Path, cluster: &Path, args: &[&str]) -> Output {
-    Command::new(BIN)
-        .arg("--cache-dir")
-        .arg(dir.join("cache"))
-        .arg("--cluster")
-        .arg(cluster)
-        .args(args)
-        .output()
-        .unwrap()
+    Nodecache::new()
+        .cache_dir(&dir.join("cache"))
+        .cluster(cluster)
+        .output(args)
 }
 
 fn json_of(output: &Output) -> Value {
@@ -565,12 +563,9 @@ fn a_real_incus_client_reads_resources_from_serve() {
 
 /// `nodecache resources` on this machine, freshly probed.
 fn nodecache_resources(cache: &Path) -> Output {
-    Command::new(BIN)
-        .arg("--cache-dir")
-        .arg(cache)
-        .args(["--set", "max-age=0s", "resources"])
-        .output()
-        .unwrap()
+    Nodecache::new()
+        .cache_dir(cache)
+        .output(&["--set", "max-age=0s", "resources"])
 }
 
 /// A real two-member Incus cluster on loopback (node1 on 127.0.0.1, node2

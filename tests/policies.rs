@@ -9,7 +9,7 @@ use std::process::{Command, Output};
 use serde_json::{Value, json};
 
 use crate::util::{
-    BIN, INCUS_FIXTURE, Server, build_policy, http_get, recorded_node, spawn_serve, stderr,
+    BIN, INCUS_FIXTURE, Nodecache, Server, build_policy, http_get, recorded_node, spawn_serve, stderr,
     write_cache_entry_at,
 };
 
@@ -38,40 +38,23 @@ impl Setup {
         self.dir.path().join("cache")
     }
 
-    fn command(&self, args: &[&str]) -> Command {
-        let mut command = Command::new(BIN);
-        command
-            .arg("--cache-dir")
-            .arg(self.cache())
-            .arg("--cluster")
-            .arg(&self.cluster)
-            .args(args);
-        command
+    fn command(&self) -> Nodecache {
+        Nodecache::new().cache_dir(&self.cache()).cluster(&self.cluster)
     }
 
     fn run(&self, args: &[&str]) -> Output {
-        self.command(args).output().unwrap()
+        self.command().output(args)
     }
 
     fn json(&self, args: &[&str]) -> Value {
-        json_of(args, self.run(args))
+        self.command().json(args)
     }
 
     /// [`Setup::json`], its wall clock stopped at `at_s`.
     fn json_at(&self, at_s: u64, args: &[&str]) -> Value {
-        let output = crate::util::freeze_clock(&mut self.command(args), at_s)
-            .output()
-            .unwrap();
-        json_of(args, output)
+        self.command().frozen_at(at_s).json(args)
     }
 }
-
-fn json_of(args: &[&str], output: Output) -> Value {
-    assert!(output.status.success(), "{args:?}: {}", stderr(&output));
-    serde_json::from_slice(&output.stdout).unwrap()
-}
-
-impl Setup {}
 
 fn sources(report: &Value) -> Vec<String> {
     report["nodes"]

@@ -54,6 +54,12 @@ impl Nodecache {
         self
     }
 
+    /// This variable unset, whatever the runner's environment has.
+    pub fn env_removed(mut self, name: &str) -> Nodecache {
+        self.command.env_remove(name);
+        self
+    }
+
     /// Runs `nodecache ARGS`, whatever it answers.
     pub fn output(mut self, args: &[&str]) -> std::process::Output {
         self.command.args(args).output().expect("run nodecache")

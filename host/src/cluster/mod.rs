@@ -5,6 +5,6 @@
 //! shared computations ([`service`]).
 
 pub mod gather;
-pub mod incus_members;
+pub(crate) mod incus_members;
 pub mod report;
-pub mod service;
+pub(crate) mod service;

@@ -4,7 +4,7 @@
 //! (one name table, the x86-64 levels, the features fleets lose).
 
 pub mod fingerprint;
-pub mod fragile;
-pub mod level;
-pub mod names;
+pub(crate) mod fragile;
+pub(crate) mod level;
+pub(crate) mod names;
 pub mod probe;

@@ -2,6 +2,6 @@
 //! fingerprint), this node's identity, and the HTTPS client that fetches a
 //! member's document within the cluster file's deadline and size cap.
 
-pub mod identity;
+pub(crate) mod identity;
 pub mod remote;
-pub mod tls;
+pub(crate) mod tls;

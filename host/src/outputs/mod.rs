@@ -5,14 +5,14 @@
 //! joined through CPUID bits (`machine::names`), and a baseline model's own
 //! flags come from QEMU ([`qemu`], [`qemu_answers`]).
 
-pub mod explain;
-pub mod incus_group;
-pub mod model_props;
-pub mod output;
-pub mod placement;
-pub mod qemu;
-pub mod qemu_answers;
-pub mod render;
+pub(crate) mod explain;
+pub(crate) mod incus_group;
+pub(crate) mod model_props;
+pub(crate) mod output;
+pub(crate) mod placement;
+pub(crate) mod qemu;
+pub(crate) mod qemu_answers;
+pub(crate) mod render;
 
 use serde::Serialize;
 

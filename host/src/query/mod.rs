@@ -59,8 +59,6 @@ pub enum QueryError {
 /// The answer to a [`FlagsRequest`].
 #[derive(Debug, Clone)]
 pub struct FlagsAnswer {
-    /// The report it was made from, node levels filled when shown.
-    pub report: Arc<CpuFlagsReport>,
     pub body: Rendered,
     /// The Incus keys, as values, when the output is `incus`.
     pub incus_keys: Option<BTreeMap<String, String>>,
@@ -119,7 +117,6 @@ impl FlagsRequest {
             _ => None,
         };
         Ok(FlagsAnswer {
-            report,
             body: rendering.body,
             incus_keys,
             warnings,

@@ -8,15 +8,15 @@
 //! module knows there is more than one contract. [`embedded`] is the shelf
 //! of policies built into the binary.
 
-pub mod artifacts;
+pub(crate) mod artifacts;
 pub mod capabilities;
-pub mod contract;
+pub(crate) mod contract;
 pub mod embedded;
 mod lent;
 mod sandbox;
-pub mod slot;
-pub mod v0_1;
-pub mod v0_2;
+pub(crate) mod slot;
+pub(crate) mod v0_1;
+pub(crate) mod v0_2;
 
 use std::path::Path;
 use std::sync::Arc;

@@ -3,10 +3,10 @@
 //! this node's document, probed or recorded ([`resources_source`]); and who
 //! may ask ([`trust`]).
 
-pub mod listen;
-pub mod resources_source;
-pub mod routes;
-pub mod trust;
+pub(crate) mod listen;
+pub(crate) mod resources_source;
+pub(crate) mod routes;
+pub(crate) mod trust;
 
 pub use resources_source::ResourcesSource;
-pub use routes::{API_EXTENSIONS, Service, TlsSetup, serve};
+pub use routes::{Service, TlsSetup, serve};

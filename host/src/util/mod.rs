@@ -1,4 +1,4 @@
 //! Small tools the layers above share, knowing nothing of nodecache.
 
 pub mod clock;
-pub mod singleflight;
+pub(crate) mod singleflight;

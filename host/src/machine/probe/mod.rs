@@ -6,14 +6,14 @@
 //! (`memory`); GPUs, PCI and USB devices, network cards, disks and the DMI
 //! identity from /sys and ethtool (`devices`), as Incus reads them.
 
-pub mod cpuid;
+pub(crate) mod cpuid;
 pub use nodecache_input::cpuinfo;
-pub mod devices;
-pub mod flag_table;
-pub mod flags;
+pub(crate) mod devices;
+pub(crate) mod flag_table;
+pub(crate) mod flags;
 pub mod hypervisor;
-pub mod memory;
-pub mod topology;
+pub(crate) mod memory;
+pub(crate) mod topology;
 
 mod assemble;
 

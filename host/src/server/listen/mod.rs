@@ -20,7 +20,7 @@
 mod activity;
 mod backoff;
 mod peers;
-pub mod quiet_bytes;
+pub(crate) mod quiet_bytes;
 
 use std::future::Future;
 use std::net::SocketAddr;

@@ -3,16 +3,16 @@
 //! for network ports) as Incus reads them. `Roots` says where the trees
 //! are, so each section is tested on recorded ones.
 
-pub mod cards;
-pub mod dmi;
-pub mod ethtool;
-pub mod gpu;
+pub(crate) mod cards;
+pub(crate) mod dmi;
+pub(crate) mod ethtool;
+pub(crate) mod gpu;
 pub use nodecache_input::ids;
-pub mod lshw;
-pub mod network;
-pub mod nvidia;
-pub mod pci;
-pub mod storage;
-pub mod sysfs;
-pub mod tool;
-pub mod usb;
+pub(crate) mod lshw;
+pub(crate) mod network;
+pub(crate) mod nvidia;
+pub(crate) mod pci;
+pub(crate) mod storage;
+pub(crate) mod sysfs;
+pub(crate) mod tool;
+pub(crate) mod usb;

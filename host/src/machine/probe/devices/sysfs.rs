@@ -37,6 +37,7 @@ impl Roots {
     }
 
     /// A recorded tree: `<root>/sys`, `<root>/proc`, `<root>/dev`, `<root>/run/udev/data`.
+    #[cfg(test)]
     pub fn under(root: &Path, kernel_release: &str) -> Roots {
         Roots {
             sys: root.join("sys"),
@@ -86,17 +87,6 @@ pub fn driver(device: &Path, kernel_release: &str) -> Option<(String, String)> {
     let name = link_name(&link)?;
     let version = read_trimmed(&link.join("module/version")).unwrap_or_else(|| kernel_release.to_string());
     Some((name, version))
-}
-
-/// `dddd:bb:dd.f`, a PCI device's name in sysfs.
-pub fn is_pci_address(name: &str) -> bool {
-    let bytes = name.as_bytes();
-    bytes.len() == 12
-        && bytes.iter().enumerate().all(|(i, &b)| match i {
-            4 | 7 => b == b':',
-            10 => b == b'.',
-            _ => b.is_ascii_hexdigit(),
-        })
 }
 
 /// The directory holding a device's own attributes: `device` links are
@@ -156,21 +146,6 @@ pub fn sorted_entries(dir: &Path) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn pci_addresses_are_told_from_other_names() {
-        assert!(is_pci_address("0000:00:02.0"));
-        assert!(is_pci_address("0000:af:1f.7"));
-        for name in [
-            "virtio1",
-            "pci0000:00",
-            "0000:00:02",
-            "0000:00:02.0x",
-            "000g:00:02.0",
-        ] {
-            assert!(!is_pci_address(name), "{name}");
-        }
-    }
 
     /// A USB stick's SCSI disk: on USB bus 1 as device 5, and (on the SCSI
     /// bus) no PCI address; a virtio NIC: its virtio-pci function's.
