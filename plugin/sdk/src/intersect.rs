@@ -77,7 +77,14 @@ impl<'a> Common<'a> {
                 flags.dedup();
                 self.flags = Some(flags);
             }
-            Some(set) => set.retain(|flag| flags.binary_search(flag).is_ok()),
+            // Both sorted: one merge walk, not a search per flag.
+            Some(set) => {
+                let mut have = flags.iter().peekable();
+                set.retain(|flag| {
+                    while have.next_if(|held| *held < flag).is_some() {}
+                    have.peek() == Some(&flag)
+                });
+            }
         }
     }
 }
