@@ -292,139 +292,184 @@ fn flag_set(core: &Value) -> BTreeSet<String> {
         .collect()
 }
 
+/// A real Incus as one member beside a recorded older node and this
+/// machine: Incus's document read as our own, the common set over all
+/// three, every member revalidated, and Incus's own refusal passed on.
 #[test]
 fn a_real_incus_is_a_peer() {
-    let dir = tempfile::tempdir().unwrap();
-    let incus = Incus::start(&dir.path().join("incus"));
-    let port = incus.listen_https();
+    let peer = IncusPeer::start();
+    let ours = peer.incus_resources_agree_with_our_probe();
+    let report = peer.cpu_flags_spans_incus_nodecache_and_this_machine(&ours);
+    peer.every_member_revalidates(&report);
+    peer.a_stranger_gets_incus_own_refusal();
+}
 
-    let identity = dir.path().join("identity");
-    let client_cert = incus.trust_new_client(&identity);
+/// A real Incus, a `serve` of a recorded older node, and a cluster file
+/// naming them and this machine.
+/// Fields drop in order: the servers stop before their directory goes.
+struct IncusPeer {
+    older: crate::util::Server,
+    incus: Incus,
+    port: u16,
+    /// The older node's document: this machine's fixture without AVX-512.
+    recorded: Value,
+    cluster: PathBuf,
+    dir: tempfile::TempDir,
+}
 
-    // A recorded older node that lacks some of this machine's flags.
-    let mut recorded: Value = serde_json::from_str(INCUS_FIXTURE).unwrap();
-    for core in recorded["metadata"]["cpu"]["sockets"][0]["cores"]
-        .as_array_mut()
-        .unwrap()
-    {
-        let flags: Vec<Value> = core["flags"]
-            .as_array()
+impl IncusPeer {
+    fn start() -> IncusPeer {
+        let dir = tempfile::tempdir().unwrap();
+        let incus = Incus::start(&dir.path().join("incus"));
+        let port = incus.listen_https();
+        let client_cert = incus.trust_new_client(&dir.path().join("identity"));
+        // A recorded older node that lacks some of this machine's flags.
+        let mut recorded: Value = serde_json::from_str(INCUS_FIXTURE).unwrap();
+        for core in recorded["metadata"]["cpu"]["sockets"][0]["cores"]
+            .as_array_mut()
             .unwrap()
-            .iter()
-            .filter(|f| !f.as_str().unwrap().starts_with("avx512"))
-            .cloned()
-            .collect();
-        core["flags"] = Value::Array(flags);
+        {
+            let flags: Vec<Value> = core["flags"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|f| !f.as_str().unwrap().starts_with("avx512"))
+                .cloned()
+                .collect();
+            core["flags"] = Value::Array(flags);
+        }
+        let recorded_file = dir.path().join("older.json");
+        std::fs::write(&recorded_file, serde_json::to_vec(&recorded).unwrap()).unwrap();
+        let older = spawn_serve(
+            None,
+            &[
+                "--insecure-http",
+                "--resources-file",
+                recorded_file.to_str().unwrap(),
+            ],
+        );
+        let cluster = dir.path().join("cluster.toml");
+        let peer = IncusPeer {
+            dir,
+            incus,
+            port,
+            recorded,
+            older,
+            cluster,
+        };
+        peer.write_cluster(&client_cert);
+        peer
     }
-    let recorded_file = dir.path().join("older.json");
-    std::fs::write(&recorded_file, serde_json::to_vec(&recorded).unwrap()).unwrap();
-    let older = spawn_serve(
-        None,
-        &[
-            "--insecure-http",
-            "--resources-file",
-            recorded_file.to_str().unwrap(),
-        ],
-    );
 
-    let cluster = dir.path().join("cluster.toml");
-    let write_cluster = |client: &Path| {
+    /// The cluster file, with `client` as the identity nodecache presents.
+    fn write_cluster(&self, client: &Path) {
         std::fs::write(
-            &cluster,
+            &self.cluster,
             format!(
                 "local = \"me\"\ndeadline = \"10s\"\n{}\
-                 [[member]]\nname = \"me\"\n[[member]]\nname = \"incus\"\nurl = \"https://127.0.0.1:{port}\"\n\
+                 [[member]]\nname = \"me\"\n[[member]]\nname = \"incus\"\nurl = \"https://127.0.0.1:{}\"\n\
                  [[member]]\nname = \"older\"\nurl = \"{}\"\n",
-                tls_table(client, &client.with_extension("key"), &incus.dir.join("server.crt")),
-                older.url
+                tls_table(
+                    client,
+                    &client.with_extension("key"),
+                    &self.incus.dir.join("server.crt")
+                ),
+                self.port,
+                self.older.url
             ),
         )
         .unwrap();
-    };
-    write_cluster(&client_cert);
+    }
 
-    // Our client reads Incus's resources, and they agree with our own probe.
-    let theirs = json_of(&nodecache(dir.path(), &cluster, &["resources", "incus"]));
-    let ours = json_of(&nodecache(dir.path(), &cluster, &["resources", "me"]));
-    compare_leaf_by_leaf(&theirs, &ours);
-    assert_eq!(theirs["cpu"]["architecture"], ours["cpu"]["architecture"]);
-    assert_eq!(theirs["cpu"]["total"], ours["cpu"]["total"]);
-    let (their_sockets, our_sockets) = (
-        theirs["cpu"]["sockets"].as_array().unwrap(),
-        ours["cpu"]["sockets"].as_array().unwrap(),
-    );
-    assert_eq!(their_sockets.len(), our_sockets.len(), "socket count");
-    for (their, our) in their_sockets.iter().zip(our_sockets) {
-        for field in ["socket", "name", "vendor", "cache"] {
-            assert_eq!(their[field], our[field], "socket {field}");
-        }
-        let (their_cores, our_cores) = (
-            their["cores"].as_array().unwrap(),
-            our["cores"].as_array().unwrap(),
+    fn json(&self, args: &[&str]) -> Value {
+        json_of(&nodecache(self.dir.path(), &self.cluster, args))
+    }
+
+    /// Our client reads Incus's resources, and they agree with our own
+    /// probe, core by core and flag by flag. Returns our document.
+    fn incus_resources_agree_with_our_probe(&self) -> Value {
+        let theirs = self.json(&["resources", "incus"]);
+        let ours = self.json(&["resources", "me"]);
+        compare_leaf_by_leaf(&theirs, &ours);
+        assert_eq!(theirs["cpu"]["architecture"], ours["cpu"]["architecture"]);
+        assert_eq!(theirs["cpu"]["total"], ours["cpu"]["total"]);
+        let (their_sockets, our_sockets) = (
+            theirs["cpu"]["sockets"].as_array().unwrap(),
+            ours["cpu"]["sockets"].as_array().unwrap(),
         );
-        assert_eq!(their_cores.len(), our_cores.len(), "core count");
-        for (their_core, our_core) in their_cores.iter().zip(our_cores) {
-            assert_eq!(their_core["core"], our_core["core"]);
-            assert_eq!(their_core["die"], our_core["die"]);
-            assert_eq!(
-                their_core["threads"], our_core["threads"],
-                "threads of core {}",
-                our_core["core"]
+        assert_eq!(their_sockets.len(), our_sockets.len(), "socket count");
+        for (their, our) in their_sockets.iter().zip(our_sockets) {
+            for field in ["socket", "name", "vendor", "cache"] {
+                assert_eq!(their[field], our[field], "socket {field}");
+            }
+            let (their_cores, our_cores) = (
+                their["cores"].as_array().unwrap(),
+                our["cores"].as_array().unwrap(),
             );
-            // The same flags in the same (kernel) order.
-            assert_eq!(
-                their_core["flags"], our_core["flags"],
-                "flags of core {}",
-                our_core["core"]
-            );
+            assert_eq!(their_cores.len(), our_cores.len(), "core count");
+            for (their_core, our_core) in their_cores.iter().zip(our_cores) {
+                assert_eq!(their_core["core"], our_core["core"]);
+                assert_eq!(their_core["die"], our_core["die"]);
+                assert_eq!(
+                    their_core["threads"], our_core["threads"],
+                    "threads of core {}",
+                    our_core["core"]
+                );
+                // The same flags in the same (kernel) order.
+                assert_eq!(
+                    their_core["flags"], our_core["flags"],
+                    "flags of core {}",
+                    our_core["core"]
+                );
+            }
         }
+        assert_eq!(theirs["memory"]["total"], ours["memory"]["total"], "memory total");
+        assert_eq!(
+            theirs["memory"]["nodes"].as_array().map(Vec::len),
+            ours["memory"]["nodes"].as_array().map(Vec::len)
+        );
+        ours
     }
-    assert_eq!(theirs["memory"]["total"], ours["memory"]["total"], "memory total");
-    assert_eq!(
-        theirs["memory"]["nodes"].as_array().map(Vec::len),
-        ours["memory"]["nodes"].as_array().map(Vec::len)
-    );
 
-    // cpu-flags over Incus + nodecache + this machine.
-    let report = json_of(&nodecache(
-        dir.path(),
-        &cluster,
-        &["cpu-flags", "--format", "json"],
-    ));
-    let sources: Vec<&str> = report["nodes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|n| n["source"].as_str().unwrap())
-        .collect();
-    assert_eq!(
-        sources,
-        ["cache", "cache", "remote"],
-        "me and incus were cached by `resources`"
-    );
-    let flags: BTreeSet<String> = report["flags"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| f.as_str().unwrap().to_string())
-        .collect();
-    let mut expected = flag_set(&ours["cpu"]["sockets"][0]["cores"][0]);
-    for core in recorded["metadata"]["cpu"]["sockets"][0]["cores"]
-        .as_array()
-        .unwrap()
-    {
-        expected = expected.intersection(&flag_set(core)).cloned().collect();
+    /// The common set over Incus, the older nodecache node and this
+    /// machine: what every core of the three has, AVX-512 not among it.
+    fn cpu_flags_spans_incus_nodecache_and_this_machine(&self, ours: &Value) -> Value {
+        let report = self.json(&["cpu-flags", "--format", "json"]);
+        let sources: Vec<&str> = report["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n["source"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            sources,
+            ["cache", "cache", "remote"],
+            "me and incus were cached by `resources`"
+        );
+        let flags: BTreeSet<String> = report["flags"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f.as_str().unwrap().to_string())
+            .collect();
+        let mut expected = flag_set(&ours["cpu"]["sockets"][0]["cores"][0]);
+        for core in self.recorded["metadata"]["cpu"]["sockets"][0]["cores"]
+            .as_array()
+            .unwrap()
+        {
+            expected = expected.intersection(&flag_set(core)).cloned().collect();
+        }
+        assert_eq!(flags, expected);
+        assert!(!flags.iter().any(|f| f.starts_with("avx512")));
+        report
     }
-    assert_eq!(flags, expected);
-    assert!(!flags.iter().any(|f| f.starts_with("avx512")));
 
-    // Revalidation: every entry above was written with its validator. This
-    // machine is checked by fingerprint, nodecache serve answers 304, and
-    // Incus, which sends no ETag, is fetched and compared by fingerprint.
-    let revalidated = json_of(&nodecache(
-        dir.path(),
-        &cluster,
-        &[
+    /// Revalidation: every entry above was written with its validator.
+    /// This machine is checked by fingerprint, nodecache serve answers 304,
+    /// and Incus, which sends no ETag, is fetched and compared by
+    /// fingerprint.
+    fn every_member_revalidates(&self, report: &Value) {
+        let revalidated = self.json(&[
             "--policy",
             "revalidate",
             "--set",
@@ -432,45 +477,43 @@ fn a_real_incus_is_a_peer() {
             "cpu-flags",
             "--format",
             "json",
-        ],
-    ));
-    let sources: Vec<&str> = revalidated["nodes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|n| n["source"].as_str().unwrap())
-        .collect();
-    assert_eq!(sources, ["revalidated", "revalidated", "revalidated"]);
-    assert_eq!(revalidated["flags"], report["flags"]);
-
-    // An untrusted client certificate: Incus's own refusal is passed on.
-    let stranger = dir.path().join("stranger");
-    assert!(
-        Command::new(BIN)
-            .arg("--state-dir")
-            .arg(&stranger)
-            .arg("identity")
-            .status()
+        ]);
+        let sources: Vec<&str> = revalidated["nodes"]
+            .as_array()
             .unwrap()
-            .success()
-    );
-    write_cluster(&stranger.join("server.crt"));
-    std::fs::remove_dir_all(dir.path().join("cache")).unwrap();
-    let denied = json_of(&nodecache(
-        dir.path(),
-        &cluster,
-        &["cpu-flags", "--format", "json", "--allow-partial"],
-    ));
-    let incus_node = &denied["nodes"][1];
-    assert_eq!(incus_node["source"], "error");
-    // Incus's error envelope, not the status line nodecache falls back on
-    // for a body that is no envelope ("HTTP 403 ...").
-    let error = incus_node["error"].as_str().unwrap();
-    assert!(
-        error.starts_with("remote error: ") && error.contains(": 403 ") && !error.contains("HTTP 403"),
-        "{incus_node}"
-    );
-    println!("Incus refused the stranger: {error}");
+            .iter()
+            .map(|n| n["source"].as_str().unwrap())
+            .collect();
+        assert_eq!(sources, ["revalidated", "revalidated", "revalidated"]);
+        assert_eq!(revalidated["flags"], report["flags"]);
+    }
+
+    /// An untrusted client certificate: Incus's own refusal is passed on.
+    fn a_stranger_gets_incus_own_refusal(&self) {
+        let stranger = self.dir.path().join("stranger");
+        assert!(
+            Command::new(BIN)
+                .arg("--state-dir")
+                .arg(&stranger)
+                .arg("identity")
+                .status()
+                .unwrap()
+                .success()
+        );
+        self.write_cluster(&stranger.join("server.crt"));
+        std::fs::remove_dir_all(self.dir.path().join("cache")).unwrap();
+        let denied = self.json(&["cpu-flags", "--format", "json", "--allow-partial"]);
+        let incus_node = &denied["nodes"][1];
+        assert_eq!(incus_node["source"], "error");
+        // Incus's error envelope, not the status line nodecache falls back on
+        // for a body that is no envelope ("HTTP 403 ...").
+        let error = incus_node["error"].as_str().unwrap();
+        assert!(
+            error.starts_with("remote error: ") && error.contains(": 403 ") && !error.contains("HTTP 403"),
+            "{incus_node}"
+        );
+        println!("Incus refused the stranger: {error}");
+    }
 }
 
 /// The real Incus client against `serve`: a client nodecache trusts adds it
@@ -574,189 +617,243 @@ fn nodecache_resources(cache: &Path) -> Output {
 /// lists a member Incus reports offline as offline, without data.
 #[test]
 fn members_come_from_a_real_incus_cluster() {
-    let dir = tempfile::tempdir().unwrap();
-    let node1 = Incus::start(&dir.path().join("node1"));
-    let port1 = node1.listen_https();
-    node1.client(&["cluster", "enable", "node1"]);
-    node1.client(&["config", "set", "cluster.offline_threshold", "11"]);
-    let token = node1.output(&["cluster", "add", "node2"], None);
-    let token = token.lines().last().unwrap().trim().to_string();
-    let mut node2 = Incus::start(&dir.path().join("node2"));
-    let port2 = free_port_on("127.0.0.2");
-    node2.output(
-        &["admin", "init", "--preseed"],
-        Some(&format!(
-            "cluster:\n  enabled: true\n  server_name: node2\n  server_address: 127.0.0.2:{port2}\n  cluster_token: {token}\n"
-        )),
-    );
-    node1.client(&["cluster", "group", "create", "gen9"]);
-    node1.client(&["cluster", "group", "assign", "node2", "default,gen9"]);
+    let mut cluster = IncusCluster::start();
+    cluster.members_are_the_ones_incus_lists();
+    cluster.incus_groups_are_nodecache_groups();
+    cluster.apply_changes_nothing_on_an_incus_without_group_cpu_keys();
+    let server = cluster.serve();
+    cluster.serve_reads_the_member_list_per_request(&server);
+    cluster.stop_node2_until_incus_marks_it_offline();
+    cluster.an_offline_member_has_no_data(&server);
+}
 
-    let identity = dir.path().join("identity");
-    let client_cert = node1.trust_new_client(&identity);
-    let cluster = dir.path().join("cluster.toml");
-    std::fs::write(
-        &cluster,
-        format!(
-            "incus = \"https://127.0.0.1:{port1}\"\ndeadline = \"10s\"\n{}",
-            tls_table(
-                &client_cert,
-                &identity.join("server.key"),
-                &node1.dir.join("cluster.crt")
-            ),
-        ),
-    )
-    .unwrap();
+/// A real two-member Incus cluster on loopback (node2 also in group
+/// `gen9`), a client it trusts, and a cluster file naming only Incus.
+/// Fields drop in order: the daemons stop (node2 first, as it joined
+/// last) before their directory goes.
+struct IncusCluster {
+    node2: Incus,
+    node1: Incus,
+    cluster: PathBuf,
+    dir: tempfile::TempDir,
+}
 
-    let names_and_sources = |report: &Value| -> Vec<(String, String)> {
-        report["nodes"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|n| {
-                (
-                    n["name"].as_str().unwrap().to_string(),
-                    n["source"].as_str().unwrap().to_string(),
-                )
-            })
-            .collect()
-    };
-    let report = json_of(&nodecache(
-        dir.path(),
-        &cluster,
-        &["cpu-flags", "--format", "json"],
-    ));
-    assert_eq!(
-        names_and_sources(&report),
-        [
-            ("node1".to_string(), "remote".to_string()),
-            ("node2".to_string(), "remote".to_string())
-        ],
-        "both Incus servers asked at the URLs Incus gives"
-    );
-    assert!(!report["flags"].as_array().unwrap().is_empty());
-    let gen9 = json_of(&nodecache(
-        dir.path(),
-        &cluster,
-        &["cpu-flags", "--group", "gen9", "--format", "json"],
-    ));
-    let gen9_names: Vec<String> = names_and_sources(&gen9)
-        .into_iter()
-        .map(|(name, _)| name)
-        .collect();
-    assert_eq!(
-        gen9_names,
-        ["node2"],
-        "Incus's cluster group as a nodecache group"
-    );
+/// Each node of a report, by name and source.
+fn names_and_sources(report: &Value) -> Vec<(String, String)> {
+    report["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| {
+            (
+                n["name"].as_str().unwrap().to_string(),
+                n["source"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
 
-    // Incus 6.0.4 has no per-group configuration: --apply says so, prints
-    // the keys, and changes nothing.
-    let apply = nodecache(
-        dir.path(),
-        &cluster,
-        &[
-            "cpu-flags",
-            "--format",
-            "incus",
-            "--group",
-            "gen9",
-            "--apply",
-            "--yes",
-        ],
-    );
-    let (stdout, stderr) = (
-        String::from_utf8_lossy(&apply.stdout),
-        String::from_utf8_lossy(&apply.stderr),
-    );
-    // Exactly 1 (a runtime refusal, README "Exit status"), not 2 or 3.
-    assert_eq!(apply.status.code(), Some(1), "{stdout}{stderr}");
-    assert!(stdout.contains("instances.vm.cpu.x86_64.flags="), "{stdout}");
-    assert!(
-        stderr.contains("clustering_groups_vm_cpu_definition") && stderr.contains("nothing was changed"),
-        "{stderr}"
-    );
-    let group = node1.output(&["cluster", "group", "show", "gen9"], None);
-    assert!(!group.contains("instances.vm.cpu"), "{group}");
-
-    // serve, given the same cluster file, reads Incus's member list per request.
-    let server = spawn_serve_with(
-        &[
-            "--cache-dir",
-            dir.path().join("serve-cache").to_str().unwrap(),
-            "--cluster",
-            cluster.to_str().unwrap(),
-        ],
-        &["--insecure-http"],
-    );
-    let served = http_get_json(&server.url, "/1.0/cluster/cpu-flags");
-    assert_eq!(
-        served["metadata"]["nodes"].as_array().unwrap().len(),
-        2,
-        "{served}"
-    );
-
-    // node2 stops; once Incus marks it offline, nodecache lists it so.
-    node2.stop();
-    let started = std::time::Instant::now();
-    loop {
-        let member = node1.output(&["query", "/1.0/cluster/members/node2"], None);
-        let status: Value = serde_json::from_str(&member).unwrap();
-        if status["status"] == "Offline" {
-            break;
-        }
-        assert!(
-            started.elapsed().as_secs() < 90,
-            "Incus never marked node2 offline: {member}"
+impl IncusCluster {
+    fn start() -> IncusCluster {
+        let dir = tempfile::tempdir().unwrap();
+        let node1 = Incus::start(&dir.path().join("node1"));
+        let port1 = node1.listen_https();
+        node1.client(&["cluster", "enable", "node1"]);
+        node1.client(&["config", "set", "cluster.offline_threshold", "11"]);
+        let token = node1.output(&["cluster", "add", "node2"], None);
+        let token = token.lines().last().unwrap().trim().to_string();
+        let node2 = Incus::start(&dir.path().join("node2"));
+        let port2 = free_port_on("127.0.0.2");
+        node2.output(
+            &["admin", "init", "--preseed"],
+            Some(&format!(
+                "cluster:\n  enabled: true\n  server_name: node2\n  server_address: 127.0.0.2:{port2}\n  cluster_token: {token}\n"
+            )),
         );
-        std::thread::sleep(std::time::Duration::from_secs(1));
+        node1.client(&["cluster", "group", "create", "gen9"]);
+        node1.client(&["cluster", "group", "assign", "node2", "default,gen9"]);
+
+        let identity = dir.path().join("identity");
+        let client_cert = node1.trust_new_client(&identity);
+        let cluster = dir.path().join("cluster.toml");
+        std::fs::write(
+            &cluster,
+            format!(
+                "incus = \"https://127.0.0.1:{port1}\"\ndeadline = \"10s\"\n{}",
+                tls_table(
+                    &client_cert,
+                    &identity.join("server.key"),
+                    &node1.dir.join("cluster.crt")
+                ),
+            ),
+        )
+        .unwrap();
+        IncusCluster {
+            dir,
+            node1,
+            node2,
+            cluster,
+        }
     }
-    let fresh = ["--set", "max-age=0s"];
-    let refused = nodecache(
-        dir.path(),
-        &cluster,
-        &["cpu-flags", "--format", "json", fresh[0], fresh[1]],
-    );
-    let stderr = String::from_utf8_lossy(&refused.stderr);
-    assert!(!refused.status.success(), "no answer without node2's data");
-    assert!(stderr.contains("node2") && stderr.contains("offline"), "{stderr}");
-    let partial = json_of(&nodecache(
-        dir.path(),
-        &cluster,
-        &[
-            "cpu-flags",
-            "--format",
-            "json",
-            "--allow-partial",
-            fresh[0],
-            fresh[1],
-        ],
-    ));
-    let answer = http_get(&server.url, "/1.0/cluster/cpu-flags", &[]);
-    assert_eq!(answer.status, 503, "serve saw node2 go offline: {}", answer.body);
-    assert!(
-        answer.body.contains("node2") && answer.body.contains("Incus reports it Offline"),
-        "{}",
-        answer.body
-    );
-    let answer = http_get(&server.url, "/1.0/cluster/resources/node2", &[]);
-    assert_eq!(
-        answer.status, 503,
-        "node2's resources while offline: {}",
-        answer.body
-    );
-    assert!(
-        answer.body.contains("node2 is offline") && answer.body.contains("Incus reports it Offline"),
-        "{}",
-        answer.body
-    );
-    let node2_entry = &partial["nodes"][1];
-    assert_eq!(node2_entry["name"], "node2");
-    assert!(
-        node2_entry["error"]
-            .as_str()
-            .unwrap_or("")
-            .contains("Incus reports it Offline"),
-        "{node2_entry}"
-    );
+
+    /// Both Incus servers are asked, at the URLs Incus gives.
+    fn members_are_the_ones_incus_lists(&self) {
+        let report = json_of(&nodecache(
+            self.dir.path(),
+            &self.cluster,
+            &["cpu-flags", "--format", "json"],
+        ));
+        assert_eq!(
+            names_and_sources(&report),
+            [
+                ("node1".to_string(), "remote".to_string()),
+                ("node2".to_string(), "remote".to_string())
+            ],
+            "both Incus servers asked at the URLs Incus gives"
+        );
+        assert!(!report["flags"].as_array().unwrap().is_empty());
+    }
+
+    /// Incus's cluster group is a nodecache group.
+    fn incus_groups_are_nodecache_groups(&self) {
+        let gen9 = json_of(&nodecache(
+            self.dir.path(),
+            &self.cluster,
+            &["cpu-flags", "--group", "gen9", "--format", "json"],
+        ));
+        let gen9_names: Vec<String> = names_and_sources(&gen9)
+            .into_iter()
+            .map(|(name, _)| name)
+            .collect();
+        assert_eq!(
+            gen9_names,
+            ["node2"],
+            "Incus's cluster group as a nodecache group"
+        );
+    }
+
+    /// Incus 6.0.4 has no per-group configuration: --apply says so, prints
+    /// the keys, and changes nothing.
+    fn apply_changes_nothing_on_an_incus_without_group_cpu_keys(&self) {
+        let apply = nodecache(
+            self.dir.path(),
+            &self.cluster,
+            &[
+                "cpu-flags",
+                "--format",
+                "incus",
+                "--group",
+                "gen9",
+                "--apply",
+                "--yes",
+            ],
+        );
+        let (stdout, stderr) = (
+            String::from_utf8_lossy(&apply.stdout),
+            String::from_utf8_lossy(&apply.stderr),
+        );
+        // Exactly 1 (a runtime refusal, README "Exit status"), not 2 or 3.
+        assert_eq!(apply.status.code(), Some(1), "{stdout}{stderr}");
+        assert!(stdout.contains("instances.vm.cpu.x86_64.flags="), "{stdout}");
+        assert!(
+            stderr.contains("clustering_groups_vm_cpu_definition") && stderr.contains("nothing was changed"),
+            "{stderr}"
+        );
+        let group = self.node1.output(&["cluster", "group", "show", "gen9"], None);
+        assert!(!group.contains("instances.vm.cpu"), "{group}");
+    }
+
+    /// serve, given the same cluster file.
+    fn serve(&self) -> crate::util::Server {
+        spawn_serve_with(
+            &[
+                "--cache-dir",
+                self.dir.path().join("serve-cache").to_str().unwrap(),
+                "--cluster",
+                self.cluster.to_str().unwrap(),
+            ],
+            &["--insecure-http"],
+        )
+    }
+
+    /// serve reads Incus's member list per request.
+    fn serve_reads_the_member_list_per_request(&self, server: &crate::util::Server) {
+        let served = http_get_json(&server.url, "/1.0/cluster/cpu-flags");
+        assert_eq!(
+            served["metadata"]["nodes"].as_array().unwrap().len(),
+            2,
+            "{served}"
+        );
+    }
+
+    /// node2 stops, and Incus marks it offline.
+    fn stop_node2_until_incus_marks_it_offline(&mut self) {
+        self.node2.stop();
+        let started = std::time::Instant::now();
+        loop {
+            let member = self.node1.output(&["query", "/1.0/cluster/members/node2"], None);
+            let status: Value = serde_json::from_str(&member).unwrap();
+            if status["status"] == "Offline" {
+                break;
+            }
+            assert!(
+                started.elapsed().as_secs() < 90,
+                "Incus never marked node2 offline: {member}"
+            );
+            std::thread::sleep(std::time::Duration::from_secs(1));
+        }
+    }
+
+    /// An offline member has no data: the CLI refuses without it, or
+    /// answers partially naming it; serve answers 503 naming it.
+    fn an_offline_member_has_no_data(&self, server: &crate::util::Server) {
+        let fresh = ["--set", "max-age=0s"];
+        let refused = nodecache(
+            self.dir.path(),
+            &self.cluster,
+            &["cpu-flags", "--format", "json", fresh[0], fresh[1]],
+        );
+        let stderr = String::from_utf8_lossy(&refused.stderr);
+        assert!(!refused.status.success(), "no answer without node2's data");
+        assert!(stderr.contains("node2") && stderr.contains("offline"), "{stderr}");
+        let partial = json_of(&nodecache(
+            self.dir.path(),
+            &self.cluster,
+            &[
+                "cpu-flags",
+                "--format",
+                "json",
+                "--allow-partial",
+                fresh[0],
+                fresh[1],
+            ],
+        ));
+        let answer = http_get(&server.url, "/1.0/cluster/cpu-flags", &[]);
+        assert_eq!(answer.status, 503, "serve saw node2 go offline: {}", answer.body);
+        assert!(
+            answer.body.contains("node2") && answer.body.contains("Incus reports it Offline"),
+            "{}",
+            answer.body
+        );
+        let answer = http_get(&server.url, "/1.0/cluster/resources/node2", &[]);
+        assert_eq!(
+            answer.status, 503,
+            "node2's resources while offline: {}",
+            answer.body
+        );
+        assert!(
+            answer.body.contains("node2 is offline") && answer.body.contains("Incus reports it Offline"),
+            "{}",
+            answer.body
+        );
+        let node2_entry = &partial["nodes"][1];
+        assert_eq!(node2_entry["name"], "node2");
+        assert!(
+            node2_entry["error"]
+                .as_str()
+                .unwrap_or("")
+                .contains("Incus reports it Offline"),
+            "{node2_entry}"
+        );
+    }
 }
