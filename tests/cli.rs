@@ -364,12 +364,7 @@ fn an_explicit_policy_file_is_used() {
     let report: Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(report["nodes"][0]["source"], "cache");
     assert_eq!(report["nodes"][0]["age_seconds"], 2 * 86_400);
-    let flags: BTreeSet<String> = report["flags"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| f.as_str().unwrap().to_string())
-        .collect();
+    let flags = crate::util::flags_of(&report);
     assert_eq!(flags, proc_cpuinfo_common_flags());
     let report = run.json(&["cpu-flags", "--format", "json"]);
     assert_eq!(report["nodes"][0]["source"], "local");

@@ -12,9 +12,7 @@ use std::process::{Child, Command, Output, Stdio};
 
 use serde_json::Value;
 
-use crate::util::{
-    BIN, INCUS_FIXTURE, Nodecache, http_get, http_get_json, spawn_serve, spawn_serve_with, tls_table,
-};
+use crate::util::{BIN, INCUS_FIXTURE, Nodecache, http_get, http_get_json, spawn_serve, tls_table};
 
 pub(crate) const INCUSD: &str = "/usr/libexec/incus/incusd";
 
@@ -446,12 +444,7 @@ impl IncusPeer {
             ["cache", "cache", "remote"],
             "me and incus were cached by `resources`"
         );
-        let flags: BTreeSet<String> = report["flags"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|f| f.as_str().unwrap().to_string())
-            .collect();
+        let flags = crate::util::flags_of(&report);
         let mut expected = flag_set(&ours["cpu"]["sockets"][0]["cores"][0]);
         for core in self.recorded["metadata"]["cpu"]["sockets"][0]["cores"]
             .as_array()
@@ -765,15 +758,10 @@ impl IncusCluster {
 
     /// serve, given the same cluster file.
     fn serve(&self) -> crate::util::Server {
-        spawn_serve_with(
-            &[
-                "--cache-dir",
-                self.dir.path().join("serve-cache").to_str().unwrap(),
-                "--cluster",
-                self.cluster.to_str().unwrap(),
-            ],
-            &["--insecure-http"],
-        )
+        Nodecache::new()
+            .cache_dir(&self.dir.path().join("serve-cache"))
+            .cluster(&self.cluster)
+            .serve(&["--insecure-http"])
     }
 
     /// serve reads Incus's member list per request.

@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 use std::process::Command;
 
-use crate::util::{BIN, recorded_node, spawn_serve, stderr, write_cache_entry};
+use crate::util::{BIN, Nodecache, recorded_node, spawn_serve, stderr, write_cache_entry};
 
 fn openssl(args: &[&str], stdin: &[u8]) -> std::process::Output {
     use std::io::Write;
@@ -290,15 +290,10 @@ fn serve_answers_level_1_with_each_nodes_psabi_level() {
     }
     let cluster = dir.path().join("cluster.toml");
     std::fs::write(&cluster, text).unwrap();
-    let server = crate::util::spawn_serve_with(
-        &[
-            "--cache-dir",
-            dir.path().join("cache").to_str().unwrap(),
-            "--cluster",
-            cluster.to_str().unwrap(),
-        ],
-        &["--insecure-http"],
-    );
+    let server = Nodecache::new()
+        .cache_dir(&dir.path().join("cache"))
+        .cluster(&cluster)
+        .serve(&["--insecure-http"]);
     let answer = crate::util::http_get(&server.url, "/1.0/cluster/cpu-flags?format=list&level=1", &[]);
     assert_eq!(answer.status, 200, "{}", answer.body);
     let lines: BTreeSet<&str> = answer.body.lines().collect();

@@ -11,7 +11,8 @@ use serde_json::{Value, json};
 
 use crate::cluster::{HASWELL, make_identity, split};
 use crate::util::{
-    BIN, INCUS_FIXTURE, http_get, http_get_json, kill_after, recorded_node, spawn_serve, stderr, tls_table,
+    BIN, INCUS_FIXTURE, http_get, http_get_json, kill_after, one_member_cluster, recorded_node, spawn_serve,
+    stderr, tls_table,
 };
 
 #[test]
@@ -420,15 +421,7 @@ impl HeldMember {
 fn sigterm_lets_the_request_in_flight_finish_then_exits_0() {
     let dir = tempfile::tempdir().unwrap();
     let member = HeldMember::start();
-    let cluster = dir.path().join("cluster.toml");
-    std::fs::write(
-        &cluster,
-        format!(
-            "deadline = \"60s\"\n[[member]]\nname = \"held\"\nurl = \"{}\"\n",
-            member.url
-        ),
-    )
-    .unwrap();
+    let cluster = one_member_cluster(dir.path(), "held", &member.url);
     let mut child = Command::new(BIN)
         .arg("--cache-dir")
         .arg(dir.path().join("cache"))

@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::util::{Server, build_policy, http_get, policy_file, recorded_node, spawn_serve};
+use crate::util::{
+    Nodecache, Server, build_policy, http_get, one_member_cluster, policy_file, recorded_node, spawn_serve,
+};
 
 /// Two recorded members and a cluster file naming them.
 fn members(dir: &Path) -> (Vec<Server>, PathBuf) {
@@ -369,15 +371,10 @@ fn serve_starts_and_answers_for_itself_while_incus_does_not_answer() {
         ),
     )
     .unwrap();
-    let server = crate::util::spawn_serve_with(
-        &[
-            "--cache-dir",
-            dir.path().join("cache").to_str().unwrap(),
-            "--cluster",
-            cluster.to_str().unwrap(),
-        ],
-        &["--insecure-http"],
-    );
+    let server = Nodecache::new()
+        .cache_dir(&dir.path().join("cache"))
+        .cluster(&cluster)
+        .serve(&["--insecure-http"]);
     let own = http_get(&server.url, "/1.0/resources", &[]);
     assert_eq!(own.status, 200, "{}", own.body);
     let cluster_answer = http_get(&server.url, "/1.0/cluster/cpu-flags", &[]);
@@ -567,15 +564,7 @@ fn concurrent_cluster_requests_share_one_computation() {
     let dir = tempfile::tempdir().unwrap();
     let document = std::fs::read(recorded_node(dir.path(), "a", "x86_64", &["fpu", "sse2"])).unwrap();
     let member = CountingPeer::start(document);
-    let cluster = dir.path().join("cluster.toml");
-    std::fs::write(
-        &cluster,
-        format!(
-            "deadline = \"60s\"\n[[member]]\nname = \"a\"\nurl = \"{}\"\n",
-            member.url
-        ),
-    )
-    .unwrap();
+    let cluster = one_member_cluster(dir.path(), "a", &member.url);
     let server = Arc::new(cluster_server(dir.path(), &cluster, "always-fresh", &[]));
     let cost = member.requests_for_ten_at_once(&server, "/1.0/cluster/cpu-flags");
     assert!(cost <= 2, "ten requests at once fetched the member {cost} times");

@@ -338,6 +338,25 @@ impl Server {
     }
 }
 
+/// A cpu-flags JSON report's common flags, as a set.
+pub fn flags_of(report: &Value) -> std::collections::BTreeSet<String> {
+    report["flags"]
+        .as_array()
+        .expect("a report's flags")
+        .iter()
+        .map(|flag| flag.as_str().expect("a flag name").to_string())
+        .collect()
+}
+
+/// `dir/cluster.toml` naming one member at `url`, with a deadline no
+/// loaded machine reaches (a member that fails fails by what it sends).
+pub fn one_member_cluster(dir: &Path, name: &str, url: &str) -> PathBuf {
+    let cluster = dir.join("cluster.toml");
+    let text = format!("deadline = \"60s\"\n[[member]]\nname = \"{name}\"\nurl = \"{url}\"\n");
+    std::fs::write(&cluster, text).unwrap();
+    cluster
+}
+
 /// A cluster file's `[tls]` table: the client identity nodecache presents,
 /// and the one certificate its servers are pinned to.
 pub fn tls_table(client_cert: &Path, client_key: &Path, server_cert: &Path) -> String {

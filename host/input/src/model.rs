@@ -4,8 +4,13 @@
 use crate::api::cpu_summary::CpuSummary;
 
 // One vocabulary with the policies: a node's failure, where its document
-// came from, the policy's failure and a node's verdict are the SDK's types.
-pub use nodecache_policy_sdk::types::{HostError, NodeVerdict, PolicyError, Source};
+// came from, the policy's failure, a node's verdict, what the intersection
+// is given and answers, and what a policy says of itself are the SDK's
+// types. The host's own below carry what never crosses to a guest.
+pub use nodecache_policy_sdk::types::{
+    ClusterFlags, HostError, LogLevel, NodeOutcome, NodeReport, NodeVerdict, Parameter, PolicyError,
+    PolicyInfo, ResolvedNode, Source,
+};
 
 /// A resources document as the host hands it to a policy: the body as
 /// received or probed, and the validator that identifies its hardware.
@@ -37,86 +42,45 @@ pub struct NodeResources {
     pub summary: Option<CpuSummary>,
 }
 
-/// A node that produced a document, summarised for the intersection.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ResolvedNode {
-    pub source: Source,
-    pub age_ms: u64,
-    pub refresh_error: Option<HostError>,
-    pub cpu: CpuSummary,
+/// Refuses a setting the policy `info` describes does not declare, naming
+/// the ones it does: a typo (`max_age` for `max-age`) would otherwise be
+/// ignored and the default used without a word. The refusal names the
+/// policy by `origin`; the CLI makes it exit 2 wherever it surfaces
+/// (`cli::Failure`).
+pub fn check_settings<'a>(
+    info: &PolicyInfo,
+    origin: &str,
+    keys: impl IntoIterator<Item = &'a String>,
+) -> anyhow::Result<()> {
+    unknown_settings(info, keys).map_err(|why| anyhow::Error::new(why).context(format!("policy {origin}")))
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NodeReport {
-    pub name: String,
-    pub outcome: Result<ResolvedNode, HostError>,
-}
-
-/// What a policy's `cluster-cpu-flags` returned, before the host checks it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ClusterFlags {
-    pub architecture: String,
-    pub flags: Vec<String>,
-    /// One per report, by name (checked by `cpu_flags`).
-    pub verdicts: Vec<(String, NodeVerdict)>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Parameter {
-    pub name: String,
-    pub default_value: String,
-    pub description: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PolicyInfo {
-    pub name: String,
-    pub version: String,
-    pub parameters: Vec<Parameter>,
-}
-
-impl PolicyInfo {
-    /// Refuses a setting this policy does not declare, naming the ones it
-    /// does: a typo (`max_age` for `max-age`) would otherwise be ignored
-    /// and the default used without a word.
-    /// The refusal names the policy by `origin`; the CLI makes it exit 2
-    /// wherever it surfaces (`cli::Failure`).
-    pub fn check_settings<'a>(
-        &self,
-        origin: &str,
-        keys: impl IntoIterator<Item = &'a String>,
-    ) -> anyhow::Result<()> {
-        self.unknown_settings(keys)
-            .map_err(|why| anyhow::Error::new(why).context(format!("policy {origin}")))
+fn unknown_settings<'a>(
+    info: &PolicyInfo,
+    keys: impl IntoIterator<Item = &'a String>,
+) -> Result<(), UnknownSettings> {
+    let known: Vec<&str> = info.parameters.iter().map(|p| p.name.as_str()).collect();
+    let unknown: Vec<String> = keys
+        .into_iter()
+        .filter(|key| !known.contains(&key.as_str()))
+        .map(|key| format!("\"{key}\""))
+        .collect();
+    if unknown.is_empty() {
+        return Ok(());
     }
-
-    fn unknown_settings<'a>(
-        &self,
-        keys: impl IntoIterator<Item = &'a String>,
-    ) -> Result<(), UnknownSettings> {
-        let known: Vec<&str> = self.parameters.iter().map(|p| p.name.as_str()).collect();
-        let unknown: Vec<String> = keys
-            .into_iter()
-            .filter(|key| !known.contains(&key.as_str()))
-            .map(|key| format!("\"{key}\""))
-            .collect();
-        if unknown.is_empty() {
-            return Ok(());
-        }
-        let (what, verb) = match unknown.len() {
-            1 => ("setting", "is not a parameter"),
-            _ => ("settings", "are not parameters"),
-        };
-        let known = match known.is_empty() {
-            true => "none".to_string(),
-            false => crate::format::capped_list(known, ", ", crate::format::LISTED),
-        };
-        Err(UnknownSettings(format!(
-            "{what} {} {verb} of {} (it knows: {known})",
-            crate::format::capped_list(&unknown, ", ", crate::format::LISTED),
-            self.name
-        )))
-    }
+    let (what, verb) = match unknown.len() {
+        1 => ("setting", "is not a parameter"),
+        _ => ("settings", "are not parameters"),
+    };
+    let known = match known.is_empty() {
+        true => "none".to_string(),
+        false => crate::format::capped_list(known, ", ", crate::format::LISTED),
+    };
+    Err(UnknownSettings(format!(
+        "{what} {} {verb} of {} (it knows: {known})",
+        crate::format::capped_list(&unknown, ", ", crate::format::LISTED),
+        info.name
+    )))
 }
 
 /// Settings (`--set`, `[policy]`) the policy does not declare: the
@@ -124,15 +88,6 @@ impl PolicyInfo {
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct UnknownSettings(pub String);
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LogLevel {
-    Trace,
-    Debug,
-    Info,
-    Warn,
-    Error,
-}
 
 /// A cluster member as a policy sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]

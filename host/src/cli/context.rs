@@ -146,7 +146,7 @@ impl Context {
         let runtime = loader.load(self.policy.as_deref())?;
         let capabilities = self.capabilities(members)?;
         let info = runtime.describe(capabilities.clone()).await?;
-        info.check_settings(runtime.origin(), capabilities.config.keys())?;
+        crate::model::check_settings(&info, runtime.origin(), capabilities.config.keys())?;
         Ok(Policy {
             runtime: Arc::new(runtime),
             capabilities,

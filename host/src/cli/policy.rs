@@ -23,7 +23,7 @@ pub(super) async fn check(context: &Context, choice: &str) -> Result<(), Failure
     let config = context.cluster_file()?.config;
     let runtime = Arc::new(context.loader(1).load(Some(choice))?);
     let info = describe(&runtime).await?;
-    info.check_settings(runtime.origin(), config.keys())?;
+    crate::model::check_settings(&info, runtime.origin(), config.keys())?;
     let call = one_call(&runtime, config).await?;
     print(&format!(
         "{}: ok\n{}{call}\n",

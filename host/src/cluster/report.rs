@@ -13,7 +13,9 @@ use nodecache_policy_sdk::intersect::common_to_all;
 use crate::api::cpu_summary::{self, CpuSummary, SummaryError};
 use crate::cluster::gather::{Progress, gather_with};
 use crate::cluster_file::Cluster;
-use crate::model::{ClusterFlags, HostError, NodeReport, NodeResources, NodeVerdict, ResolvedNode, Source};
+use crate::model::{
+    ClusterFlags, HostError, NodeOutcome, NodeReport, NodeResources, NodeVerdict, ResolvedNode, Source,
+};
 use crate::runtime::PolicyRuntime;
 use crate::runtime::capabilities::Capabilities;
 
@@ -296,8 +298,8 @@ pub fn checked_verdicts<'a>(
     architecture: &str,
 ) -> Result<Vec<&'a NodeVerdict>> {
     let members: HashSet<&str> = reports.iter().map(|report| report.name.as_str()).collect();
-    let mut by_name: HashMap<&str, &NodeVerdict> = HashMap::with_capacity(answer.verdicts.len());
-    for (name, verdict) in &answer.verdicts {
+    let mut by_name: HashMap<&str, &NodeVerdict> = HashMap::with_capacity(answer.nodes.len());
+    for NodeOutcome { name, verdict } in &answer.nodes {
         if by_name.insert(name.as_str(), verdict).is_some() {
             bail!("returned two verdicts for node {name:?}");
         }
@@ -464,7 +466,13 @@ mod tests {
         ClusterFlags {
             architecture: "x86_64".into(),
             flags: flags.iter().map(|f| f.to_string()).collect(),
-            verdicts: verdicts.iter().map(|(n, v)| (n.to_string(), v.clone())).collect(),
+            nodes: verdicts
+                .iter()
+                .map(|(name, verdict)| NodeOutcome {
+                    name: name.to_string(),
+                    verdict: verdict.clone(),
+                })
+                .collect(),
         }
     }
 

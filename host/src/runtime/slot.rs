@@ -158,7 +158,7 @@ async fn load_checked(
         .await
         .context("policy loader")??;
     let info = runtime.describe(capabilities.clone()).await?;
-    info.check_settings(runtime.origin(), capabilities.config.keys())?;
+    crate::model::check_settings(&info, runtime.origin(), capabilities.config.keys())?;
     Ok(ActivePolicy {
         runtime: Arc::new(runtime),
         info,

@@ -238,7 +238,7 @@ fn cluster_flags_from_wit(flags: wit::ClusterFlags) -> model::ClusterFlags {
     model::ClusterFlags {
         architecture: flags.architecture,
         flags: flags.flags,
-        verdicts: flags
+        nodes: flags
             .nodes
             .into_iter()
             .map(|node| {
@@ -249,7 +249,10 @@ fn cluster_flags_from_wit(flags: wit::ClusterFlags) -> model::ClusterFlags {
                     }
                     wit::NodeVerdict::NoData(why) => model::NodeVerdict::NoData(from_policy(why)),
                 };
-                (node.name, verdict)
+                model::NodeOutcome {
+                    name: node.name,
+                    verdict,
+                }
             })
             .collect(),
     }
