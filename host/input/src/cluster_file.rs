@@ -20,7 +20,8 @@
 //! server-cert = "node-a.crt"            # optional: the certificate this member
 //!                                       # alone must present (else server-certs)
 //! ```
-//! Every error names the file, the line and the key.
+//! Every error names the file; where the TOML gives them, the line and the
+//! key too (a file too large or unreadable has neither).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;

@@ -4,7 +4,7 @@
 //!
 //! A caller that needs less than the whole document (`cpu-flags` needs the
 //! CPU summary) reduces it in the same task with [`gather_with`]: the work
-//! runs on both cores beside the guests, and a thousand documents are not
+//! runs on every worker thread beside the guests, and a thousand documents are not
 //! all alive at once.
 
 use std::sync::Arc;
@@ -20,7 +20,7 @@ use crate::runtime::capabilities::Capabilities;
 /// on members, so more at once is faster, but each call in flight holds a
 /// policy instance's touched memory and a connection: with 384, a cold
 /// 1,000-member run takes 0.39 s and 68 MB (with 128, 0.65 s), and more
-/// gains nothing once both cores are busy (BENCHMARKS.md, "Scale").
+/// gains nothing once every core is busy (BENCHMARKS.md, "Scale", measured on 2).
 pub const DEFAULT_CONCURRENCY: usize = 384;
 
 // `serve` asks with this concurrency from the runtime's default pool.

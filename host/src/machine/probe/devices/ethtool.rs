@@ -3,7 +3,8 @@
 //! address and firmware. Incus asks the same `SIOCETHTOOL` ioctls, so the
 //! two documents agree; sysfs does not carry these.
 //!
-//! The one unsafe part of the probe: each request is a C struct the kernel
+//! One of the probe's two unsafe parts (`probe::cpuid` pins the probing
+//! thread with `sched_setaffinity`): each request is a C struct the kernel
 //! fills through a pointer in an `ifreq`.
 
 use std::io;
