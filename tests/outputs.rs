@@ -768,6 +768,21 @@ fn can_run_and_groups_answer_over_a_recorded_mixed_cluster() {
     let in_gen2 = cluster.text(&["can-run", "--from", "new", "--group", "gen2"]);
     assert!(!in_gen2.contains("old"), "{in_gen2}");
     assert!(in_gen2.contains("new") && in_gen2.contains("amd"), "{in_gen2}");
+    // A member outside the group is told apart from a name no member has.
+    let outside = cluster.output(&["can-run", "--from", "old", "--group", "gen2"]);
+    assert_eq!(outside.status.code(), Some(2), "{}", stderr(&outside));
+    assert!(
+        stderr(&outside).contains("\"old\" is a member, but not of group gen2 (its members: new, amd)"),
+        "{}",
+        stderr(&outside)
+    );
+    let stranger = cluster.output(&["can-run", "--from", "zz", "--group", "gen2"]);
+    assert_eq!(stranger.status.code(), Some(2), "{}", stderr(&stranger));
+    assert!(
+        stderr(&stranger).contains("\"zz\" is not a member"),
+        "{}",
+        stderr(&stranger)
+    );
     // One group's flags: gen2 is Skylake and EPYC, without the Haswell.
     let gen2: Value =
         serde_json::from_str(&cluster.text(&["cpu-flags", "--group", "gen2", "--format", "json"])).unwrap();

@@ -53,7 +53,8 @@ fn serve_speaks_tls_1_3_only_with_a_p384_certificate() {
 }
 
 /// `trust list` prints what `trust add` added, by the SHA-256 fingerprint
-/// openssl computes of the certificate.
+/// openssl computes of the certificate; a second add says it is already
+/// trusted.
 #[test]
 fn trust_list_names_each_certificate_by_the_fingerprint_openssl_computes() {
     let dir = tempfile::tempdir().unwrap();
@@ -78,7 +79,7 @@ fn trust_list_names_each_certificate_by_the_fingerprint_openssl_computes() {
         .unwrap();
     assert!(made.status.success(), "{}", stderr(&made));
     let cert = other.join("server.crt");
-    run(&["trust", "add", cert.to_str().unwrap()]);
+    let added = run(&["trust", "add", cert.to_str().unwrap()]);
     let fingerprint = openssl(
         &[
             "x509",
@@ -97,6 +98,11 @@ fn trust_list_names_each_certificate_by_the_fingerprint_openssl_computes() {
         .unwrap()
         .replace(':', "")
         .to_ascii_lowercase();
+    assert_eq!(run(&["trust", "list"]).trim(), expected);
+    assert_eq!(added, format!("added {expected}\n"));
+    // Adding it again writes nothing and says so (it once said "added" again).
+    let again = run(&["trust", "add", cert.to_str().unwrap()]);
+    assert_eq!(again, format!("already trusted {expected}\n"));
     assert_eq!(run(&["trust", "list"]).trim(), expected);
 }
 

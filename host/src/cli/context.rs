@@ -38,6 +38,9 @@ pub(super) struct Context {
 pub(super) struct Members {
     pub file: ClusterFile,
     pub config: BTreeMap<String, String>,
+    /// With a group: its name, and the members outside it (so "a member,
+    /// not of this group" is told apart from "not a member").
+    pub outside_group: Option<(String, Vec<String>)>,
 }
 
 /// A policy loaded for a question, and the capabilities it is lent.
@@ -73,7 +76,11 @@ impl Context {
         };
         let mut config = file.policy.clone();
         config.extend(settings);
-        Ok(Members { file, config })
+        Ok(Members {
+            file,
+            config,
+            outside_group: None,
+        })
     }
 
     /// The members, Incus's read now when the file names an Incus cluster
@@ -83,13 +90,19 @@ impl Context {
         let mut members = Members {
             file: written.with_incus_members().await?,
             config: written.config,
+            outside_group: None,
         };
         if let Some(group) = group {
-            members.file.cluster = members
-                .file
-                .cluster
-                .in_group(group)
-                .map_err(|e| Failure::usage(anyhow!(e)))?;
+            let all = &members.file.cluster;
+            let inside = all.in_group(group).map_err(|e| Failure::usage(anyhow!(e)))?;
+            let outside = all
+                .members
+                .iter()
+                .filter(|member| inside.find(&member.name).is_none())
+                .map(|member| member.name.to_string())
+                .collect();
+            members.outside_group = Some((group.to_string(), outside));
+            members.file.cluster = inside;
         }
         Ok(members)
     }

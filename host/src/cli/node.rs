@@ -110,6 +110,7 @@ pub(super) async fn serve(context: &Context, args: &ServeArgs) -> Result<(), Fai
             Err(failure) => return Err(failure),
         },
         config: written.config.clone(),
+        outside_group: None,
     };
     // A cluster request may be quiet for its whole deadline: never cut it.
     let idle = match context.has_cluster_file() {
@@ -216,7 +217,11 @@ pub(super) fn identity(context: &Context) -> Result<(), Failure> {
 pub(super) fn trust(context: &Context, command: &TrustCommand) -> Result<(), Failure> {
     let store = TrustStore::new(&context.state_dir()?);
     let text = match command {
-        TrustCommand::Add { cert } => store.add(cert)?.iter().map(|f| format!("added {f}\n")).collect(),
+        TrustCommand::Add { cert } => store
+            .add(cert)?
+            .iter()
+            .map(|added| format!("{added}\n"))
+            .collect(),
         TrustCommand::List => store.list()?.iter().map(|f| format!("{f}\n")).collect(),
         TrustCommand::Remove { fingerprint } => format!("removed {}\n", store.remove(fingerprint)?),
     };

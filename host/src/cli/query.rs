@@ -7,7 +7,7 @@ use std::sync::Arc;
 use anyhow::{Context as _, anyhow};
 use serde::Serialize;
 
-use super::context::Context;
+use super::context::{Context, Members};
 use super::failure::Failure;
 use super::print::{Bar, print};
 use crate::api::Resources;
@@ -209,12 +209,7 @@ pub(super) async fn can_run(
                 .nodes
                 .iter()
                 .find(|node| node.name == name)
-                .ok_or_else(|| {
-                    Failure::usage(anyhow!(
-                        "{name:?} is not a member (members: {})",
-                        members.file.cluster.names()
-                    ))
-                })?;
+                .ok_or_else(|| Failure::usage(anyhow!(not_among(&members, &name))))?;
             let flags = node.guest_flags().ok_or_else(|| {
                 anyhow!(
                     "no data for {name}, so its host CPU is unknown: {}",
@@ -234,5 +229,20 @@ pub(super) async fn can_run(
     match output {
         FlagsFormat::Json => print(&format::pretty_json(&placement)),
         _ => print(&placement::table(&placement)),
+    }
+}
+
+/// Why `name` is not among the members asked: outside the group given
+/// (a member still), or no member at all.
+fn not_among(members: &Members, name: &str) -> String {
+    match &members.outside_group {
+        Some((group, outside)) if outside.iter().any(|member| member == name) => format!(
+            "{name:?} is a member, but not of group {group} (its members: {})",
+            members.file.cluster.names()
+        ),
+        _ => format!(
+            "{name:?} is not a member (members: {})",
+            members.file.cluster.names()
+        ),
     }
 }

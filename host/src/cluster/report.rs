@@ -401,8 +401,11 @@ fn node_status(report: NodeReport, verdict: &NodeVerdict) -> NodeStatus {
             node.refresh_error.as_ref().map(|e| e.to_string()),
         ),
         (NodeVerdict::ExcludedArch(_), _) => (NodeSource::Excluded, None),
-        (NodeVerdict::NoData(why), _) => (NodeSource::Error, Some(why.clone())),
-        (NodeVerdict::Included, Err(e)) => (NodeSource::Error, Some(e.to_string())),
+        // A node the host could not get is told in the host's words: the
+        // policy only saw them through its contract ("policy failed" became
+        // "bad response: policy failed").
+        (NodeVerdict::NoData(_) | NodeVerdict::Included, Err(e)) => (NodeSource::Error, Some(e.to_string())),
+        (NodeVerdict::NoData(why), Ok(_)) => (NodeSource::Error, Some(why.clone())),
     };
     let resolved = report.outcome.ok();
     let took_part = !matches!(source, NodeSource::Error | NodeSource::Excluded);

@@ -21,6 +21,32 @@ pub struct TrustStore {
     dir: PathBuf,
 }
 
+/// What `trust add` did with one certificate, by its fingerprint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Added {
+    New(String),
+    /// Trusted before: nothing was written.
+    AlreadyTrusted(String),
+}
+
+impl Added {
+    pub fn fingerprint(&self) -> &str {
+        match self {
+            Added::New(fingerprint) | Added::AlreadyTrusted(fingerprint) => fingerprint,
+        }
+    }
+}
+
+impl std::fmt::Display for Added {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let what = match self {
+            Added::New(_) => "added",
+            Added::AlreadyTrusted(_) => "already trusted",
+        };
+        write!(f, "{what} {}", self.fingerprint())
+    }
+}
+
 impl TrustStore {
     pub fn new(state_dir: &Path) -> TrustStore {
         TrustStore {
@@ -29,14 +55,19 @@ impl TrustStore {
     }
 
     /// Adds every certificate of a PEM file; returns their fingerprints.
-    pub fn add(&self, cert_file: &Path) -> Result<Vec<String>> {
+    pub fn add(&self, cert_file: &Path) -> Result<Vec<Added>> {
         fs::create_dir_all(&self.dir).with_context(|| format!("cannot create {}", self.dir.display()))?;
+        let known = self.list()?;
         let mut added = Vec::new();
         for cert in tls::load_certs(cert_file)? {
             let fingerprint = tls::fingerprint(cert.as_ref());
+            if known.contains(&fingerprint) {
+                added.push(Added::AlreadyTrusted(fingerprint));
+                continue;
+            }
             let path = self.dir.join(format!("{fingerprint}.der"));
             fs::write(&path, cert.as_ref()).with_context(|| format!("cannot write {}", path.display()))?;
-            added.push(fingerprint);
+            added.push(Added::New(fingerprint));
         }
         Ok(added)
     }
@@ -112,11 +143,19 @@ mod tests {
         fs::write(&cert_file, &cert_pem).unwrap();
         let store = TrustStore::new(dir.path());
         let added = store.add(&cert_file).unwrap();
-        assert_eq!(store.list().unwrap(), added);
+        let [Added::New(fingerprint)] = added.as_slice() else {
+            panic!("one certificate, new: {added:?}");
+        };
+        let fingerprint = fingerprint.clone();
+        assert_eq!(store.list().unwrap(), std::slice::from_ref(&fingerprint));
+        assert_eq!(
+            store.add(&cert_file).unwrap(),
+            [Added::AlreadyTrusted(fingerprint.clone())]
+        );
         let der = tls::load_certs(&cert_file).unwrap().remove(0);
         assert!(store.contains(der.as_ref()));
         assert!(store.remove("zz").is_err());
-        assert_eq!(store.remove(&added[0][..12]).unwrap(), added[0]);
+        assert_eq!(store.remove(&fingerprint[..12]).unwrap(), fingerprint);
         assert!(!store.contains(der.as_ref()));
     }
 
@@ -133,7 +172,7 @@ mod tests {
         let store = TrustStore::new(dir.path());
         let entry = store
             .dir
-            .join(format!("{}.der", store.add(&cert_file).unwrap()[0]));
+            .join(format!("{}.der", store.add(&cert_file).unwrap()[0].fingerprint()));
         let der = tls::load_certs(&cert_file).unwrap().remove(0);
         fs::set_permissions(&entry, fs::Permissions::from_mode(0o666)).unwrap();
         assert!(!store.contains(der.as_ref()), "an entry others can write");
