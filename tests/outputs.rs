@@ -788,6 +788,32 @@ fn can_run_and_groups_answer_over_a_recorded_mixed_cluster() {
         serde_json::from_str(&cluster.text(&["cpu-flags", "--group", "gen2", "--format", "json"])).unwrap();
     let names: Vec<&str> = node_field(&gen2, "name");
     assert_eq!(names, ["new", "amd"]);
+    // The answer names its group, as JSON and as --level.
+    assert_eq!(gen2["group"], "gen2");
+    assert!(
+        cluster
+            .text(&["cpu-flags", "--format", "json"])
+            .find("\"group\"")
+            .is_none()
+    );
+    let levels = cluster.text(&["cpu-flags", "--group", "gen2", "--level"]);
+    assert!(levels.starts_with("group gen2 x86-64-v3\n"), "{levels}");
+    // A node served from an entry it could not refresh is marked stale (the
+    // members' URLs are dead: with max-age 0 every entry is stale).
+    let stale = cluster.text(&["cpu-flags", "--group", "gen2", "--level", "--set", "max-age=0s"]);
+    let lines: Vec<&str> = stale.lines().skip(1).collect();
+    assert_eq!(lines.len(), 2, "{stale}");
+    assert!(
+        lines
+            .iter()
+            .all(|line| line.contains(" (stale, ") && line.ends_with(" old)")),
+        "{stale}"
+    );
+    let explained = cluster.text(&["cpu-flags", "--group", "gen2", "--explain", "--set", "max-age=0s"]);
+    assert!(
+        explained.contains("served from entries their nodes could not refresh: new (stale, "),
+        "{explained}"
+    );
     let unknown = Command::new(BIN)
         .arg("--cluster")
         .arg(&cluster.cluster)

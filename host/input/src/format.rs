@@ -68,6 +68,16 @@ const ITEM_CHARS: usize = 200;
 /// How many items an error lists before counting the rest.
 pub const LISTED: usize = 20;
 
+/// An age as an operator reads it: `45 s`, `12 min`, `5 h`, `3 d`.
+pub fn rough_age(seconds: u64) -> String {
+    match seconds {
+        0..120 => format!("{seconds} s"),
+        120..7_200 => format!("{} min", seconds / 60),
+        7_200..172_800 => format!("{} h", seconds / 3_600),
+        _ => format!("{} d", seconds / 86_400),
+    }
+}
+
 /// Indented JSON and a final newline, for everything printed as JSON.
 pub fn pretty_json(value: &impl Serialize) -> String {
     let mut text = serde_json::to_string_pretty(value).expect("our output types always serialise");
@@ -78,6 +88,16 @@ pub fn pretty_json(value: &impl Serialize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ages_read_in_the_unit_that_fits() {
+        assert_eq!(rough_age(0), "0 s");
+        assert_eq!(rough_age(119), "119 s");
+        assert_eq!(rough_age(120), "2 min");
+        assert_eq!(rough_age(7_199), "119 min");
+        assert_eq!(rough_age(7_200), "2 h");
+        assert_eq!(rough_age(2 * 86_400), "2 d");
+    }
 
     #[test]
     fn outside_text_cannot_drive_a_terminal_or_flood_it() {

@@ -143,8 +143,9 @@ pub(super) async fn cpu_flags(context: &Context, options: FlagsOptions) -> Resul
     let members = context.members(group.as_deref()).await?;
     let policy = context.policy(&members, members.instances()).await?;
     let bar = Bar::for_members(members.file.cluster.members.len());
-    let report = policy.report(&members, &request.arch, bar.clone()).await?;
+    let mut report = policy.report(&members, &request.arch, bar.clone()).await?;
     drop(bar);
+    report.group = group.clone();
     let answer = tokio::task::spawn_blocking(move || request.answer(Arc::new(report)))
         .await
         .map_err(anyhow::Error::from)??;

@@ -55,6 +55,9 @@ pub struct CpuFlagsReport {
     /// The x86-64 level of `guest_flags`: what a guest can be given.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub guest_level: Option<String>,
+    /// The group (`--group`) the answer is for; absent for the whole cluster.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
     /// True when some node had no data: the flags were computed over the rest.
     pub partial: bool,
     /// Nodes whose policy call broke (trap, budget, deadline), for counting.
@@ -248,6 +251,7 @@ pub async fn cpu_flags(
             .unwrap_or_default(),
         guest_flags,
         hypervisor_stand_ins,
+        group: None,
         partial,
         policy_failures,
         nodes,

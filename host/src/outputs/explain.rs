@@ -154,6 +154,18 @@ pub fn table(report: &CpuFlagsReport, explanation: &Explanation) -> String {
             node.holds_back.join(" ")
         ));
     }
+    let stale: Vec<String> = report
+        .nodes
+        .iter()
+        .filter(|node| !super::output::stale_mark(node).is_empty())
+        .map(|node| format!("{}{}", node.name, super::output::stale_mark(node)))
+        .collect();
+    if !stale.is_empty() {
+        text.push_str(&format!(
+            "\nserved from entries their nodes could not refresh: {}\n",
+            stale.join(", ")
+        ));
+    }
     text
 }
 

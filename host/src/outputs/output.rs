@@ -294,13 +294,30 @@ impl FlagsOutput {
 /// `--level`: the level a guest can be given on the whole cluster, then on
 /// each node (its hypervisor's set, or its host flags standing in).
 fn levels(report: &CpuFlagsReport) -> String {
-    let mut text = format!("cluster {}\n", report.guest_level.as_deref().unwrap_or("-"));
+    let whole = match &report.group {
+        Some(group) => format!("group {group}"),
+        None => "cluster".to_string(),
+    };
+    let mut text = format!("{whole} {}\n", report.guest_level.as_deref().unwrap_or("-"));
     for node in &report.nodes {
         text.push_str(&format!(
-            "{} {}\n",
+            "{} {}{}\n",
             node.name,
-            node.guest_level.as_deref().unwrap_or("-")
+            node.guest_level.as_deref().unwrap_or("-"),
+            stale_mark(node)
         ));
     }
     text
+}
+
+/// ` (stale, 2 d old)` for a node served from an entry it could not
+/// refresh: its level may no longer be its hardware's.
+pub fn stale_mark(node: &crate::cluster::report::NodeStatus) -> String {
+    match (node.source, node.age_seconds) {
+        (crate::cluster::report::NodeSource::Stale, Some(age)) => {
+            format!(" (stale, {} old)", crate::format::rough_age(age))
+        }
+        (crate::cluster::report::NodeSource::Stale, None) => " (stale)".to_string(),
+        _ => String::new(),
+    }
 }
