@@ -99,6 +99,18 @@ impl NodeStatus {
         Some(common.into_iter().collect())
     }
 
+    /// `stale, 2 d old` when the node was served from an entry it could not
+    /// refresh (its data may no longer be its hardware's).
+    pub fn staleness(&self) -> Option<String> {
+        if self.source != NodeSource::Stale {
+            return None;
+        }
+        Some(match self.age_seconds {
+            Some(age) => format!("stale, {} old", crate::format::rough_age(age)),
+            None => "stale".to_string(),
+        })
+    }
+
     /// What this node can give a guest: its hypervisor set, or (a
     /// stand-in) its host flags, when it took part.
     pub fn guest_flags(&self) -> Option<BTreeSet<&str>> {

@@ -157,8 +157,7 @@ pub fn table(report: &CpuFlagsReport, explanation: &Explanation) -> String {
     let stale: Vec<String> = report
         .nodes
         .iter()
-        .filter(|node| !super::output::stale_mark(node).is_empty())
-        .map(|node| format!("{}{}", node.name, super::output::stale_mark(node)))
+        .filter_map(|node| Some(format!("{} ({})", node.name, node.staleness()?)))
         .collect();
     if !stale.is_empty() {
         text.push_str(&format!(

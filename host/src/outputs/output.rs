@@ -312,12 +312,8 @@ fn levels(report: &CpuFlagsReport) -> String {
 
 /// ` (stale, 2 d old)` for a node served from an entry it could not
 /// refresh: its level may no longer be its hardware's.
-pub fn stale_mark(node: &crate::cluster::report::NodeStatus) -> String {
-    match (node.source, node.age_seconds) {
-        (crate::cluster::report::NodeSource::Stale, Some(age)) => {
-            format!(" (stale, {} old)", crate::format::rough_age(age))
-        }
-        (crate::cluster::report::NodeSource::Stale, None) => " (stale)".to_string(),
-        _ => String::new(),
-    }
+fn stale_mark(node: &crate::cluster::report::NodeStatus) -> String {
+    node.staleness()
+        .map(|stale| format!(" ({stale})"))
+        .unwrap_or_default()
 }
