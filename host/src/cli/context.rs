@@ -13,7 +13,7 @@ use super::args::Cli;
 use super::failure::Failure;
 use crate::cluster::gather::{DEFAULT_CONCURRENCY, Progress};
 use crate::cluster::report::{CpuFlagsReport, cpu_flags};
-use crate::cluster_file::ClusterFile;
+use crate::cluster_file::{Cluster, ClusterFile};
 use crate::net::remote::RemoteFetcher;
 use crate::runtime::artifacts::ArtifactCache;
 use crate::runtime::capabilities::Capabilities;
@@ -38,9 +38,9 @@ pub(super) struct Context {
 pub(super) struct Members {
     pub file: ClusterFile,
     pub config: BTreeMap<String, String>,
-    /// With a group: its name, and the members outside it (so "a member,
-    /// not of this group" is told apart from "not a member").
-    pub outside_group: Option<(String, Vec<String>)>,
+    /// With a group: its name, and the cluster before it was narrowed (so
+    /// "a member, not of this group" is told apart from "not a member").
+    pub ungrouped: Option<(String, Cluster)>,
 }
 
 /// A policy loaded for a question, and the capabilities it is lent.
@@ -79,7 +79,7 @@ impl Context {
         Ok(Members {
             file,
             config,
-            outside_group: None,
+            ungrouped: None,
         })
     }
 
@@ -90,19 +90,16 @@ impl Context {
         let mut members = Members {
             file: written.with_incus_members().await?,
             config: written.config,
-            outside_group: None,
+            ungrouped: None,
         };
         if let Some(group) = group {
-            let all = &members.file.cluster;
-            let inside = all.in_group(group).map_err(|e| Failure::usage(anyhow!(e)))?;
-            let outside = all
-                .members
-                .iter()
-                .filter(|member| inside.find(&member.name).is_none())
-                .map(|member| member.name.to_string())
-                .collect();
-            members.outside_group = Some((group.to_string(), outside));
-            members.file.cluster = inside;
+            let inside = members
+                .file
+                .cluster
+                .in_group(group)
+                .map_err(|e| Failure::usage(anyhow!(e)))?;
+            let all = std::mem::replace(&mut members.file.cluster, inside);
+            members.ungrouped = Some((group.to_string(), all));
         }
         Ok(members)
     }

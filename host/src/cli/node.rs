@@ -110,7 +110,7 @@ pub(super) async fn serve(context: &Context, args: &ServeArgs) -> Result<(), Fai
             Err(failure) => return Err(failure),
         },
         config: written.config.clone(),
-        outside_group: None,
+        ungrouped: None,
     };
     // A cluster request may be quiet for its whole deadline: never cut it.
     let idle = match context.has_cluster_file() {

@@ -236,8 +236,10 @@ pub(super) async fn can_run(
 /// Why `name` is not among the members asked: outside the group given
 /// (a member still), or no member at all.
 fn not_among(members: &Members, name: &str) -> String {
-    match &members.outside_group {
-        Some((group, outside)) if outside.iter().any(|member| member == name) => format!(
+    let in_file =
+        |all: &crate::cluster_file::Cluster| all.members.iter().any(|member| member.name.to_string() == name);
+    match &members.ungrouped {
+        Some((group, all)) if in_file(all) => format!(
             "{name:?} is a member, but not of group {group} (its members: {})",
             members.file.cluster.names()
         ),

@@ -133,30 +133,36 @@ impl FlagsOutput {
     /// when the output needs them (blocking: it runs one QEMU process).
     pub fn render(&self, report: &CpuFlagsReport) -> Result<Rendering> {
         self.check_hypervisors(report)?;
-        let guest = self.guest_cpu(report)?;
-        let body = match self.format {
-            FlagsFormat::Json => Rendered::Json(self.json(report, guest.as_ref())?),
+        // The guest CPU (QEMU asked for the baseline) only where the answer
+        // shows it: not for `--level` or the plain list.
+        let (body, guest) = match self.format {
+            FlagsFormat::Json => {
+                let guest = self.guest_cpu(report)?;
+                (Rendered::Json(self.json(report, guest.as_ref())?), guest)
+            }
             _ if self.explain => {
+                let guest = self.guest_cpu(report)?;
                 let mut text = table(report, &explain(report));
                 if let Some(guest) = &guest {
                     text.push_str(&explain::guest_cpu_table(guest, report));
                 }
-                Rendered::Text(text)
+                (Rendered::Text(text), guest)
             }
-            _ if self.level => Rendered::Text(levels(report)),
-            FlagsFormat::List => Rendered::Text(flag_list(&report.flags)),
+            _ if self.level => (Rendered::Text(levels(report)), None),
+            FlagsFormat::List => (Rendered::Text(flag_list(&report.flags)), None),
             hypervisor => {
-                let guest = guest.as_ref().with_context(|| {
+                let guest = self.guest_cpu(report)?.with_context(|| {
                     format!(
                         "the qemu, libvirt and incus formats describe x86_64 guests, not {}",
                         report.arch
                     )
                 })?;
-                Rendered::Text(match hypervisor {
-                    FlagsFormat::Qemu => format!("{}\n", render::qemu_cpu(guest)),
-                    FlagsFormat::Libvirt => render::libvirt_cpu(guest),
-                    _ => render::incus_text(&render::incus_keys(guest)),
-                })
+                let text = match hypervisor {
+                    FlagsFormat::Qemu => format!("{}\n", render::qemu_cpu(&guest)),
+                    FlagsFormat::Libvirt => render::libvirt_cpu(&guest),
+                    _ => render::incus_text(&render::incus_keys(&guest)),
+                };
+                (Rendered::Text(text), Some(guest))
             }
         };
         Ok(Rendering { body, guest })

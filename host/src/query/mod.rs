@@ -90,9 +90,9 @@ impl FlagsRequest {
     /// Answers from `report` (computed for `self.arch`). Blocking: the
     /// hypervisor forms may run QEMU once; call it off the async workers.
     pub fn answer(&self, report: Arc<CpuFlagsReport>) -> Result<FlagsAnswer, QueryError> {
-        self.check_partial(&report)?;
-        let mut warnings = Vec::new();
         let missing = missing(&report);
+        self.check_partial(&report, &missing)?;
+        let mut warnings = Vec::new();
         if !missing.is_empty() {
             warnings.push(format!(
                 "partial result: without {}",
@@ -126,8 +126,7 @@ impl FlagsRequest {
     /// The partial-data rule: every node has data, or a partial answer is
     /// allowed and some node has data. With none, a partial set would be
     /// empty, read by a script as "no flag is safe".
-    fn check_partial(&self, report: &CpuFlagsReport) -> Result<(), QueryError> {
-        let missing = missing(report);
+    fn check_partial(&self, report: &CpuFlagsReport, missing: &[String]) -> Result<(), QueryError> {
         let allowed = self.allow_partial && missing.len() < report.nodes.len();
         if missing.is_empty() || allowed {
             return Ok(());
@@ -142,7 +141,7 @@ impl FlagsRequest {
                 "no data for {} of {} nodes, so no flag set is safe for them: {} ({hint})",
                 missing.len(),
                 report.nodes.len(),
-                capped_list(&missing, "; ", LISTED),
+                capped_list(missing, "; ", LISTED),
             ),
             policy_failures: report.policy_failures,
         })
