@@ -7,7 +7,7 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 
-use crate::util::{BIN, Nodecache, policy_file, stderr};
+use crate::util::{BIN, Nodecache, policy_file, proc_cpuinfo_common_flags, stderr};
 
 /// Which /proc/cpuinfo names are CPUID bits and which Linux defines itself,
 /// as measured from Linux 6.1's cpufeatures.h and scattered.c (its header
@@ -60,21 +60,6 @@ impl Run {
     fn entry_path(&self, node: &str) -> PathBuf {
         self.cache.path().join("resources").join(format!("{node}.json"))
     }
-}
-
-/// Flags every processor block of /proc/cpuinfo lists.
-fn proc_cpuinfo_common_flags() -> BTreeSet<String> {
-    let text = std::fs::read_to_string("/proc/cpuinfo").unwrap();
-    let mut sets = text.lines().filter(|l| l.starts_with("flags")).map(|line| {
-        line.split_once(':')
-            .unwrap()
-            .1
-            .split_whitespace()
-            .map(str::to_string)
-            .collect::<BTreeSet<_>>()
-    });
-    let first = sets.next().expect("/proc/cpuinfo has flags");
-    sets.fold(first, |acc, set| acc.intersection(&set).cloned().collect())
 }
 
 fn lines(text: &str) -> BTreeSet<String> {

@@ -48,7 +48,7 @@ fn with(cache: &Path, cluster: &Path) -> Nodecache {
 }
 
 /// `nodecache --state-dir STATE trust add CERT`, which must succeed.
-fn trust(state: &Path, cert: &Path) {
+pub(crate) fn trust(state: &Path, cert: &Path) {
     let trusted = Command::new(BIN)
         .arg("--state-dir")
         .arg(state)
@@ -476,10 +476,21 @@ fn each_member_is_pinned_to_its_own_certificate() {
     // a's server, holding a pinned certificate, answers at b's address.
     let swapped = run([a, a]);
     assert_eq!(node(&swapped, "a")["source"], "remote");
+    // The error says what is pinned (b's server-cert, by the key and file
+    // the cluster file names) and how to pin another.
+    let b_cert = servers[1].1.display().to_string();
     let error = node(&swapped, "b")["error"].as_str().unwrap();
-    assert!(error.contains("is not trusted"), "{swapped}");
+    assert!(error.contains("is not pinned for b"), "{swapped}");
+    assert!(
+        error.contains(&format!("its server-cert = {b_cert}")),
+        "{swapped}"
+    );
+    assert!(
+        error.contains("nodecache cluster accept-certificate b"),
+        "{swapped}"
+    );
     // A server whose certificate is pinned for no member.
     let unknown = run([a, stranger]);
     let error = node(&unknown, "b")["error"].as_str().unwrap();
-    assert!(error.contains("is not trusted"), "{unknown}");
+    assert!(error.contains("is not pinned for b"), "{unknown}");
 }

@@ -52,11 +52,12 @@ fn serve_speaks_tls_1_3_only_with_a_p384_certificate() {
     );
 }
 
-/// `trust list` prints what `trust add` added, by the SHA-256 fingerprint
-/// openssl computes of the certificate; a second add says it is already
-/// trusted.
+/// `trust list` shows what `trust add` added: the name given, and the
+/// subject, SHA-256 fingerprint and expiry openssl reads from the
+/// certificate; a second add says it is already trusted and writes
+/// nothing; a name that is not one is refused (exit 2).
 #[test]
-fn trust_list_names_each_certificate_by_the_fingerprint_openssl_computes() {
+fn trust_list_shows_each_certificate_as_openssl_reads_it() {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
     let run = |args: &[&str]| {
@@ -69,41 +70,73 @@ fn trust_list_names_each_certificate_by_the_fingerprint_openssl_computes() {
         assert!(output.status.success(), "{args:?}: {}", stderr(&output));
         String::from_utf8(output.stdout).unwrap()
     };
-    // Another node's identity, made by nodecache in its own state directory.
-    let other = dir.path().join("other");
+    // Another node's identity, made by nodecache in its own state
+    // directory and handed over as `identity --pem` prints it.
+    let cert = dir.path().join("node-b.crt");
     let made = Command::new(BIN)
         .arg("--state-dir")
-        .arg(&other)
-        .arg("identity")
+        .arg(dir.path().join("other"))
+        .args(["identity", "--pem"])
         .output()
         .unwrap();
     assert!(made.status.success(), "{}", stderr(&made));
-    let cert = other.join("server.crt");
-    let added = run(&["trust", "add", cert.to_str().unwrap()]);
-    let fingerprint = openssl(
+    std::fs::write(&cert, &made.stdout).unwrap();
+    let added = run(&["trust", "add", cert.to_str().unwrap(), "--name", "node-b"]);
+    let read = openssl(
         &[
             "x509",
             "-noout",
             "-fingerprint",
             "-sha256",
+            "-subject",
+            "-enddate",
+            "-dateopt",
+            "iso_8601",
+            "-nameopt",
+            "RFC2253",
             "-in",
             cert.to_str().unwrap(),
         ],
         b"",
     );
-    let expected = String::from_utf8_lossy(&fingerprint.stdout)
-        .trim()
-        .rsplit('=')
-        .next()
-        .unwrap()
-        .replace(':', "")
-        .to_ascii_lowercase();
-    assert_eq!(run(&["trust", "list"]).trim(), expected);
-    assert_eq!(added, format!("added {expected}\n"));
+    let read = String::from_utf8_lossy(&read.stdout).to_string();
+    let field = |key: &str| {
+        read.lines()
+            .find_map(|line| line.strip_prefix(key))
+            .unwrap_or_else(|| panic!("openssl printed no {key}: {read}"))
+            .to_string()
+    };
+    let fingerprint = field("sha256 Fingerprint=").replace(':', "").to_ascii_lowercase();
+    let subject = field("subject=");
+    let expires = field("notAfter=")[..10].to_string();
+    assert_eq!(added, format!("added {fingerprint} as node-b\n"));
+    let list = run(&["trust", "list"]);
+    let rows: Vec<Vec<&str>> = list.lines().map(|l| l.split_whitespace().collect()).collect();
+    assert_eq!(rows[0], ["NAME", "SUBJECT", "FINGERPRINT", "EXPIRES"], "{list}");
+    assert_eq!(
+        rows[1],
+        ["node-b", subject.as_str(), &fingerprint, &expires],
+        "{list}"
+    );
+    let json: serde_json::Value = serde_json::from_str(&run(&["trust", "list", "--format", "json"])).unwrap();
+    assert_eq!(json[0]["fingerprint"], fingerprint.as_str());
+    assert_eq!(json[0]["subject"], subject.as_str());
     // Adding it again writes nothing and says so (it once said "added" again).
     let again = run(&["trust", "add", cert.to_str().unwrap()]);
-    assert_eq!(again, format!("already trusted {expected}\n"));
-    assert_eq!(run(&["trust", "list"]).trim(), expected);
+    assert_eq!(again, format!("already trusted {fingerprint}\n"));
+    assert_eq!(run(&["trust", "list"]), list);
+    let bad = Command::new(BIN)
+        .arg("--state-dir")
+        .arg(&state)
+        .args(["trust", "add", cert.to_str().unwrap(), "--name", "two words"])
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2), "{}", stderr(&bad));
+    assert!(
+        stderr(&bad).contains("is not a certificate name"),
+        "{}",
+        stderr(&bad)
+    );
 }
 
 /// The cluster file may come from `NODECACHE_CLUSTER` instead of `--cluster`.

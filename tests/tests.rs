@@ -5,6 +5,7 @@
 mod cli;
 mod cluster;
 mod defaults;
+mod first_hour;
 mod hypervisor;
 mod incus;
 mod listen;

@@ -554,3 +554,18 @@ pub fn qmp(accel: &str, args: &[&str], commands: &[Value]) -> (Vec<Value>, Strin
         output.status.success(),
     )
 }
+
+/// Flags every processor block of /proc/cpuinfo lists.
+pub fn proc_cpuinfo_common_flags() -> std::collections::BTreeSet<String> {
+    let text = std::fs::read_to_string("/proc/cpuinfo").unwrap();
+    let mut sets = text.lines().filter(|l| l.starts_with("flags")).map(|line| {
+        line.split_once(':')
+            .unwrap()
+            .1
+            .split_whitespace()
+            .map(str::to_string)
+            .collect::<std::collections::BTreeSet<_>>()
+    });
+    let first = sets.next().expect("/proc/cpuinfo has flags");
+    sets.fold(first, |acc, set| acc.intersection(&set).cloned().collect())
+}

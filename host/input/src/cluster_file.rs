@@ -126,7 +126,10 @@ impl ClusterFile {
 }
 
 fn parse(text: &str, base: &Path) -> Result<ClusterFile, String> {
-    let shape: FileShape = toml::from_str(text).map_err(|e| e.to_string().trim_end().replace('\n', " "))?;
+    // toml's message is a caret diagram over several lines; it is kept
+    // whole (each line is printed on its own, so the caret stays under
+    // the column it points at).
+    let shape: FileShape = toml::from_str(text).map_err(|e| e.to_string().trim_end().to_string())?;
     let at = |span: Range<usize>| {
         format!(
             "line {}",

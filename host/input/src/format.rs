@@ -62,8 +62,9 @@ pub fn capped_list<S: AsRef<str>>(
     text
 }
 
-/// The most characters of one item an error quotes.
-const ITEM_CHARS: usize = 200;
+/// The most characters of one item an error quotes: room for a member's
+/// name, its URL, a certificate fingerprint and what to do about it.
+const ITEM_CHARS: usize = 400;
 
 /// How many items an error lists before counting the rest.
 pub const LISTED: usize = 20;

@@ -60,6 +60,8 @@ pub struct CachedEntry {
     /// The document's CPU summary: the one stored beside it when that is
     /// well formed, else made from the document as it was read.
     pub summary: CpuSummary,
+    /// When the cache first saw this hardware (`cluster status`).
+    pub hardware_since_ms: Option<u64>,
 }
 
 /// Why an existing entry cannot be used. The policy treats both as a miss.
@@ -87,6 +89,11 @@ struct Header {
     /// entries written before summaries were kept).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     cpu: Option<CpuSummary>,
+    /// When an entry first held this hardware (this validator): the last
+    /// hardware change the cache saw. Absent without a validator (no
+    /// hardware identity to compare) and in older entries.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    hardware_since_ms: Option<u64>,
 }
 
 impl CacheStore {
@@ -182,7 +189,8 @@ impl CacheStore {
             })?,
         };
         let validator = validator.filter(|v| !v.is_empty());
-        self.replace(node, document, validator, fetched_at_ms, &summary)?;
+        let since = validator.map(|validator| self.hardware_since(node, validator, fetched_at_ms));
+        self.replace(node, document, validator, fetched_at_ms, &summary, since)?;
         Ok(summary)
     }
 
@@ -199,7 +207,39 @@ impl CacheStore {
             entry.validator.as_deref(),
             now_ms,
             &entry.summary,
+            entry.hardware_since_ms,
         )
+    }
+
+    /// When the node's hardware, identified by `validator`, was first
+    /// written: the entry being replaced's time when it held the same
+    /// hardware, else `now_ms` (new, or changed). Only the replaced
+    /// entry's header line is read.
+    fn hardware_since(&self, node: &NodeName, validator: &str, now_ms: u64) -> u64 {
+        use std::io::{BufRead, Read};
+        let path = self.path_of(node);
+        // The directory is this user's alone (checked before any write),
+        // so nothing else can have put a link or FIFO here.
+        let Ok(metadata) = fs::symlink_metadata(&path) else {
+            return now_ms;
+        };
+        if !metadata.is_file() {
+            return now_ms;
+        }
+        let Ok(file) = fs::File::open(&path) else {
+            return now_ms;
+        };
+        let mut line = Vec::new();
+        let mut reader = io::BufReader::new(file.take(MAX_ENTRY_BYTES));
+        if reader.read_until(b'\n', &mut line).is_err() {
+            return now_ms;
+        }
+        match serde_json::from_slice::<Header>(line.trim_ascii_end()) {
+            Ok(old) if old.node == node.as_str() && old.validator.as_deref() == Some(validator) => {
+                old.hardware_since_ms.unwrap_or(old.fetched_at_ms).min(now_ms)
+            }
+            _ => now_ms,
+        }
     }
 
     fn replace(
@@ -209,6 +249,7 @@ impl CacheStore {
         validator: Option<&str>,
         fetched_at_ms: u64,
         summary: &CpuSummary,
+        hardware_since_ms: Option<u64>,
     ) -> Result<()> {
         self.orphans_swept
             .call_once(|| remove_orphans(&self.resources_dir, SystemTime::now()));
@@ -220,6 +261,7 @@ impl CacheStore {
             validator: validator.map(str::to_string),
             sha256: Some(crate::digest::sha256_hex(document.as_bytes())),
             cpu: Some(summary.clone()),
+            hardware_since_ms,
         };
         let path = self.path_of(node);
         let mut temp = self.temp_file()?;
@@ -357,6 +399,7 @@ pub fn parse_entry(mut bytes: Vec<u8>, node: &NodeName, now_ms: u64) -> Result<C
         fetched_at_ms: header.fetched_at_ms,
         age_ms: now_ms.saturating_sub(header.fetched_at_ms),
         summary,
+        hardware_since_ms: header.hardware_since_ms,
     })
 }
 
@@ -579,6 +622,25 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names, ["n1.json"]);
+    }
+
+    /// The last hardware change is when a validator was first written:
+    /// kept across rewrites and restamps of the same hardware, moved by
+    /// another, unknown without a validator.
+    #[test]
+    fn the_hardware_change_time_moves_only_when_the_validator_does() {
+        let (_dir, store, node) = setup();
+        let since = |now| store.read(&node, now).unwrap().unwrap().hardware_since_ms;
+        store.write(&node, DOC, Some("v1"), 1_000, None).unwrap();
+        assert_eq!(since(1_000), Some(1_000));
+        store.write(&node, OTHER_DOC, Some("v1"), 2_000, None).unwrap();
+        assert_eq!(since(2_000), Some(1_000));
+        store.restamp(&node, 2_500).unwrap();
+        assert_eq!(since(2_500), Some(1_000));
+        store.write(&node, DOC, Some("v2"), 3_000, None).unwrap();
+        assert_eq!(since(3_000), Some(3_000));
+        store.write(&node, DOC, None, 4_000, None).unwrap();
+        assert_eq!(since(4_000), None);
     }
 
     #[test]

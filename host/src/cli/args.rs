@@ -42,6 +42,12 @@ pub struct Cli {
     #[arg(long = "set", global = true, value_name = "KEY=VALUE")]
     pub settings: Vec<String>,
 
+    /// Ask every node now, whatever the cache holds: the policy finds no
+    /// cache entry this run (entries are kept, and replaced by what is
+    /// fetched; a node that cannot be asked has no data this run).
+    #[arg(long, global = true)]
+    pub refresh: bool,
+
     /// More log output on stderr (-v info, -vv debug, -vvv trace).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
@@ -57,9 +63,14 @@ pub enum Command {
         /// The member to describe (default: this machine).
         #[arg(conflicts_with = "all")]
         node: Option<String>,
-        /// Every member, asked concurrently: a JSON array of outcomes.
+        /// Every member, asked concurrently.
         #[arg(long)]
         all: bool,
+        /// document: the api.Resources JSON (with --all, each member's
+        /// outcome with it); json: the document with its source, age and
+        /// error; table: one line per node, with its source and age.
+        #[arg(long, value_enum, default_value_t = ResourcesFormat::Document)]
+        format: ResourcesFormat,
     },
     /// Print the CPU flags every core of every node shares.
     CpuFlags {
@@ -125,9 +136,23 @@ pub enum Command {
     },
     /// Serve this node's GET /1.0 and GET /1.0/resources over HTTPS (mutual TLS).
     Serve(ServeArgs),
-    /// Print this node's certificate (made on first use): the one `serve` presents
-    /// and, named in a cluster file, the one this node's client presents.
-    Identity,
+    /// Describe this node's certificate (made on first use): its files,
+    /// fingerprint, subject and expiry. `serve` presents it and, named as
+    /// a cluster file's client-cert, this node presents it to members.
+    Identity {
+        /// Print the certificate itself (PEM), to hand to another node.
+        #[arg(long, conflicts_with = "fingerprint")]
+        pem: bool,
+        /// Print only its SHA-256 fingerprint (to compare, or for
+        /// `cluster accept-certificate --fingerprint`).
+        #[arg(long)]
+        fingerprint: bool,
+    },
+    /// The cluster file's members: their status, and pinning their certificates.
+    Cluster {
+        #[command(subcommand)]
+        command: ClusterCommand,
+    },
     /// Manage the client certificates `serve` answers.
     Trust {
         #[command(subcommand)]
@@ -198,12 +223,46 @@ pub struct ServeArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum TrustCommand {
-    /// Trust the certificate(s) in a PEM file.
-    Add { cert: PathBuf },
-    /// List trusted certificates by SHA-256 fingerprint.
-    List,
+    /// Trust the certificate(s) in a PEM file (another node's `identity
+    /// --pem`, or an Incus client's client.crt).
+    Add {
+        cert: PathBuf,
+        /// What to call it in `trust list` (a node's or a person's name);
+        /// given for a certificate already trusted, renames it.
+        #[arg(long, value_name = "NAME", value_parser = certificate_name)]
+        name: Option<String>,
+    },
+    /// List trusted certificates: name, subject, SHA-256 fingerprint, expiry.
+    List {
+        #[arg(long, value_enum, default_value_t = TableFormat::Table)]
+        format: TableFormat,
+    },
     /// Stop trusting a certificate, by fingerprint or a unique prefix of it.
     Remove { fingerprint: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ClusterCommand {
+    /// Each member: reachable or not, where its data came from and how old
+    /// it is, when its hardware last changed, and the policy's error.
+    Status {
+        #[arg(long, value_enum, default_value_t = TableFormat::Table)]
+        format: TableFormat,
+    },
+    /// Trust a member's certificate on first use: connect, show its
+    /// fingerprint, and on confirmation pin it in the cluster file
+    /// (`server-cert`); a member already pinned to another is refused.
+    AcceptCertificate {
+        /// The member (a `[[member]]` entry of the cluster file).
+        node: String,
+        /// Pin only if it presents this fingerprint (from `nodecache
+        /// identity` on the member): confirmation without a terminal.
+        #[arg(long, value_name = "SHA256", conflicts_with = "yes")]
+        fingerprint: Option<String>,
+        /// Pin whatever it presents, without asking.
+        #[arg(long)]
+        yes: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -215,6 +274,26 @@ pub enum PolicyCommand {
     },
     /// The embedded policies: name, version, contract and parameters.
     List,
+}
+
+/// `resources --format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ResourcesFormat {
+    /// The api.Resources document, as Incus's GET /1.0/resources gives it.
+    Document,
+    /// The document with where it came from: source, age, error.
+    Json,
+    /// One line per node: source, age, CPU, cores, memory.
+    Table,
+}
+
+/// `--format` of the commands that describe things (trust, status, a node).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TableFormat {
+    /// Aligned columns, for people.
+    Table,
+    /// JSON, for programs.
+    Json,
 }
 
 /// `--format`: the outputs' formats, as the command line spells them.
@@ -253,6 +332,13 @@ fn connection_cap(text: &str) -> Result<usize, String> {
             "{text:?} is not a number of connections from 1 to 1000000"
         )),
     }
+}
+
+/// `trust add --name`: refused before anything is read (exit 2).
+fn certificate_name(text: &str) -> Result<String, String> {
+    crate::server::trust::check_name(text)
+        .map(|()| text.to_string())
+        .map_err(|e| e.to_string())
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -30,6 +30,8 @@ pub(super) struct Context {
     state_dir: Option<PathBuf>,
     cluster: Option<PathBuf>,
     settings: Vec<String>,
+    /// `--refresh`: the policy finds no cache entry this run.
+    refresh: bool,
 }
 
 /// The members a cluster question is about (the cluster file's, with
@@ -58,12 +60,18 @@ impl Context {
             state_dir: cli.state_dir.clone(),
             cluster: cli.cluster.clone(),
             settings: cli.settings.clone(),
+            refresh: cli.refresh,
         }
     }
 
     /// Whether a cluster file was given (else this machine alone).
     pub(super) fn has_cluster_file(&self) -> bool {
         self.cluster.is_some()
+    }
+
+    /// The cluster file's path, for commands that edit it.
+    pub(super) fn cluster_path(&self) -> Option<&std::path::Path> {
+        self.cluster.as_deref()
     }
 
     /// The cluster file as written (Incus's members not yet read), and the
@@ -125,7 +133,8 @@ impl Context {
         let remote = RemoteFetcher::for_membership(&members.file)?;
         Ok(Arc::new(
             Capabilities::new(CacheStore::new(&root), members.config.clone(), remote)
-                .with_random_seed(self.random_seed),
+                .with_random_seed(self.random_seed)
+                .with_refresh(self.refresh),
         ))
     }
 

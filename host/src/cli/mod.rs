@@ -1,8 +1,10 @@
 //! The `nodecache` command line: [`args`] (clap), resolved once into a
 //! [`context`], dispatched here to one handler per command ([`query`],
-//! [`node`], [`policy`], [`docs`]), which print through [`print`].
+//! [`node`], [`trust`], [`cluster`], [`policy`], [`docs`]), which print
+//! through [`print`].
 
 mod args;
+mod cluster;
 mod context;
 mod docs;
 mod failure;
@@ -10,9 +12,10 @@ mod node;
 mod policy;
 mod print;
 mod query;
+mod trust;
 
 pub use args::Cli;
-use args::{Command, PolicyCommand};
+use args::{ClusterCommand, Command, PolicyCommand};
 use clap::Parser;
 use context::Context;
 pub use failure::Failure;
@@ -21,8 +24,14 @@ pub use failure::Failure;
 async fn run(cli: Cli) -> Result<(), Failure> {
     let context = Context::new(&cli);
     match cli.command {
-        Command::Resources { all: true, .. } => query::resources_all(&context).await,
-        Command::Resources { node, all: false } => query::resources(&context, node.as_deref()).await,
+        Command::Resources {
+            all: true, format, ..
+        } => query::resources_all(&context, format).await,
+        Command::Resources {
+            node,
+            all: false,
+            format,
+        } => query::resources(&context, node.as_deref(), format).await,
         Command::CpuFlags {
             format,
             baseline,
@@ -67,8 +76,19 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         }
         Command::Probe { source } => node::probe(source).await,
         Command::Serve(args) => node::serve(&context, &args).await,
-        Command::Identity => node::identity(&context),
-        Command::Trust { command } => node::trust(&context, &command),
+        Command::Identity { pem, fingerprint } => trust::identity(&context, pem, fingerprint),
+        Command::Trust { command } => trust::trust(&context, &command),
+        Command::Cluster {
+            command: ClusterCommand::Status { format },
+        } => cluster::status(&context, format).await,
+        Command::Cluster {
+            command:
+                ClusterCommand::AcceptCertificate {
+                    node,
+                    fingerprint,
+                    yes,
+                },
+        } => cluster::accept_certificate(&context, &node, fingerprint.as_deref(), yes).await,
         Command::Policy {
             command: PolicyCommand::Check { policy },
         } => policy::check(&context, &policy).await,

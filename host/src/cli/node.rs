@@ -1,5 +1,5 @@
-//! What concerns this node alone: probing it, serving it, and its
-//! certificate and trust store.
+//! What concerns this node alone: probing it and serving it (its
+//! certificate and trust store are [`super::trust`]'s).
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -9,7 +9,7 @@ use anyhow::{Context as _, anyhow};
 
 use nodecache_policy_sdk::intersect::common_to_all;
 
-use super::args::{ProbeSource, ServeArgs, TrustCommand};
+use super::args::{ProbeSource, ServeArgs};
 use super::context::{Context, Members};
 use super::failure::Failure;
 use super::print::print;
@@ -19,7 +19,6 @@ use crate::machine::probe;
 use crate::runtime::slot::PolicySlot;
 use crate::runtime::{DEFAULT_INSTANCES, Limits};
 use crate::server::listen::ConnectionLimits;
-use crate::server::trust::TrustStore;
 use crate::server::{ResourcesSource, Service, TlsSetup, serve as serve_until_stopped};
 
 pub(super) async fn probe(source: ProbeSource) -> Result<(), Failure> {
@@ -133,7 +132,7 @@ pub(super) async fn serve(context: &Context, args: &ServeArgs) -> Result<(), Fai
         };
         Some(TlsSetup {
             config: crate::net::tls::server_config(&cert, &key)?,
-            trust: TrustStore::new(&state_dir),
+            trust: crate::server::trust::TrustStore::new(&state_dir),
         })
     };
     let capabilities = context.capabilities(&members)?;
@@ -202,28 +201,3 @@ fn parse_listen(listen: &str) -> anyhow::Result<std::net::SocketAddr> {
 
 /// Incus's port.
 const DEFAULT_PORT: u16 = 8443;
-
-pub(super) fn identity(context: &Context) -> Result<(), Failure> {
-    let (cert, key) = crate::net::identity::ensure_server_identity(&context.state_dir()?)?;
-    let der = crate::net::tls::load_certs(&cert)?.remove(0);
-    print(&format!(
-        "certificate: {}\nkey: {}\nfingerprint: {}\n",
-        cert.display(),
-        key.display(),
-        crate::net::tls::fingerprint(der.as_ref())
-    ))
-}
-
-pub(super) fn trust(context: &Context, command: &TrustCommand) -> Result<(), Failure> {
-    let store = TrustStore::new(&context.state_dir()?);
-    let text = match command {
-        TrustCommand::Add { cert } => store
-            .add(cert)?
-            .iter()
-            .map(|added| format!("{added}\n"))
-            .collect(),
-        TrustCommand::List => store.list()?.iter().map(|f| format!("{f}\n")).collect(),
-        TrustCommand::Remove { fingerprint } => format!("removed {}\n", store.remove(fingerprint)?),
-    };
-    print(&text)
-}

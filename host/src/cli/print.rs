@@ -20,6 +20,39 @@ pub(super) fn print(text: &str) -> Result<(), Failure> {
     }
 }
 
+/// Rows under a header, each column as wide as its widest cell, two
+/// spaces apart; every cell through the terminal sanitiser (names and
+/// errors can come from members).
+pub(super) fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let cells: Vec<Vec<String>> = std::iter::once(header.iter().map(|h| h.to_string()).collect())
+        .chain(rows.iter().map(|row| {
+            row.iter()
+                .map(|cell| crate::format::for_terminal(cell, 200))
+                .collect()
+        }))
+        .collect();
+    let mut widths = vec![0; header.len()];
+    for row in &cells {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let mut text = String::new();
+    for row in &cells {
+        let mut line = String::new();
+        for (i, (cell, width)) in row.iter().zip(&widths).enumerate() {
+            if i + 1 == row.len() {
+                line.push_str(cell);
+            } else {
+                line.push_str(&format!("{cell:<width$}  "));
+            }
+        }
+        text.push_str(line.trim_end());
+        text.push('\n');
+    }
+    text
+}
+
 /// A bar on stderr while asking many members; indicatif draws nothing when
 /// stderr is not a terminal, so piped output stays clean. Cleared when
 /// dropped.

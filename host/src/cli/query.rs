@@ -7,9 +7,10 @@ use std::sync::Arc;
 use anyhow::{Context as _, anyhow};
 use serde::Serialize;
 
+use super::args::ResourcesFormat;
 use super::context::{Context, Members};
 use super::failure::Failure;
-use super::print::{Bar, print};
+use super::print::{Bar, print, table};
 use crate::api::Resources;
 use crate::cluster::gather::gather;
 use crate::cluster::report::NodeSource;
@@ -20,7 +21,11 @@ use crate::outputs::output::{FlagsFormat, FlagsOutput};
 use crate::outputs::placement;
 use crate::query::{Asker, FlagsRequest, default_arch};
 
-pub(super) async fn resources(context: &Context, node: Option<&str>) -> Result<(), Failure> {
+pub(super) async fn resources(
+    context: &Context,
+    node: Option<&str>,
+    format: ResourcesFormat,
+) -> Result<(), Failure> {
     let members = context.members(None).await?;
     let cluster = &members.file.cluster;
     let member = match node {
@@ -45,13 +50,21 @@ pub(super) async fn resources(context: &Context, node: Option<&str>) -> Result<(
     let resources =
         outcome.map_err(|failure: PolicyError| anyhow::Error::new(failure).context(member.name.clone()))?;
     tracing::info!(node = %member.name, source = %resources.source, age_ms = resources.age_ms, "resources");
-    print(&format::pretty_json(&parse_document(
-        &member.name,
-        &resources.document,
-    )?))
+    let outcome = MemberResources {
+        resources: Some(parse_document(&member.name, &resources.document)?),
+        source: resources.source.into(),
+        age_seconds: Some(resources.age_ms / 1000),
+        error: resources.refresh_error.map(|e| e.to_string()),
+        name: member.name.to_string(),
+    };
+    match format {
+        ResourcesFormat::Document => print(&format::pretty_json(&outcome.resources)),
+        ResourcesFormat::Json => print(&format::pretty_json(&outcome)),
+        ResourcesFormat::Table => print(&resources_table(&[outcome])),
+    }
 }
 
-/// One member's outcome in `resources --all`.
+/// One member's outcome in `resources --all` and `--format json`.
 #[derive(Serialize)]
 struct MemberResources {
     name: String,
@@ -61,7 +74,53 @@ struct MemberResources {
     resources: Option<Resources>,
 }
 
-pub(super) async fn resources_all(context: &Context) -> Result<(), Failure> {
+/// One line per node: where its document came from, how old it is, and
+/// the hardware at a glance.
+fn resources_table(outcomes: &[MemberResources]) -> String {
+    let rows: Vec<Vec<String>> = outcomes
+        .iter()
+        .map(|outcome| {
+            let source = serde_json::to_value(outcome.source)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default();
+            let age = outcome
+                .age_seconds
+                .map_or_else(|| "-".to_string(), format::rough_age);
+            let (model, threads, sockets, memory) = match &outcome.resources {
+                Some(resources) => (
+                    resources
+                        .cpu
+                        .sockets
+                        .first()
+                        .map_or_else(|| "-".to_string(), |socket| socket.name.clone()),
+                    resources.cpu.total.to_string(),
+                    resources.cpu.sockets.len().to_string(),
+                    format!("{:.1} GiB", resources.memory.total as f64 / f64::from(1u32 << 30)),
+                ),
+                None => ("-".into(), "-".into(), "-".into(), "-".into()),
+            };
+            vec![
+                outcome.name.clone(),
+                source,
+                age,
+                model,
+                sockets,
+                threads,
+                memory,
+                outcome.error.clone().unwrap_or_else(|| "-".into()),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "NAME", "SOURCE", "AGE", "CPU", "SOCKETS", "THREADS", "MEMORY", "ERROR",
+        ],
+        &rows,
+    )
+}
+
+pub(super) async fn resources_all(context: &Context, format: ResourcesFormat) -> Result<(), Failure> {
     let members = context.members(None).await?;
     let policy = context.policy(&members, members.instances()).await?;
     let asked: Vec<_> = members
@@ -101,7 +160,10 @@ pub(super) async fn resources_all(context: &Context) -> Result<(), Failure> {
             },
         });
     }
-    print(&format::pretty_json(&outcomes))
+    match format {
+        ResourcesFormat::Table => print(&resources_table(&outcomes)),
+        ResourcesFormat::Document | ResourcesFormat::Json => print(&format::pretty_json(&outcomes)),
+    }
 }
 
 /// The policy hands documents back as text; a policy is a plugin, so check it.

@@ -62,9 +62,12 @@ pub fn generate_certificate() -> Result<(String, String)> {
     params
         .subject_alt_names
         .push(rcgen::SanType::IpAddress("::1".parse().unwrap()));
-    params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, "nodecache");
+    // Named for its machine, as Incus's `root@host`: every node's
+    // certificate said "nodecache", and `trust list` could not tell them apart.
+    params.distinguished_name.push(
+        rcgen::DnType::CommonName,
+        format!("nodecache@{}", NodeName::of_this_machine()),
+    );
     let cert = params.self_signed(&key).context("self-sign certificate")?;
     Ok((cert.pem(), key.serialize_pem()))
 }

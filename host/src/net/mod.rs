@@ -2,6 +2,8 @@
 //! fingerprint), this node's identity, and the HTTPS client that fetches a
 //! member's document within the cluster file's deadline and size cap.
 
+pub(crate) mod certificate;
+pub(crate) mod first_use;
 pub(crate) mod identity;
 pub mod remote;
 pub(crate) mod tls;

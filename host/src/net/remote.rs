@@ -23,8 +23,9 @@ use crate::node_name::NodeName;
 /// Knows how to reach each remote member.
 #[derive(Debug)]
 pub struct RemoteFetcher {
-    /// Each member's base URL and the index of its client.
-    urls: BTreeMap<NodeName, (String, usize)>,
+    /// Each member's base URL, the index of its client, and what is
+    /// pinned for it (said when its certificate is refused).
+    urls: BTreeMap<NodeName, Route>,
     /// One client per set of pinned certificates: the cluster file's
     /// `server-certs` first, then one per distinct member `server-cert`
     /// (members sharing a certificate share its client and connections).
@@ -33,6 +34,27 @@ pub struct RemoteFetcher {
     client_of_cert: BTreeMap<PathBuf, usize>,
     deadline: Duration,
     max_response_bytes: u64,
+}
+
+/// What `GET /1.0` told of a member (`cluster status`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reachability {
+    /// It answered and trusts this node's client certificate.
+    Trusted,
+    /// It answered as untrusted: it does not trust the client certificate
+    /// this node presents (`trust add` it there).
+    Untrusted,
+    /// No answer, or a refused one, in the fetch's words.
+    Unreachable(String),
+}
+
+/// How one member is reached.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Route {
+    url: String,
+    client: usize,
+    /// The cluster file's words for what its certificate must be.
+    pinned: String,
 }
 
 impl Default for RemoteFetcher {
@@ -105,23 +127,37 @@ impl RemoteFetcher {
     }
 
     /// Each member with a URL, and the client whose pinned certificates it must answer with.
-    fn route(&self, membership: &ClusterFile) -> Result<BTreeMap<NodeName, (String, usize)>> {
+    fn route(&self, membership: &ClusterFile) -> Result<BTreeMap<NodeName, Route>> {
+        let shared_pins = match membership.tls.server_certs.as_slice() {
+            [] => "nothing is pinned for it: no server-cert, no [tls] server-certs".to_string(),
+            paths => format!(
+                "pinned: [tls] server-certs = {}",
+                paths
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        };
         let mut urls = BTreeMap::new();
         for member in &membership.cluster.members {
             let Some(url) = member.url.clone() else {
                 continue;
             };
-            let client = match membership.tls.member_certs.get(&member.name) {
-                None => 0,
-                Some(path) => *self.client_of_cert.get(path).with_context(|| {
-                    format!(
-                        "member {}: its server-cert {} was not loaded when the cluster file was read",
-                        member.name,
-                        path.display()
-                    )
-                })?,
+            let (client, pinned) = match membership.tls.member_certs.get(&member.name) {
+                None => (0, shared_pins.clone()),
+                Some(path) => {
+                    let client = *self.client_of_cert.get(path).with_context(|| {
+                        format!(
+                            "member {}: its server-cert {} was not loaded when the cluster file was read",
+                            member.name,
+                            path.display()
+                        )
+                    })?;
+                    (client, format!("pinned: its server-cert = {}", path.display()))
+                }
             };
-            urls.insert(member.name.clone(), (url, client));
+            urls.insert(member.name.clone(), Route { url, client, pinned });
         }
         Ok(urls)
     }
@@ -133,19 +169,58 @@ impl RemoteFetcher {
         node: &NodeName,
         validator: Option<&str>,
     ) -> Result<Fetched, HostError> {
-        let Some((base, client)) = self.urls.get(node) else {
+        let Some(route) = self.urls.get(node) else {
             return Err(HostError::Unreachable(format!(
                 "{node} has no address in the cluster configuration"
             )));
         };
-        let url = format!("{base}/1.0/resources");
-        let client = &self.clients[*client];
+        let url = format!("{}/1.0/resources", route.url);
+        let client = &self.clients[route.client];
         match tokio::time::timeout(self.deadline, self.fetch_url(client, &url, validator)).await {
+            Ok(Err(HostError::Unreachable(why))) => {
+                Err(HostError::Unreachable(match tls::unpinned_fingerprint(&why) {
+                    Some(presented) => not_pinned(node, &url, presented, &route.pinned),
+                    None => why,
+                }))
+            }
             Ok(result) => result,
             Err(_) => Err(HostError::TimedOut(format!(
                 "{url} did not answer within {:.1} s",
                 self.deadline.as_secs_f64()
             ))),
+        }
+    }
+
+    /// Whether the member answers `GET /1.0` within the deadline, and
+    /// whether it trusts this node's client certificate (Incus's `auth`).
+    pub async fn reachability(&self, node: &NodeName) -> Reachability {
+        let Some(route) = self.urls.get(node) else {
+            return Reachability::Unreachable(format!("{node} has no address in the cluster configuration"));
+        };
+        let url = format!("{}/1.0", route.url);
+        let ask = async {
+            let response = self.clients[route.client].get(&url).send().await.map_err(|e| {
+                let why = error_chain(&e);
+                match tls::unpinned_fingerprint(&why) {
+                    Some(presented) => not_pinned(node, &url, presented, &route.pinned),
+                    None => format!("{url}: {why}"),
+                }
+            })?;
+            let body = body_within(response, &url, 1 << 20)
+                .await
+                .map_err(|e| e.to_string())?;
+            let answer: serde_json::Value =
+                serde_json::from_slice(&body).map_err(|e| format!("{url}: not Incus's envelope: {e}"))?;
+            Ok::<_, String>(answer["metadata"]["auth"].as_str() == Some("trusted"))
+        };
+        match tokio::time::timeout(self.deadline, ask).await {
+            Err(_) => Reachability::Unreachable(format!(
+                "{url} did not answer within {:.1} s",
+                self.deadline.as_secs_f64()
+            )),
+            Ok(Err(why)) => Reachability::Unreachable(why),
+            Ok(Ok(true)) => Reachability::Trusted,
+            Ok(Ok(false)) => Reachability::Untrusted,
         }
     }
 
@@ -199,6 +274,17 @@ impl RemoteFetcher {
             summary: Some(summary),
         }))
     }
+}
+
+/// A member's refused certificate, in words that say what to do: which
+/// certificate it presented, what the cluster file pins for it, and the
+/// two ways to pin the right one.
+fn not_pinned(node: &NodeName, url: &str, presented: &str, pinned: &str) -> String {
+    format!(
+        "{url}: certificate {presented} is not pinned for {node}; if it is {node}'s \
+         (`nodecache identity` there shows it), run `nodecache cluster accept-certificate {node}` \
+         or set server-cert = \"FILE\" in its [[member]] entry ({pinned})"
+    )
 }
 
 /// The cluster file's pinned server certificates and client identity.
@@ -335,7 +421,10 @@ mod tests {
 
         let again = fetcher.for_members(&membership).unwrap();
         assert!(again.reaches_same(&fetcher));
-        assert_eq!(again.urls[&b].1, 1, "b still answers with its own certificate");
+        assert_eq!(
+            again.urls[&b].client, 1,
+            "b still answers with its own certificate"
+        );
 
         membership
             .cluster

@@ -59,6 +59,18 @@ macro_rules! handshake_signatures_by_provider {
     };
 }
 
+/// How a refused server certificate is described, so the fetch that met
+/// it can say which member it was and what to pin ([`unpinned_fingerprint`]).
+const NOT_PINNED: &str = "is not pinned";
+
+/// The fingerprint of the certificate a pinned client refused, found in
+/// an error's text (rustls's error reaches reqwest's only as text).
+pub fn unpinned_fingerprint(error: &str) -> Option<&str> {
+    let (before, _) = error.split_once(NOT_PINNED)?;
+    let fingerprint = before.trim_end().rsplit(' ').next()?;
+    (fingerprint.len() == 64 && fingerprint.bytes().all(|b| b.is_ascii_hexdigit())).then_some(fingerprint)
+}
+
 /// Accepts a server whose certificate is exactly one of `trusted`.
 #[derive(Debug)]
 pub struct PinnedServerCerts {
@@ -83,10 +95,35 @@ impl ServerCertVerifier for PinnedServerCerts {
             Ok(ServerCertVerified::assertion())
         } else {
             Err(rustls::Error::General(format!(
-                "server certificate {} is not trusted",
+                "server certificate {} {NOT_PINNED}",
                 fingerprint(end_entity.as_ref())
             )))
         }
+    }
+
+    handshake_signatures_by_provider!();
+}
+
+/// Accepts any server certificate (the handshake still proves the server
+/// holds its key) and keeps it: trust on first use ([`super::first_use`]),
+/// never a client that sends a request.
+#[derive(Debug)]
+pub struct RecordingServerCert {
+    pub seen: std::sync::Mutex<Option<CertificateDer<'static>>>,
+    pub provider: Arc<CryptoProvider>,
+}
+
+impl ServerCertVerifier for RecordingServerCert {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        *self.seen.lock().unwrap_or_else(|e| e.into_inner()) = Some(end_entity.clone().into_owned());
+        Ok(ServerCertVerified::assertion())
     }
 
     handshake_signatures_by_provider!();

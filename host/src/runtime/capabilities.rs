@@ -83,6 +83,8 @@ pub struct Capabilities {
     pub remote: Arc<RemoteFetcher>,
     /// Seeds every call's generator from this and the node's name, so a run repeats.
     pub random_seed: Option<u64>,
+    /// `--refresh`: cache reads find nothing, so every policy asks its node.
+    refresh: bool,
     /// Fetches under way, so concurrent requests for one node share one fetch.
     in_flight: SingleFlight<(NodeName, Option<String>), Result<Fetched, HostError>>,
 }
@@ -94,12 +96,20 @@ impl Capabilities {
             config,
             remote: Arc::new(remote),
             random_seed: None,
+            refresh: false,
             in_flight: SingleFlight::default(),
         }
     }
 
     pub fn with_random_seed(mut self, seed: Option<u64>) -> Capabilities {
         self.random_seed = seed;
+        self
+    }
+
+    /// Every cache read finds nothing (`--refresh`): whatever its rules,
+    /// a policy then asks its node, and writes what it gets.
+    pub fn with_refresh(mut self, refresh: bool) -> Capabilities {
+        self.refresh = refresh;
         self
     }
 
@@ -182,6 +192,9 @@ impl Capabilities {
                 path: node.to_string(),
                 problem: e.to_string(),
             })?;
+        if self.refresh {
+            return Ok(None);
+        }
         self.store.read(&name, now_ms())
     }
 

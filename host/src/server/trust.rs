@@ -1,6 +1,7 @@
 //! The trust store: the client certificates `serve` answers, kept as
 //! `<state>/trust/<sha256>.der` (Incus names certificates by the same
-//! digest), and where the state directory is.
+//! digest), each with an optional `<sha256>.name` (`trust add --name`), and
+//! where the state directory is.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -25,7 +26,7 @@ pub struct TrustStore {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Added {
     New(String),
-    /// Trusted before: nothing was written.
+    /// Trusted before: nothing was written (but the name, if one was given).
     AlreadyTrusted(String),
 }
 
@@ -47,6 +48,32 @@ impl std::fmt::Display for Added {
     }
 }
 
+/// One trusted certificate as `trust list` shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Trusted {
+    /// The name given with `trust add --name` (none: `-` in the table).
+    pub name: Option<String>,
+    pub subject: String,
+    pub fingerprint: String,
+    /// `YYYY-MM-DD`.
+    pub expires: String,
+    pub expired: bool,
+}
+
+/// A name for a trusted certificate: what an operator calls the client
+/// (`node-b`, `ops@laptop`). Kept short and printable, as it is shown in
+/// tables and logs.
+pub fn check_name(name: &str) -> Result<()> {
+    let fits = |c: char| c.is_ascii_alphanumeric() || "._@+-".contains(c);
+    if name.is_empty() || name.len() > 63 || !name.chars().all(fits) {
+        bail!(
+            "{:?} is not a certificate name: 1 to 63 of A-Z a-z 0-9 . _ @ + -",
+            crate::format::for_terminal(name, 80)
+        );
+    }
+    Ok(())
+}
+
 impl TrustStore {
     pub fn new(state_dir: &Path) -> TrustStore {
         TrustStore {
@@ -54,13 +81,23 @@ impl TrustStore {
         }
     }
 
-    /// Adds every certificate of a PEM file; returns their fingerprints.
-    pub fn add(&self, cert_file: &Path) -> Result<Vec<Added>> {
+    /// Adds every certificate of a PEM file, named `name` if given (a name
+    /// given again for a trusted certificate renames it); returns what was
+    /// done with each, by fingerprint.
+    pub fn add(&self, cert_file: &Path, name: Option<&str>) -> Result<Vec<Added>> {
+        if let Some(name) = name {
+            check_name(name)?;
+        }
         fs::create_dir_all(&self.dir).with_context(|| format!("cannot create {}", self.dir.display()))?;
-        let known = self.list()?;
+        let known = self.fingerprints()?;
         let mut added = Vec::new();
         for cert in tls::load_certs(cert_file)? {
             let fingerprint = tls::fingerprint(cert.as_ref());
+            if let Some(name) = name {
+                let path = self.dir.join(format!("{fingerprint}.name"));
+                fs::write(&path, format!("{name}\n"))
+                    .with_context(|| format!("cannot write {}", path.display()))?;
+            }
             if known.contains(&fingerprint) {
                 added.push(Added::AlreadyTrusted(fingerprint));
                 continue;
@@ -73,7 +110,7 @@ impl TrustStore {
     }
 
     /// Fingerprints of the trusted certificates, sorted.
-    pub fn list(&self) -> Result<Vec<String>> {
+    pub fn fingerprints(&self) -> Result<Vec<String>> {
         let entries = match fs::read_dir(&self.dir) {
             Ok(entries) => entries,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -87,6 +124,38 @@ impl TrustStore {
         Ok(fingerprints)
     }
 
+    /// The trusted certificates, each with its name, subject and expiry,
+    /// sorted by name (unnamed last), then fingerprint. An entry that cannot
+    /// be read or parsed is an error naming its file.
+    pub fn list(&self) -> Result<Vec<Trusted>> {
+        let mut trusted = Vec::new();
+        for fingerprint in self.fingerprints()? {
+            let path = self.dir.join(format!("{fingerprint}.der"));
+            let der = crate::file_read::read(
+                &path,
+                crate::file_read::Rule::kept(crate::operator_file::PEM_BYTES),
+            )
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+            let described =
+                crate::net::certificate::describe(&der).with_context(|| format!("{}", path.display()))?;
+            let name = fs::read_to_string(self.dir.join(format!("{fingerprint}.name")))
+                .ok()
+                .map(|text| text.trim().to_string())
+                .filter(|name| check_name(name).is_ok());
+            trusted.push(Trusted {
+                name,
+                subject: described.subject.clone(),
+                expired: described.expired_at((crate::util::clock::now_ms() / 1000) as i64),
+                expires: described.expires,
+                fingerprint,
+            });
+        }
+        trusted.sort_by(|a, b| {
+            (a.name.is_none(), &a.name, &a.fingerprint).cmp(&(b.name.is_none(), &b.name, &b.fingerprint))
+        });
+        Ok(trusted)
+    }
+
     /// Removes the certificate whose fingerprint starts with `prefix` (it must be unique).
     pub fn remove(&self, prefix: &str) -> Result<String> {
         let prefix = prefix.to_ascii_lowercase();
@@ -94,13 +163,14 @@ impl TrustStore {
             bail!("{prefix:?} is not a certificate fingerprint (hex)");
         }
         let matches: Vec<String> = self
-            .list()?
+            .fingerprints()?
             .into_iter()
             .filter(|f| f.starts_with(&prefix))
             .collect();
         match matches.as_slice() {
             [one] => {
                 fs::remove_file(self.dir.join(format!("{one}.der"))).context("remove certificate")?;
+                let _ = fs::remove_file(self.dir.join(format!("{one}.name")));
                 Ok(one.clone())
             }
             [] => bail!("no trusted certificate has a fingerprint starting with {prefix}"),
@@ -142,14 +212,14 @@ mod tests {
         let cert_file = dir.path().join("client.crt");
         fs::write(&cert_file, &cert_pem).unwrap();
         let store = TrustStore::new(dir.path());
-        let added = store.add(&cert_file).unwrap();
+        let added = store.add(&cert_file, None).unwrap();
         let [Added::New(fingerprint)] = added.as_slice() else {
             panic!("one certificate, new: {added:?}");
         };
         let fingerprint = fingerprint.clone();
-        assert_eq!(store.list().unwrap(), std::slice::from_ref(&fingerprint));
+        assert_eq!(store.fingerprints().unwrap(), std::slice::from_ref(&fingerprint));
         assert_eq!(
-            store.add(&cert_file).unwrap(),
+            store.add(&cert_file, None).unwrap(),
             [Added::AlreadyTrusted(fingerprint.clone())]
         );
         let der = tls::load_certs(&cert_file).unwrap().remove(0);
@@ -170,9 +240,10 @@ mod tests {
         let cert_file = dir.path().join("client.crt");
         fs::write(&cert_file, &cert_pem).unwrap();
         let store = TrustStore::new(dir.path());
-        let entry = store
-            .dir
-            .join(format!("{}.der", store.add(&cert_file).unwrap()[0].fingerprint()));
+        let entry = store.dir.join(format!(
+            "{}.der",
+            store.add(&cert_file, None).unwrap()[0].fingerprint()
+        ));
         let der = tls::load_certs(&cert_file).unwrap().remove(0);
         fs::set_permissions(&entry, fs::Permissions::from_mode(0o666)).unwrap();
         assert!(!store.contains(der.as_ref()), "an entry others can write");
