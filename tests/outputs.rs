@@ -500,6 +500,32 @@ fn explain_names_the_node_that_holds_the_cluster_back() {
         table.contains("nodes lacking it") && table.contains("haswell"),
         "{table}"
     );
+    // The node table says what each column counts, and the haswell row
+    // reads: own level v3, the cluster's v4 were it to leave.
+    let header = table
+        .lines()
+        .find(|line| line.starts_with("node "))
+        .unwrap_or_else(|| panic!("{table}"));
+    for column in [
+        "own level",
+        "lacks alone",
+        "cluster level without it",
+        "features only this node lacks",
+    ] {
+        assert!(header.contains(column), "{header}");
+    }
+    let haswell_row: Vec<&str> = table
+        .lines()
+        .find(|line| line.starts_with("haswell "))
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        (haswell_row[1], haswell_row[3]),
+        ("x86-64-v3", "x86-64-v4"),
+        "{table}"
+    );
+    assert!(table.contains("(own level: "), "the legend: {table}");
     let levels = mixed.text(&["cpu-flags", "--level"]);
     assert_eq!(
         levels,

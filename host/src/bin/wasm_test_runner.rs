@@ -5,6 +5,17 @@
 //! WASI is provided with the terminal's stdio and the test's arguments;
 //! any other import (the policy's host interface, which unit tests reach
 //! only through a fake) is defined to trap if called.
+//!
+//! wasm32 aborts on a panic, and libtest keeps a test's output (the panic
+//! message with it) in a buffer it prints only when the test returns: a
+//! failing test showed nothing but a trap. So tests run with
+//! `RUST_TEST_NOCAPTURE=1`, and the message reaches the terminal as the
+//! panic happens.
+//!
+//! Built with the host: `cargo build --release -p nodecache --bins`
+//! (target/release/nodecache-wasm-test-runner); a policy outside this
+//! workspace names it as its runner with
+//! `CARGO_TARGET_WASM32_WASIP2_RUNNER=/path/to/nodecache-wasm-test-runner`.
 
 use anyhow::{Context, Result, bail};
 use wasmtime::component::types::ComponentItem;
@@ -50,7 +61,11 @@ fn run() -> Result<i32> {
     define_other_imports_as_traps(&mut linker, &component, &engine)?;
 
     let test_args: Vec<String> = std::iter::once(path.clone()).chain(args).collect();
-    let wasi = WasiCtxBuilder::new().inherit_stdio().args(&test_args).build();
+    let wasi = WasiCtxBuilder::new()
+        .inherit_stdio()
+        .args(&test_args)
+        .env("RUST_TEST_NOCAPTURE", "1")
+        .build();
     let mut store = Store::new(
         &engine,
         State {
@@ -66,7 +81,16 @@ fn run() -> Result<i32> {
         Ok(Err(())) => Ok(1),
         Err(error) => match error.downcast_ref::<wasmtime_wasi::I32Exit>() {
             Some(exit) => Ok(exit.0),
-            None => Err(anyhow::Error::from(error).context("the test binary trapped")),
+            // A panic aborts: its message is above. Say so in one line
+            // instead of wasmtime's backtrace of the abort.
+            None => {
+                eprintln!(
+                    "nodecache-wasm-test-runner: the test binary stopped on a trap ({}); \
+                     a failing assertion's message is printed above it",
+                    error.root_cause()
+                );
+                Ok(101)
+            }
         },
     }
 }

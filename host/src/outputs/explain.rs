@@ -140,13 +140,15 @@ pub fn table(report: &CpuFlagsReport, explanation: &Explanation) -> String {
         .max()
         .unwrap_or(4)
         .max(4);
+    // Each column says what it counts; the legend below says it in full
+    // ("holds back" and "level without it" left readers guessing).
     text.push_str(&format!(
-        "\n{:width$}  {:9}  {:>10}  level without it  flags it alone holds back\n",
-        "node", "level", "holds back"
+        "\n{:width$}  {:9}  {:>11}  {:24}  {}\n",
+        "node", "own level", "lacks alone", "cluster level without it", "features only this node lacks"
     ));
     for node in &explanation.nodes {
         text.push_str(&format!(
-            "{:width$}  {:9}  {:>10}  {:16}  {}\n",
+            "{:width$}  {:9}  {:>11}  {:24}  {}\n",
             node.name,
             node.level.as_deref().unwrap_or("-"),
             node.holds_back.len(),
@@ -154,6 +156,11 @@ pub fn table(report: &CpuFlagsReport, explanation: &Explanation) -> String {
             node.holds_back.join(" ")
         ));
     }
+    text.push_str(
+        "(own level: the x86-64 level of what the node can give a guest; lacks alone: how many\n \
+         features every other node can give and this one cannot; cluster level without it: the\n \
+         common set's level were the node to leave)\n",
+    );
     let stale: Vec<String> = report
         .nodes
         .iter()

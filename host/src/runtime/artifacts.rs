@@ -45,6 +45,10 @@ pub enum Obtained {
 }
 
 const DIGEST_LEN: usize = 32;
+/// How many compiled policies of this nodecache are kept (each is
+/// megabytes; the shelf is five, and a policy author's rebuilds come and go).
+pub const KEPT_ARTIFACTS: usize = 16;
+
 /// The largest compiled policy read back: the shelf's largest component
 /// (componentize-py's, 18 MB) compiles to about 60 MB.
 const ARTIFACT_BYTES: u64 = 1 << 30;
@@ -83,27 +87,61 @@ impl ArtifactCache {
 
     /// Removes the artifacts of other nodecache versions (and of the name
     /// format before versions were in it): no run of this one can use them,
-    /// and each is megabytes. Artifacts of this version for another engine
-    /// configuration stay: a small policy and a large one get different
-    /// engines (see `PolicyRuntime::engine`), and each would otherwise remove
-    /// the other's and compile again on every alternation. Called after a
-    /// compile, so a run that finds its artifact never lists the directory.
-    fn prune_other_builds(&self) {
+    /// and each is megabytes. Of this version's, at most [`KEPT_ARTIFACTS`]
+    /// stay, the least recently used removed first (a hit restamps its
+    /// artifact): every rebuilt policy left one more, and nothing removed
+    /// them. Artifacts of this version for another engine configuration
+    /// are kept like any other: a small policy and a large one get
+    /// different engines (see `PolicyRuntime::engine`), and each would
+    /// otherwise remove the other's and compile again on every alternation.
+    /// Called after a compile, so a run that finds its artifact never lists
+    /// the directory.
+    fn prune(&self) {
         let ours = format!("-{}-", build_tag());
         let Ok(entries) = fs::read_dir(&self.dir) else {
             return;
         };
+        let mut kept = Vec::new();
         for entry in entries.flatten() {
             let name = entry.file_name();
-            let name = name.to_string_lossy();
-            if name.ends_with(".cwasm") && !name.contains(&ours) {
-                match fs::remove_file(entry.path()) {
-                    Ok(()) => tracing::info!("removed {name}, compiled by another nodecache build"),
-                    // Another process pruning at the same time got there first.
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(e) => tracing::warn!("cannot remove {}: {e}", entry.path().display()),
-                }
+            let name = name.to_string_lossy().into_owned();
+            if !name.ends_with(".cwasm") {
+                continue;
             }
+            if name.contains(&ours) {
+                let used = entry.metadata().and_then(|m| m.modified()).ok();
+                kept.push((used, entry.path()));
+            } else {
+                self.remove(&entry.path(), "compiled by another nodecache build");
+            }
+        }
+        if kept.len() > KEPT_ARTIFACTS {
+            // Oldest use first; an artifact whose time cannot be read goes first.
+            kept.sort();
+            for (_, path) in &kept[..kept.len() - KEPT_ARTIFACTS] {
+                self.remove(path, "the least recently used compiled policy");
+            }
+        }
+    }
+
+    fn remove(&self, path: &Path, why: &str) {
+        match fs::remove_file(path) {
+            Ok(()) => tracing::info!("removed {}: {why}", path.display()),
+            // Another process pruning at the same time got there first.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => tracing::warn!("cannot remove {}: {e}", path.display()),
+        }
+    }
+
+    /// Marks an artifact used now (its modification time), for [`Self::prune`].
+    fn restamp(path: &Path) {
+        let now = std::time::SystemTime::now();
+        if let Err(e) = fs::File::options()
+            .write(true)
+            .open(path)
+            .and_then(|file| file.set_modified(now))
+        {
+            tracing::debug!("cannot restamp {}: {e}", path.display());
         }
     }
 
@@ -119,7 +157,10 @@ impl ArtifactCache {
                 // engine of the same compatibility hash, and they are whole (their
                 // SHA-256 matches); wasmtime also checks the header and version.
                 match unsafe { Component::deserialize(engine, &artifact) } {
-                    Ok(component) => return Ok((component, Obtained::Cached)),
+                    Ok(component) => {
+                        Self::restamp(&path);
+                        return Ok((component, Obtained::Cached));
+                    }
                     Err(e) => Obtained::Recompiled(format!("wasmtime refused it: {e}")),
                 }
             }
@@ -135,7 +176,7 @@ impl ArtifactCache {
         if let Err(e) = self.write(&path, &source, &artifact) {
             tracing::warn!("cannot keep the compiled policy: {e:#}");
         }
-        self.prune_other_builds();
+        self.prune();
         Ok((component, obtained))
     }
 
@@ -288,6 +329,55 @@ mod tests {
         assert!(!before_versions.exists() && !other_version.exists());
         assert!(other_engine.exists() && not_ours.exists());
         assert!(cache.path_for(&engine, bytes).exists() && cache.path_for(&engine, other).exists());
+    }
+
+    /// A bounded directory: beyond [`KEPT_ARTIFACTS`] of this build, the
+    /// least recently used go first, and a hit counts as a use.
+    #[test]
+    fn at_most_the_kept_number_stay_the_least_recently_used_removed_first() {
+        let (_dir, cache, engine, bytes) = setup();
+        cache.component(&engine, bytes).unwrap();
+        let hit = cache.path_for(&engine, bytes);
+        let day = std::time::Duration::from_secs(86_400);
+        let long_ago = std::time::SystemTime::now() - 100 * day;
+        let set_time = |path: &Path, at| {
+            fs::File::options()
+                .write(true)
+                .open(path)
+                .unwrap()
+                .set_modified(at)
+                .unwrap();
+        };
+        // The hit's artifact is the oldest of all, until it is used again.
+        set_time(&hit, long_ago);
+        let mut older = Vec::new();
+        for i in 0..KEPT_ARTIFACTS + 3 {
+            let path = cache
+                .dir()
+                .join(format!("{i:032x}-{}-0123456789abcdef.cwasm", build_tag()));
+            fs::write(&path, b"old").unwrap();
+            set_time(&path, long_ago + day * (i as u32 + 1));
+            older.push(path);
+        }
+        assert_eq!(cache.component(&engine, bytes).unwrap().1, Obtained::Cached);
+        // A compile prunes: this build keeps KEPT_ARTIFACTS, the four oldest uses gone.
+        let other = embedded::find("pinned").unwrap().component;
+        cache.component(&engine, other).unwrap();
+        let left: Vec<bool> = older.iter().map(|path| path.exists()).collect();
+        assert_eq!(
+            left.iter().filter(|&&kept| kept).count(),
+            KEPT_ARTIFACTS - 2,
+            "{left:?}"
+        );
+        assert!(
+            left[..5].iter().all(|&kept| !kept),
+            "the oldest uses go first: {left:?}"
+        );
+        assert!(hit.exists(), "the artifact just used stays");
+        assert!(
+            cache.path_for(&engine, other).exists(),
+            "the artifact just made stays"
+        );
     }
 
     #[test]

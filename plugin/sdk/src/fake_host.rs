@@ -22,15 +22,26 @@ struct StoredEntry {
 /// What the fake counted, for assertions.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Counts {
+    /// `probe_local` calls.
     pub probes: u32,
+    /// `local_fingerprint` calls.
     pub fingerprints: u32,
+    /// `fetch_remote` calls.
     pub fetches: u32,
+    /// `fetch_remote_if_changed` calls.
     pub conditional_fetches: u32,
+    /// Conditional fetches answered "not modified".
     pub not_modified: u32,
+    /// `cache_write` calls that wrote.
     pub writes: u32,
+    /// `cache_restamp` calls that restamped.
     pub restamps: u32,
 }
 
+/// The host, in memory: build one with the `with_*` methods (entries,
+/// the probe, members' answers, settings), run the policy's functions
+/// against it, move its clock with [`FakeHost::advance`], and assert on
+/// [`FakeHost::counts`], [`FakeHost::written`] and [`FakeHost::logged`].
 pub struct FakeHost {
     now_ms: Cell<u64>,
     entries: RefCell<HashMap<String, Result<StoredEntry, CacheFault>>>,
@@ -95,6 +106,8 @@ impl FakeHost {
         self.with_entry_validated(node, body, Some(&validator_of(body)), age_ms)
     }
 
+    /// A cache entry `age_ms` old with this validator (`None`: written
+    /// under contract 0.1, which has none).
     pub fn with_entry_validated(self, node: &str, body: &str, validator: Option<&str>, age_ms: u64) -> Self {
         let entry = StoredEntry {
             document: body.into(),
@@ -105,6 +118,7 @@ impl FakeHost {
         self
     }
 
+    /// A cache entry that exists but cannot be used.
     pub fn with_fault(self, node: &str, fault: CacheFault) -> Self {
         self.entries.borrow_mut().insert(node.into(), Err(fault));
         self
@@ -129,16 +143,19 @@ impl FakeHost {
             .insert(node.into(), outcome.map(document));
     }
 
+    /// An operator setting (`--set key=value`).
     pub fn with_config(mut self, key: &str, value: &str) -> Self {
         self.config.insert(key.into(), value.into());
         self
     }
 
+    /// Every cache write fails with `HostError::Storage`.
     pub fn with_failing_writes(mut self) -> Self {
         self.failing_writes = true;
         self
     }
 
+    /// Seeds `random_u64`, so a test of a random policy repeats.
     pub fn with_seed(self, seed: u64) -> Self {
         self.random_state.set(seed);
         self
@@ -149,6 +166,7 @@ impl FakeHost {
         self.now_ms.set(self.now_ms.get() + ms);
     }
 
+    /// What the policy asked of the host so far.
     pub fn counts(&self) -> Counts {
         self.counts.get()
     }
@@ -158,6 +176,7 @@ impl FakeHost {
         self.written.borrow().get(node).map(|d| d.body.clone())
     }
 
+    /// Whether a line the policy logged contains `needle`.
     pub fn logged(&self, needle: &str) -> bool {
         self.logs.borrow().iter().any(|line| line.contains(needle))
     }
