@@ -532,3 +532,47 @@ fn policy_check_makes_a_real_call_and_refuses_what_is_not_a_policy() {
         stderr(&program)
     );
 }
+
+/// plugin/README.md's second example, built from the repository and loaded
+/// with `--policy`: this machine is probed on every run, a member is asked
+/// once an hour and served stale up to two days when it cannot be asked,
+/// then has no data. The clock is faketime's.
+#[test]
+fn the_second_example_policy_probes_here_caches_members_an_hour_and_serves_stale_two_days() {
+    let policy = build_policy("local-fresh");
+    let dir = tempfile::tempdir().unwrap();
+    let (b, _) = recorded_server(dir.path(), "b", &["fpu", "sse2"]);
+    let cluster = dir.path().join("cluster.toml");
+    std::fs::write(
+        &cluster,
+        format!(
+            "local = \"here\"\n[[member]]\nname = \"here\"\n[[member]]\nname = \"b\"\nurl = \"{}\"\n",
+            b.url
+        ),
+    )
+    .unwrap();
+    let cache = dir.path().join("cache");
+    let start = crate::util::now_s();
+    let run = |at_s: u64| {
+        let output = crate::util::Nodecache::new()
+            .cluster(&cluster)
+            .cache_dir(&cache)
+            .frozen_at(at_s)
+            .output(&[
+                "--policy",
+                policy.to_str().unwrap(),
+                "cpu-flags",
+                "--format",
+                "json",
+                "--allow-partial",
+            ]);
+        assert!(output.status.success(), "{}", stderr(&output));
+        serde_json::from_slice::<Value>(&output.stdout).unwrap()
+    };
+    assert_eq!(sources(&run(start)), ["local", "remote"]);
+    assert_eq!(sources(&run(start + 3599)), ["local", "cache"]);
+    drop(b);
+    assert_eq!(sources(&run(start + 3600)), ["local", "stale"]);
+    assert_eq!(sources(&run(start + 2 * 86_400 - 1)), ["local", "stale"]);
+    assert_eq!(sources(&run(start + 2 * 86_400)), ["local", "error"]);
+}
