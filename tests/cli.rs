@@ -2,7 +2,7 @@
 //! component, the real probe and a real cache directory.
 
 use std::collections::BTreeSet;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use serde_json::Value;
@@ -681,9 +681,12 @@ ls -A "$1/c/resources" > "$2/listing"
     assert_eq!(read("listing").lines().count(), 1, "{}", read("listing"));
 }
 
-/// The completion scripts and man pages come from the clap definitions: bash
-/// loads its script and completes a subcommand and an option from it, and
-/// `man` renders every page, each naming what it documents.
+/// The completion scripts ask nodecache itself: bash (its script sourced,
+/// its function called as bash calls it) completes a subcommand, an
+/// option, and the group and member names of the cluster file the words
+/// name; fish (its script sourced, `complete -C`) completes member names
+/// from `NODECACHE_CLUSTER`; zsh parses its script. `man` renders every
+/// page, each naming what it documents.
 #[test]
 fn completions_and_man_pages_are_generated_from_the_options() {
     let script = Command::new(BIN).args(["completions", "bash"]).output().unwrap();
@@ -691,34 +694,82 @@ fn completions_and_man_pages_are_generated_from_the_options() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("nodecache.bash");
     std::fs::write(&file, &script.stdout).unwrap();
+    let cluster = dir.path().join("cluster.toml");
+    std::fs::write(
+        &cluster,
+        "[[member]]\nname = \"alpha\"\nurl = \"https://10.0.0.1:8443\"\ngroups = [\"rack-1\", \"gen3\"]\n\
+         [[member]]\nname = \"beta\"\nurl = \"https://10.0.0.2:8443\"\ngroups = [\"rack-2\"]\n",
+    )
+    .unwrap();
+    // The scripts run `nodecache` from PATH, as an installed one would.
+    let path = format!(
+        "{}:{}",
+        Path::new(BIN).parent().unwrap().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
     let complete = |words: &str| {
         let shell = format!(
-            "source {}; COMP_WORDS=({words}); COMP_CWORD=$(( ${{#COMP_WORDS[@]}} - 1 )); \
-             _nodecache nodecache \"${{COMP_WORDS[-1]}}\" \"${{COMP_WORDS[-2]}}\"; printf '%s\\n' \"${{COMPREPLY[@]}}\"",
+            "source {}; COMP_WORDS=({words}); COMP_CWORD=$(( ${{#COMP_WORDS[@]}} - 1 )); COMP_TYPE=9; \
+             _clap_complete_nodecache nodecache \"${{COMP_WORDS[-1]}}\" \"${{COMP_WORDS[-2]}}\"; printf '%s\\n' \"${{COMPREPLY[@]}}\"",
             file.display()
         );
-        let out = Command::new("bash").args(["-c", &shell]).output().unwrap();
+        let out = Command::new("bash")
+            .args(["-c", &shell])
+            .env("PATH", &path)
+            .output()
+            .unwrap();
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         String::from_utf8(out.stdout).unwrap()
     };
-    assert!(complete("nodecache cpu").lines().any(|w| w == "cpu-flags"));
-    assert!(
-        complete("nodecache cpu-flags --app")
-            .lines()
-            .any(|w| w == "--apply")
+    let words = |text: String| -> Vec<String> { text.lines().map(str::to_string).collect() };
+    assert!(words(complete("nodecache cpu")).contains(&"cpu-flags".to_string()));
+    assert!(words(complete("nodecache cpu-flags --app")).contains(&"--apply".to_string()));
+    let cluster_arg = cluster.display().to_string();
+    assert_eq!(
+        words(complete(&format!(
+            "nodecache --cluster {cluster_arg} cpu-flags --group ''"
+        ))),
+        ["gen3", "rack-1", "rack-2"]
     );
-    for shell in ["zsh", "fish"] {
-        let out = Command::new(BIN).args(["completions", shell]).output().unwrap();
-        let text = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success() && text.contains("cpu-flags"),
-            "{shell}: {text}"
-        );
-    }
+    assert_eq!(
+        words(complete(&format!(
+            "nodecache --cluster {cluster_arg} can-run --from ''"
+        ))),
+        ["alpha", "beta"]
+    );
+    let fish_script = dir.path().join("nodecache.fish");
+    let fish = Command::new(BIN).args(["completions", "fish"]).output().unwrap();
+    std::fs::write(&fish_script, &fish.stdout).unwrap();
+    let fished = Command::new("fish")
+        .arg("-c")
+        .arg(format!(
+            "source {}; complete -C 'nodecache resources '",
+            fish_script.display()
+        ))
+        .env("PATH", &path)
+        .env("NODECACHE_CLUSTER", &cluster)
+        .output()
+        .expect("fish (scripts/test installs it)");
+    let offered = String::from_utf8_lossy(&fished.stdout);
+    assert!(
+        offered.lines().any(|l| l == "alpha") && offered.lines().any(|l| l == "beta"),
+        "fish: {offered}{}",
+        stderr(&fished)
+    );
+    let zsh_script = dir.path().join("_nodecache");
+    let zsh = Command::new(BIN).args(["completions", "zsh"]).output().unwrap();
+    std::fs::write(&zsh_script, &zsh.stdout).unwrap();
+    let parsed = Command::new("zsh")
+        .arg("-n")
+        .arg(&zsh_script)
+        .output()
+        .expect("zsh");
+    assert!(parsed.status.success(), "zsh: {}", stderr(&parsed));
     for (page, names) in [
         (None, "nodecache"),
         (Some("cpu-flags"), "nodecache-cpu-flags"),
         (Some("serve"), "nodecache-serve"),
+        (Some("cluster-file"), "nodecache-cluster-file"),
     ] {
         let roff = Command::new(BIN).arg("manpage").args(page).output().unwrap();
         assert!(roff.status.success());
@@ -732,7 +783,45 @@ fn completions_and_man_pages_are_generated_from_the_options() {
             .unwrap();
         let text = String::from_utf8_lossy(&shown.stdout);
         assert!(shown.status.success() && text.contains(names), "{names}: {text}");
+        let sections: &[&str] = match page {
+            Some("cluster-file") => &["KEYS", "EXAMPLE"],
+            _ => &["EXIT STATUS", "ENVIRONMENT", "FILES", "EXAMPLES"],
+        };
+        for section in sections {
+            assert!(
+                text.lines().any(|line| line == *section),
+                "{names} has no {section}: {text}"
+            );
+        }
     }
+    // The page's example is a cluster file nodecache reads: its member is
+    // unreachable (exit 3), not a usage error (exit 2).
+    let page = Command::new(BIN)
+        .args(["manpage", "cluster-file"])
+        .output()
+        .unwrap();
+    let roff = String::from_utf8(page.stdout).unwrap();
+    let example = roff.split(".nf\n").nth(1).unwrap().split(".fi\n").next().unwrap();
+    let example_file = dir.path().join("example.toml");
+    std::fs::write(&example_file, example.replace("\\-", "-")).unwrap();
+    let read = Command::new(BIN)
+        .arg("--cluster")
+        .arg(&example_file)
+        .args([
+            "--cache-dir",
+            dir.path().join("cache").to_str().unwrap(),
+            "cpu-flags",
+        ])
+        .output()
+        .unwrap();
+    assert_ne!(read.status.code(), Some(2), "{}", stderr(&read));
+    // --help ends with the same examples and exit statuses.
+    let help = Command::new(BIN).args(["cpu-flags", "--help"]).output().unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(
+        help.contains("Examples:\n") && help.contains("Exit status:\n  0  success"),
+        "{help}"
+    );
     let unknown = Command::new(BIN).args(["manpage", "nope"]).output().unwrap();
     assert_eq!(unknown.status.code(), Some(2));
     assert!(stderr(&unknown).contains("no subcommand \"nope\""));

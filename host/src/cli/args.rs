@@ -3,6 +3,9 @@
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use clap_complete::ArgValueCandidates;
+
+use super::complete;
 
 use crate::outputs::output::FlagsFormat;
 
@@ -61,7 +64,7 @@ pub enum Command {
     /// Print a node's resources (Incus api.Resources JSON) through the policy and cache.
     Resources {
         /// The member to describe (default: this machine).
-        #[arg(conflicts_with = "all")]
+        #[arg(conflicts_with = "all", add = ArgValueCandidates::new(complete::members))]
         node: Option<String>,
         /// Every member, asked concurrently.
         #[arg(long)]
@@ -88,7 +91,7 @@ pub enum Command {
         #[arg(long)]
         explain: bool,
         /// Compute over the members of this group alone (`groups = [...]` in the cluster file).
-        #[arg(long, value_name = "GROUP")]
+        #[arg(long, value_name = "GROUP", add = ArgValueCandidates::new(complete::groups))]
         group: Option<String>,
         /// Architecture to intersect (default: this machine's).
         #[arg(long, value_name = "ARCH")]
@@ -120,10 +123,10 @@ pub enum Command {
         #[arg(long, value_name = "F1,F2,...")]
         flags: Option<String>,
         /// A guest started with this member's host CPU (`-cpu host`).
-        #[arg(long, value_name = "NODE")]
+        #[arg(long, value_name = "NODE", add = ArgValueCandidates::new(complete::members))]
         from: Option<String>,
         /// Only the members of this group.
-        #[arg(long, value_name = "GROUP")]
+        #[arg(long, value_name = "GROUP", add = ArgValueCandidates::new(complete::groups))]
         group: Option<String>,
         /// list (a table) or json.
         #[arg(long, value_enum, default_value_t = FormatArg::List)]
@@ -163,7 +166,9 @@ pub enum Command {
         #[command(subcommand)]
         command: PolicyCommand,
     },
-    /// Print a completion script for SHELL (bash, zsh or fish).
+    /// Print a completion script for SHELL (bash, zsh or fish): it asks
+    /// nodecache itself, so member and group names come from the cluster
+    /// file (`source <(nodecache completions bash)`).
     Completions {
         #[arg(value_enum)]
         shell: CompletionShell,
@@ -254,6 +259,7 @@ pub enum ClusterCommand {
     /// (`server-cert`); a member already pinned to another is refused.
     AcceptCertificate {
         /// The member (a `[[member]]` entry of the cluster file).
+        #[arg(add = ArgValueCandidates::new(complete::members))]
         node: String,
         /// Pin only if it presents this fingerprint (from `nodecache
         /// identity` on the member): confirmation without a terminal.

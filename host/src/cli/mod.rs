@@ -5,9 +5,11 @@
 
 mod args;
 mod cluster;
+mod complete;
 mod context;
 mod docs;
 mod failure;
+mod manual;
 mod node;
 mod policy;
 mod print;
@@ -16,7 +18,6 @@ mod trust;
 
 pub use args::Cli;
 use args::{ClusterCommand, Command, PolicyCommand};
-use clap::Parser;
 use context::Context;
 pub use failure::Failure;
 
@@ -102,7 +103,15 @@ async fn run(cli: Cli) -> Result<(), Failure> {
 
 /// Parses the command line, runs it, and returns the exit status.
 pub fn main() -> i32 {
-    let cli = match Cli::try_parse() {
+    // A shell asking for completions (`COMPLETE=bash nodecache -- WORDS`)
+    // is answered here, and the process exits.
+    clap_complete::CompleteEnv::with_factory(manual::command).complete();
+    // Parsed from the command the manual completes (examples and exit
+    // statuses after each `--help`), not the bare derive.
+    let parsed = manual::command()
+        .try_get_matches()
+        .and_then(|matches| <Cli as clap::FromArgMatches>::from_arg_matches(&matches));
+    let cli = match parsed {
         Ok(cli) => cli,
         Err(error) => {
             let _ = error.print();
