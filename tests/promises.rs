@@ -3,6 +3,7 @@
 //! dynamic loader for the x86-64 level, the kernel for flags.
 
 use std::collections::BTreeSet;
+use std::path::Path;
 use std::process::Command;
 
 use crate::util::{BIN, Nodecache, recorded_node, spawn_serve, stderr, write_cache_entry};
@@ -377,8 +378,9 @@ fn a_silent_tls_client_is_dropped_after_the_10_second_handshake_limit() {
 }
 
 /// "bash, zsh and fish completions": each generated script loaded by the
-/// real shell. fish completes `nodecache cpu-f` to `cpu-flags` (`complete
-/// -C`); zsh's compinit registers `_nodecache` for `nodecache`.
+/// real shell, which asks the installed nodecache (first on PATH). fish
+/// completes `nodecache cpu-f` to `cpu-flags` (`complete -C`); zsh's
+/// compinit registers `_nodecache` for `nodecache`.
 #[test]
 fn the_zsh_and_fish_completions_load_in_the_real_shells() {
     let dir = tempfile::tempdir().unwrap();
@@ -390,7 +392,13 @@ fn the_zsh_and_fish_completions_load_in_the_real_shells() {
         path
     };
     let fish = script("fish", "nodecache.fish");
+    let path = format!(
+        "{}:{}",
+        Path::new(BIN).parent().unwrap().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
     let completed = Command::new("fish")
+        .env("PATH", &path)
         .arg("--no-config")
         .arg("-c")
         .arg(format!(

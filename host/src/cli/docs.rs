@@ -25,7 +25,17 @@ pub fn completions(shell: CompletionShell) -> Result<(), Failure> {
     shell
         .write_registration("COMPLETE", "nodecache", "nodecache", "nodecache", &mut script)
         .map_err(anyhow::Error::from)?;
-    print(&String::from_utf8_lossy(&script))
+    let mut text = String::from_utf8_lossy(&script).into_owned();
+    if matches!(shell.name(), "zsh") {
+        // Installed in $fpath (the package's vendor-completions), the file
+        // is autoloaded as `_nodecache` and its body runs at the first TAB:
+        // complete then too, not only from the second TAB on (the idiom of
+        // zsh's own completion files; sourced, the name differs and nothing runs).
+        text.push_str(
+            "if [[ \"${funcstack[1]}\" == \"_nodecache\" ]]; then\n    _clap_dynamic_completer_nodecache \"$@\"\nfi\n",
+        );
+    }
+    print(&text)
 }
 
 /// nodecache(1), the page of one subcommand (`nodecache-cpu-flags(1)`), or
