@@ -436,3 +436,110 @@ fn cluster_status_and_resources_say_where_each_nodes_data_came_from() {
         .unwrap_or_else(|| panic!("{table}"));
     assert!(c_line.contains("403"), "{table}");
 }
+
+/// The first fenced block of `lang` after `heading` in plugin/README.md.
+fn plugin_readme_block(after: &str, lang: &str) -> String {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../plugin/README.md")).unwrap();
+    let from = readme
+        .find(after)
+        .unwrap_or_else(|| panic!("plugin/README.md has no {after:?}"));
+    let open = format!("```{lang}\n");
+    let start = readme[from..].find(&open).unwrap() + from + open.len();
+    let end = readme[start..].find("\n```").unwrap() + start;
+    readme[start..end].to_string()
+}
+
+/// plugin/README.md's "A policy in Rust, step by step", done as a policy
+/// author would, outside the nodecache tree: `cargo new`, its Cargo.toml
+/// and src/lib.rs as written (the SDK's path filled in; the workspace's
+/// lock copied, so no newer crate is fetched), then its commands: the
+/// unit test natively, the component, the unit test as WebAssembly with the
+/// runner the README names, `policy check`, and a run with `--policy`.
+#[test]
+fn the_plugin_readme_policy_builds_tests_and_loads_as_written() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cargo = || {
+        let mut command = std::process::Command::new(option_env!("CARGO").unwrap_or("cargo"));
+        command
+            .env_remove("CARGO_TARGET_DIR")
+            .env_remove("CARGO_BUILD_TARGET")
+            .env_remove("RUSTFLAGS");
+        command
+    };
+    let ok = |what: &str, output: std::process::Output| -> String {
+        assert!(
+            output.status.success(),
+            "{what}: {}{}",
+            String::from_utf8_lossy(&output.stdout),
+            stderr(&output)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    ok(
+        "cargo new",
+        cargo()
+            .args(["new", "--lib", "my-policy"])
+            .current_dir(dir.path())
+            .output()
+            .unwrap(),
+    );
+    let krate = dir.path().join("my-policy");
+    let manifest =
+        plugin_readme_block("`Cargo.toml`:", "toml").replace("/path/to/nodecache", root.to_str().unwrap());
+    std::fs::write(krate.join("Cargo.toml"), manifest).unwrap();
+    std::fs::write(
+        krate.join("src/lib.rs"),
+        plugin_readme_block("`src/lib.rs`, a complete policy", "rust"),
+    )
+    .unwrap();
+    std::fs::copy(root.join("Cargo.lock"), krate.join("Cargo.lock")).unwrap();
+    let native = ok(
+        "cargo test",
+        cargo().arg("test").current_dir(&krate).output().unwrap(),
+    );
+    assert!(
+        native.contains("test tests::an_old_entry_is_refetched ... ok"),
+        "{native}"
+    );
+    ok(
+        "cargo build --release --target wasm32-wasip2",
+        cargo()
+            .args(["build", "--release", "--target", "wasm32-wasip2"])
+            .current_dir(&krate)
+            .output()
+            .unwrap(),
+    );
+    let runner = std::path::Path::new(crate::util::BIN).with_file_name("nodecache-wasm-test-runner");
+    let as_wasm = ok(
+        "cargo test --target wasm32-wasip2",
+        cargo()
+            .args(["test", "--target", "wasm32-wasip2"])
+            .env("CARGO_TARGET_WASM32_WASIP2_RUNNER", &runner)
+            .current_dir(&krate)
+            .output()
+            .unwrap(),
+    );
+    assert!(
+        as_wasm.contains("test tests::an_old_entry_is_refetched ... ok"),
+        "{as_wasm}"
+    );
+    let component = krate.join("target/wasm32-wasip2/release/my_policy.wasm");
+    let checked = Nodecache::new().cache_dir(&dir.path().join("cache")).text(&[
+        "policy",
+        "check",
+        component.to_str().unwrap(),
+    ]);
+    assert!(
+        checked.contains("policy: hourly") && checked.contains("max-age (default 1h)"),
+        "{checked}"
+    );
+    let flags = Nodecache::new().cache_dir(&dir.path().join("cache")).text(&[
+        "--policy",
+        component.to_str().unwrap(),
+        "cpu-flags",
+    ]);
+    let flags: std::collections::BTreeSet<String> = flags.lines().map(str::to_string).collect();
+    assert_eq!(flags, proc_cpuinfo_common_flags());
+}
