@@ -234,7 +234,18 @@ impl CacheStore {
         if reader.read_until(b'\n', &mut line).is_err() {
             return now_ms;
         }
-        match serde_json::from_slice::<Header>(line.trim_ascii_end()) {
+        /// The fields of a header this needs: the CPU summary is skipped,
+        /// not built (it is most of the header's bytes).
+        #[derive(Deserialize)]
+        struct Stamp {
+            node: String,
+            fetched_at_ms: u64,
+            #[serde(default)]
+            validator: Option<String>,
+            #[serde(default)]
+            hardware_since_ms: Option<u64>,
+        }
+        match serde_json::from_slice::<Stamp>(line.trim_ascii_end()) {
             Ok(old) if old.node == node.as_str() && old.validator.as_deref() == Some(validator) => {
                 old.hardware_since_ms.unwrap_or(old.fetched_at_ms).min(now_ms)
             }
