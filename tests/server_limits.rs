@@ -477,3 +477,120 @@ fn sigterm_lets_the_request_in_flight_finish_then_exits_0() {
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(0), "{said}");
 }
+
+/// Over mutual TLS the access log names who asked: a trusted client by
+/// the name `trust add --name` gave it, an untrusted one as such with its
+/// certificate's fingerprint (as openssl computes it), each with its
+/// status; curl is the client.
+#[test]
+fn the_access_log_names_each_tls_client_by_its_trust_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("server-state");
+    let (server_cert, _) = make_identity(&state);
+    let (ops_cert, ops_key) = make_identity(&dir.path().join("ops"));
+    let (stranger_cert, stranger_key) = make_identity(&dir.path().join("stranger"));
+    let added = Command::new(BIN)
+        .arg("--state-dir")
+        .arg(&state)
+        .args(["trust", "add", ops_cert.to_str().unwrap(), "--name", "ops"])
+        .output()
+        .unwrap();
+    assert!(added.status.success(), "{}", stderr(&added));
+    let file = recorded_node(dir.path(), "n", "x86_64", &["fpu"]);
+    let mut child = Command::new(BIN)
+        .arg("--state-dir")
+        .arg(&state)
+        .arg("--cache-dir")
+        .arg(dir.path().join("cache"))
+        .args([
+            "--log-format",
+            "json",
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--resources-file",
+        ])
+        .arg(&file)
+        .env_remove("NODECACHE_LOG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let _bounded = kill_after(child.id(), Duration::from_secs(300));
+    let mut log = std::io::BufReader::new(child.stderr.take().unwrap());
+    let address = loop {
+        let mut line = String::new();
+        assert!(log.read_line(&mut line).unwrap() > 0, "serve ended");
+        if let Some(address) = line.trim().strip_prefix("nodecache: listening on ") {
+            break address.to_string();
+        }
+    };
+    let curl = |cert: &std::path::Path, key: &std::path::Path| {
+        let output = Command::new("curl")
+            .args([
+                "--silent",
+                "--output",
+                "/dev/null",
+                "--write-out",
+                "%{http_code}",
+                "--cacert",
+            ])
+            .arg(&server_cert)
+            .arg("--cert")
+            .arg(cert)
+            .arg("--key")
+            .arg(key)
+            .arg(format!("https://{address}/1.0/resources"))
+            .output()
+            .expect("curl");
+        String::from_utf8_lossy(&output.stdout).to_string()
+    };
+    assert_eq!(curl(&ops_cert, &ops_key), "200");
+    assert_eq!(curl(&stranger_cert, &stranger_key), "403");
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let events: Vec<Value> = log
+        .lines()
+        .map_while(Result::ok)
+        .filter_map(|line| serde_json::from_str(&line).ok())
+        .filter(|event: &Value| event["target"] == "nodecache::access")
+        .collect();
+    assert!(child.wait().unwrap().success());
+    let fingerprint = {
+        let output = Command::new("openssl")
+            .args(["x509", "-noout", "-fingerprint", "-sha256", "-in"])
+            .arg(&stranger_cert)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&output.stdout)
+            .trim()
+            .rsplit('=')
+            .next()
+            .unwrap()
+            .replace(':', "")
+            .to_ascii_lowercase()
+    };
+    let seen: Vec<(String, u64)> = events
+        .iter()
+        .filter(|event| event["fields"]["path"] == "/1.0/resources")
+        .map(|event| {
+            (
+                event["fields"]["client"].as_str().unwrap().to_string(),
+                event["fields"]["status"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("ops".to_string(), 200),
+            (format!("untrusted {}", &fingerprint[..16]), 403)
+        ],
+        "{events:#?}"
+    );
+}

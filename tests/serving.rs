@@ -570,3 +570,104 @@ fn concurrent_cluster_requests_share_one_computation() {
     assert!(cost <= 2, "ten requests at once fetched the member {cost} times");
     println!("ten concurrent cpu-flags requests: {cost} fetch(es) of the member");
 }
+
+/// A long-running `serve --cluster` sees a member's hardware change without
+/// a restart: its policy is `revalidate` unless `--policy` says otherwise
+/// (`GET /1.0` names it), which asks the member whether its hardware
+/// changed (here every millisecond, `--set revalidate-after=1ms`, so the
+/// test needs no clock). It leaves a trace: with `--log-format json`, one
+/// JSON object per request (client, method, path, status, duration, the
+/// nodes' sources), and its shutdown.
+#[test]
+fn serve_revalidates_by_default_and_logs_each_request_as_json() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let b_file = recorded_node(dir.path(), "b", "x86_64", &["fpu", "sse2", "avx"]);
+    let b = spawn_serve(
+        None,
+        &["--insecure-http", "--resources-file", b_file.to_str().unwrap()],
+    );
+    let cluster = one_member_cluster(dir.path(), "b", &b.url);
+    let mut child = std::process::Command::new(crate::util::BIN)
+        .arg("--cluster")
+        .arg(&cluster)
+        .arg("--cache-dir")
+        .arg(dir.path().join("cache"))
+        .args(["--log-format", "json", "--set", "revalidate-after=1ms"])
+        .args(["serve", "--listen", "127.0.0.1:0", "--insecure-http"])
+        .env_remove("NODECACHE_LOG")
+        .env_remove("NODECACHE_POLICY")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let _bounded = crate::util::kill_after(child.id(), Duration::from_secs(300));
+    let mut log = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut said = Vec::new();
+    let address = loop {
+        let mut line = String::new();
+        assert!(log.read_line(&mut line).unwrap() > 0, "serve ended: {said:?}");
+        if let Some(address) = line.trim().strip_prefix("nodecache: listening on ") {
+            break address.to_string();
+        }
+        said.push(line);
+    };
+    let url = format!("http://{address}");
+    let info: Value = serde_json::from_str(&http_get(&url, "/1.0", &[]).body).unwrap();
+    assert_eq!(
+        info["metadata"]["environment"]["policy"]["name"], "revalidate",
+        "{info}"
+    );
+    let flags = || -> Value {
+        let answer: Value =
+            serde_json::from_str(&http_get(&url, "/1.0/cluster/cpu-flags", &[]).body).unwrap();
+        answer["metadata"]["flags"].clone()
+    };
+    assert_eq!(flags(), serde_json::json!(["avx", "fpu", "sse2"]));
+    // b loses avx; the same serve says so at its next request.
+    recorded_node(dir.path(), "b", "x86_64", &["fpu", "sse2"]);
+    assert_eq!(flags(), serde_json::json!(["fpu", "sse2"]));
+    let stopped = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(stopped.success());
+    let rest: Vec<String> = log.lines().map_while(Result::ok).collect();
+    assert!(child.wait().unwrap().success());
+    let events: Vec<Value> = said
+        .iter()
+        .chain(&rest)
+        .filter_map(|line| serde_json::from_str(line).ok())
+        .collect();
+    let requests: Vec<&Value> = events
+        .iter()
+        .filter(|event| event["fields"]["message"] == "request" && event["target"] == "nodecache::access")
+        .collect();
+    let cluster_requests: Vec<&&Value> = requests
+        .iter()
+        .filter(|event| event["fields"]["path"] == "/1.0/cluster/cpu-flags")
+        .collect();
+    assert_eq!(cluster_requests.len(), 2, "{requests:#?}");
+    for event in &cluster_requests {
+        let fields = &event["fields"];
+        assert_eq!(fields["method"], "GET");
+        assert_eq!(fields["status"], 200);
+        assert_eq!(fields["client"], "insecure-http");
+        assert!(fields["duration_ms"].as_f64().is_some(), "{event}");
+        assert!(fields["sources"].as_str().unwrap().starts_with("b="), "{event}");
+        assert_eq!(event["level"], "INFO");
+    }
+    // The second answer came from b itself after its tag changed.
+    assert_eq!(cluster_requests[1]["fields"]["sources"], "b=remote");
+    assert!(
+        requests.iter().any(|event| event["fields"]["path"] == "/1.0"),
+        "{requests:#?}"
+    );
+    assert!(
+        events.iter().any(|event| event["fields"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("shutting down")),
+        "{events:#?}"
+    );
+}

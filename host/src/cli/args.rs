@@ -51,6 +51,10 @@ pub struct Cli {
     #[arg(long, global = true)]
     pub refresh: bool,
 
+    /// The log's form on stderr: text, or JSON lines (for journald and log shippers).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "NODECACHE_LOG_FORMAT")]
+    pub log_format: LogFormat,
+
     /// More log output on stderr (-v info, -vv debug, -vvv trace).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
@@ -137,7 +141,9 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = ProbeSource::Kernel)]
         source: ProbeSource,
     },
-    /// Serve this node's GET /1.0 and GET /1.0/resources over HTTPS (mutual TLS).
+    /// Serve this node's GET /1.0 and GET /1.0/resources over HTTPS (mutual
+    /// TLS); with a cluster file, the cluster's too. Its policy is
+    /// `revalidate` unless --policy says otherwise. Logs one line per request.
     Serve(ServeArgs),
     /// Describe this node's certificate (made on first use): its files,
     /// fingerprint, subject and expiry. `serve` presents it and, named as
@@ -280,6 +286,15 @@ pub enum PolicyCommand {
     },
     /// The embedded policies: name, version, contract and parameters.
     List,
+}
+
+/// `--log-format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// One line of text per event.
+    Text,
+    /// One JSON object per event: time, level, target and fields.
+    Json,
 }
 
 /// `resources --format`.

@@ -243,10 +243,7 @@ pub(super) async fn status(context: &Context, format: TableFormat) -> Result<(),
                     vec![
                         row.name.clone(),
                         row.reachable.to_string(),
-                        serde_json::to_value(row.source)
-                            .ok()
-                            .and_then(|v| v.as_str().map(str::to_string))
-                            .unwrap_or_default(),
+                        row.source.to_string(),
                         match row.age_seconds {
                             Some(age) => crate::format::rough_age(age),
                             None => "-".into(),

@@ -118,7 +118,11 @@ pub fn main() -> i32 {
             return error.exit_code();
         }
     };
-    init_logging(cli.verbose);
+    init_logging(
+        cli.verbose,
+        cli.log_format,
+        matches!(cli.command, args::Command::Serve(_)),
+    );
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -148,8 +152,14 @@ pub fn main() -> i32 {
     }
 }
 
-fn init_logging(verbose: u8) {
+/// The log on stderr: warnings by default, more with `-v`; `serve`, a
+/// service, also logs each request, each refused connection and its
+/// start and stop (`nodecache::access` and `nodecache::server` at info).
+/// `--log-format json`: one JSON object per line, for journald and log
+/// shippers.
+fn init_logging(verbose: u8, format: args::LogFormat, serving: bool) {
     let level = match verbose {
+        0 if serving => "warn,nodecache::access=info,nodecache::server=info,nodecache::cli::node=info",
         0 => "warn",
         1 => "info",
         2 => "debug",
@@ -157,9 +167,13 @@ fn init_logging(verbose: u8) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("NODECACHE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        args::LogFormat::Json => builder.json().with_current_span(false).try_init(),
+        args::LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .try_init(),
+    };
 }

@@ -138,7 +138,15 @@ pub(super) async fn serve(context: &Context, args: &ServeArgs) -> Result<(), Fai
     let capabilities = context.capabilities(&members)?;
     let mut loader = context.loader(DEFAULT_INSTANCES as usize);
     loader.limits = Limits::for_fetch_deadline(members.file.deadline);
-    let policy = Arc::new(PolicySlot::load(context.policy.clone(), loader, capabilities.clone()).await?);
+    // A long-running server keeps answering from its cache: by default it
+    // revalidates (a member is asked every 5 minutes whether its hardware
+    // changed, a 304 when not), so a changed node shows within minutes, not
+    // after the default policy's 24 h. --policy chooses otherwise.
+    let choice = context
+        .policy
+        .clone()
+        .or_else(|| Some(SERVE_DEFAULT_POLICY.to_string()));
+    let policy = Arc::new(PolicySlot::load(choice, loader, capabilities.clone()).await?);
     policy.watch()?;
     let cluster = context
         .has_cluster_file()
@@ -158,6 +166,9 @@ pub(super) async fn serve(context: &Context, args: &ServeArgs) -> Result<(), Fai
     serve_until_stopped(listener, service, tls, limits, stop_signal()?).await?;
     Ok(())
 }
+
+/// The policy `serve` runs without `--policy`.
+const SERVE_DEFAULT_POLICY: &str = "revalidate";
 
 /// SIGTERM (systemd's stop) or SIGINT (Ctrl-C): serve then stops
 /// accepting and finishes the requests in flight before it exits 0.

@@ -80,10 +80,7 @@ fn resources_table(outcomes: &[MemberResources]) -> String {
     let rows: Vec<Vec<String>> = outcomes
         .iter()
         .map(|outcome| {
-            let source = serde_json::to_value(outcome.source)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_string))
-                .unwrap_or_default();
+            let source = outcome.source.to_string();
             let age = outcome
                 .age_seconds
                 .map_or_else(|| "-".to_string(), format::rough_age);

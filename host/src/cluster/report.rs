@@ -146,6 +146,42 @@ pub enum NodeSource {
     Excluded,
 }
 
+impl std::fmt::Display for NodeSource {
+    /// As the JSON spells it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            NodeSource::Cache => "cache",
+            NodeSource::Revalidated => "revalidated",
+            NodeSource::Local => "local",
+            NodeSource::Remote => "remote",
+            NodeSource::Stale => "stale",
+            NodeSource::Error => "error",
+            NodeSource::Excluded => "excluded",
+        })
+    }
+}
+
+#[cfg(test)]
+mod node_source_tests {
+    use super::NodeSource;
+
+    /// Logs and tables print a source as the JSON spells it.
+    #[test]
+    fn a_source_displays_as_its_json() {
+        for source in [
+            NodeSource::Cache,
+            NodeSource::Revalidated,
+            NodeSource::Local,
+            NodeSource::Remote,
+            NodeSource::Stale,
+            NodeSource::Error,
+            NodeSource::Excluded,
+        ] {
+            assert_eq!(serde_json::to_value(source).unwrap(), source.to_string());
+        }
+    }
+}
+
 impl From<Source> for NodeSource {
     fn from(source: Source) -> Self {
         match source {

@@ -1,8 +1,9 @@
 //! `nodecache serve`: Incus's API for this node and, with a cluster file,
 //! for the cluster ([`routes`]); the listener and its limits ([`listen`]);
-//! this node's document, probed or recorded ([`resources_source`]); and who
-//! may ask ([`trust`]).
+//! this node's document, probed or recorded ([`resources_source`]); who
+//! may ask ([`trust`]); and a log line per request ([`access_log`]).
 
+pub(crate) mod access_log;
 pub(crate) mod listen;
 pub(crate) mod resources_source;
 pub(crate) mod routes;

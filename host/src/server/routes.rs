@@ -32,6 +32,7 @@ use crate::node_name::NodeName;
 use crate::outputs::output::{FlagsFormat, FlagsOutput, Rendered};
 use crate::query::{Asker, FlagsRequest, QueryError};
 use crate::runtime::slot::PolicySlot;
+use crate::server::access_log;
 use crate::server::listen::{ConnectionLimits, Draining, accept_loop, serve_http};
 use crate::server::resources_source::ResourcesSource;
 use crate::server::trust::TrustStore;
@@ -264,8 +265,17 @@ async fn cluster_cpu_flags(
         Ok(report) => report,
         Err(failure) => return api_error(failure),
     };
+    // Each node's source, for the access log.
+    let sources = access_log::NodeSources(
+        report
+            .nodes
+            .iter()
+            .map(|node| format!("{}={}", node.name, node.source))
+            .collect::<Vec<_>>()
+            .join(" "),
+    );
     // The hypervisor forms ask QEMU for the baseline's flags, off the async threads.
-    match tokio::task::spawn_blocking(move || request.answer(report)).await {
+    let mut response = match tokio::task::spawn_blocking(move || request.answer(report)).await {
         Ok(Ok(answer)) => match answer.body {
             Rendered::Json(value) => Json(Envelope::sync(value)).into_response(),
             Rendered::Text(text) => text.into_response(),
@@ -275,7 +285,9 @@ async fn cluster_cpu_flags(
             StatusCode::INTERNAL_SERVER_ERROR,
             &format!("rendering failed: {e}"),
         ),
-    }
+    };
+    response.extensions_mut().insert(sources);
+    response
 }
 
 /// A question without an answer, as its HTTP status: a node the policy
@@ -365,8 +377,11 @@ pub async fn serve(
                 bail!("plain HTTP is only allowed on a loopback address, not {local}");
             }
             tracing::info!("serving plain HTTP on {local}");
-            accept_loop(listener, limits, stop, move |stream, _peer, draining| {
-                serve_http(stream, app.clone(), limits, draining)
+            accept_loop(listener, limits, stop, move |stream, peer, draining| {
+                let logged = app.clone().layer(axum::middleware::from_fn(move |request, next| {
+                    access_log::logged("insecure-http".to_string(), peer, request, next)
+                }));
+                serve_http(stream, logged, limits, draining)
             })
             .await
         }
@@ -431,14 +446,26 @@ impl TlsConnection {
                 }
                 _ => Client::Untrusted,
             };
+            // Who asked, for the access log: the trust store's name for
+            // the certificate, else its fingerprint's first 16 digits.
+            let who = match (&client, &fingerprint) {
+                (Client::Trusted(fingerprint), _) => trust
+                    .name_of(fingerprint)
+                    .unwrap_or_else(|| fingerprint[..16].to_string()),
+                (Client::Untrusted, Some(fingerprint)) => format!("untrusted {}", &fingerprint[..16]),
+                (Client::Untrusted, None) => "no certificate".to_string(),
+            };
             let allowed = matches!(client, Client::Trusted(_))
                 || (request.method() == axum::http::Method::GET && request.uri().path() == "/1.0");
             request.extensions_mut().insert(client);
+            let entry = access_log::Entry::begin(who, peer, &request);
             async move {
-                match allowed {
+                let response = match allowed {
                     true => next.run(request).await,
                     false => error(StatusCode::FORBIDDEN, "not authorized"),
-                }
+                };
+                entry.finish(&response);
+                response
             }
         };
         serve_http(

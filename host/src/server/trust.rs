@@ -181,6 +181,17 @@ impl TrustStore {
         }
     }
 
+    /// The name `trust add --name` gave the certificate with this
+    /// fingerprint, if any (for the access log).
+    pub fn name_of(&self, fingerprint: &str) -> Option<String> {
+        if !fingerprint.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return None;
+        }
+        let text = fs::read_to_string(self.dir.join(format!("{fingerprint}.name"))).ok()?;
+        let name = text.trim();
+        check_name(name).is_ok().then(|| name.to_string())
+    }
+
     /// True when this exact certificate is trusted (read fresh: `trust add`
     /// needs no restart). Read on every request, so through the one reader:
     /// a FIFO or link in the store cannot hang or redirect it, and an entry

@@ -111,9 +111,9 @@ where
             }
         };
         let Some(held) = peers.admit(peer.ip()) else {
-            tracing::debug!(
-                "{peer}: closed, this client already holds {} connections",
-                limits.max_per_client
+            crate::server::access_log::refused(
+                peer,
+                &format!("this client already holds {} connections", limits.max_per_client),
             );
             continue;
         };

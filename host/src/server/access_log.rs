@@ -1,0 +1,73 @@
+//! One log line per request, as a service should leave: who asked (the
+//! client certificate's name in the trust store, else its fingerprint),
+//! the method and path, the status, how long it took, and for a cluster
+//! request the source of each node's data. Logged under the target
+//! `nodecache::access` at info, which `serve` shows by default; with
+//! `--log-format json` each line is an object with these fields.
+
+use std::time::Instant;
+
+use axum::extract::Request;
+use axum::middleware::Next;
+use axum::response::Response;
+
+/// The node sources of a cluster answer (`a=cache b=remote`), which a
+/// handler puts in its response's extensions for the log.
+#[derive(Debug, Clone)]
+pub struct NodeSources(pub String);
+
+/// A request being served: what its log line needs from its start.
+pub struct Entry {
+    client: String,
+    peer: std::net::SocketAddr,
+    method: axum::http::Method,
+    path: String,
+    started: Instant,
+}
+
+impl Entry {
+    /// Begins `request`'s line; `client` names who asked.
+    pub fn begin(client: String, peer: std::net::SocketAddr, request: &Request) -> Entry {
+        Entry {
+            client,
+            peer,
+            method: request.method().clone(),
+            // What a client sent, made fit for a log line.
+            path: crate::format::for_terminal(request.uri().path(), 200),
+            started: Instant::now(),
+        }
+    }
+
+    /// Logs the line, with the answer's status and node sources.
+    pub fn finish(self, response: &Response) {
+        let sources = response
+            .extensions()
+            .get::<NodeSources>()
+            .map(|sources| sources.0.clone())
+            .unwrap_or_default();
+        tracing::info!(
+            target: "nodecache::access",
+            client = %self.client,
+            peer = %self.peer,
+            method = %self.method,
+            path = %self.path,
+            status = response.status().as_u16(),
+            duration_ms = self.started.elapsed().as_secs_f64() * 1000.0,
+            sources = %sources,
+            "request"
+        );
+    }
+}
+
+/// Middleware: runs the request and logs it, `client` naming who asked.
+pub async fn logged(client: String, peer: std::net::SocketAddr, request: Request, next: Next) -> Response {
+    let entry = Entry::begin(client, peer, &request);
+    let response = next.run(request).await;
+    entry.finish(&response);
+    response
+}
+
+/// A connection closed unserved, and why.
+pub fn refused(peer: std::net::SocketAddr, why: &str) {
+    tracing::info!(target: "nodecache::access", peer = %peer, why, "connection refused");
+}
