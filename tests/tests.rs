@@ -16,3 +16,4 @@ mod recorded_sysfs;
 mod server_limits;
 mod serving;
 mod util;
+mod watching;

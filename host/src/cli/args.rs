@@ -157,6 +157,14 @@ pub enum Command {
         #[arg(long)]
         fingerprint: bool,
     },
+    /// A monitoring check (Nagios plugin conventions): one line, and exit 0
+    /// OK, 1 WARNING (a node stale or failing to refresh), 2 CRITICAL (a
+    /// node with no data), 3 UNKNOWN (nodecache could not answer).
+    Check {
+        /// Check the members of this group alone.
+        #[arg(long, value_name = "GROUP", add = ArgValueCandidates::new(complete::groups))]
+        group: Option<String>,
+    },
     /// The cluster file's members: their status, and pinning their certificates.
     Cluster {
         #[command(subcommand)]

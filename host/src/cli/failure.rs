@@ -43,4 +43,23 @@ impl Failure {
     pub fn usage(error: anyhow::Error) -> Self {
         Failure { code: 2, error }
     }
+
+    /// Exit with `code`, the command having said why on stdout (`check`):
+    /// nothing more is printed.
+    pub fn reported(code: i32) -> Self {
+        Failure {
+            code,
+            error: anyhow::Error::new(Reported),
+        }
+    }
+
+    /// Whether the command has already said why.
+    pub fn is_reported(&self) -> bool {
+        self.error.is::<Reported>()
+    }
 }
+
+/// The marker of [`Failure::reported`].
+#[derive(Debug, thiserror::Error)]
+#[error("reported on stdout")]
+struct Reported;

@@ -24,6 +24,25 @@ pub const EXIT_STATUS: &[(&str, &str)] = &[
     ),
 ];
 
+/// `check`'s exit statuses: a monitoring plugin's, not the other commands'.
+pub const CHECK_EXIT_STATUS: &[(&str, &str)] = &[
+    ("0", "OK: every member answers"),
+    ("1", "WARNING: a member is served stale, or its refresh failed"),
+    ("2", "CRITICAL: a member has no data"),
+    (
+        "3",
+        "UNKNOWN: nodecache could not answer (an unreadable cluster file, a failing policy)",
+    ),
+];
+
+/// The exit statuses of `subcommand` ("" for nodecache itself).
+fn exit_status(subcommand: &str) -> &'static [(&'static str, &'static str)] {
+    match subcommand {
+        "check" => CHECK_EXIT_STATUS,
+        _ => EXIT_STATUS,
+    }
+}
+
 /// Examples, by subcommand ("" for nodecache itself): the command and what it does.
 fn examples(subcommand: &str) -> &'static [(&'static str, &'static str)] {
     match subcommand {
@@ -126,6 +145,16 @@ fn examples(subcommand: &str) -> &'static [(&'static str, &'static str)] {
                 "load a component, describe it, make one real call",
             ),
         ],
+        "check" => &[
+            (
+                "nodecache --cluster /etc/nodecache/cluster.toml check",
+                "OK, WARNING, CRITICAL or UNKNOWN, in one line and the exit status",
+            ),
+            (
+                "*/10 * * * * nodecache --cluster /etc/nodecache/cluster.toml check >/tmp/nodecache.check || logger -t nodecache < /tmp/nodecache.check",
+                "a crontab line that logs every state but OK",
+            ),
+        ],
         "completions" => &[(
             "source <(nodecache completions bash)",
             "complete options, members and groups in this bash",
@@ -201,7 +230,7 @@ fn after_help(subcommand: &str) -> String {
         text.push('\n');
     }
     text.push_str("Exit status:\n");
-    for (code, what) in EXIT_STATUS {
+    for (code, what) in exit_status(subcommand) {
         text.push_str(&format!("  {code}  {what}\n"));
     }
     text
@@ -226,7 +255,7 @@ pub fn extra_sections(command: &Command, subcommand: &str) -> String {
             .map(|(a, b)| (a.to_string(), b.to_string()))
             .collect()
     };
-    section("EXIT STATUS", &owned(EXIT_STATUS));
+    section("EXIT STATUS", &owned(exit_status(subcommand)));
     let mut environment: Vec<(String, String)> = command
         .get_arguments()
         .chain(Cli::command().get_arguments())

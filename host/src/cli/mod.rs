@@ -4,6 +4,7 @@
 //! through [`print`].
 
 mod args;
+mod check;
 mod cluster;
 mod complete;
 mod context;
@@ -79,6 +80,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Serve(args) => node::serve(&context, &args).await,
         Command::Identity { pem, fingerprint } => trust::identity(&context, pem, fingerprint),
         Command::Trust { command } => trust::trust(&context, &command),
+        Command::Check { group } => check::check(&context, group.as_deref()).await,
         Command::Cluster {
             command: ClusterCommand::Status { format },
         } => cluster::status(&context, format).await,
@@ -118,11 +120,12 @@ pub fn main() -> i32 {
             return error.exit_code();
         }
     };
-    init_logging(
-        cli.verbose,
-        cli.log_format,
-        matches!(cli.command, args::Command::Serve(_)),
-    );
+    let kind = match cli.command {
+        args::Command::Serve(_) => LogKind::Service,
+        args::Command::Check { .. } => LogKind::Monitor,
+        _ => LogKind::Command,
+    };
+    init_logging(cli.verbose, cli.log_format, kind);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -140,6 +143,7 @@ pub fn main() -> i32 {
     });
     match command {
         Ok(()) => 0,
+        Err(failure) if failure.is_reported() => failure.code,
         Err(failure) => {
             // The last gate: whatever an error quotes, from wherever, is
             // printed line by line through the one sanitiser.
@@ -152,17 +156,29 @@ pub fn main() -> i32 {
     }
 }
 
-/// The log on stderr: warnings by default, more with `-v`; `serve`, a
-/// service, also logs each request, each refused connection and its
-/// start and stop (`nodecache::access` and `nodecache::server` at info).
-/// `--log-format json`: one JSON object per line, for journald and log
-/// shippers.
-fn init_logging(verbose: u8, format: args::LogFormat, serving: bool) {
-    let level = match verbose {
-        0 if serving => "warn,nodecache::access=info,nodecache::server=info,nodecache::cli::node=info",
-        0 => "warn",
-        1 => "info",
-        2 => "debug",
+/// The log on stderr: warnings by default, more with `-v` ([`LogKind`]
+/// says what each kind of command shows). `--log-format json`: one JSON
+/// object per line, for journald and log shippers.
+/// What a command's log is for, which sets what it shows by default.
+enum LogKind {
+    /// A command a person runs: warnings.
+    Command,
+    /// `serve`: warnings, and each request, refusal, start and stop.
+    Service,
+    /// `check`: its one line is the answer, and monitoring systems may
+    /// merge stderr into it: errors only.
+    Monitor,
+}
+
+fn init_logging(verbose: u8, format: args::LogFormat, kind: LogKind) {
+    let level = match (verbose, kind) {
+        (0, LogKind::Service) => {
+            "warn,nodecache::access=info,nodecache::server=info,nodecache::cli::node=info"
+        }
+        (0, LogKind::Monitor) => "error",
+        (0, LogKind::Command) => "warn",
+        (1, _) => "info",
+        (2, _) => "debug",
         _ => "trace",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("NODECACHE_LOG")
