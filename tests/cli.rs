@@ -502,13 +502,21 @@ fn a_setting_the_policy_refuses_is_a_usage_error() {
 #[test]
 fn a_setting_the_policy_does_not_know_is_refused_naming_the_ones_it_does() {
     let run = Run::new();
-    let known = "(it knows: max-age, stale-max-age)";
-    for command in [
-        &["cpu-flags"][..],
-        &["resources"],
-        &["resources", "--all"],
-        &["can-run", "--flags", "sse2"],
-        &["serve", "--insecure-http", "--listen", "127.0.0.1:0"],
+    let default = ("default", "(it knows: max-age, stale-max-age)");
+    // serve's own default policy is revalidate.
+    let revalidate = (
+        "revalidate",
+        "(it knows: revalidate-after, max-age, stale-max-age)",
+    );
+    for (command, (policy, known)) in [
+        (&["cpu-flags"][..], default),
+        (&["resources"], default),
+        (&["resources", "--all"], default),
+        (&["can-run", "--flags", "sse2"], default),
+        (
+            &["serve", "--insecure-http", "--listen", "127.0.0.1:0"],
+            revalidate,
+        ),
     ] {
         let mut args = vec!["--set", "max_age=5m"];
         args.extend_from_slice(command);
@@ -516,7 +524,8 @@ fn a_setting_the_policy_does_not_know_is_refused_naming_the_ones_it_does() {
         let message = stderr(&output);
         assert_eq!(output.status.code(), Some(2), "{command:?}: {message}");
         assert!(
-            message.contains("setting \"max_age\" is not a parameter of default") && message.contains(known),
+            message.contains(&format!("setting \"max_age\" is not a parameter of {policy}"))
+                && message.contains(known),
             "{command:?}: {message}"
         );
     }

@@ -71,4 +71,11 @@ fn check_exits_with_the_monitoring_state_and_says_why_in_one_line() {
         line.starts_with("NODECACHE UNKNOWN - cluster: cannot check: "),
         "{line}"
     );
+
+    // Its help says the same, not the other commands' exit statuses.
+    let help = Nodecache::new().text(&["check", "--help"]);
+    assert!(
+        help.contains("  1  WARNING: ") && help.contains("  2  CRITICAL: "),
+        "{help}"
+    );
 }
