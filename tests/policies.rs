@@ -9,8 +9,8 @@ use std::process::{Command, Output};
 use serde_json::{Value, json};
 
 use crate::util::{
-    BIN, INCUS_FIXTURE, Nodecache, Server, build_policy, http_get, recorded_node, spawn_serve, stderr,
-    write_cache_entry_at,
+    BIN, INCUS_FIXTURE, Nodecache, build_policy, http_get, recorded_node, recorded_server, spawn_serve,
+    stderr, write_cache_entry_at,
 };
 
 /// A cluster file of `members` (name, url) and policy settings, and a cache.
@@ -63,15 +63,6 @@ fn sources(report: &Value) -> Vec<String> {
         .iter()
         .map(|node| node["source"].as_str().unwrap().to_string())
         .collect()
-}
-
-fn recorded_server(dir: &Path, name: &str, flags: &[&str]) -> (Server, PathBuf) {
-    let file = recorded_node(dir, name, "x86_64", flags);
-    let server = spawn_serve(
-        None,
-        &["--insecure-http", "--resources-file", file.to_str().unwrap()],
-    );
-    (server, file)
 }
 
 #[test]

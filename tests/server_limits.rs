@@ -497,7 +497,8 @@ fn the_access_log_names_each_tls_client_by_its_trust_name() {
         .unwrap();
     assert!(added.status.success(), "{}", stderr(&added));
     let file = recorded_node(dir.path(), "n", "x86_64", &["fpu"]);
-    let mut child = Command::new(BIN)
+    let mut command = Command::new(BIN);
+    command
         .arg("--state-dir")
         .arg(&state)
         .arg("--cache-dir")
@@ -510,21 +511,9 @@ fn the_access_log_names_each_tls_client_by_its_trust_name() {
             "127.0.0.1:0",
             "--resources-file",
         ])
-        .arg(&file)
-        .env_remove("NODECACHE_LOG")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let _bounded = kill_after(child.id(), Duration::from_secs(300));
-    let mut log = std::io::BufReader::new(child.stderr.take().unwrap());
-    let address = loop {
-        let mut line = String::new();
-        assert!(log.read_line(&mut line).unwrap() > 0, "serve ended");
-        if let Some(address) = line.trim().strip_prefix("nodecache: listening on ") {
-            break address.to_string();
-        }
-    };
+        .arg(&file);
+    let server = crate::util::LoggedServe::start(command);
+    let address = server.address.clone();
     let curl = |cert: &std::path::Path, key: &std::path::Path| {
         let output = Command::new("curl")
             .args([
@@ -547,34 +536,11 @@ fn the_access_log_names_each_tls_client_by_its_trust_name() {
     };
     assert_eq!(curl(&ops_cert, &ops_key), "200");
     assert_eq!(curl(&stranger_cert, &stranger_key), "403");
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let events: Vec<Value> = log
-        .lines()
-        .map_while(Result::ok)
-        .filter_map(|line| serde_json::from_str(&line).ok())
-        .filter(|event: &Value| event["target"] == "nodecache::access")
+    let events: Vec<Value> = crate::util::json_events(&server.stop())
+        .into_iter()
+        .filter(|event| event["target"] == "nodecache::access")
         .collect();
-    assert!(child.wait().unwrap().success());
-    let fingerprint = {
-        let output = Command::new("openssl")
-            .args(["x509", "-noout", "-fingerprint", "-sha256", "-in"])
-            .arg(&stranger_cert)
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&output.stdout)
-            .trim()
-            .rsplit('=')
-            .next()
-            .unwrap()
-            .replace(':', "")
-            .to_ascii_lowercase()
-    };
+    let fingerprint = crate::util::openssl_fingerprint(&stranger_cert);
     let seen: Vec<(String, u64)> = events
         .iter()
         .filter(|event| event["fields"]["path"] == "/1.0/resources")

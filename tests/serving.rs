@@ -580,39 +580,19 @@ fn concurrent_cluster_requests_share_one_computation() {
 /// nodes' sources), and its shutdown.
 #[test]
 fn serve_revalidates_by_default_and_logs_each_request_as_json() {
-    use std::io::BufRead;
     let dir = tempfile::tempdir().unwrap();
-    let b_file = recorded_node(dir.path(), "b", "x86_64", &["fpu", "sse2", "avx"]);
-    let b = spawn_serve(
-        None,
-        &["--insecure-http", "--resources-file", b_file.to_str().unwrap()],
-    );
+    let (b, _) = crate::util::recorded_server(dir.path(), "b", &["fpu", "sse2", "avx"]);
     let cluster = one_member_cluster(dir.path(), "b", &b.url);
-    let mut child = std::process::Command::new(crate::util::BIN)
+    let mut command = std::process::Command::new(crate::util::BIN);
+    command
         .arg("--cluster")
         .arg(&cluster)
         .arg("--cache-dir")
         .arg(dir.path().join("cache"))
         .args(["--log-format", "json", "--set", "revalidate-after=1ms"])
-        .args(["serve", "--listen", "127.0.0.1:0", "--insecure-http"])
-        .env_remove("NODECACHE_LOG")
-        .env_remove("NODECACHE_POLICY")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let _bounded = crate::util::kill_after(child.id(), Duration::from_secs(300));
-    let mut log = std::io::BufReader::new(child.stderr.take().unwrap());
-    let mut said = Vec::new();
-    let address = loop {
-        let mut line = String::new();
-        assert!(log.read_line(&mut line).unwrap() > 0, "serve ended: {said:?}");
-        if let Some(address) = line.trim().strip_prefix("nodecache: listening on ") {
-            break address.to_string();
-        }
-        said.push(line);
-    };
-    let url = format!("http://{address}");
+        .args(["serve", "--listen", "127.0.0.1:0", "--insecure-http"]);
+    let server = crate::util::LoggedServe::start(command);
+    let url = format!("http://{}", server.address);
     let info: Value = serde_json::from_str(&http_get(&url, "/1.0", &[]).body).unwrap();
     assert_eq!(
         info["metadata"]["environment"]["policy"]["name"], "revalidate",
@@ -627,18 +607,7 @@ fn serve_revalidates_by_default_and_logs_each_request_as_json() {
     // b loses avx; the same serve says so at its next request.
     recorded_node(dir.path(), "b", "x86_64", &["fpu", "sse2"]);
     assert_eq!(flags(), serde_json::json!(["fpu", "sse2"]));
-    let stopped = std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(stopped.success());
-    let rest: Vec<String> = log.lines().map_while(Result::ok).collect();
-    assert!(child.wait().unwrap().success());
-    let events: Vec<Value> = said
-        .iter()
-        .chain(&rest)
-        .filter_map(|line| serde_json::from_str(line).ok())
-        .collect();
+    let events = crate::util::json_events(&server.stop());
     let requests: Vec<&Value> = events
         .iter()
         .filter(|event| event["fields"]["message"] == "request" && event["target"] == "nodecache::access")

@@ -569,3 +569,96 @@ pub fn proc_cpuinfo_common_flags() -> std::collections::BTreeSet<String> {
     let first = sets.next().expect("/proc/cpuinfo has flags");
     sets.fold(first, |acc, set| acc.intersection(&set).cloned().collect())
 }
+
+/// SHA-256 of a PEM certificate as openssl computes it, in lower-case hex
+/// without colons (how nodecache and Incus spell fingerprints).
+pub fn openssl_fingerprint(cert: &Path) -> String {
+    let output = Command::new("openssl")
+        .args(["x509", "-noout", "-fingerprint", "-sha256", "-in"])
+        .arg(cert)
+        .output()
+        .expect("openssl");
+    assert!(output.status.success(), "openssl: {}", stderr(&output));
+    String::from_utf8_lossy(&output.stdout)
+        .trim()
+        .rsplit('=')
+        .next()
+        .unwrap()
+        .replace(':', "")
+        .to_ascii_lowercase()
+}
+
+/// `nodecache serve --insecure-http` of a recorded node `name` with `flags`
+/// on every core: the server, and the recorded file (rewrite it to change
+/// what the node answers).
+pub fn recorded_server(dir: &Path, name: &str, flags: &[&str]) -> (Server, PathBuf) {
+    let file = recorded_node(dir, name, "x86_64", flags);
+    let server = spawn_serve(
+        None,
+        &["--insecure-http", "--resources-file", file.to_str().unwrap()],
+    );
+    (server, file)
+}
+
+/// A `nodecache serve` whose whole log the test reads: started from
+/// `command` (its arguments up to and including `serve`'s, `--listen
+/// 127.0.0.1:0` among them), its address once it says where it listens,
+/// and, after [`LoggedServe::stop`], every line it logged.
+pub struct LoggedServe {
+    child: Child,
+    log: BufReader<std::process::ChildStderr>,
+    said: Vec<String>,
+    pub address: String,
+    _bounded: KillAfter,
+}
+
+impl LoggedServe {
+    pub fn start(mut command: Command) -> LoggedServe {
+        let mut child = command
+            .env_remove("NODECACHE_LOG")
+            .env_remove("NODECACHE_POLICY")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn nodecache serve");
+        let bounded = kill_after(child.id(), std::time::Duration::from_secs(300));
+        let mut log = BufReader::new(child.stderr.take().unwrap());
+        let mut said = Vec::new();
+        let address = loop {
+            let mut line = String::new();
+            assert!(log.read_line(&mut line).unwrap() > 0, "serve ended: {said:?}");
+            if let Some(address) = line.trim().strip_prefix("nodecache: listening on ") {
+                break address.to_string();
+            }
+            said.push(line);
+        };
+        LoggedServe {
+            child,
+            log,
+            said,
+            address,
+            _bounded: bounded,
+        }
+    }
+
+    /// SIGTERM; waits for it to exit 0, and returns every line it logged.
+    pub fn stop(mut self) -> Vec<String> {
+        let stopped = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(stopped.success());
+        let mut lines = std::mem::take(&mut self.said);
+        lines.extend(self.log.lines().map_while(Result::ok));
+        assert!(self.child.wait().unwrap().success(), "serve did not exit 0");
+        lines
+    }
+}
+
+/// The JSON objects among log lines (`--log-format json`).
+pub fn json_events(lines: &[String]) -> Vec<Value> {
+    lines
+        .iter()
+        .filter_map(|line| serde_json::from_str(line).ok())
+        .collect()
+}

@@ -3,7 +3,7 @@
 //! 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN; one line of output, performance
 //! data after a `|`).
 
-use crate::util::{Nodecache, dead_url, recorded_node, resources_of, spawn_serve, stderr, write_cache_entry};
+use crate::util::{Nodecache, dead_url, recorded_server, resources_of, stderr, write_cache_entry};
 
 /// Each state from a cluster that is in it: every member answering (OK), a
 /// member served from an entry it could not refresh (WARNING, named), a
@@ -12,11 +12,7 @@ use crate::util::{Nodecache, dead_url, recorded_node, resources_of, spawn_serve,
 #[test]
 fn check_exits_with_the_monitoring_state_and_says_why_in_one_line() {
     let dir = tempfile::tempdir().unwrap();
-    let a_file = recorded_node(dir.path(), "a", "x86_64", &["fpu", "sse2"]);
-    let a = spawn_serve(
-        None,
-        &["--insecure-http", "--resources-file", a_file.to_str().unwrap()],
-    );
+    let (a, a_file) = recorded_server(dir.path(), "a", &["fpu", "sse2"]);
     let cluster = |name: &str, members: &[(&str, &str)]| {
         let path = dir.path().join(name);
         let text: String = members

@@ -55,11 +55,7 @@ impl Cluster {
             .cloned()
             .collect();
         if members.is_empty() {
-            let known: std::collections::BTreeSet<&str> = self
-                .members
-                .iter()
-                .flat_map(|member| member.groups.iter().map(String::as_str))
-                .collect();
+            let known = self.group_names();
             return Err(format!(
                 "no member is in group {group:?} (groups known: {})",
                 if known.is_empty() {
@@ -70,6 +66,14 @@ impl Cluster {
             ));
         }
         Ok(Cluster { members })
+    }
+
+    /// Every group some member is in, sorted, once each.
+    pub fn group_names(&self) -> std::collections::BTreeSet<&str> {
+        self.members
+            .iter()
+            .flat_map(|member| member.groups.iter().map(String::as_str))
+            .collect()
     }
 
     pub fn find(&self, name: &NodeName) -> Option<&ClusterMember> {

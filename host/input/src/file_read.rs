@@ -95,6 +95,43 @@ impl std::error::Error for ReadError {}
 
 /// The whole file at `path`, read under `rule`.
 pub fn read(path: &Path, rule: Rule) -> Result<Vec<u8>, ReadError> {
+    let (file, metadata) = open(path, rule)?;
+    if metadata.file_type().is_fifo() {
+        // The operator's own pipe: opened again, blocking, to wait for its
+        // writer as a shell would (a FIFO opened without blocking and no
+        // writer yet reads as empty).
+        let file = File::open(path).map_err(ReadError::Io)?;
+        return bounded(file, rule.max + 1, rule.max);
+    }
+    bounded(file, metadata.len(), rule.max)
+}
+
+/// The first line of the file at `path` (without its newline), read under
+/// `rule`: a file whose head is all a caller needs (a cache entry's
+/// header) is not read whole.
+pub fn read_first_line(path: &Path, rule: Rule) -> Result<Vec<u8>, ReadError> {
+    use std::io::BufRead;
+    let (file, metadata) = open(path, rule)?;
+    let limit = if metadata.file_type().is_fifo() {
+        rule.max
+    } else {
+        metadata.len()
+    };
+    let mut line = Vec::new();
+    io::BufReader::new(file.take(limit))
+        .read_until(b'\n', &mut line)
+        .map_err(ReadError::Io)?;
+    if line.last() == Some(&b'\n') {
+        line.pop();
+    }
+    Ok(line)
+}
+
+/// Opens `path` under `rule`, checked before a byte is read: no link
+/// followed where links are not, never waiting on a FIFO, a regular file
+/// (or the operator's pipe where one is allowed), this user's alone where
+/// the rule keeps it, within the rule's size.
+fn open(path: &Path, rule: Rule) -> Result<(File, Metadata), ReadError> {
     let mut flags = libc::O_NONBLOCK;
     if rule.kept {
         flags |= libc::O_NOFOLLOW;
@@ -117,17 +154,10 @@ pub fn read(path: &Path, rule: Rule) -> Result<Vec<u8>, ReadError> {
         crate::private_path::check_metadata(path, &metadata, false)
             .map_err(|e| ReadError::NotPrivate(format!("{e:#}")))?;
     }
-    if piped {
-        // The operator's own pipe: opened again, blocking, to wait for its
-        // writer as a shell would (a FIFO opened without blocking and no
-        // writer yet reads as empty).
-        let file = File::open(path).map_err(ReadError::Io)?;
-        return bounded(file, rule.max + 1, rule.max);
-    }
-    if metadata.len() > rule.max {
+    if !piped && metadata.len() > rule.max {
         return Err(ReadError::TooLarge { max: rule.max });
     }
-    bounded(file, metadata.len(), rule.max)
+    Ok((file, metadata))
 }
 
 /// Reads at most `limit` bytes: a regular file's size as it was opened (a

@@ -96,6 +96,17 @@ struct Header {
     hardware_since_ms: Option<u64>,
 }
 
+/// The fields of a [`Header`] that date its hardware.
+#[derive(Deserialize)]
+struct Stamp {
+    node: String,
+    fetched_at_ms: u64,
+    #[serde(default)]
+    validator: Option<String>,
+    #[serde(default)]
+    hardware_since_ms: Option<u64>,
+}
+
 impl CacheStore {
     /// A store rooted at `root` (the `resources/` directory is made on first write).
     pub fn new(root: &Path) -> CacheStore {
@@ -213,44 +224,33 @@ impl CacheStore {
 
     /// When the node's hardware, identified by `validator`, was first
     /// written: the entry being replaced's time when it held the same
-    /// hardware, else `now_ms` (new, or changed). Only the replaced
-    /// entry's header line is read.
+    /// hardware, else `now_ms` (new, or changed).
     fn hardware_since(&self, node: &NodeName, validator: &str, now_ms: u64) -> u64 {
-        use std::io::{BufRead, Read};
-        let path = self.path_of(node);
-        // The directory is this user's alone (checked before any write),
-        // so nothing else can have put a link or FIFO here.
-        let Ok(metadata) = fs::symlink_metadata(&path) else {
-            return now_ms;
-        };
-        if !metadata.is_file() {
-            return now_ms;
-        }
-        let Ok(file) = fs::File::open(&path) else {
-            return now_ms;
-        };
-        let mut line = Vec::new();
-        let mut reader = io::BufReader::new(file.take(MAX_ENTRY_BYTES));
-        if reader.read_until(b'\n', &mut line).is_err() {
-            return now_ms;
-        }
-        /// The fields of a header this needs: the CPU summary is skipped,
-        /// not built (it is most of the header's bytes).
-        #[derive(Deserialize)]
-        struct Stamp {
-            node: String,
-            fetched_at_ms: u64,
-            #[serde(default)]
-            validator: Option<String>,
-            #[serde(default)]
-            hardware_since_ms: Option<u64>,
-        }
-        match serde_json::from_slice::<Stamp>(line.trim_ascii_end()) {
-            Ok(old) if old.node == node.as_str() && old.validator.as_deref() == Some(validator) => {
+        match self.stamp(node) {
+            Some(old) if old.validator.as_deref() == Some(validator) => {
                 old.hardware_since_ms.unwrap_or(old.fetched_at_ms).min(now_ms)
             }
             _ => now_ms,
         }
+    }
+
+    /// When the cache first saw the hardware of the node's entry
+    /// (`cluster status`), from its header alone; `None` without an entry
+    /// or a hardware identity.
+    pub fn hardware_since_ms(&self, node: &NodeName) -> Option<u64> {
+        self.stamp(node)?.hardware_since_ms
+    }
+
+    /// The header fields of the node's entry that say when and for which
+    /// hardware it was written: its first line only, through the one
+    /// reader, the CPU summary skipped rather than built (it is most of a
+    /// header's bytes). `None` for a missing or unreadable entry.
+    fn stamp(&self, node: &NodeName) -> Option<Stamp> {
+        self.check_private().ok()?;
+        let line = file_read::read_first_line(&self.path_of(node), Rule::kept(MAX_ENTRY_BYTES)).ok()?;
+        serde_json::from_slice::<Stamp>(&line)
+            .ok()
+            .filter(|stamp| stamp.node == node.as_str())
     }
 
     fn replace(

@@ -5,8 +5,6 @@
 //! not answer: a bad cluster file, a failing policy). Any cron job or
 //! monitoring system can run it; the line ends with performance data.
 
-use anyhow::anyhow;
-
 use super::context::Context;
 use super::failure::Failure;
 use super::print::{Bar, print};
@@ -58,11 +56,7 @@ async fn report(context: &Context, group: Option<&str>) -> Result<CpuFlagsReport
     let members = context.members(group).await?;
     let policy = context.policy(&members, members.instances()).await?;
     let bar = Bar::for_members(members.file.cluster.members.len());
-    let arch = default_arch();
-    Ok(policy
-        .report(&members, &arch, bar)
-        .await
-        .map_err(|e| anyhow!(e))?)
+    Ok(policy.report(&members, &default_arch(), bar).await?)
 }
 
 /// The state of a report, and its line: the worst node decides.

@@ -12,9 +12,9 @@ use super::args::TableFormat;
 use super::context::Context;
 use super::failure::Failure;
 use super::print::{Bar, print, table};
-use crate::cluster::gather::{DEFAULT_CONCURRENCY, gather};
+use crate::cluster::gather::DEFAULT_CONCURRENCY;
 use crate::cluster::pin_member;
-use crate::cluster::report::NodeSource;
+use crate::cluster::report::{NodeSource, Provenance};
 use crate::net::remote::Reachability;
 use crate::net::{certificate, first_use, tls};
 use crate::node_name::NodeName;
@@ -39,9 +39,7 @@ pub(super) async fn accept_certificate(
     let node = NodeName::parse(node).map_err(|e| Failure::usage(anyhow!(e)))?;
     let member = file
         .cluster
-        .members
-        .iter()
-        .find(|m| m.name == node)
+        .find(&node)
         .ok_or_else(|| Failure::usage(anyhow!("{node} is not a member in {}", path.display())))?;
     let Some(url) = &member.url else {
         return Err(Failure::usage(anyhow!(
@@ -153,14 +151,7 @@ struct MemberStatus {
 pub(super) async fn status(context: &Context, format: TableFormat) -> Result<(), Failure> {
     let members = context.members(None).await?;
     let policy = context.policy(&members, members.instances()).await?;
-    let asked: Vec<_> = members
-        .file
-        .cluster
-        .members
-        .iter()
-        .map(|m| m.as_member())
-        .collect();
-    let bar = Bar::for_members(asked.len());
+    let bar = Bar::for_members(members.file.cluster.members.len());
     let progress = bar.clone() as Arc<dyn crate::cluster::gather::Progress>;
     let remote = policy.capabilities.remote.clone();
     // Owned members and a boxed future: a stream over borrowed ones is not
@@ -191,13 +182,7 @@ pub(super) async fn status(context: &Context, format: TableFormat) -> Result<(),
     .buffered(DEFAULT_CONCURRENCY)
     .collect::<Vec<(&'static str, Option<String>)>>()
     .boxed();
-    let gathered = gather(
-        &policy.runtime,
-        policy.capabilities.clone(),
-        &asked,
-        DEFAULT_CONCURRENCY,
-        &progress,
-    );
+    let gathered = policy.gather(&members, &progress);
     let (reach, gathered) = tokio::join!(reach, gathered);
     let gathered = gathered?;
     drop(bar);
@@ -206,27 +191,20 @@ pub(super) async fn status(context: &Context, format: TableFormat) -> Result<(),
     for ((member, node), (reachable, unreachable)) in
         members.file.cluster.members.iter().zip(gathered).zip(reach)
     {
-        let entry = policy
-            .capabilities
-            .store
-            .read(&member.name, now_ms)
-            .ok()
-            .flatten();
-        let (source, age_seconds, error) = match node.outcome {
-            Ok(got) => (
-                NodeSource::from(got.source),
-                Some(got.age_ms / 1000),
-                got.refresh_error.map(|e| e.to_string()),
-            ),
-            Err(error) => (NodeSource::Error, None, Some(error.to_string())),
-        };
+        let Provenance {
+            source,
+            age_seconds,
+            error,
+        } = Provenance::of(node.outcome.as_ref());
+        // The entry's header alone: the policy has read the entry already.
+        let hardware_since_ms = policy.capabilities.store.hardware_since_ms(&member.name);
         rows.push(MemberStatus {
             name: member.name.to_string(),
             groups: member.groups.clone(),
             reachable,
             source,
             age_seconds,
-            hardware_changed_at: entry.and_then(|e| e.hardware_since_ms).map(|ms| ms / 1000),
+            hardware_changed_at: hardware_since_ms.map(|ms| ms / 1000),
             error: error.or(unreachable),
         });
     }

@@ -44,11 +44,9 @@ pub fn groups() -> Vec<CompletionCandidate> {
     let Some(file) = cluster_file() else {
         return Vec::new();
     };
-    let mut names: Vec<&String> = file.cluster.members.iter().flat_map(|m| &m.groups).collect();
-    names.sort();
-    names.dedup();
-    names
+    file.cluster
+        .group_names()
         .into_iter()
-        .map(|name| CompletionCandidate::new(name.clone()))
+        .map(CompletionCandidate::new)
         .collect()
 }

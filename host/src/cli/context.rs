@@ -11,7 +11,7 @@ use anyhow::{Context as _, anyhow};
 
 use super::args::Cli;
 use super::failure::Failure;
-use crate::cluster::gather::{DEFAULT_CONCURRENCY, Progress};
+use crate::cluster::gather::{DEFAULT_CONCURRENCY, Gathered, Progress};
 use crate::cluster::report::{CpuFlagsReport, cpu_flags};
 use crate::cluster_file::{Cluster, ClusterFile};
 use crate::net::remote::RemoteFetcher;
@@ -192,6 +192,30 @@ impl Members {
 }
 
 impl Policy {
+    /// Every member through the policy at once, each answer as it came
+    /// (`resources --all`, `cluster status`).
+    pub(super) async fn gather(
+        &self,
+        members: &Members,
+        progress: &Arc<dyn Progress>,
+    ) -> anyhow::Result<Vec<Gathered>> {
+        let asked: Vec<_> = members
+            .file
+            .cluster
+            .members
+            .iter()
+            .map(|m| m.as_member())
+            .collect();
+        crate::cluster::gather::gather(
+            &self.runtime,
+            self.capabilities.clone(),
+            &asked,
+            DEFAULT_CONCURRENCY,
+            progress,
+        )
+        .await
+    }
+
     /// Every member asked, and what they share for `arch`.
     pub(super) async fn report(
         &self,

@@ -12,8 +12,7 @@ use super::context::{Context, Members};
 use super::failure::Failure;
 use super::print::{Bar, print, table};
 use crate::api::Resources;
-use crate::cluster::gather::gather;
-use crate::cluster::report::NodeSource;
+use crate::cluster::report::Provenance;
 use crate::format;
 use crate::model::PolicyError;
 use crate::node_name::NodeName;
@@ -51,11 +50,9 @@ pub(super) async fn resources(
         outcome.map_err(|failure: PolicyError| anyhow::Error::new(failure).context(member.name.clone()))?;
     tracing::info!(node = %member.name, source = %resources.source, age_ms = resources.age_ms, "resources");
     let outcome = MemberResources {
-        resources: Some(parse_document(&member.name, &resources.document)?),
-        source: resources.source.into(),
-        age_seconds: Some(resources.age_ms / 1000),
-        error: resources.refresh_error.map(|e| e.to_string()),
         name: member.name.to_string(),
+        provenance: Provenance::of(Ok(&resources)),
+        resources: Some(parse_document(&member.name, &resources.document)?),
     };
     match format {
         ResourcesFormat::Document => print(&format::pretty_json(&outcome.resources)),
@@ -68,9 +65,8 @@ pub(super) async fn resources(
 #[derive(Serialize)]
 struct MemberResources {
     name: String,
-    source: NodeSource,
-    age_seconds: Option<u64>,
-    error: Option<String>,
+    #[serde(flatten)]
+    provenance: Provenance,
     resources: Option<Resources>,
 }
 
@@ -80,8 +76,9 @@ fn resources_table(outcomes: &[MemberResources]) -> String {
     let rows: Vec<Vec<String>> = outcomes
         .iter()
         .map(|outcome| {
-            let source = outcome.source.to_string();
+            let source = outcome.provenance.source.to_string();
             let age = outcome
+                .provenance
                 .age_seconds
                 .map_or_else(|| "-".to_string(), format::rough_age);
             let (model, threads, sockets, memory) = match &outcome.resources {
@@ -105,7 +102,7 @@ fn resources_table(outcomes: &[MemberResources]) -> String {
                 sockets,
                 threads,
                 memory,
-                outcome.error.clone().unwrap_or_else(|| "-".into()),
+                outcome.provenance.error.clone().unwrap_or_else(|| "-".into()),
             ]
         })
         .collect();
@@ -120,41 +117,19 @@ fn resources_table(outcomes: &[MemberResources]) -> String {
 pub(super) async fn resources_all(context: &Context, format: ResourcesFormat) -> Result<(), Failure> {
     let members = context.members(None).await?;
     let policy = context.policy(&members, members.instances()).await?;
-    let asked: Vec<_> = members
-        .file
-        .cluster
-        .members
-        .iter()
-        .map(|m| m.as_member())
-        .collect();
-    let bar = Bar::for_members(asked.len());
-    let gathered = gather(
-        &policy.runtime,
-        policy.capabilities.clone(),
-        &asked,
-        crate::cluster::gather::DEFAULT_CONCURRENCY,
-        &(bar.clone() as Arc<_>),
-    )
-    .await?;
+    let bar = Bar::for_members(members.file.cluster.members.len());
+    let gathered = policy.gather(&members, &(bar.clone() as Arc<_>)).await?;
     drop(bar);
     let mut outcomes = Vec::with_capacity(gathered.len());
     for node in gathered {
-        let name = node.member.name.to_string();
-        outcomes.push(match node.outcome {
-            Ok(got) => MemberResources {
-                resources: Some(parse_document(&node.member.name, &got.document)?),
-                source: got.source.into(),
-                age_seconds: Some(got.age_ms / 1000),
-                error: got.refresh_error.map(|e| e.to_string()),
-                name,
-            },
-            Err(error) => MemberResources {
-                name,
-                source: NodeSource::Error,
-                age_seconds: None,
-                error: Some(error.to_string()),
-                resources: None,
-            },
+        let resources = match &node.outcome {
+            Ok(got) => Some(parse_document(&node.member.name, &got.document)?),
+            Err(_) => None,
+        };
+        outcomes.push(MemberResources {
+            name: node.member.name.to_string(),
+            provenance: Provenance::of(node.outcome.as_ref()),
+            resources,
         });
     }
     match format {

@@ -146,6 +146,33 @@ pub enum NodeSource {
     Excluded,
 }
 
+/// Where one gathered node's document came from, how old it is, and what
+/// went wrong: a node as `resources` and `cluster status` show it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Provenance {
+    pub source: NodeSource,
+    pub age_seconds: Option<u64>,
+    /// Why it has no data, or why its refresh failed.
+    pub error: Option<String>,
+}
+
+impl Provenance {
+    pub fn of(outcome: Result<&crate::model::NodeResources, &crate::model::HostError>) -> Provenance {
+        match outcome {
+            Ok(got) => Provenance {
+                source: got.source.into(),
+                age_seconds: Some(got.age_ms / 1000),
+                error: got.refresh_error.as_ref().map(|e| e.to_string()),
+            },
+            Err(error) => Provenance {
+                source: NodeSource::Error,
+                age_seconds: None,
+                error: Some(error.to_string()),
+            },
+        }
+    }
+}
+
 impl std::fmt::Display for NodeSource {
     /// As the JSON spells it.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, anyhow, bail};
 use rustls::pki_types::{CertificateDer, ServerName};
 
-use super::tls::RecordingServerCert;
+use super::tls::{self, RecordingServerCert};
 
 /// The certificate the server at `url` (`https://host:port`) presents,
 /// within `deadline`.
@@ -26,17 +26,11 @@ pub async fn presented_certificate(url: &str, deadline: Duration) -> Result<Cert
         .trim_end_matches(']')
         .to_string();
     let port = parsed.port_or_known_default().unwrap_or(443);
-    let provider = super::tls::provider();
     let recorder = Arc::new(RecordingServerCert {
         seen: Mutex::new(None),
-        provider: provider.clone(),
+        provider: tls::provider(),
     });
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .context("TLS 1.3 configuration")?
-        .dangerous()
-        .with_custom_certificate_verifier(recorder.clone())
-        .with_no_client_auth();
+    let config = tls::client_config_with(recorder.clone(), None)?;
     let name =
         ServerName::try_from(host.clone()).with_context(|| format!("{url}: {host} is not a server name"))?;
     let handshake = async {

@@ -178,16 +178,10 @@ impl RemoteFetcher {
         let client = &self.clients[route.client];
         match tokio::time::timeout(self.deadline, self.fetch_url(client, &url, validator)).await {
             Ok(Err(HostError::Unreachable(why))) => {
-                Err(HostError::Unreachable(match tls::unpinned_fingerprint(&why) {
-                    Some(presented) => not_pinned(node, &url, presented, &route.pinned),
-                    None => why,
-                }))
+                Err(HostError::Unreachable(route.explained(node, &url, why)))
             }
             Ok(result) => result,
-            Err(_) => Err(HostError::TimedOut(format!(
-                "{url} did not answer within {:.1} s",
-                self.deadline.as_secs_f64()
-            ))),
+            Err(_) => Err(HostError::TimedOut(self.timed_out(&url))),
         }
     }
 
@@ -199,13 +193,11 @@ impl RemoteFetcher {
         };
         let url = format!("{}/1.0", route.url);
         let ask = async {
-            let response = self.clients[route.client].get(&url).send().await.map_err(|e| {
-                let why = error_chain(&e);
-                match tls::unpinned_fingerprint(&why) {
-                    Some(presented) => not_pinned(node, &url, presented, &route.pinned),
-                    None => format!("{url}: {why}"),
-                }
-            })?;
+            let response = self.clients[route.client]
+                .get(&url)
+                .send()
+                .await
+                .map_err(|e| route.explained(node, &url, format!("{url}: {}", error_chain(&e))))?;
             let body = body_within(response, &url, 1 << 20)
                 .await
                 .map_err(|e| e.to_string())?;
@@ -214,14 +206,15 @@ impl RemoteFetcher {
             Ok::<_, String>(answer["metadata"]["auth"].as_str() == Some("trusted"))
         };
         match tokio::time::timeout(self.deadline, ask).await {
-            Err(_) => Reachability::Unreachable(format!(
-                "{url} did not answer within {:.1} s",
-                self.deadline.as_secs_f64()
-            )),
+            Err(_) => Reachability::Unreachable(self.timed_out(&url)),
             Ok(Err(why)) => Reachability::Unreachable(why),
             Ok(Ok(true)) => Reachability::Trusted,
             Ok(Ok(false)) => Reachability::Untrusted,
         }
+    }
+
+    fn timed_out(&self, url: &str) -> String {
+        format!("{url} did not answer within {:.1} s", self.deadline.as_secs_f64())
     }
 
     async fn fetch_url(
@@ -276,15 +269,22 @@ impl RemoteFetcher {
     }
 }
 
-/// A member's refused certificate, in words that say what to do: which
-/// certificate it presented, what the cluster file pins for it, and the
-/// two ways to pin the right one.
-fn not_pinned(node: &NodeName, url: &str, presented: &str, pinned: &str) -> String {
-    format!(
-        "{url}: certificate {presented} is not pinned for {node}; if it is {node}'s \
-         (`nodecache identity` there shows it), run `nodecache cluster accept-certificate {node}` \
-         or set server-cert = \"FILE\" in its [[member]] entry ({pinned})"
-    )
+impl Route {
+    /// Why the member at `url` could not be reached, in words that say
+    /// what to do when its certificate was refused: which certificate it
+    /// presented, what the cluster file pins for it, and the two ways to
+    /// pin the right one. Any other reason is `why` as it is.
+    fn explained(&self, node: &NodeName, url: &str, why: String) -> String {
+        let Some(presented) = tls::unpinned_fingerprint(&why) else {
+            return why;
+        };
+        format!(
+            "{url}: certificate {presented} is not pinned for {node}; if it is {node}'s \
+             (`nodecache identity` there shows it), run `nodecache cluster accept-certificate {node}` \
+             or set server-cert = \"FILE\" in its [[member]] entry ({})",
+            self.pinned
+        )
+    }
 }
 
 /// The cluster file's pinned server certificates and client identity.

@@ -173,12 +173,21 @@ pub fn client_config(
     trusted: &[CertificateDer<'static>],
     identity: Option<Identity>,
 ) -> Result<rustls::ClientConfig> {
-    let provider = provider();
     let verifier = Arc::new(PinnedServerCerts {
         trusted: trusted.to_vec(),
-        provider: provider.clone(),
+        provider: provider(),
     });
-    let builder = rustls::ClientConfig::builder_with_provider(provider)
+    client_config_with(verifier, identity)
+}
+
+/// TLS 1.3 client configuration whose `verifier` decides which server
+/// certificate is acceptable: [`PinnedServerCerts`] for every request,
+/// [`RecordingServerCert`] for trust on first use.
+pub fn client_config_with(
+    verifier: Arc<dyn ServerCertVerifier>,
+    identity: Option<Identity>,
+) -> Result<rustls::ClientConfig> {
+    let builder = rustls::ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])
         .context("TLS 1.3 configuration")?
         .dangerous()

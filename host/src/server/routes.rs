@@ -437,8 +437,12 @@ impl TlsConnection {
             .and_then(|certs| certs.first())
             .map(|cert| Arc::new(cert.as_ref().to_vec()));
         tracing::debug!(%peer, client_certificate = certificate.is_some(), "connection");
-        // Its fingerprint, for `GET /1.0`'s `auth_user_name`: once per connection.
+        // Its fingerprint, for `GET /1.0`'s `auth_user_name`, and its name in
+        // the trust store, for the access log: once per connection.
         let fingerprint = certificate.as_deref().map(|cert| crate::digest::sha256_hex(cert));
+        let name = fingerprint
+            .as_deref()
+            .and_then(|fingerprint| trust.name_of(fingerprint));
         let guard = move |mut request: axum::extract::Request, next: axum::middleware::Next| {
             let client = match (certificate.as_deref(), &fingerprint) {
                 (Some(cert), Some(fingerprint)) if trust.contains(cert) => {
@@ -449,9 +453,9 @@ impl TlsConnection {
             // Who asked, for the access log: the trust store's name for
             // the certificate, else its fingerprint's first 16 digits.
             let who = match (&client, &fingerprint) {
-                (Client::Trusted(fingerprint), _) => trust
-                    .name_of(fingerprint)
-                    .unwrap_or_else(|| fingerprint[..16].to_string()),
+                (Client::Trusted(fingerprint), _) => {
+                    name.clone().unwrap_or_else(|| fingerprint[..16].to_string())
+                }
                 (Client::Untrusted, Some(fingerprint)) => format!("untrusted {}", &fingerprint[..16]),
                 (Client::Untrusted, None) => "no certificate".to_string(),
             };

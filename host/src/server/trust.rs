@@ -60,6 +60,9 @@ pub struct Trusted {
     pub expired: bool,
 }
 
+/// A name file holds one name (63 characters) and a newline.
+const NAME_BYTES: u64 = 64;
+
 /// A name for a trusted certificate: what an operator calls the client
 /// (`node-b`, `ops@laptop`). Kept short and printable, as it is shown in
 /// tables and logs.
@@ -138,12 +141,8 @@ impl TrustStore {
             .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
             let described =
                 crate::net::certificate::describe(&der).with_context(|| format!("{}", path.display()))?;
-            let name = fs::read_to_string(self.dir.join(format!("{fingerprint}.name")))
-                .ok()
-                .map(|text| text.trim().to_string())
-                .filter(|name| check_name(name).is_ok());
             trusted.push(Trusted {
-                name,
+                name: self.name_of(&fingerprint),
                 subject: described.subject.clone(),
                 expired: described.expired_at((crate::util::clock::now_ms() / 1000) as i64),
                 expires: described.expires,
@@ -182,13 +181,16 @@ impl TrustStore {
     }
 
     /// The name `trust add --name` gave the certificate with this
-    /// fingerprint, if any (for the access log).
+    /// fingerprint, if any (`trust list`, the access log). Read as the
+    /// certificates are, through the one reader: a FIFO or link put in its
+    /// place names nobody and never blocks.
     pub fn name_of(&self, fingerprint: &str) -> Option<String> {
         if !fingerprint.bytes().all(|b| b.is_ascii_hexdigit()) {
             return None;
         }
-        let text = fs::read_to_string(self.dir.join(format!("{fingerprint}.name"))).ok()?;
-        let name = text.trim();
+        let path = self.dir.join(format!("{fingerprint}.name"));
+        let bytes = crate::file_read::read(&path, crate::file_read::Rule::kept(NAME_BYTES)).ok()?;
+        let name = std::str::from_utf8(&bytes).ok()?.trim();
         check_name(name).is_ok().then(|| name.to_string())
     }
 

@@ -3,10 +3,8 @@
 //! refresh fails, an entry younger than `stale-max-age` is served, marked
 //! stale with the error, rather than failing the node.
 
-use nodecache_policy_sdk::steps::{from_entry, refresh, stale_or_unavailable, usable_entry};
-use nodecache_policy_sdk::{
-    Host, Member, NodeResources, Parameter, Policy, PolicyError, PolicyInfo, Source, config,
-};
+use nodecache_policy_sdk::steps::cached_or_refreshed;
+use nodecache_policy_sdk::{Host, Member, NodeResources, Parameter, Policy, PolicyError, PolicyInfo, config};
 
 pub const MAX_AGE: &str = "max-age";
 pub const STALE_MAX_AGE: &str = "stale-max-age";
@@ -36,13 +34,7 @@ impl Policy for Default {
     fn get_node_resources(host: &impl Host, node: &Member) -> Result<NodeResources, PolicyError> {
         let max_age_ms = config::duration_ms(host, MAX_AGE, "24h")?;
         let stale_max_age_ms = config::duration_ms(host, STALE_MAX_AGE, "7d")?;
-        let entry = usable_entry(host, &node.name);
-        if let Some(entry) = &entry
-            && entry.age_ms < max_age_ms
-        {
-            return Ok(from_entry(entry.clone(), Source::Cache, None));
-        }
-        refresh(host, node).or_else(|error| stale_or_unavailable(host, node, entry, error, stale_max_age_ms))
+        cached_or_refreshed(host, node, max_age_ms, stale_max_age_ms)
     }
 }
 
@@ -51,6 +43,7 @@ nodecache_policy_sdk::export_policy!(Default);
 #[cfg(test)]
 mod tests {
     use super::*;
+    use nodecache_policy_sdk::Source;
     use nodecache_policy_sdk::fake_host::{FakeHost, local, remote};
     use nodecache_policy_sdk::{CacheFault, HostError};
 

@@ -6,17 +6,16 @@
 //! (plugin/README.md, "A second example").
 //!
 //! What it shows of the SDK: [`Member::local`] to tell this machine from
-//! the others, the shared [`steps`] (cache read, refresh, stale fallback),
+//! the others, the shared [`steps`] (a refresh for this machine, the
+//! default policy's max-age-then-stale for the members),
 //! [`config`] for the operator's settings, and [`FakeHost`] tests that
 //! move the clock.
 //!
 //! [`steps`]: nodecache_policy_sdk::steps
 //! [`FakeHost`]: nodecache_policy_sdk::FakeHost
 
-use nodecache_policy_sdk::steps::{from_entry, refresh, stale_or_unavailable, usable_entry};
-use nodecache_policy_sdk::{
-    Host, Member, NodeResources, Parameter, Policy, PolicyError, PolicyInfo, Source, config,
-};
+use nodecache_policy_sdk::steps::{cached_or_refreshed, refresh};
+use nodecache_policy_sdk::{Host, Member, NodeResources, Parameter, Policy, PolicyError, PolicyInfo, config};
 
 /// How long a member's entry is used without asking it.
 pub const REMOTE_MAX_AGE: &str = "remote-max-age";
@@ -55,13 +54,7 @@ impl Policy for LocalFresh {
             // with no entry to fall back on, a failed probe is the node's error.
             return refresh(host, node).map_err(PolicyError::Unavailable);
         }
-        let entry = usable_entry(host, &node.name);
-        if let Some(entry) = &entry
-            && entry.age_ms < remote_max_age_ms
-        {
-            return Ok(from_entry(entry.clone(), Source::Cache, None));
-        }
-        refresh(host, node).or_else(|error| stale_or_unavailable(host, node, entry, error, stale_max_age_ms))
+        cached_or_refreshed(host, node, remote_max_age_ms, stale_max_age_ms)
     }
 }
 
@@ -71,6 +64,7 @@ nodecache_policy_sdk::export_policy!(LocalFresh);
 mod tests {
     use super::*;
     use nodecache_policy_sdk::HostError;
+    use nodecache_policy_sdk::Source;
     use nodecache_policy_sdk::fake_host::{FakeHost, local, remote};
 
     const HOUR_MS: u64 = 3_600_000;

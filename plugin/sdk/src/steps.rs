@@ -94,6 +94,26 @@ pub fn stale_or_unavailable(
     }
 }
 
+/// The whole of a max-age policy: an entry younger than `max_age_ms` is
+/// used as it is; an older one (or none) is refreshed; a failed refresh
+/// serves the entry, marked stale, while it is younger than
+/// `stale_max_age_ms`. The default policy is this; others use it for some
+/// nodes (`local-fresh`, for members).
+pub fn cached_or_refreshed(
+    host: &impl Host,
+    node: &Member,
+    max_age_ms: u64,
+    stale_max_age_ms: u64,
+) -> Result<NodeResources, PolicyError> {
+    let entry = usable_entry(host, &node.name);
+    if let Some(entry) = &entry
+        && entry.age_ms < max_age_ms
+    {
+        return Ok(from_entry(entry.clone(), Source::Cache, None));
+    }
+    refresh(host, node).or_else(|error| stale_or_unavailable(host, node, entry, error, stale_max_age_ms))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
