@@ -212,6 +212,11 @@ const ONE_SIDED: &[(&str, &str)] = &[
         "nodecache adds the physical and virtual address widths (a guest's \
          phys-bits must fit every host); Incus 6.0.4 predates the field",
     ),
+    (
+        "/cpu/sockets/*/nodecache_microcode",
+        "nodecache's extension (resources_nodecache_microcode): the microcode \
+         revision, so a history can name an update that took features away",
+    ),
 ];
 
 /// The whole `api.Resources` document of this machine as Incus and as

@@ -137,7 +137,14 @@ pub fn write_cache_entry_at(
 ) {
     let name = nodecache::node_name::NodeName::parse(node).unwrap();
     nodecache::store::CacheStore::new(cache_dir)
-        .write(&name, document, validator, fetched_at_ms, None)
+        .write(
+            &name,
+            document,
+            validator,
+            fetched_at_ms,
+            None,
+            nodecache::history::Seen::Fetch,
+        )
         .expect("a resources document the store takes");
 }
 

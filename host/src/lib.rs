@@ -31,8 +31,8 @@
 //! their own names.
 
 pub use nodecache_input::{
-    api, canonical_json, cluster_file, digest, file_read, format, model, node_name, operator_file,
-    private_path, store, xdg,
+    api, baselines, canonical_json, cluster_file, digest, file_read, format, hardware_diff, history, model,
+    node_name, operator_file, private_path, store, xdg,
 };
 
 pub mod cli;

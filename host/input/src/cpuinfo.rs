@@ -14,6 +14,9 @@ pub struct KernelCpu {
     /// is how Incus lists a core's flags.
     pub flags_in_order: Vec<String>,
     pub address_bits: Option<(u8, u8)>,
+    /// The microcode revision the kernel loaded (`0xde`), on x86: an update
+    /// can take features away (TSX), so the hardware history names it.
+    pub microcode: Option<String>,
 }
 
 /// Parses /proc/cpuinfo text into blocks keyed by processor number.
@@ -36,6 +39,7 @@ pub fn parse(text: &str) -> BTreeMap<usize, KernelCpu> {
                     cpu.flags = cpu.flags_in_order.iter().cloned().collect();
                 }
                 "address sizes" => cpu.address_bits = parse_address_sizes(value),
+                "microcode" => cpu.microcode = Some(value.to_string()),
                 _ => {}
             }
         }
@@ -69,11 +73,13 @@ mod tests {
 
     #[test]
     fn blocks_are_parsed_per_processor() {
-        let text = "processor\t: 0\nvendor_id\t: GenuineIntel\nmodel name\t: Xeon\nflags\t\t: fpu sse2 avx\naddress sizes\t: 46 bits physical, 57 bits virtual\n\nprocessor\t: 1\nflags\t\t: fpu sse2\n";
+        let text = "processor\t: 0\nvendor_id\t: GenuineIntel\nmodel name\t: Xeon\nflags\t\t: fpu sse2 avx\nmicrocode\t: 0xde\naddress sizes\t: 46 bits physical, 57 bits virtual\n\nprocessor\t: 1\nflags\t\t: fpu sse2\n";
         let cpus = parse(text);
         assert_eq!(cpus.len(), 2);
         assert_eq!(cpus[&0].vendor, "GenuineIntel");
         assert_eq!(cpus[&0].address_bits, Some((46, 57)));
+        assert_eq!(cpus[&0].microcode.as_deref(), Some("0xde"));
+        assert_eq!(cpus[&1].microcode, None);
         assert_eq!(cpus[&0].flags.len(), 3);
         assert_eq!(cpus[&1].flags.iter().collect::<Vec<_>>(), ["fpu", "sse2"]);
     }

@@ -10,13 +10,16 @@
 //! - the cluster: [`cluster_file`] (the cluster file and its members),
 //!   [`incus_members`] (Incus's member list), [`node_name`];
 //! - the cache on disk: [`store`], read with [`file_read`]'s bounds, kept
-//!   private ([`private_path`]) in the [`xdg`] directories;
+//!   private ([`private_path`]) in the [`xdg`] directories; each node's
+//!   hardware [`history`] beside it, with its [`hardware_diff`]s, and the
+//!   cluster's last common sets ([`baselines`]);
 //! - the machine and its tools: [`cpuinfo`], [`ids`] (pci.ids, usb.ids),
 //!   [`tool_output`] (lshw, nvidia-container-cli);
 //! - operators' files: [`operator_file`], [`pem`] (certificates and keys);
 //! - shared: [`digest`], [`format`] (text made fit for a terminal).
 
 pub mod api;
+pub mod baselines;
 pub mod canonical_json;
 // The members (`Cluster`), re-exported by `cluster_file`, whose part they are.
 mod cluster;
@@ -26,6 +29,8 @@ pub mod digest;
 pub mod document_fingerprint;
 pub mod file_read;
 pub mod format;
+pub mod hardware_diff;
+pub mod history;
 pub mod ids;
 pub mod incus_members;
 pub mod model;

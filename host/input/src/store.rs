@@ -23,6 +23,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::api::cpu_summary::{self, CpuSummary};
 use crate::file_read::{self, ReadError, Rule};
+use crate::hardware_diff::HardwareDiff;
+use crate::history::{History, Record, Seen};
 use crate::node_name::NodeName;
 
 const FORMAT: &str = "nodecache-cache/1";
@@ -40,6 +42,7 @@ const ORPHAN_AGE: Duration = Duration::from_secs(15 * 60);
 
 #[derive(Debug, Clone)]
 pub struct CacheStore {
+    root: PathBuf,
     resources_dir: PathBuf,
     /// Whether the cache directory and its `resources/` are this user's
     /// alone, learned once they exist: entries are read and written only
@@ -48,6 +51,8 @@ pub struct CacheStore {
     /// Orphaned temporary files are looked for once per process, on the
     /// first write, not on every one (a cold run writes every member).
     orphans_swept: Arc<Once>,
+    /// Where a write that changes a node's hardware records the change.
+    history: History,
 }
 
 /// A cache entry that was read whole.
@@ -111,10 +116,22 @@ impl CacheStore {
     /// A store rooted at `root` (the `resources/` directory is made on first write).
     pub fn new(root: &Path) -> CacheStore {
         CacheStore {
+            root: root.to_path_buf(),
             resources_dir: root.join("resources"),
             private: Arc::new(OnceLock::new()),
             orphans_swept: Arc::new(Once::new()),
+            history: History::new(root),
         }
+    }
+
+    /// The cache directory: `resources/`, `history/`, `baselines/`, `compiled/`.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Each node's hardware history, kept beside the entries.
+    pub fn history(&self) -> &History {
+        &self.history
     }
 
     /// `$XDG_CACHE_HOME/nodecache`, else `~/.cache/nodecache`.
@@ -180,7 +197,9 @@ impl CacheStore {
     }
 
     /// Replaces the node's entry with `document` (and its validator, if
-    /// any), and returns the CPU summary stored with it (`known`, or made now).
+    /// any), and returns the CPU summary stored with it (`known`, or made
+    /// now). When the replaced entry held other hardware (another
+    /// validator), the change is recorded in the node's history, as `seen`.
     pub fn write(
         &self,
         node: &NodeName,
@@ -188,6 +207,7 @@ impl CacheStore {
         validator: Option<&str>,
         fetched_at_ms: u64,
         known: Option<CpuSummary>,
+        seen: Seen,
     ) -> Result<CpuSummary> {
         // Summarising parses the whole document, so it also shows it is an
         // `api.Resources` document: anything else would be read back as a
@@ -200,8 +220,39 @@ impl CacheStore {
             })?,
         };
         let validator = validator.filter(|v| !v.is_empty());
-        let since = validator.map(|validator| self.hardware_since(node, validator, fetched_at_ms));
+        let previous = self.stamp(node);
+        let since = validator.map(|validator| match &previous {
+            Some(old) if old.validator.as_deref() == Some(validator) => old
+                .hardware_since_ms
+                .unwrap_or(old.fetched_at_ms)
+                .min(fetched_at_ms),
+            _ => fetched_at_ms,
+        });
+        // Other hardware than the entry being replaced: its document is
+        // read for the diff before it is gone (rare, so the cost is too).
+        let replaced = match (previous.and_then(|old| old.validator), validator) {
+            (Some(old), Some(new)) if old != new => Some((old, self.read(node, fetched_at_ms))),
+            _ => None,
+        };
         self.replace(node, document, validator, fetched_at_ms, &summary, since)?;
+        if let (Some((old, entry)), Some(new)) = (replaced, validator) {
+            let diff = match entry {
+                Ok(Some(entry)) => HardwareDiff::between(&entry.document, document),
+                Ok(None) => HardwareDiff::unknown("the replaced entry was gone".into()),
+                Err(fault) => HardwareDiff::unknown(format!("the replaced entry: {fault}")),
+            };
+            let record = Record {
+                at_ms: fetched_at_ms,
+                seen,
+                old,
+                new: new.to_string(),
+                diff,
+            };
+            // The history is a record of the cache, never a reason to fail it.
+            if let Err(e) = self.history.append(node, record) {
+                tracing::warn!("{node}: cannot record the hardware change: {e:#}");
+            }
+        }
         Ok(summary)
     }
 
@@ -220,18 +271,6 @@ impl CacheStore {
             &entry.summary,
             entry.hardware_since_ms,
         )
-    }
-
-    /// When the node's hardware, identified by `validator`, was first
-    /// written: the entry being replaced's time when it held the same
-    /// hardware, else `now_ms` (new, or changed).
-    fn hardware_since(&self, node: &NodeName, validator: &str, now_ms: u64) -> u64 {
-        match self.stamp(node) {
-            Some(old) if old.validator.as_deref() == Some(validator) => {
-                old.hardware_since_ms.unwrap_or(old.fetched_at_ms).min(now_ms)
-            }
-            _ => now_ms,
-        }
     }
 
     /// When the cache first saw the hardware of the node's entry
@@ -431,7 +470,7 @@ mod tests {
     #[test]
     fn a_written_entry_reads_back_with_its_age() {
         let (_dir, store, node) = setup();
-        store.write(&node, DOC, None, 1_000, None).unwrap();
+        store.write(&node, DOC, None, 1_000, None, Seen::Fetch).unwrap();
         let entry = store.read(&node, 4_000).unwrap().unwrap();
         assert_eq!(entry.document, DOC);
         assert_eq!(entry.age_ms, 3_000);
@@ -440,7 +479,9 @@ mod tests {
     #[test]
     fn a_validator_is_kept_and_a_restamp_resets_the_age_only() {
         let (_dir, store, node) = setup();
-        store.write(&node, DOC, Some("abc"), 1_000, None).unwrap();
+        store
+            .write(&node, DOC, Some("abc"), 1_000, None, Seen::Fetch)
+            .unwrap();
         let entry = store.read(&node, 9_000).unwrap().unwrap();
         assert_eq!((entry.validator.as_deref(), entry.age_ms), (Some("abc"), 8_000));
         store.restamp(&node, 9_000).unwrap();
@@ -461,7 +502,7 @@ mod tests {
     #[test]
     fn damaged_entries_are_corrupt() {
         let (_dir, store, node) = setup();
-        store.write(&node, DOC, None, 1_000, None).unwrap();
+        store.write(&node, DOC, None, 1_000, None, Seen::Fetch).unwrap();
         let path = store.path_of(&node);
         let good = fs::read(&path).unwrap();
         let cases: Vec<Vec<u8>> = vec![
@@ -517,7 +558,8 @@ mod tests {
         // A resources/ anyone may write.
         let (dir, _, node) = setup();
         let good = CacheStore::new(dir.path());
-        good.write(&node, document, None, 1_000, None).unwrap();
+        good.write(&node, document, None, 1_000, None, Seen::Fetch)
+            .unwrap();
         fs::set_permissions(dir.path().join("resources"), fs::Permissions::from_mode(0o777)).unwrap();
         let store = CacheStore::new(dir.path());
         match store.read(&node, 2_000) {
@@ -526,7 +568,9 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        let refused = store.write(&node, document, None, 3_000, None).unwrap_err();
+        let refused = store
+            .write(&node, document, None, 3_000, None, Seen::Fetch)
+            .unwrap_err();
         assert!(
             format!("{refused:#}").contains("the cache must be this user's alone"),
             "{refused:#}"
@@ -536,11 +580,17 @@ mod tests {
         let elsewhere = tempfile::tempdir().unwrap();
         std::os::unix::fs::symlink(elsewhere.path(), dir.path().join("resources")).unwrap();
         let store = CacheStore::new(dir.path());
-        assert!(store.write(&node, document, None, 1_000, None).is_err());
+        assert!(
+            store
+                .write(&node, document, None, 1_000, None, Seen::Fetch)
+                .is_err()
+        );
         assert_eq!(fs::read_dir(elsewhere.path()).unwrap().count(), 0);
         // An entry that is a link: refused, not followed.
         let (dir, store, node) = setup();
-        store.write(&node, document, None, 1_000, None).unwrap();
+        store
+            .write(&node, document, None, 1_000, None, Seen::Fetch)
+            .unwrap();
         let target = dir.path().join("target.json");
         fs::rename(store.path_of(&node), &target).unwrap();
         std::os::unix::fs::symlink(&target, store.path_of(&node)).unwrap();
@@ -577,7 +627,9 @@ mod tests {
         let (_dir, store, node) = setup();
         let document =
             r#"{"cpu":{"architecture":"x86_64","sockets":[{"cores":[{"flags":["sse2","fpu"]}]}]}}"#;
-        let written = store.write(&node, document, None, 1_000, None).unwrap();
+        let written = store
+            .write(&node, document, None, 1_000, None, Seen::Fetch)
+            .unwrap();
         let entry = store.read(&node, 2_000).unwrap().unwrap();
         assert_eq!(entry.summary, written);
         assert_eq!(written.core_groups[0].flags, "fpu sse2");
@@ -591,7 +643,9 @@ mod tests {
         let entry = store.read(&node, 2_000).unwrap().unwrap();
         assert_eq!((entry.document.as_str(), entry.summary), (document, written));
         // A document that is JSON but no resources document is not cached.
-        let refused = store.write(&node, "{\"v\":1}", None, 1, None).unwrap_err();
+        let refused = store
+            .write(&node, "{\"v\":1}", None, 1, None, Seen::Fetch)
+            .unwrap_err();
         assert!(
             format!("{refused:#}").contains("not a resources document"),
             "{refused:#}"
@@ -617,7 +671,7 @@ mod tests {
     fn a_future_fetch_time_is_corrupt() {
         let (_dir, store, node) = setup();
         store
-            .write(&node, DOC, None, 10 * FUTURE_TOLERANCE_MS, None)
+            .write(&node, DOC, None, 10 * FUTURE_TOLERANCE_MS, None, Seen::Fetch)
             .unwrap();
         assert!(matches!(store.read(&node, 0), Err(CacheFault::Corrupt { .. })));
     }
@@ -625,8 +679,8 @@ mod tests {
     #[test]
     fn writes_replace_and_leave_no_temporary_files() {
         let (dir, store, node) = setup();
-        store.write(&node, DOC, None, 1, None).unwrap();
-        store.write(&node, OTHER_DOC, None, 2, None).unwrap();
+        store.write(&node, DOC, None, 1, None, Seen::Fetch).unwrap();
+        store.write(&node, OTHER_DOC, None, 2, None, Seen::Fetch).unwrap();
         assert_eq!(store.read(&node, 2).unwrap().unwrap().document, OTHER_DOC);
         let names: Vec<_> = fs::read_dir(dir.path().join("resources"))
             .unwrap()
@@ -642,16 +696,48 @@ mod tests {
     fn the_hardware_change_time_moves_only_when_the_validator_does() {
         let (_dir, store, node) = setup();
         let since = |now| store.read(&node, now).unwrap().unwrap().hardware_since_ms;
-        store.write(&node, DOC, Some("v1"), 1_000, None).unwrap();
+        store
+            .write(&node, DOC, Some("v1"), 1_000, None, Seen::Fetch)
+            .unwrap();
         assert_eq!(since(1_000), Some(1_000));
-        store.write(&node, OTHER_DOC, Some("v1"), 2_000, None).unwrap();
+        store
+            .write(&node, OTHER_DOC, Some("v1"), 2_000, None, Seen::Fetch)
+            .unwrap();
         assert_eq!(since(2_000), Some(1_000));
         store.restamp(&node, 2_500).unwrap();
         assert_eq!(since(2_500), Some(1_000));
-        store.write(&node, DOC, Some("v2"), 3_000, None).unwrap();
+        store
+            .write(&node, DOC, Some("v2"), 3_000, None, Seen::Fetch)
+            .unwrap();
         assert_eq!(since(3_000), Some(3_000));
-        store.write(&node, DOC, None, 4_000, None).unwrap();
+        store.write(&node, DOC, None, 4_000, None, Seen::Fetch).unwrap();
         assert_eq!(since(4_000), None);
+    }
+
+    /// Other hardware is recorded once, with its diff; the same hardware
+    /// written again (a refresh) records nothing.
+    #[test]
+    fn a_changed_validator_appends_one_history_record() {
+        let (_dir, store, node) = setup();
+        store
+            .write(&node, DOC, Some("v1"), 1_000, None, Seen::Fetch)
+            .unwrap();
+        store
+            .write(&node, DOC, Some("v1"), 2_000, None, Seen::Fetch)
+            .unwrap();
+        assert!(store.history().read(&node).is_empty());
+        store
+            .write(&node, OTHER_DOC, Some("v2"), 3_000, None, Seen::Probe)
+            .unwrap();
+        store
+            .write(&node, OTHER_DOC, Some("v2"), 4_000, None, Seen::Probe)
+            .unwrap();
+        let records = store.history().read(&node);
+        assert_eq!(records.len(), 1);
+        let record = &records[0];
+        assert_eq!((record.at_ms, record.seen), (3_000, Seen::Probe));
+        assert_eq!((record.old.as_str(), record.new.as_str()), ("v1", "v2"));
+        assert_eq!(record.diff, HardwareDiff::between(DOC, OTHER_DOC));
     }
 
     #[test]
@@ -671,7 +757,7 @@ mod tests {
             .unwrap()
             .set_modified(an_hour_ago)
             .unwrap();
-        store.write(&node, DOC, None, 1, None).unwrap();
+        store.write(&node, DOC, None, 1, None, Seen::Fetch).unwrap();
         assert!(!orphan.exists(), "an hour-old temporary file is an orphan");
         assert!(live.exists(), "a fresh one may be a live writer's");
     }
@@ -679,14 +765,18 @@ mod tests {
     #[test]
     fn non_json_documents_are_not_cached() {
         let (_dir, store, node) = setup();
-        assert!(store.write(&node, "not json", None, 1, None).is_err());
+        assert!(
+            store
+                .write(&node, "not json", None, 1, None, Seen::Fetch)
+                .is_err()
+        );
         assert_eq!(store.read(&node, 1), Ok(None));
     }
 
     #[test]
     fn remove_forgets_and_tolerates_absence() {
         let (_dir, store, node) = setup();
-        store.write(&node, DOC, None, 1, None).unwrap();
+        store.write(&node, DOC, None, 1, None, Seen::Fetch).unwrap();
         store.remove(&node).unwrap();
         store.remove(&node).unwrap();
         assert_eq!(store.read(&node, 1), Ok(None));

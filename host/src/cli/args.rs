@@ -157,13 +157,35 @@ pub enum Command {
         #[arg(long)]
         fingerprint: bool,
     },
+    /// Each node's hardware changes, as the cache saw them: when, how
+    /// (probe, fetch), and what changed (flags per core group, microcode,
+    /// CPUs, memory, devices, the hypervisor set). No node is asked.
+    History {
+        /// The node (default: this machine).
+        #[arg(conflicts_with = "all", add = ArgValueCandidates::new(complete::members))]
+        node: Option<String>,
+        /// Every node with a history, members or not.
+        #[arg(long)]
+        all: bool,
+        /// Only changes since T: a time (2026-12-01T12:00:00Z, 2026-12-01,
+        /// UTC) or a duration ago (24h, 7d).
+        #[arg(long, value_name = "T")]
+        since: Option<String>,
+        #[arg(long, value_enum, default_value_t = TableFormat::Table)]
+        format: TableFormat,
+    },
     /// A monitoring check (Nagios plugin conventions): one line, and exit 0
-    /// OK, 1 WARNING (a node stale or failing to refresh), 2 CRITICAL (a
+    /// OK, 1 WARNING (a node stale or failing to refresh, or the baseline
+    /// lost flags since --since), 2 CRITICAL (a
     /// node with no data), 3 UNKNOWN (nodecache could not answer).
     Check {
         /// Check the members of this group alone.
         #[arg(long, value_name = "GROUP", add = ArgValueCandidates::new(complete::groups))]
         group: Option<String>,
+        /// Warn while the baseline has lost flags since T: a time
+        /// (2026-12-01T12:00:00Z, 2026-12-01, UTC) or a duration ago (24h, 7d).
+        #[arg(long, value_name = "T", default_value = "24h")]
+        since: String,
     },
     /// The cluster file's members: their status, and pinning their certificates.
     Cluster {

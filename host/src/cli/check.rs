@@ -1,6 +1,7 @@
 //! `nodecache check`: a monitoring command, as Nagios and its heirs run
 //! them. One line on stdout and an exit status: 0 OK, 1 WARNING (a node
-//! served stale, or whose refresh failed), 2 CRITICAL (a node with no
+//! served stale, or whose refresh failed, or a baseline that lost flags
+//! since `--since`), 2 CRITICAL (a node with no
 //! data: no flag set is safe for it), 3 UNKNOWN (nodecache itself could
 //! not answer: a bad cluster file, a failing policy). Any cron job or
 //! monitoring system can run it; the line ends with performance data.
@@ -32,10 +33,16 @@ impl State {
 }
 
 /// Runs the check over the cluster (or `group`), prints its line, and
-/// exits with its state.
-pub(super) async fn check(context: &Context, group: Option<&str>) -> Result<(), Failure> {
+/// exits with its state. `since` is when a shrunk baseline stops being
+/// worth a warning (`--since`: a time, or a duration ago).
+pub(super) async fn check(context: &Context, group: Option<&str>, since: &str) -> Result<(), Failure> {
+    let since_ms = crate::util::when::parse_since(since, crate::util::clock::now_ms())
+        .map_err(|e| Failure::usage(anyhow::anyhow!("--since {e}")))?;
     let (state, line) = match report(context, group).await {
-        Ok(report) => judge(&report),
+        Ok(report) => {
+            let shrinks = shrinks_since(context, &report, since_ms);
+            judge(&report, &shrinks)
+        }
         Err(failure) => (
             State::Unknown,
             format!(
@@ -56,11 +63,33 @@ async fn report(context: &Context, group: Option<&str>) -> Result<CpuFlagsReport
     let members = context.members(group).await?;
     let policy = context.policy(&members, members.instances()).await?;
     let bar = Bar::for_members(members.file.cluster.members.len());
-    Ok(policy.report(&members, &default_arch(), bar).await?)
+    let mut report = policy.report(&members, &default_arch(), bar).await?;
+    report.group = group.map(str::to_string);
+    crate::cluster::baseline_change::track(&context.cache_root()?, &mut report, crate::util::clock::now_ms());
+    Ok(report)
 }
 
-/// The state of a report, and its line: the worst node decides.
-fn judge(report: &CpuFlagsReport) -> (State, String) {
+/// The changes that took flags from the report's baseline at or after
+/// `since_ms`, as kept for its scope (this run's own, if it saw one).
+fn shrinks_since(context: &Context, report: &CpuFlagsReport, since_ms: u64) -> Vec<String> {
+    let (Some(scope), Ok(root)) = (
+        crate::cluster::baseline_change::scope_of(report),
+        context.cache_root(),
+    ) else {
+        return Vec::new();
+    };
+    let kept = crate::baselines::Baselines::new(&root).read(&scope);
+    kept.map(|kept| kept.changes)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|change| change.at_ms >= since_ms && !change.lost.is_empty())
+        .map(|change| change.message)
+        .collect()
+}
+
+/// The state of a report, and its line: the worst node decides, and a
+/// baseline that shrank (`shrinks`, newest last) warns.
+fn judge(report: &CpuFlagsReport, shrinks: &[String]) -> (State, String) {
     let names = |keep: &dyn Fn(&crate::cluster::report::NodeStatus) -> bool| -> Vec<String> {
         report
             .nodes
@@ -74,7 +103,7 @@ fn judge(report: &CpuFlagsReport) -> (State, String) {
     let failing = names(&|node| node.source != NodeSource::Error && node.error.is_some());
     let state = if !no_data.is_empty() {
         State::Critical
-    } else if !stale.is_empty() || !failing.is_empty() {
+    } else if !stale.is_empty() || !failing.is_empty() || !shrinks.is_empty() {
         State::Warning
     } else {
         State::Ok
@@ -91,6 +120,9 @@ fn judge(report: &CpuFlagsReport) -> (State, String) {
     if !failing_not_stale.is_empty() {
         parts.push(format!("refresh failed: {}", list(&failing_not_stale)));
     }
+    if let Some(latest) = shrinks.last() {
+        parts.push(format!("baseline shrank: {latest}"));
+    }
     if parts.is_empty() {
         parts.push(match report.nodes.len() {
             1 => "1 node answers".to_string(),
@@ -99,14 +131,15 @@ fn judge(report: &CpuFlagsReport) -> (State, String) {
     }
     let level = report.level.as_deref().unwrap_or("-");
     let line = format!(
-        "{}; {} common flags, {level} | nodes={} no_data={} stale={} failing={} flags={}",
+        "{}; {} common flags, {level} | nodes={} no_data={} stale={} failing={} flags={} shrinks={}",
         parts.join("; "),
         report.flags.len(),
         report.nodes.len(),
         no_data.len(),
         stale.len(),
         failing.len(),
-        report.flags.len()
+        report.flags.len(),
+        shrinks.len()
     );
     (state, line)
 }

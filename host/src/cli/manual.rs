@@ -27,7 +27,10 @@ pub const EXIT_STATUS: &[(&str, &str)] = &[
 /// `check`'s exit statuses: a monitoring plugin's, not the other commands'.
 pub const CHECK_EXIT_STATUS: &[(&str, &str)] = &[
     ("0", "OK: every member answers"),
-    ("1", "WARNING: a member is served stale, or its refresh failed"),
+    (
+        "1",
+        "WARNING: a member is served stale, or its refresh failed, or the baseline lost flags since --since",
+    ),
     ("2", "CRITICAL: a member has no data"),
     (
         "3",
@@ -155,6 +158,16 @@ fn examples(subcommand: &str) -> &'static [(&'static str, &'static str)] {
                 "a crontab line that logs every state but OK",
             ),
         ],
+        "history" => &[
+            (
+                "nodecache history --all --since 7d",
+                "every node's hardware changes of the last week, oldest first",
+            ),
+            (
+                "nodecache history node-b --format json",
+                "node-b's changes with their whole diffs",
+            ),
+        ],
         "completions" => &[(
             "source <(nodecache completions bash)",
             "complete options, members and groups in this bash",
@@ -168,6 +181,10 @@ const FILES: &[(&str, &str)] = &[
     (
         "$XDG_CACHE_HOME/nodecache/resources/NODE.json",
         "a node's cache entry (--cache-dir; default ~/.cache/nodecache; the package: /var/cache/nodecache)",
+    ),
+    (
+        "$XDG_CACHE_HOME/nodecache/history/NODE.json",
+        "a node's hardware changes (at most 64 records and 256 KiB; a damaged file is set aside as NODE.damaged-MS.json)",
     ),
     (
         "$XDG_CACHE_HOME/nodecache/compiled/",

@@ -10,6 +10,7 @@ mod complete;
 mod context;
 mod docs;
 mod failure;
+mod history;
 mod manual;
 mod node;
 mod policy;
@@ -80,7 +81,21 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Serve(args) => node::serve(&context, &args).await,
         Command::Identity { pem, fingerprint } => trust::identity(&context, pem, fingerprint),
         Command::Trust { command } => trust::trust(&context, &command),
-        Command::Check { group } => check::check(&context, group.as_deref()).await,
+        Command::History {
+            node,
+            all,
+            since,
+            format,
+        } => history::history(
+            &context,
+            history::HistoryQuery {
+                node,
+                all,
+                since,
+                format,
+            },
+        ),
+        Command::Check { group, since } => check::check(&context, group.as_deref(), &since).await,
         Command::Cluster {
             command: ClusterCommand::Status { format },
         } => cluster::status(&context, format).await,

@@ -180,6 +180,7 @@ pub(super) async fn cpu_flags(context: &Context, options: FlagsOptions) -> Resul
     let mut report = policy.report(&members, &request.arch, bar.clone()).await?;
     drop(bar);
     report.group = group.clone();
+    crate::cluster::baseline_change::track(&context.cache_root()?, &mut report, crate::util::clock::now_ms());
     let answer = tokio::task::spawn_blocking(move || request.answer(Arc::new(report)))
         .await
         .map_err(anyhow::Error::from)??;

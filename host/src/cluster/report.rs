@@ -60,6 +60,10 @@ pub struct CpuFlagsReport {
     pub group: Option<String>,
     /// True when some node had no data: the flags were computed over the rest.
     pub partial: bool,
+    /// How the common set differs from the one last computed for this
+    /// cluster or group, and why (`baseline_change`); empty when it does not.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub changes: Vec<crate::baselines::BaselineChange>,
     /// Nodes whose policy call broke (trap, budget, deadline), for counting.
     #[serde(skip)]
     pub policy_failures: usize,
@@ -328,6 +332,7 @@ pub async fn cpu_flags(
         hypervisor_stand_ins,
         group: None,
         partial,
+        changes: Vec::new(),
         policy_failures,
         nodes,
     })

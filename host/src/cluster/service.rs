@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use crate::cluster::baseline_change::track;
 use crate::cluster::gather::{DEFAULT_CONCURRENCY, silent};
 use crate::cluster::incus_members::add_members_with;
 use crate::cluster::report::{CpuFlagsReport, cpu_flags};
@@ -23,6 +24,7 @@ use crate::model::{NodeResources, PolicyError};
 use crate::node_name::NodeName;
 use crate::runtime::capabilities::Capabilities;
 use crate::runtime::slot::PolicySlot;
+use crate::util::clock::now_ms;
 use crate::util::singleflight::{SingleFlight, boxed};
 
 /// Beyond the members' own deadline, what a request may take (policy calls, intersection).
@@ -142,6 +144,7 @@ impl ClusterApi {
             let policy = self.slot.current();
             let silent = silent();
             let members_by = deadline.checked_sub(AFTER_MEMBERS).unwrap_or(deadline);
+            let cache_root = capabilities.store.root().to_path_buf();
             let run = cpu_flags(
                 &policy.runtime,
                 capabilities,
@@ -152,10 +155,17 @@ impl ClusterApi {
                 &silent,
             );
             match run.await {
-                Ok(report) => {
+                Ok(mut report) => {
                     for _ in 0..report.policy_failures {
                         self.slot.count_failure();
                     }
+                    // Off the async workers: it reads and may write files.
+                    let report = tokio::task::spawn_blocking(move || {
+                        track(&cache_root, &mut report, now_ms());
+                        report
+                    })
+                    .await
+                    .map_err(|e| ApiError::Policy(format!("keeping the baseline: {e}")))?;
                     Ok(Arc::new(report))
                 }
                 Err(error) => {

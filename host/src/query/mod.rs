@@ -100,6 +100,7 @@ impl FlagsRequest {
             ));
         }
         warnings.extend(self.output.warnings(&report));
+        warnings.extend(report.changes.iter().map(|change| change.message.clone()));
         let report = match self.output.needs_node_levels() {
             true => Arc::new(Arc::unwrap_or_clone(report).with_node_levels()),
             false => report,

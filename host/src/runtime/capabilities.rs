@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::api::cpu_summary::CpuSummary;
+use crate::history::Seen;
 use crate::machine::fingerprint;
 use crate::machine::probe;
 use crate::model::{Document, Fetched, HostError, LogLevel, Member};
@@ -207,8 +208,13 @@ impl Capabilities {
         known: Option<CpuSummary>,
     ) -> Result<CpuSummary, HostError> {
         let name = grant.node("cache-write", node)?;
+        // A call lent this machine probes it; any other fetches its node.
+        let seen = match &grant.node {
+            Some(member) if member.local => Seen::Probe,
+            _ => Seen::Fetch,
+        };
         self.store
-            .write(&name, document, validator, now_ms(), known)
+            .write(&name, document, validator, now_ms(), known, seen)
             .map_err(|e| HostError::Storage(format!("{e:#}")))
     }
 

@@ -112,6 +112,8 @@ pub const API_EXTENSIONS: &[&str] = &[
     "resources_cpu_address_sizes",
     // nodecache's own: the document's `nodecache_hypervisor` section.
     "resources_nodecache_hypervisor",
+    // nodecache's own: each socket's `nodecache_microcode`.
+    "resources_nodecache_microcode",
 ];
 
 /// Who is asking, as the TLS guard found it; absent in plain-HTTP mode,

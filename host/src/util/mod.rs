@@ -2,3 +2,4 @@
 
 pub mod clock;
 pub(crate) mod singleflight;
+pub mod when;

@@ -84,6 +84,12 @@ pub struct CpuSocket {
     pub frequency_minimum: u64,
     #[serde(default, skip_serializing_if = "is_zero")]
     pub frequency_turbo: u64,
+    /// nodecache's extension (`resources_nodecache_microcode`): the
+    /// microcode revision of the socket's first CPU, as /proc/cpuinfo says
+    /// (`0xde`). Incus carries none; a microcode update that takes features
+    /// away is the change operators most need named (`nodecache history`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nodecache_microcode: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -118,6 +118,7 @@ fn socket_section(
         frequency: 0,
         frequency_minimum,
         frequency_turbo,
+        nodecache_microcode: kernel.and_then(|k| k.microcode.clone()),
     }
 }
 
