@@ -11,6 +11,7 @@ mod incus;
 mod listen;
 mod outputs;
 mod policies;
+mod prometheus;
 mod promises;
 mod recorded_sysfs;
 mod server_limits;

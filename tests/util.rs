@@ -595,6 +595,19 @@ pub fn openssl_fingerprint(cert: &Path) -> String {
         .to_ascii_lowercase()
 }
 
+/// The recorded document of `file` with `flags` on every core and
+/// `microcode` on every socket (nodecache's `nodecache_microcode`).
+pub fn record_hardware(file: &std::path::Path, flags: &[&str], microcode: &str) {
+    let mut envelope: serde_json::Value = serde_json::from_slice(&std::fs::read(file).unwrap()).unwrap();
+    for socket in envelope["metadata"]["cpu"]["sockets"].as_array_mut().unwrap() {
+        socket["nodecache_microcode"] = serde_json::json!(microcode);
+        for core in socket["cores"].as_array_mut().unwrap() {
+            core["flags"] = serde_json::json!(flags);
+        }
+    }
+    std::fs::write(file, serde_json::to_vec(&envelope).unwrap()).unwrap();
+}
+
 /// `nodecache serve --insecure-http` of a recorded node `name` with `flags`
 /// on every core: the server, and the recorded file (rewrite it to change
 /// what the node answers).

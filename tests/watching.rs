@@ -3,7 +3,9 @@
 //! 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN; one line of output, performance
 //! data after a `|`).
 
-use crate::util::{Nodecache, dead_url, recorded_server, resources_of, stderr, write_cache_entry};
+use crate::util::{
+    Nodecache, dead_url, record_hardware, recorded_server, resources_of, stderr, write_cache_entry,
+};
 
 /// Each state from a cluster that is in it: every member answering (OK), a
 /// member served from an entry it could not refresh (WARNING, named), a
@@ -74,19 +76,6 @@ fn check_exits_with_the_monitoring_state_and_says_why_in_one_line() {
         help.contains("  1  WARNING: ") && help.contains("  2  CRITICAL: "),
         "{help}"
     );
-}
-
-/// The recorded document of `file` with `flags` on every core and
-/// `microcode` on every socket (nodecache's `nodecache_microcode`).
-fn record_hardware(file: &std::path::Path, flags: &[&str], microcode: &str) {
-    let mut envelope: serde_json::Value = serde_json::from_slice(&std::fs::read(file).unwrap()).unwrap();
-    for socket in envelope["metadata"]["cpu"]["sockets"].as_array_mut().unwrap() {
-        socket["nodecache_microcode"] = serde_json::json!(microcode);
-        for core in socket["cores"].as_array_mut().unwrap() {
-            core["flags"] = serde_json::json!(flags);
-        }
-    }
-    std::fs::write(file, serde_json::to_vec(&envelope).unwrap()).unwrap();
 }
 
 /// The `ETag` a member's `serve` sends for `/1.0/resources`: the hardware

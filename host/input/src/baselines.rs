@@ -39,6 +39,14 @@ impl Scope {
         }
     }
 
+    /// `cluster` or `group fast`, as a metric's label says it.
+    pub fn label(&self) -> String {
+        match &self.group {
+            Some(group) => format!("group {group}"),
+            None => "cluster".to_string(),
+        }
+    }
+
     fn file_name(&self) -> String {
         match &self.group {
             Some(group) => format!("group-{group}.{}.json", self.arch),

@@ -97,6 +97,17 @@ impl History {
     /// The node's records, oldest first; none when it has no history. A
     /// damaged file is set aside with a warning and reads as none.
     pub fn read(&self, node: &NodeName) -> Vec<Record> {
+        // Another user able to write here could plant a history: read
+        // nothing then, and set nothing aside (it is not damage).
+        if self.dir.exists()
+            && let Err(e) = crate::private_path::check_private(&self.dir, true)
+        {
+            tracing::warn!(
+                "{}: not read: {e:#}; the history must be this user's alone",
+                self.dir.display()
+            );
+            return Vec::new();
+        }
         match self.load(node) {
             Ok(records) => records,
             Err(problem) => {
@@ -145,9 +156,6 @@ impl History {
     }
 
     fn load(&self, node: &NodeName) -> Result<Vec<Record>, String> {
-        crate::private_path::check_private(&self.dir, true)
-            .or_else(|e| if self.dir.exists() { Err(e) } else { Ok(()) })
-            .map_err(|e| format!("{e:#}"))?;
         let bytes = match file_read::read(&self.path_of(node), Rule::kept(MAX_BYTES as u64)) {
             Ok(bytes) => bytes,
             Err(ReadError::Missing) => return Ok(Vec::new()),

@@ -220,7 +220,8 @@ impl CacheStore {
             })?,
         };
         let validator = validator.filter(|v| !v.is_empty());
-        let previous = self.stamp(node);
+        // Only an entry with a validator has a hardware identity to compare.
+        let previous = validator.and_then(|_| self.stamp(node));
         let since = validator.map(|validator| match &previous {
             Some(old) if old.validator.as_deref() == Some(validator) => old
                 .hardware_since_ms

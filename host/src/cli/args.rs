@@ -260,6 +260,11 @@ pub struct ServeArgs {
     /// next ones are closed at once, so one client cannot take every slot.
     #[arg(long, default_value_t = 64, value_name = "N", value_parser = connection_cap)]
     pub max_connections_per_client: usize,
+    /// Also serve GET /metrics (Prometheus text format) in plain HTTP on
+    /// this loopback ADDR:PORT, for a scraper on this machine; trusted
+    /// clients read /metrics on --listen over mutual TLS in any case.
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub metrics_listen: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

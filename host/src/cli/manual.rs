@@ -110,6 +110,10 @@ fn examples(subcommand: &str) -> &'static [(&'static str, &'static str)] {
                 "nodecache --cluster cluster.toml serve --listen 10.0.0.1:8443",
                 "answer for the whole cluster too",
             ),
+            (
+                "nodecache --cluster cluster.toml serve --metrics-listen 127.0.0.1:9443",
+                "also GET /metrics (Prometheus) in plain HTTP for a scraper on this machine",
+            ),
         ],
         "cluster" => &[
             (
@@ -185,6 +189,10 @@ const FILES: &[(&str, &str)] = &[
     (
         "$XDG_CACHE_HOME/nodecache/history/NODE.json",
         "a node's hardware changes (at most 64 records and 256 KiB; a damaged file is set aside as NODE.damaged-MS.json)",
+    ),
+    (
+        "$XDG_CACHE_HOME/nodecache/baselines/",
+        "the last common flag set of each cluster and group, and its recent changes (cpu-flags, check)",
     ),
     (
         "$XDG_CACHE_HOME/nodecache/compiled/",

@@ -77,10 +77,15 @@ pub(super) async fn serve(context: &Context, args: &ServeArgs) -> Result<(), Fai
         header_timeout,
         max_connections,
         max_connections_per_client,
+        metrics_listen,
     } = args;
     let address = parse_listen(listen).map_err(Failure::usage)?;
     let idle = positive_duration("--idle-timeout", idle_timeout)?;
     let header = positive_duration("--header-timeout", header_timeout)?;
+    let metrics_address = match metrics_listen {
+        Some(text) => Some(parse_metrics_listen(text).map_err(Failure::usage)?),
+        None => None,
+    };
     if *insecure_http && !address.ip().is_loopback() {
         return Err(Failure::usage(anyhow!(
             "--insecure-http is only allowed on a loopback address, not {address}"
@@ -154,6 +159,20 @@ pub(super) async fn serve(context: &Context, args: &ServeArgs) -> Result<(), Fai
     let listener = tokio::net::TcpListener::bind(address)
         .await
         .with_context(|| format!("cannot listen on {address}"))?;
+    let metrics_listener = match metrics_address {
+        Some(address) => {
+            let listener = tokio::net::TcpListener::bind(address)
+                .await
+                .with_context(|| format!("cannot listen on {address} (--metrics-listen)"))?;
+            // Said before "listening on", which says serve is ready.
+            eprintln!(
+                "nodecache: metrics on http://{}/metrics",
+                listener.local_addr().context("metrics listener address")?
+            );
+            Some(listener)
+        }
+        None => None,
+    };
     eprintln!(
         "nodecache: listening on {}",
         listener.local_addr().context("listener address")?
@@ -162,6 +181,7 @@ pub(super) async fn serve(context: &Context, args: &ServeArgs) -> Result<(), Fai
         source,
         policy,
         cluster,
+        metrics_listener,
     };
     serve_until_stopped(listener, service, tls, limits, stop_signal()?).await?;
     Ok(())
@@ -208,6 +228,20 @@ fn parse_listen(listen: &str) -> anyhow::Result<std::net::SocketAddr> {
         anyhow!("--listen {listen:?}: expected ADDR:PORT or ADDR, e.g. [::]:8443 or 10.0.0.1")
     })?;
     Ok(std::net::SocketAddr::new(ip, DEFAULT_PORT))
+}
+
+/// `--metrics-listen`: a loopback `ADDR:PORT` (the metrics are plain HTTP).
+fn parse_metrics_listen(text: &str) -> anyhow::Result<std::net::SocketAddr> {
+    let address: std::net::SocketAddr = text
+        .parse()
+        .map_err(|_| anyhow!("--metrics-listen {text:?}: expected ADDR:PORT, e.g. 127.0.0.1:9443"))?;
+    if !address.ip().is_loopback() {
+        return Err(anyhow!(
+            "--metrics-listen {address}: plain HTTP, so only on a loopback address; \
+             a scraper elsewhere reads /metrics on --listen with a trusted client certificate"
+        ));
+    }
+    Ok(address)
 }
 
 /// Incus's port.

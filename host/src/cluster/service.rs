@@ -119,6 +119,31 @@ impl ClusterApi {
     }
 
     /// How long a cluster request may take, given the members' fetch deadline.
+    /// The cache the cluster's answers are kept in.
+    pub fn store(&self) -> crate::store::CacheStore {
+        self.latest().store.clone()
+    }
+
+    /// The cluster file's groups (with a name fit for a file), each with
+    /// its members.
+    pub fn groups(&self) -> Vec<(NodeName, Vec<NodeName>)> {
+        let cluster = &self.file.cluster;
+        cluster
+            .group_names()
+            .into_iter()
+            .filter_map(|group| {
+                let name = NodeName::parse(group).ok()?;
+                let members = cluster
+                    .members
+                    .iter()
+                    .filter(|member| member.groups.iter().any(|g| g == group))
+                    .map(|member| member.name.clone())
+                    .collect();
+                Some((name, members))
+            })
+            .collect()
+    }
+
     pub fn request_deadline(fetch_deadline: Duration) -> Duration {
         fetch_deadline + REQUEST_MARGIN
     }

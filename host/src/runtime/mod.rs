@@ -106,6 +106,7 @@ impl Loader {
             contract,
             limits: self.limits.clone(),
             origin: origin.to_string(),
+            calls: std::sync::atomic::AtomicU64::new(0),
         })
     }
 }
@@ -137,6 +138,8 @@ pub struct PolicyRuntime {
     contract: contract::ContractVersion,
     limits: Limits,
     origin: String,
+    /// Calls started on this policy (`serve`'s metrics).
+    calls: std::sync::atomic::AtomicU64,
 }
 
 impl PolicyRuntime {
@@ -238,6 +241,11 @@ impl PolicyRuntime {
         &self.origin
     }
 
+    /// How many calls were started on this policy.
+    pub fn calls(&self) -> u64 {
+        self.calls.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Runs `call` on a fresh instance lent `grant`, bounded by the call
     /// deadline; a trap is an error of this call, naming the policy.
     async fn with_instance<R>(
@@ -248,6 +256,7 @@ impl PolicyRuntime {
         call: impl AsyncFnOnce(&mut Store<PluginState>, &VersionedPre) -> wasmtime::Result<R>,
     ) -> Result<R> {
         let deadline = self.limits.call_deadline;
+        self.calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let run = async {
             let mut store = Store::new(&self.engine, PluginState::new(capabilities, grant, &self.limits));
             sandbox::apply_limits(&mut store, &self.limits)?;

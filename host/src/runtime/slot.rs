@@ -34,8 +34,19 @@ pub struct PolicySlot {
     active: RwLock<Arc<ActivePolicy>>,
     /// Requests the active policy failed (trap, budget, deadline, bad answer).
     call_failures: AtomicU64,
+    /// Calls started on the policies this slot replaced.
+    replaced_calls: AtomicU64,
     reloads: AtomicU64,
     reload_failures: AtomicU64,
+}
+
+/// The slot's counters since `serve` started, for its metrics.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SlotCounts {
+    pub calls: u64,
+    pub call_failures: u64,
+    pub reloads: u64,
+    pub reload_failures: u64,
 }
 
 /// How often the policy file is checked for a change.
@@ -54,6 +65,7 @@ impl PolicySlot {
             capabilities,
             active: RwLock::new(Arc::new(active)),
             call_failures: AtomicU64::new(0),
+            replaced_calls: AtomicU64::new(0),
             reloads: AtomicU64::new(0),
             reload_failures: AtomicU64::new(0),
         })
@@ -85,7 +97,12 @@ impl PolicySlot {
                     fresh.info.version,
                     fresh.runtime.contract()
                 );
-                *self.active.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(fresh);
+                let replaced = std::mem::replace(
+                    &mut *self.active.write().unwrap_or_else(|e| e.into_inner()),
+                    Arc::new(fresh),
+                );
+                self.replaced_calls
+                    .fetch_add(replaced.runtime.calls(), Ordering::Relaxed);
                 self.reloads.fetch_add(1, Ordering::Relaxed);
                 Ok(())
             }
@@ -94,6 +111,16 @@ impl PolicySlot {
                 tracing::error!("policy not reloaded ({why}), the active one keeps serving: {error:#}");
                 Err(error)
             }
+        }
+    }
+
+    /// Calls, failures, reloads and refused reloads since `serve` started.
+    pub fn counts(&self) -> SlotCounts {
+        SlotCounts {
+            calls: self.replaced_calls.load(Ordering::Relaxed) + self.current().runtime.calls(),
+            call_failures: self.call_failures.load(Ordering::Relaxed),
+            reloads: self.reloads.load(Ordering::Relaxed),
+            reload_failures: self.reload_failures.load(Ordering::Relaxed),
         }
     }
 

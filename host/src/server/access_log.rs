@@ -5,11 +5,14 @@
 //! `nodecache::access` at info, which `serve` shows by default; with
 //! `--log-format json` each line is an object with these fields.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::Request;
 use axum::middleware::Next;
 use axum::response::Response;
+
+use crate::server::metrics::Metrics;
 
 /// The node sources of a cluster answer (`a=cache b=remote`), which a
 /// handler puts in its response's extensions for the log.
@@ -18,6 +21,7 @@ pub struct NodeSources(pub String);
 
 /// A request being served: what its log line needs from its start.
 pub struct Entry {
+    metrics: Arc<Metrics>,
     client: String,
     peer: std::net::SocketAddr,
     method: axum::http::Method,
@@ -26,9 +30,16 @@ pub struct Entry {
 }
 
 impl Entry {
-    /// Begins `request`'s line; `client` names who asked.
-    pub fn begin(client: String, peer: std::net::SocketAddr, request: &Request) -> Entry {
+    /// Begins `request`'s line; `client` names who asked. Its end is
+    /// counted in `metrics` too.
+    pub fn begin(
+        metrics: Arc<Metrics>,
+        client: String,
+        peer: std::net::SocketAddr,
+        request: &Request,
+    ) -> Entry {
         Entry {
+            metrics,
             client,
             peer,
             method: request.method().clone(),
@@ -45,6 +56,9 @@ impl Entry {
             .get::<NodeSources>()
             .map(|sources| sources.0.clone())
             .unwrap_or_default();
+        let seconds = self.started.elapsed().as_secs_f64();
+        self.metrics
+            .observe(&self.path, response.status().as_u16(), seconds);
         tracing::info!(
             target: "nodecache::access",
             client = %self.client,
@@ -52,7 +66,7 @@ impl Entry {
             method = %self.method,
             path = %self.path,
             status = response.status().as_u16(),
-            duration_ms = self.started.elapsed().as_secs_f64() * 1000.0,
+            duration_ms = seconds * 1000.0,
             sources = %sources,
             "request"
         );
@@ -60,8 +74,14 @@ impl Entry {
 }
 
 /// Middleware: runs the request and logs it, `client` naming who asked.
-pub async fn logged(client: String, peer: std::net::SocketAddr, request: Request, next: Next) -> Response {
-    let entry = Entry::begin(client, peer, &request);
+pub async fn logged(
+    metrics: Arc<Metrics>,
+    client: String,
+    peer: std::net::SocketAddr,
+    request: Request,
+    next: Next,
+) -> Response {
+    let entry = Entry::begin(metrics, client, peer, &request);
     let response = next.run(request).await;
     entry.finish(&response);
     response

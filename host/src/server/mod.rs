@@ -5,6 +5,7 @@
 
 pub(crate) mod access_log;
 pub(crate) mod listen;
+pub(crate) mod metrics;
 pub(crate) mod resources_source;
 pub(crate) mod routes;
 pub(crate) mod trust;

@@ -34,6 +34,7 @@ use crate::query::{Asker, FlagsRequest, QueryError};
 use crate::runtime::slot::PolicySlot;
 use crate::server::access_log;
 use crate::server::listen::{ConnectionLimits, Draining, accept_loop, serve_http};
+use crate::server::metrics::{self, Metrics};
 use crate::server::resources_source::ResourcesSource;
 use crate::server::trust::TrustStore;
 
@@ -43,6 +44,7 @@ struct AppState {
     server_name: String,
     policy: Arc<PolicySlot>,
     cluster: Option<Arc<ClusterApi>>,
+    metrics: Arc<Metrics>,
 }
 
 /// What `serve` answers with: this node's resources, its policy, and, with a
@@ -51,6 +53,9 @@ pub struct Service {
     pub source: ResourcesSource,
     pub policy: Arc<PolicySlot>,
     pub cluster: Option<Arc<ClusterApi>>,
+    /// `--metrics-listen`: a loopback listener answering `GET /metrics`
+    /// alone, in plain HTTP, for a scraper on this machine.
+    pub metrics_listener: Option<TcpListener>,
 }
 
 pub struct TlsSetup {
@@ -67,6 +72,7 @@ fn router(state: AppState) -> Router {
         .route("/1.0/resources", get(resources))
         .route("/1.0/cluster/cpu-flags", get(cluster_cpu_flags))
         .route("/1.0/cluster/resources/{node}", get(cluster_resources))
+        .route("/metrics", get(metrics_text))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "not found") })
         // Incus's envelope for a method a path does not take, too (was
         // axum's empty plain-text 405).
@@ -77,6 +83,20 @@ fn router(state: AppState) -> Router {
             )
         })
         .with_state(state)
+}
+
+/// `--metrics-listen`'s routes: the metrics, and nothing else.
+fn metrics_router(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics_text))
+        .fallback(|| async { error(StatusCode::NOT_FOUND, "not found: this address serves /metrics") })
+        .with_state(state)
+}
+
+/// `GET /metrics`: the Prometheus text format (`server::metrics`).
+async fn metrics_text(State(state): State<AppState>) -> Response {
+    let text = state.metrics.render(&state.policy, state.cluster.as_ref()).await;
+    ([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], text).into_response()
 }
 
 fn error(status: StatusCode, message: &str) -> Response {
@@ -366,44 +386,118 @@ pub async fn serve(
     stop: impl Future<Output = ()>,
 ) -> Result<()> {
     let local = listener.local_addr().context("listener address")?;
+    let metrics = Arc::new(Metrics::new());
     let state = AppState {
         source: service.source,
         server_name: NodeName::of_this_machine().to_string(),
         policy: service.policy,
         cluster: service.cluster,
+        metrics: metrics.clone(),
+    };
+    // One stop for every listener.
+    let stop = futures::FutureExt::shared(stop);
+    let side_app = metrics_router(state.clone());
+    let side = async {
+        match service.metrics_listener {
+            Some(listener) => serve_metrics(listener, side_app, limits, &metrics, stop.clone()).await,
+            None => Ok(()),
+        }
     };
     let app = router(state);
-    match tls {
-        None => {
-            if !local.ip().is_loopback() {
-                bail!("plain HTTP is only allowed on a loopback address, not {local}");
-            }
-            tracing::info!("serving plain HTTP on {local}");
-            accept_loop(listener, limits, stop, move |stream, peer, draining| {
-                let logged = app.clone().layer(axum::middleware::from_fn(move |request, next| {
-                    access_log::logged("insecure-http".to_string(), peer, request, next)
-                }));
-                serve_http(stream, logged, limits, draining)
-            })
-            .await
-        }
-        Some(tls) => {
-            tracing::info!("serving HTTPS on {local}");
-            let acceptor = tokio_rustls::TlsAcceptor::from(tls.config.clone());
-            let trust = Arc::new(tls.trust);
-            accept_loop(listener, limits, stop, move |stream, peer, draining| {
-                let connection = TlsConnection {
-                    acceptor: acceptor.clone(),
-                    app: app.clone(),
-                    trust: trust.clone(),
+    let main = async {
+        match tls {
+            None => {
+                if !local.ip().is_loopback() {
+                    bail!("plain HTTP is only allowed on a loopback address, not {local}");
+                }
+                tracing::info!("serving plain HTTP on {local}");
+                let counted = metrics.clone();
+                accept_loop(
+                    listener,
                     limits,
-                    draining,
-                };
-                connection.serve(stream, peer)
-            })
-            .await
+                    metrics.clone(),
+                    stop.clone(),
+                    move |stream, peer, draining| {
+                        let counted = counted.clone();
+                        let logged = app.clone().layer(axum::middleware::from_fn(move |request, next| {
+                            access_log::logged(
+                                counted.clone(),
+                                "insecure-http".to_string(),
+                                peer,
+                                request,
+                                next,
+                            )
+                        }));
+                        serve_http(stream, logged, limits, draining)
+                    },
+                )
+                .await
+            }
+            Some(tls) => {
+                tracing::info!("serving HTTPS on {local}");
+                let acceptor = tokio_rustls::TlsAcceptor::from(tls.config.clone());
+                let trust = Arc::new(tls.trust);
+                let counted = metrics.clone();
+                accept_loop(
+                    listener,
+                    limits,
+                    metrics.clone(),
+                    stop.clone(),
+                    move |stream, peer, draining| {
+                        let connection = TlsConnection {
+                            acceptor: acceptor.clone(),
+                            app: app.clone(),
+                            trust: trust.clone(),
+                            metrics: counted.clone(),
+                            limits,
+                            draining,
+                        };
+                        connection.serve(stream, peer)
+                    },
+                )
+                .await
+            }
         }
+    };
+    futures::try_join!(main, side)?;
+    Ok(())
+}
+
+/// `--metrics-listen`: `/metrics` in plain HTTP on a loopback address,
+/// within the same limits, logged as the `metrics-listener` client.
+async fn serve_metrics(
+    listener: TcpListener,
+    app: Router,
+    limits: ConnectionLimits,
+    metrics: &Arc<Metrics>,
+    stop: impl Future<Output = ()>,
+) -> Result<()> {
+    let local = listener.local_addr().context("metrics listener address")?;
+    if !local.ip().is_loopback() {
+        bail!("--metrics-listen serves plain HTTP: only on a loopback address, not {local}");
     }
+    tracing::info!("serving /metrics in plain HTTP on {local}");
+    let counted = metrics.clone();
+    accept_loop(
+        listener,
+        limits,
+        metrics.clone(),
+        stop,
+        move |stream, peer, draining| {
+            let counted = counted.clone();
+            let logged = app.clone().layer(axum::middleware::from_fn(move |request, next| {
+                access_log::logged(
+                    counted.clone(),
+                    "metrics-listener".to_string(),
+                    peer,
+                    request,
+                    next,
+                )
+            }));
+            serve_http(stream, logged, limits, draining)
+        },
+    )
+    .await
 }
 
 /// What one TLS connection is served with.
@@ -411,6 +505,7 @@ struct TlsConnection {
     acceptor: tokio_rustls::TlsAcceptor,
     app: Router,
     trust: Arc<TrustStore>,
+    metrics: Arc<Metrics>,
     limits: ConnectionLimits,
     draining: Draining,
 }
@@ -421,6 +516,7 @@ impl TlsConnection {
             acceptor,
             app,
             trust,
+            metrics,
             limits,
             draining,
         } = self;
@@ -464,7 +560,7 @@ impl TlsConnection {
             let allowed = matches!(client, Client::Trusted(_))
                 || (request.method() == axum::http::Method::GET && request.uri().path() == "/1.0");
             request.extensions_mut().insert(client);
-            let entry = access_log::Entry::begin(who, peer, &request);
+            let entry = access_log::Entry::begin(metrics.clone(), who, peer, &request);
             async move {
                 let response = match allowed {
                     true => next.run(request).await,

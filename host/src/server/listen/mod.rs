@@ -75,6 +75,7 @@ pub type Draining = tokio::sync::watch::Receiver<bool>;
 pub async fn accept_loop<H, F>(
     listener: TcpListener,
     limits: ConnectionLimits,
+    metrics: Arc<crate::server::metrics::Metrics>,
     stop: impl Future<Output = ()>,
     handle: H,
 ) -> Result<()>
@@ -111,6 +112,7 @@ where
             }
         };
         let Some(held) = peers.admit(peer.ip()) else {
+            metrics.refused();
             crate::server::access_log::refused(
                 peer,
                 &format!("this client already holds {} connections", limits.max_per_client),
@@ -118,11 +120,12 @@ where
             continue;
         };
         let connection = handle(stream, peer, draining.clone());
+        let open = metrics.opened();
         tokio::spawn(async move {
             if let Err(e) = connection.await {
                 tracing::debug!("{peer}: {e:#}");
             }
-            drop((held, slot));
+            drop((held, slot, open));
         });
     }
     drain(listener, &slots, capacity, tell_draining).await;
