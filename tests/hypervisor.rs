@@ -594,3 +594,131 @@ fn serve_carries_the_guest_cpu_its_stand_ins_fragile_features_and_vendors() {
         refused.body
     );
 }
+
+/// One `cpu-models.conf` section, read by the rules of Proxmox VE's manual
+/// page cpu-models.conf(5) (Proxmox VE 8; the wiki's "Manual:
+/// cpu-models.conf", revision of 22 June 2023): `#` and blank lines are
+/// ignored; a section starts `cpu-model: <name>` (no `custom-` prefix);
+/// its options are indented by one TAB or several spaces, option and value
+/// separated by one space; the options are flags (`+FLAG[;-FLAG…]`),
+/// hidden, hv-vendor-id, phys-bits (8-64 or host) and reported-model.
+fn read_proxmox_section(text: &str) -> (String, std::collections::BTreeMap<String, String>) {
+    let mut name = None;
+    let mut options = std::collections::BTreeMap::new();
+    for line in text.lines() {
+        if line.trim().is_empty() || line.starts_with('#') {
+            continue;
+        }
+        if let Some(header) = line.strip_prefix("cpu-model: ") {
+            assert!(name.is_none(), "one section: {text}");
+            assert!(!header.starts_with("custom-"), "{header}");
+            name = Some(header.to_string());
+            continue;
+        }
+        let body = line
+            .strip_prefix('\t')
+            .or_else(|| line.strip_prefix("  ").map(str::trim_start))
+            .unwrap_or_else(|| panic!("an option line must be indented: {line:?}"));
+        let (key, value) = body
+            .split_once(' ')
+            .unwrap_or_else(|| panic!("no value: {line:?}"));
+        assert!(
+            !value.starts_with(' '),
+            "one space between option and value: {line:?}"
+        );
+        assert!(
+            ["flags", "hidden", "hv-vendor-id", "phys-bits", "reported-model"].contains(&key),
+            "not a cpu-models.conf option: {key}"
+        );
+        assert!(
+            options.insert(key.to_string(), value.to_string()).is_none(),
+            "{key} twice"
+        );
+    }
+    if let Some(flags) = options.get("flags") {
+        for flag in flags.split(';') {
+            let (sign, name) = flag.split_at(1);
+            assert!(sign == "+" || sign == "-", "{flag}");
+            assert!(
+                !name.is_empty()
+                    && name
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)),
+                "{flag}"
+            );
+        }
+    }
+    if let Some(bits) = options.get("phys-bits") {
+        assert!(
+            bits == "host" || (8..=64).contains(&bits.parse::<u32>().unwrap()),
+            "{bits}"
+        );
+    }
+    (name.expect("a cpu-model: header"), options)
+}
+
+/// The fewest physical address bits /proc/cpuinfo gives a CPU of this machine.
+fn proc_physical_bits() -> u32 {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .unwrap()
+        .lines()
+        .filter_map(|line| {
+            line.strip_prefix("address sizes")?
+                .split(':')
+                .nth(1)?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        })
+        .min()
+        .expect("address sizes in /proc/cpuinfo")
+}
+
+#[test]
+fn the_proxmox_section_reads_as_its_manual_says_and_its_cpu_starts_under_kvm() {
+    require_kvm();
+    let cache = tempfile::tempdir().unwrap();
+    let cache = cache.path().to_str().unwrap();
+    let known_models = std::process::Command::new("qemu-system-x86_64")
+        .args(["-cpu", "help"])
+        .output()
+        .unwrap();
+    let known_models = String::from_utf8(known_models.stdout).unwrap();
+    for baseline in ["kvm64", "auto"] {
+        let text = nodecache_text(&[
+            "--cache-dir",
+            cache,
+            "cpu-flags",
+            "--format",
+            "proxmox",
+            "--baseline",
+            baseline,
+            "--model-name",
+            "rack-a",
+        ]);
+        let (name, options) = read_proxmox_section(&text);
+        assert_eq!(name, "rack-a");
+        assert!(text.contains("--cpu custom-rack-a"), "{text}");
+        assert_eq!(
+            options["phys-bits"],
+            proc_physical_bits().to_string(),
+            "the kernel's address sizes"
+        );
+        let model = &options["reported-model"];
+        assert!(
+            known_models
+                .lines()
+                .any(|line| line.split_whitespace().next() == Some(model.as_str())),
+            "QEMU defines {model}"
+        );
+        // As Proxmox passes it: the model, each flag as +name/-name, phys-bits.
+        let mut cpu = vec![model.clone()];
+        if let Some(flags) = options.get("flags") {
+            cpu.extend(flags.split(';').map(str::to_string));
+        }
+        cpu.push(format!("phys-bits={}", options["phys-bits"]));
+        cpu.push("enforce".into());
+        qemu_starts(&cpu.join(",")).unwrap();
+    }
+}

@@ -574,6 +574,18 @@ fn serve_gives_every_format_the_cli_gives() {
         (&["--format", "qemu"], "format=qemu"),
         (&["--format", "libvirt"], "format=libvirt"),
         (&["--format", "incus"], "format=incus"),
+        (&["--format", "proxmox"], "format=proxmox"),
+        (
+            &[
+                "--format",
+                "proxmox",
+                "--model-name",
+                "rack-a",
+                "--baseline",
+                "auto",
+            ],
+            "format=proxmox&model-name=rack-a&baseline=auto",
+        ),
         (
             &["--format", "qemu", "--baseline", "auto"],
             "format=qemu&baseline=auto",
@@ -940,6 +952,11 @@ fn nothing_passed_is_silently_ignored() {
             "format=libvirt&arch=aarch64",
             "describe x86_64 guests, not aarch64",
         ),
+        (
+            "format=qemu&model-name=a",
+            "--model-name names a Proxmox custom model",
+        ),
+        ("format=proxmox&model-name=a%20b", "--model-name \"a b\": 1-40 of"),
     ] {
         let answer = crate::util::http_get(&server.url, &format!("/1.0/cluster/cpu-flags?{query}"), &[]);
         assert_eq!(answer.status, 400, "{query}: {}", answer.body);

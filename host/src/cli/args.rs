@@ -83,7 +83,7 @@ pub enum Command {
     CpuFlags {
         #[arg(long, value_enum, default_value_t = FormatArg::List)]
         format: FormatArg,
-        /// The model the qemu, libvirt and incus formats build on (default kvm64;
+        /// The model the qemu, libvirt, incus and proxmox formats build on (default kvm64;
         /// "auto": the named QEMU model closest to what every node's hypervisor
         /// can give a guest, what they lack turned off); its own flags are asked of QEMU.
         #[arg(long, value_name = "MODEL")]
@@ -111,6 +111,10 @@ pub enum Command {
         /// QEMU machine types (hle, rtm, mpx, tsx-ctrl, ...) out of the guest CPU.
         #[arg(long)]
         drop_fragile: bool,
+        /// The custom model's name with --format proxmox (default:
+        /// nodecache-cluster, or nodecache-GROUP with --group).
+        #[arg(long, value_name = "NAME")]
+        model_name: Option<String>,
         /// Set the keys on the Incus cluster group --group names (the cluster
         /// file's `incus = "…"`): shows the change, makes it with --yes.
         #[arg(long, requires = "group")]
@@ -365,6 +369,9 @@ pub enum FormatArg {
     Libvirt,
     /// The keys of an Incus cluster group's CPU definition (key=value lines).
     Incus,
+    /// A Proxmox VE custom CPU model: a cpu-models.conf section (flags,
+    /// phys-bits, reported-model), named by --model-name.
+    Proxmox,
 }
 
 impl From<FormatArg> for FlagsFormat {
@@ -375,6 +382,7 @@ impl From<FormatArg> for FlagsFormat {
             FormatArg::Qemu => FlagsFormat::Qemu,
             FormatArg::Libvirt => FlagsFormat::Libvirt,
             FormatArg::Incus => FlagsFormat::Incus,
+            FormatArg::Proxmox => FlagsFormat::Proxmox,
         }
     }
 }

@@ -45,6 +45,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             allow_partial,
             require_hypervisor,
             drop_fragile,
+            model_name,
             apply,
             yes,
         } => {
@@ -56,6 +57,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                     explain,
                     require_hypervisor,
                     drop_fragile,
+                    model_name,
                 },
                 arch,
                 allow_partial,

@@ -55,6 +55,10 @@ pub struct CpuFlagsReport {
     /// The x86-64 level of `guest_flags`: what a guest can be given.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub guest_level: Option<String>,
+    /// The fewest physical address bits of the included nodes that say
+    /// (a guest's `phys-bits` must fit every node it may run on).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub physical_bits: Option<u32>,
     /// The group (`--group`) the answer is for; absent for the whole cluster.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub group: Option<String>,
@@ -324,6 +328,11 @@ pub async fn cpu_flags(
             .and_then(|flags| crate::machine::level::level(|flag| flags.iter().any(|f| f == flag)))
             .map(str::to_string),
         vendors: vendors(&nodes),
+        physical_bits: nodes
+            .iter()
+            .filter(|node| node.source != NodeSource::Excluded)
+            .filter_map(|node| node.cpu.as_ref()?.physical_bits)
+            .min(),
         fragile: guest_flags
             .as_deref()
             .map(crate::machine::fragile::among)
@@ -537,6 +546,7 @@ mod tests {
                     core_groups: vec![CoreGroup::new(2, flags)],
                     hypervisor: None,
                     vendor: None,
+                    physical_bits: None,
                 },
             }),
         }

@@ -1,5 +1,6 @@
 //! What operators paste: a cluster's common flags in the terms of QEMU,
-//! libvirt and Incus ([`output`], [`render`]), why each node holds the
+//! libvirt and Incus ([`output`], [`render`]) and of the platforms above
+//! them ([`platforms`]: Proxmox VE), why each node holds the
 //! cluster back ([`explain`]), where a guest can run ([`placement`]), and
 //! the keys set on an Incus cluster group ([`incus_group`]). Names are
 //! joined through CPUID bits (`machine::names`), and a baseline model's own
@@ -10,6 +11,7 @@ pub(crate) mod incus_group;
 pub(crate) mod model_props;
 pub(crate) mod output;
 pub(crate) mod placement;
+pub(crate) mod platforms;
 pub(crate) mod qemu;
 pub(crate) mod qemu_answers;
 pub(crate) mod render;

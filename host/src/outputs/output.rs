@@ -5,7 +5,7 @@ use anyhow::{Context, Result};
 use serde_json::json;
 
 use super::explain::{self, explain, table};
-use super::{GuestCpu, qemu, qemu_answers, render};
+use super::{GuestCpu, platforms, qemu, qemu_answers, render};
 use crate::cluster::report::CpuFlagsReport;
 use crate::format::{flag_list, pretty_json};
 use crate::machine::fragile;
@@ -23,6 +23,29 @@ pub enum FlagsFormat {
     Libvirt,
     /// The keys of an Incus cluster group's CPU definition (key=value lines).
     Incus,
+    /// A Proxmox VE custom CPU model: a `cpu-models.conf` section.
+    Proxmox,
+}
+
+impl FlagsFormat {
+    /// The formats that describe a guest CPU (x86_64 only).
+    fn is_vm(self) -> bool {
+        matches!(
+            self,
+            FlagsFormat::Qemu | FlagsFormat::Libvirt | FlagsFormat::Incus | FlagsFormat::Proxmox
+        )
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            FlagsFormat::List => "list",
+            FlagsFormat::Json => "json",
+            FlagsFormat::Qemu => "qemu",
+            FlagsFormat::Libvirt => "libvirt",
+            FlagsFormat::Incus => "incus",
+            FlagsFormat::Proxmox => "proxmox",
+        }
+    }
 }
 
 /// How to print a report.
@@ -41,6 +64,9 @@ pub struct FlagsOutput {
     /// Leave the features known to vanish from fleets (`flags::fragile`)
     /// out of the guest CPU.
     pub drop_fragile: bool,
+    /// The name of a platform's custom model (Proxmox); derived from the
+    /// cluster or group when not given.
+    pub model_name: Option<String>,
 }
 
 /// An architecture as Linux names one (`x86_64`, `aarch64`, `ppc64le`):
@@ -153,13 +179,16 @@ impl FlagsOutput {
             hypervisor => {
                 let guest = self.guest_cpu(report)?.with_context(|| {
                     format!(
-                        "the qemu, libvirt and incus formats describe x86_64 guests, not {}",
+                        "the qemu, libvirt, incus and proxmox formats describe x86_64 guests, not {}",
                         report.arch
                     )
                 })?;
                 let text = match hypervisor {
                     FlagsFormat::Qemu => format!("{}\n", render::qemu_cpu(&guest)),
                     FlagsFormat::Libvirt => render::libvirt_cpu(&guest),
+                    FlagsFormat::Proxmox => {
+                        platforms::proxmox_section(&guest, &self.model_name_for(report), report.physical_bits)
+                    }
                     _ => render::incus_text(&render::incus_keys(&guest)),
                 };
                 (Rendered::Text(text), Some(guest))
@@ -184,25 +213,24 @@ impl FlagsOutput {
     /// Options that say nothing together are refused, not ignored:
     /// `--explain` and `--level` are tables of their own, not a QEMU line.
     pub fn check(&self, arch: &str) -> Result<(), String> {
-        let vm_format = matches!(
-            self.format,
-            FlagsFormat::Qemu | FlagsFormat::Libvirt | FlagsFormat::Incus
-        );
+        let vm_format = self.format.is_vm();
         if vm_format && arch != "x86_64" {
             return Err(format!(
-                "the qemu, libvirt and incus formats describe x86_64 guests, not {}",
+                "the qemu, libvirt, incus and proxmox formats describe x86_64 guests, not {}",
                 crate::format::for_terminal(arch, 64)
             ));
         }
         if vm_format && (self.explain || self.level) {
             return Err(format!(
                 "--explain and --level print tables: use them without --format {} (or with --format json)",
-                match self.format {
-                    FlagsFormat::Qemu => "qemu",
-                    FlagsFormat::Libvirt => "libvirt",
-                    _ => "incus",
-                }
+                self.format.name()
             ));
+        }
+        if let Some(name) = &self.model_name {
+            if self.format != FlagsFormat::Proxmox {
+                return Err("--model-name names a Proxmox custom model: use it with --format proxmox".into());
+            }
+            platforms::check_model_name(name)?;
         }
         if let Some(model) = &self.baseline
             && !(1..=64).contains(&model.len())
@@ -218,12 +246,7 @@ impl FlagsOutput {
     /// Whether the answer describes a guest CPU (made from the hypervisor
     /// sets) rather than the CPUs' common flags alone.
     pub fn describes_a_guest(&self) -> bool {
-        matches!(
-            self.format,
-            FlagsFormat::Qemu | FlagsFormat::Libvirt | FlagsFormat::Incus
-        ) || self.baseline.is_some()
-            || self.explain
-            || self.level
+        self.format.is_vm() || self.baseline.is_some() || self.explain || self.level
     }
 
     /// What an operator should hear on stderr about the guest CPU: nodes
@@ -257,6 +280,15 @@ impl FlagsOutput {
             warnings.push(explain::vendor_warning(report));
         }
         warnings
+    }
+
+    /// The custom model's name: given, else `nodecache-cluster` or
+    /// `nodecache-GROUP`.
+    fn model_name_for(&self, report: &CpuFlagsReport) -> String {
+        self.model_name.clone().unwrap_or_else(|| match &report.group {
+            Some(group) => format!("nodecache-{group}"),
+            None => "nodecache-cluster".to_string(),
+        })
     }
 
     /// With `require_hypervisor`, no host flags may stand in for a node's

@@ -187,6 +187,7 @@ mod tests {
             core_groups: vec![crate::api::cpu_summary::CoreGroup::new(1, &["fpu"])],
             hypervisor: None,
             vendor: None,
+            physical_bits: None,
         }
     }
 

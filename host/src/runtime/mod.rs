@@ -449,6 +449,7 @@ mod tests {
                         core_groups: vec![CoreGroup::new(1, &["fpu", "sse2", &format!("only{i}")])],
                         hypervisor: None,
                         vendor: None,
+                        physical_bits: None,
                     },
                 }),
             })

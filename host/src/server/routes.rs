@@ -205,7 +205,7 @@ struct FlagsQuery {
     #[serde(rename = "allow-partial")]
     allow_partial: Option<String>,
     /// As the CLI's `--format`: json (default, in the Incus envelope), or
-    /// list, qemu, libvirt, incus (plain text).
+    /// list, qemu, libvirt, incus, proxmox (plain text).
     format: Option<FlagsFormat>,
     baseline: Option<String>,
     explain: Option<String>,
@@ -214,6 +214,8 @@ struct FlagsQuery {
     require_hypervisor: Option<String>,
     #[serde(rename = "drop-fragile")]
     drop_fragile: Option<String>,
+    #[serde(rename = "model-name")]
+    model_name: Option<String>,
 }
 
 /// A query switch: absent, `1`/`true` or `0`/`false`; anything else is
@@ -240,6 +242,7 @@ impl FlagsQuery {
             explain: switch("explain", &self.explain).map_err(bad)?,
             require_hypervisor: switch("require-hypervisor", &self.require_hypervisor).map_err(bad)?,
             drop_fragile: switch("drop-fragile", &self.drop_fragile).map_err(bad)?,
+            model_name: self.model_name.clone(),
         };
         let allow_partial = switch("allow-partial", &self.allow_partial).map_err(bad)?;
         FlagsRequest::new(self.arch.clone(), allow_partial, output, Asker::Http)

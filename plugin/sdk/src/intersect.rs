@@ -139,6 +139,7 @@ mod tests {
                     core_groups,
                     hypervisor: None,
                     vendor: None,
+                    physical_bits: None,
                 },
             }),
         }

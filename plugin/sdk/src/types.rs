@@ -187,6 +187,11 @@ pub struct CpuSummary {
     /// `AuthenticAMD`), as the document's `vendor` field says.
     #[cfg_attr(feature = "serde", serde(default, skip_serializing_if = "Option::is_none"))]
     pub vendor: Option<String>,
+    /// The fewest physical address bits of the node's sockets (the
+    /// document's `address_sizes`): a guest's `phys-bits` must fit every
+    /// node it may run on. `None` when the document does not say.
+    #[cfg_attr(feature = "serde", serde(default, skip_serializing_if = "Option::is_none"))]
+    pub physical_bits: Option<u32>,
 }
 
 /// A node's hypervisor set, as its document carries it.

@@ -268,6 +268,7 @@ fn report_from_wit(report: wit::NodeReport) -> NodeReport {
                     // Contract 0.2 does not carry these to a policy.
                     hypervisor: None,
                     vendor: None,
+                    physical_bits: None,
                 },
             })
             .map_err(host_error_from_wit),

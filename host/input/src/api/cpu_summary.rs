@@ -39,8 +39,15 @@ struct CpuView<'a> {
 struct SocketView<'a> {
     #[serde(default)]
     vendor: Option<String>,
+    #[serde(default)]
+    address_sizes: Option<AddressSizesView>,
     #[serde(default, borrow)]
     cores: Option<Vec<CoreView<'a>>>,
+}
+
+#[derive(Deserialize)]
+struct AddressSizesView {
+    physical_bits: u32,
 }
 
 #[derive(Deserialize)]
@@ -140,6 +147,13 @@ pub fn from_document(document: &str) -> Result<CpuSummary, SummaryError> {
         .and_then(|sockets| sockets.first())
         .and_then(|socket| socket.vendor.clone())
         .filter(|vendor| is_flag_shaped(vendor));
+    let physical_bits = view
+        .cpu
+        .sockets
+        .iter()
+        .flatten()
+        .filter_map(|socket| socket.address_sizes.as_ref().map(|sizes| sizes.physical_bits))
+        .min();
     let hypervisor = match view.nodecache_hypervisor {
         None => None,
         Some(set) => Some(hypervisor_summary(set)?),
@@ -185,6 +199,7 @@ pub fn from_document(document: &str) -> Result<CpuSummary, SummaryError> {
             .collect(),
         hypervisor,
         vendor,
+        physical_bits,
     })
 }
 
@@ -293,6 +308,7 @@ mod tests {
             }],
             hypervisor: None,
             vendor: None,
+            physical_bits: None,
         };
         assert!(is_well_formed(&with("avx fpu sse2")));
         for bad in [
