@@ -9,6 +9,7 @@ mod first_hour;
 mod hypervisor;
 mod incus;
 mod listen;
+mod nfd;
 mod outputs;
 mod policies;
 mod prometheus;

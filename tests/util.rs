@@ -661,6 +661,21 @@ impl LoggedServe {
         }
     }
 
+    /// Reads its log until a line `matches` (kept for [`Self::stop`]), and
+    /// returns that line; fails when serve ends first (bounded by the
+    /// process's time limit).
+    pub fn wait_for(&mut self, what: &str, matches: impl Fn(&str) -> bool) -> String {
+        loop {
+            let mut line = String::new();
+            let read = self.log.read_line(&mut line).unwrap();
+            assert!(read > 0, "serve ended before {what}: {:?}", self.said);
+            self.said.push(line.clone());
+            if matches(&line) {
+                return line;
+            }
+        }
+    }
+
     /// SIGTERM; waits for it to exit 0, and returns every line it logged.
     pub fn stop(mut self) -> Vec<String> {
         let stopped = Command::new("kill")

@@ -269,6 +269,19 @@ pub struct ServeArgs {
     /// clients read /metrics on --listen over mutual TLS in any case.
     #[arg(long, value_name = "ADDR:PORT")]
     pub metrics_listen: Option<String>,
+    /// Keep this machine's Kubernetes Node Feature Discovery feature file
+    /// (in features.d) current: rewritten atomically when its labels
+    /// change (needs a cluster file naming the local member).
+    #[arg(long, value_name = "PATH")]
+    pub nfd_features_file: Option<PathBuf>,
+    /// How often the NFD feature file's answer is computed.
+    #[arg(
+        long,
+        default_value = "5m",
+        value_name = "DURATION",
+        requires = "nfd_features_file"
+    )]
+    pub nfd_interval: String,
 }
 
 #[derive(Debug, Subcommand)]
@@ -372,6 +385,9 @@ pub enum FormatArg {
     /// A Proxmox VE custom CPU model: a cpu-models.conf section (flags,
     /// phys-bits, reported-model), named by --model-name.
     Proxmox,
+    /// A Kubernetes Node Feature Discovery feature file for this machine
+    /// (features.d): its level, models and groups, the baseline's.
+    Nfd,
 }
 
 impl From<FormatArg> for FlagsFormat {
@@ -383,6 +399,7 @@ impl From<FormatArg> for FlagsFormat {
             FormatArg::Libvirt => FlagsFormat::Libvirt,
             FormatArg::Incus => FlagsFormat::Incus,
             FormatArg::Proxmox => FlagsFormat::Proxmox,
+            FormatArg::Nfd => FlagsFormat::Nfd,
         }
     }
 }

@@ -51,6 +51,21 @@ pub(super) struct Policy {
     pub capabilities: Arc<Capabilities>,
 }
 
+impl Members {
+    /// This machine (the local member) and its groups, whatever group the
+    /// run is narrowed to: the node an NFD feature file describes.
+    pub(super) fn this_node(&self) -> Option<crate::cluster::report::ThisNode> {
+        let all = match &self.ungrouped {
+            Some((_, all)) => all,
+            None => &self.file.cluster,
+        };
+        all.local().map(|member| crate::cluster::report::ThisNode {
+            name: member.name.to_string(),
+            groups: member.groups.clone(),
+        })
+    }
+}
+
 impl Context {
     pub(super) fn new(cli: &Cli) -> Context {
         Context {

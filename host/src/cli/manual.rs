@@ -114,6 +114,10 @@ fn examples(subcommand: &str) -> &'static [(&'static str, &'static str)] {
                 "nodecache --cluster cluster.toml serve --metrics-listen 127.0.0.1:9443",
                 "also GET /metrics (Prometheus) in plain HTTP for a scraper on this machine",
             ),
+            (
+                "nodecache --cluster cluster.toml serve --nfd-features-file /etc/kubernetes/node-feature-discovery/features.d/nodecache",
+                "keep this machine's Node Feature Discovery labels current",
+            ),
         ],
         "cluster" => &[
             (

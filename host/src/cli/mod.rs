@@ -58,6 +58,8 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                     require_hypervisor,
                     drop_fragile,
                     model_name,
+                    this_node: None,
+                    nfd_valid_for: crate::outputs::output::NFD_VALID_FOR,
                 },
                 arch,
                 allow_partial,

@@ -78,7 +78,15 @@ pub(super) async fn serve(context: &Context, args: &ServeArgs) -> Result<(), Fai
         max_connections,
         max_connections_per_client,
         metrics_listen,
+        nfd_features_file,
+        nfd_interval,
     } = args;
+    let nfd_interval = positive_duration("--nfd-interval", nfd_interval)?;
+    if nfd_features_file.is_some() && !context.has_cluster_file() {
+        return Err(Failure::usage(anyhow!(
+            "--nfd-features-file describes this machine in its cluster: give --cluster (a file naming the local member)"
+        )));
+    }
     let address = parse_listen(listen).map_err(Failure::usage)?;
     let idle = positive_duration("--idle-timeout", idle_timeout)?;
     let header = positive_duration("--header-timeout", header_timeout)?;
@@ -156,6 +164,19 @@ pub(super) async fn serve(context: &Context, args: &ServeArgs) -> Result<(), Fai
     let cluster = context
         .has_cluster_file()
         .then(|| Arc::new(ClusterApi::new(written.file, capabilities, policy.clone())));
+    if let (Some(path), Some(cluster)) = (nfd_features_file, &cluster) {
+        if cluster.this_node().is_none() {
+            return Err(Failure::usage(anyhow!(
+                "--nfd-features-file describes this machine: the cluster file must name the local member (local = \"NAME\")"
+            )));
+        }
+        let keeper = crate::server::nfd_file::NfdFile {
+            path: path.clone(),
+            interval: nfd_interval,
+            cluster: cluster.clone(),
+        };
+        tokio::spawn(keeper.keep());
+    }
     let listener = tokio::net::TcpListener::bind(address)
         .await
         .with_context(|| format!("cannot listen on {address}"))?;

@@ -173,8 +173,9 @@ pub(super) async fn cpu_flags(context: &Context, options: FlagsOptions) -> Resul
             "--apply sets Incus keys: use it with --format incus"
         )));
     }
-    let request = FlagsRequest::new(arch, allow_partial, output, Asker::Cli)?;
+    let mut request = FlagsRequest::new(arch, allow_partial, output, Asker::Cli)?;
     let members = context.members(group.as_deref()).await?;
+    request.output.this_node = members.this_node();
     let policy = context.policy(&members, members.instances()).await?;
     let bar = Bar::for_members(members.file.cluster.members.len());
     let mut report = policy.report(&members, &request.arch, bar.clone()).await?;

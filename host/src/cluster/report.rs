@@ -74,6 +74,14 @@ pub struct CpuFlagsReport {
     pub nodes: Vec<NodeStatus>,
 }
 
+/// This machine in the cluster file (its local member) and its groups:
+/// the node an NFD feature file describes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ThisNode {
+    pub name: String,
+    pub groups: Vec<String>,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct NodeStatus {
     pub name: String,

@@ -119,6 +119,17 @@ impl ClusterApi {
     }
 
     /// How long a cluster request may take, given the members' fetch deadline.
+    /// This machine (the cluster file's local member) and its groups.
+    pub fn this_node(&self) -> Option<crate::cluster::report::ThisNode> {
+        self.file
+            .cluster
+            .local()
+            .map(|member| crate::cluster::report::ThisNode {
+                name: member.name.to_string(),
+                groups: member.groups.clone(),
+            })
+    }
+
     /// The cache the cluster's answers are kept in.
     pub fn store(&self) -> crate::store::CacheStore {
         self.latest().store.clone()

@@ -25,6 +25,8 @@ pub enum FlagsFormat {
     Incus,
     /// A Proxmox VE custom CPU model: a `cpu-models.conf` section.
     Proxmox,
+    /// A Kubernetes Node Feature Discovery feature file for this machine.
+    Nfd,
 }
 
 impl FlagsFormat {
@@ -32,7 +34,11 @@ impl FlagsFormat {
     fn is_vm(self) -> bool {
         matches!(
             self,
-            FlagsFormat::Qemu | FlagsFormat::Libvirt | FlagsFormat::Incus | FlagsFormat::Proxmox
+            FlagsFormat::Qemu
+                | FlagsFormat::Libvirt
+                | FlagsFormat::Incus
+                | FlagsFormat::Proxmox
+                | FlagsFormat::Nfd
         )
     }
 
@@ -44,6 +50,7 @@ impl FlagsFormat {
             FlagsFormat::Libvirt => "libvirt",
             FlagsFormat::Incus => "incus",
             FlagsFormat::Proxmox => "proxmox",
+            FlagsFormat::Nfd => "nfd",
         }
     }
 }
@@ -67,7 +74,15 @@ pub struct FlagsOutput {
     /// The name of a platform's custom model (Proxmox); derived from the
     /// cluster or group when not given.
     pub model_name: Option<String>,
+    /// The machine an NFD feature file describes (the local member).
+    pub this_node: Option<crate::cluster::report::ThisNode>,
+    /// How long NFD keeps the labels if the file is not rewritten.
+    pub nfd_valid_for: std::time::Duration,
 }
+
+/// NFD labels' default lifetime: a day and an hour, past the default
+/// policy's 24 h, so a daily job's labels never lapse between runs.
+pub const NFD_VALID_FOR: std::time::Duration = std::time::Duration::from_secs(25 * 3600);
 
 /// An architecture as Linux names one (`x86_64`, `aarch64`, `ppc64le`):
 /// anything else is refused, naming it, instead of answering with an empty
@@ -151,7 +166,7 @@ impl FlagsOutput {
     /// `--explain` do (a thousand nodes' flag sets are not worth making
     /// for a plain list).
     pub fn needs_node_levels(&self) -> bool {
-        self.format == FlagsFormat::Json || self.level || self.explain
+        matches!(self.format, FlagsFormat::Json | FlagsFormat::Nfd) || self.level || self.explain
     }
 
     /// The answer, from a report whose node levels are filled when
@@ -189,6 +204,7 @@ impl FlagsOutput {
                     FlagsFormat::Proxmox => {
                         platforms::proxmox_section(&guest, &self.model_name_for(report), report.physical_bits)
                     }
+                    FlagsFormat::Nfd => self.nfd(report, &guest)?,
                     _ => render::incus_text(&render::incus_keys(&guest)),
                 };
                 (Rendered::Text(text), Some(guest))
@@ -291,6 +307,23 @@ impl FlagsOutput {
         })
     }
 
+    /// The NFD feature file of this machine.
+    fn nfd(&self, report: &CpuFlagsReport, guest: &GuestCpu) -> Result<String> {
+        let node = self
+            .this_node
+            .as_ref()
+            .context("the NFD format describes this machine, and the cluster file names no local member")?;
+        let expiry_ms = crate::util::clock::now_ms() + self.nfd_valid_for.as_millis() as u64;
+        let models = qemu_answers::named_models()?;
+        platforms::nfd_features(
+            report,
+            &guest.baseline,
+            node,
+            &models,
+            &crate::util::when::rfc3339(expiry_ms),
+        )
+    }
+
     /// With `require_hypervisor`, no host flags may stand in for a node's
     /// hypervisor set.
     fn check_hypervisors(&self, report: &CpuFlagsReport) -> Result<()> {
@@ -316,7 +349,12 @@ impl FlagsOutput {
             .filter(|flag| !(self.drop_fragile && fragile::is_fragile(flag)))
             .cloned()
             .collect();
-        let (baseline, why) = match self.baseline.as_deref().unwrap_or(DEFAULT_BASELINE) {
+        // NFD names the model every node runs: the closest, by default.
+        let default = match self.format {
+            FlagsFormat::Nfd => AUTO,
+            _ => DEFAULT_BASELINE,
+        };
+        let (baseline, why) = match self.baseline.as_deref().unwrap_or(default) {
             AUTO => {
                 let (baseline, why) = auto_baseline(report, &guest_flags)?;
                 (baseline, Some(why))

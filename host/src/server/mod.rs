@@ -6,6 +6,7 @@
 pub(crate) mod access_log;
 pub(crate) mod listen;
 pub(crate) mod metrics;
+pub(crate) mod nfd_file;
 pub(crate) mod resources_source;
 pub(crate) mod routes;
 pub(crate) mod trust;

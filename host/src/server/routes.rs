@@ -243,6 +243,8 @@ impl FlagsQuery {
             require_hypervisor: switch("require-hypervisor", &self.require_hypervisor).map_err(bad)?,
             drop_fragile: switch("drop-fragile", &self.drop_fragile).map_err(bad)?,
             model_name: self.model_name.clone(),
+            this_node: None,
+            nfd_valid_for: crate::outputs::output::NFD_VALID_FOR,
         };
         let allow_partial = switch("allow-partial", &self.allow_partial).map_err(bad)?;
         FlagsRequest::new(self.arch.clone(), allow_partial, output, Asker::Http)
@@ -274,7 +276,7 @@ async fn cluster_cpu_flags(
     let Some(cluster) = state.cluster else {
         return no_cluster();
     };
-    let request = match query {
+    let mut request = match query {
         Ok(Query(query)) => match query.checked() {
             Ok(request) => request,
             Err(why) => return query_error(why),
@@ -286,6 +288,7 @@ async fn cluster_cpu_flags(
             );
         }
     };
+    request.output.this_node = cluster.this_node();
     let report = match cluster.cpu_flags(&request.arch).await {
         Ok(report) => report,
         Err(failure) => return api_error(failure),
