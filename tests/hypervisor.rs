@@ -722,3 +722,185 @@ fn the_proxmox_section_reads_as_its_manual_says_and_its_cpu_starts_under_kvm() {
         qemu_starts(&cpu.join(",")).unwrap();
     }
 }
+
+/// `--format kubevirt`'s YAML, parsed by PyYAML (`python3-yaml`) into JSON.
+fn parse_yaml(text: &str) -> Value {
+    let mut python = Command::new("python3")
+        .args([
+            "-c",
+            "import json, sys, yaml; print(json.dumps(yaml.safe_load(sys.stdin)))",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 with PyYAML (scripts/test installs python3-yaml)");
+    use std::io::Write;
+    python.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    let output = python.wait_with_output().unwrap();
+    assert!(output.status.success(), "PyYAML: {}\n{text}", stderr(&output));
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+/// The `<cpu>` KubeVirt's virt-launcher gives libvirt for a VM's
+/// `spec.domain.cpu`: mode custom, the model, each feature with its policy.
+fn virt_launcher_cpu(cpu: &Value) -> String {
+    let mut xml = format!(
+        "<cpu mode='custom' match='exact'>\n  <model fallback='forbid'>{}</model>\n",
+        cpu["model"].as_str().unwrap()
+    );
+    for feature in cpu["features"].as_array().into_iter().flatten() {
+        xml.push_str(&format!(
+            "  <feature policy='{}' name='{}'/>\n",
+            feature["policy"].as_str().unwrap(),
+            feature["name"].as_str().unwrap()
+        ));
+    }
+    xml.push_str("</cpu>\n");
+    xml
+}
+
+/// The features libvirt's cpu_map gives `model` (libvirt's names), as its
+/// offline test driver expands it.
+fn libvirt_model_features(model: &str) -> BTreeSet<String> {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("model.xml");
+    std::fs::write(
+        &file,
+        format!("<cpu>\n  <arch>x86_64</arch>\n  <model>{model}</model>\n</cpu>\n"),
+    )
+    .unwrap();
+    let output = Command::new("virsh")
+        .args(["-c", "test:///default", "cpu-baseline", "--features"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "libvirt expanding {model}: {}",
+        stderr(&output)
+    );
+    String::from_utf8(output.stdout)
+        .unwrap()
+        .lines()
+        .filter_map(|line| line.trim().strip_prefix("<feature policy='require' name='"))
+        .filter_map(|rest| rest.split('\'').next())
+        .map(str::to_string)
+        .collect()
+}
+
+/// On this machine: KubeVirt's rule (a model only where libvirt's
+/// domcapabilities calls it usable) decides. If libvirt calls no model of
+/// this CPU's vendor usable, nodecache refuses, saying why; otherwise its
+/// model is one libvirt calls usable, and libvirt accepts the CPU
+/// virt-launcher would make of the YAML for this hypervisor.
+#[test]
+fn the_kubevirt_cpu_is_one_libvirt_calls_usable_and_accepts() {
+    require_kvm();
+    let cache = tempfile::tempdir().unwrap();
+    let cache = cache.path().to_str().unwrap();
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap();
+    let vendor = if cpuinfo.contains("AuthenticAMD") {
+        "AMD"
+    } else {
+        "Intel"
+    };
+    let caps = virsh_ok(&["domcapabilities", "--virttype", "kvm"]);
+    let usable: BTreeSet<String> = caps
+        .lines()
+        .filter(|line| line.contains("<model usable='yes'") && line.contains(&format!("vendor='{vendor}'")))
+        .filter_map(|line| line.split('>').nth(1)?.split('<').next().map(str::to_string))
+        .collect();
+    let output = Nodecache::new().output(&["--cache-dir", cache, "cpu-flags", "--format", "kubevirt"]);
+    if usable.is_empty() {
+        assert_eq!(
+            output.status.code(),
+            Some(1),
+            "libvirt calls no {vendor} model usable here"
+        );
+        let said = stderr(&output);
+        assert!(
+            said.contains("is usable on every node") && said.contains("lacks"),
+            "{said}"
+        );
+        println!("libvirt calls no {vendor} model usable here; nodecache refused: {said}");
+        return;
+    }
+    assert!(output.status.success(), "{}", stderr(&output));
+    let yaml = parse_yaml(&String::from_utf8(output.stdout).unwrap());
+    let spec = &yaml["spec"]["template"]["spec"];
+    let cpu = &spec["domain"]["cpu"];
+    let model = cpu["model"].as_str().unwrap();
+    assert!(usable.contains(model), "{model} is not usable here: {usable:?}");
+    assert_eq!(
+        spec["nodeSelector"][format!("cpu-model.node.kubevirt.io/{model}")],
+        "true"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("cpu.xml");
+    std::fs::write(&file, virt_launcher_cpu(cpu)).unwrap();
+    let compared = virsh_ok(&[
+        "hypervisor-cpu-compare",
+        "--virttype",
+        "kvm",
+        file.to_str().unwrap(),
+    ]);
+    assert!(
+        compared.contains("identical") || compared.contains("superset"),
+        "{compared}"
+    );
+}
+
+/// Three recorded EPYC-Rome hosts of three QEMU generations: the KubeVirt
+/// model is one every host can run whole by libvirt's own data (the
+/// model's features in libvirt's cpu_map, within each host's host-model
+/// CPU: what makes libvirt call it usable there), never kvm64.
+#[test]
+fn a_recorded_three_generation_cluster_gets_a_kubevirt_model_every_node_runs() {
+    let names = Names::load();
+    let hosts: Vec<BTreeSet<String>> = RECORDED[1..]
+        .iter()
+        .map(|(_, file, _)| {
+            offline_baseline(&[fixture(file)])
+                .lines()
+                .filter_map(|line| line.trim().strip_prefix("<feature policy='require' name='"))
+                .filter_map(|rest| rest.split('\'').next())
+                .map(str::to_string)
+                .collect()
+        })
+        .collect();
+    let documents: Vec<(&str, String)> = RECORDED[1..]
+        .iter()
+        .map(|(name, file, vendor)| {
+            let set = required_features(&offline_baseline(&[fixture(file)]), &names);
+            (
+                *name,
+                node_document(vendor, &set, json!({"accelerator": "kvm", "flags": set})),
+            )
+        })
+        .collect();
+    let cluster = cluster_of(&documents);
+    let yaml = parse_yaml(&cluster.text(&["cpu-flags", "--format", "kubevirt"]));
+    let cpu = &yaml["spec"]["template"]["spec"]["domain"]["cpu"];
+    let model = cpu["model"].as_str().unwrap();
+    assert!(!["kvm64", "qemu64"].contains(&model));
+    let needs = libvirt_model_features(model);
+    for (host, (name, _, _)) in hosts.iter().zip(&RECORDED[1..]) {
+        let missing: Vec<&String> = needs.difference(host).collect();
+        assert!(
+            missing.is_empty(),
+            "{model} is not usable on {name}: it lacks {missing:?}"
+        );
+    }
+    let disabled: Vec<&Value> = cpu["features"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|feature| feature["policy"] == "disable")
+        .collect();
+    assert!(
+        disabled.is_empty(),
+        "a usable model needs nothing disabled: {disabled:?}"
+    );
+    println!("three EPYC-Rome generations: KubeVirt model {model}");
+}

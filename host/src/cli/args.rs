@@ -385,6 +385,9 @@ pub enum FormatArg {
     /// A Proxmox VE custom CPU model: a cpu-models.conf section (flags,
     /// phys-bits, reported-model), named by --model-name.
     Proxmox,
+    /// A KubeVirt VirtualMachine's spec.domain.cpu (model, features) and
+    /// the nodeSelector a migration target needs (default baseline: auto).
+    Kubevirt,
     /// A Kubernetes Node Feature Discovery feature file for this machine
     /// (features.d): its level, models and groups, the baseline's.
     Nfd,
@@ -399,6 +402,7 @@ impl From<FormatArg> for FlagsFormat {
             FormatArg::Libvirt => FlagsFormat::Libvirt,
             FormatArg::Incus => FlagsFormat::Incus,
             FormatArg::Proxmox => FlagsFormat::Proxmox,
+            FormatArg::Kubevirt => FlagsFormat::Kubevirt,
             FormatArg::Nfd => FlagsFormat::Nfd,
         }
     }

@@ -25,6 +25,8 @@ pub enum FlagsFormat {
     Incus,
     /// A Proxmox VE custom CPU model: a `cpu-models.conf` section.
     Proxmox,
+    /// A KubeVirt VirtualMachine's CPU and the nodeSelector it needs.
+    Kubevirt,
     /// A Kubernetes Node Feature Discovery feature file for this machine.
     Nfd,
 }
@@ -38,6 +40,7 @@ impl FlagsFormat {
                 | FlagsFormat::Libvirt
                 | FlagsFormat::Incus
                 | FlagsFormat::Proxmox
+                | FlagsFormat::Kubevirt
                 | FlagsFormat::Nfd
         )
     }
@@ -50,6 +53,7 @@ impl FlagsFormat {
             FlagsFormat::Libvirt => "libvirt",
             FlagsFormat::Incus => "incus",
             FlagsFormat::Proxmox => "proxmox",
+            FlagsFormat::Kubevirt => "kubevirt",
             FlagsFormat::Nfd => "nfd",
         }
     }
@@ -135,6 +139,53 @@ fn auto_baseline(report: &CpuFlagsReport, guest: &[String]) -> Result<(qemu::Bas
     }
 }
 
+/// The named model of the cluster's one vendor closest to the guest set
+/// among those it runs whole (none of the model's features turned off:
+/// KubeVirt's rule, a model `usable` on every node), and why; an error
+/// saying why when there is none.
+fn usable_baseline(report: &CpuFlagsReport, guest: &[String]) -> Result<(qemu::Baseline, String)> {
+    let common: std::collections::BTreeSet<&str> = guest.iter().map(String::as_str).collect();
+    let models = qemu_answers::named_models()?;
+    let vendor = match report.vendors.keys().collect::<Vec<_>>().as_slice() {
+        [one] => one.to_string(),
+        [] => anyhow::bail!("no node reports its CPU vendor, so no named model is known to be usable on all"),
+        many => anyhow::bail!(
+            "a cluster mixing {} has no named model usable on every node",
+            many.iter().map(|v| v.as_str()).collect::<Vec<_>>().join(" and ")
+        ),
+    };
+    let whole: Vec<qemu::Baseline> = models
+        .iter()
+        .filter(|model| model.vendor.as_deref() == Some(vendor.as_str()))
+        .filter(|model| qemu::fit(model, &common, 0).disabled.is_empty())
+        .cloned()
+        .collect();
+    match qemu::closest(&whole, &common, Some(&vendor)) {
+        Some(fit) => {
+            let why = format!(
+                "the closest of the {} named {vendor} models every node runs whole",
+                whole.len()
+            );
+            Ok((fit.model, why))
+        }
+        None => {
+            let nearest = qemu::closest(&models, &common, Some(&vendor));
+            let lacks = nearest
+                .map(|fit| {
+                    format!(
+                        ": the closest, {}, lacks {}",
+                        fit.model.model,
+                        fit.disabled.join(", ")
+                    )
+                })
+                .unwrap_or_default();
+            anyhow::bail!(
+                "no named {vendor} model is usable on every node (KubeVirt runs a model only where nothing of it is missing){lacks}"
+            )
+        }
+    }
+}
+
 /// A rendered answer: JSON (the CLI prints it pretty, `serve` wraps it
 /// in Incus's envelope) or text both print as it is.
 #[derive(Debug, Clone)]
@@ -204,6 +255,7 @@ impl FlagsOutput {
                     FlagsFormat::Proxmox => {
                         platforms::proxmox_section(&guest, &self.model_name_for(report), report.physical_bits)
                     }
+                    FlagsFormat::Kubevirt => platforms::kubevirt_cpu(&guest)?,
                     FlagsFormat::Nfd => self.nfd(report, &guest)?,
                     _ => render::incus_text(&render::incus_keys(&guest)),
                 };
@@ -349,12 +401,19 @@ impl FlagsOutput {
             .filter(|flag| !(self.drop_fragile && fragile::is_fragile(flag)))
             .cloned()
             .collect();
-        // NFD names the model every node runs: the closest, by default.
+        // NFD and KubeVirt name the model every node runs: the closest, by
+        // default (KubeVirt refuses kvm64).
         let default = match self.format {
-            FlagsFormat::Nfd => AUTO,
+            FlagsFormat::Nfd | FlagsFormat::Kubevirt => AUTO,
             _ => DEFAULT_BASELINE,
         };
         let (baseline, why) = match self.baseline.as_deref().unwrap_or(default) {
+            // KubeVirt runs a model only where libvirt calls it usable
+            // (nothing of it missing): the closest of those.
+            AUTO if self.format == FlagsFormat::Kubevirt => {
+                let (baseline, why) = usable_baseline(report, &guest_flags)?;
+                (baseline, Some(why))
+            }
             AUTO => {
                 let (baseline, why) = auto_baseline(report, &guest_flags)?;
                 (baseline, Some(why))
