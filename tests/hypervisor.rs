@@ -725,7 +725,8 @@ fn the_proxmox_section_reads_as_its_manual_says_and_its_cpu_starts_under_kvm() {
 
 /// `--format kubevirt`'s YAML, parsed by PyYAML (`python3-yaml`) into JSON.
 fn parse_yaml(text: &str) -> Value {
-    let mut python = Command::new("python3")
+    // Debian's python3, where python3-yaml is (PATH may lead to a venv first).
+    let mut python = Command::new("/usr/bin/python3")
         .args([
             "-c",
             "import json, sys, yaml; print(json.dumps(yaml.safe_load(sys.stdin)))",
