@@ -905,3 +905,124 @@ fn a_recorded_three_generation_cluster_gets_a_kubevirt_model_every_node_runs() {
     );
     println!("three EPYC-Rome generations: KubeVirt model {model}");
 }
+
+/// Loads a `nova.conf` fragment with Nova's own `[libvirt]` option
+/// definitions (Nova 26.2.2's `nova/conf/libvirt.py`, the release Debian 12
+/// packages, from the source `scripts/test` fetches) through Debian's
+/// oslo.config, and reads Nova's CPU trait mapping (`CPU_TRAITS_MAPPING`
+/// in `nova/virt/libvirt/utils.py`): what Nova itself makes of it.
+fn nova_reads(fragment: &Path) -> Value {
+    let sdist = std::env::var("NODECACHE_NOVA_SDIST")
+        .expect("NODECACHE_NOVA_SDIST: Nova's source tarball (scripts/test fetches nova 26.2.2 from PyPI)");
+    const SCRIPT: &str = r#"
+import importlib.util, json, os, re, sys, tarfile, tempfile, types
+from oslo_config import cfg
+sdist, fragment = sys.argv[1], sys.argv[2]
+work = tempfile.mkdtemp()
+with tarfile.open(sdist) as tar:
+    root = tar.getnames()[0].split('/')[0]
+    for name in ('nova/conf/paths.py', 'nova/conf/libvirt.py', 'nova/virt/libvirt/utils.py'):
+        tar.extract(root + '/' + name, work)
+base = os.path.join(work, root)
+for package in ('nova', 'nova.conf'):
+    module = types.ModuleType(package)
+    module.__path__ = []
+    sys.modules[package] = module
+def load(name, path):
+    spec = importlib.util.spec_from_file_location(name, os.path.join(base, path))
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+sys.modules['nova.conf'].paths = load('nova.conf.paths', 'nova/conf/paths.py')
+libvirt = load('nova.conf.libvirt', 'nova/conf/libvirt.py')
+conf = cfg.ConfigOpts()
+libvirt.register_opts(conf)
+conf(args=[], default_config_files=[fragment])
+mapping = open(os.path.join(base, 'nova/virt/libvirt/utils.py')).read()
+traits = dict(re.findall(r"'([\w.\-]+)': os_traits\.(HW_CPU_X86_\w+),", mapping))
+print(json.dumps({'cpu_mode': conf.libvirt.cpu_mode, 'cpu_models': conf.libvirt.cpu_models,
+                  'cpu_model_extra_flags': conf.libvirt.cpu_model_extra_flags, 'traits': traits}))
+"#;
+    let output = Command::new("/usr/bin/python3")
+        .args(["-c", SCRIPT, &sdist])
+        .arg(fragment)
+        .output()
+        .expect("Debian's python3 with oslo.config (scripts/test installs python3-oslo.config)");
+    assert!(output.status.success(), "Nova's options: {}", stderr(&output));
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+/// The Nova fragment as Nova reads it: its options round-trip through
+/// Nova's own definitions, libvirt accepts each listed model with its extra
+/// flags on this machine's KVM, and the flavor trait is the one Nova
+/// reports for a feature libvirt's cpu_map gives the newest model.
+#[test]
+fn the_nova_fragment_is_read_by_novas_options_and_each_model_is_accepted() {
+    require_kvm();
+    let cache = tempfile::tempdir().unwrap();
+    let text = nodecache_text(&[
+        "--cache-dir",
+        cache.path().to_str().unwrap(),
+        "cpu-flags",
+        "--format",
+        "nova",
+    ]);
+    let dir = tempfile::tempdir().unwrap();
+    let fragment = dir.path().join("nova.conf");
+    std::fs::write(&fragment, &text).unwrap();
+    let nova = nova_reads(&fragment);
+    let value = |key: &str| {
+        text.lines()
+            .find_map(|line| line.strip_prefix(&format!("{key} = ")))
+            .map(str::to_string)
+    };
+    assert_eq!(nova["cpu_mode"], "custom");
+    let models: Vec<String> = value("cpu_models")
+        .unwrap()
+        .split(", ")
+        .map(str::to_string)
+        .collect();
+    assert_eq!(nova["cpu_models"], json!(models), "{text}");
+    let extra: Vec<String> = value("cpu_model_extra_flags")
+        .map(|flags| flags.split(", ").map(str::to_string).collect())
+        .unwrap_or_default();
+    assert_eq!(nova["cpu_model_extra_flags"], json!(extra), "{text}");
+    for model in &models {
+        let mut xml =
+            format!("<cpu mode='custom' match='exact'>\n  <model fallback='forbid'>{model}</model>\n");
+        for flag in &extra {
+            let (policy, name) = match flag.split_at(1) {
+                ("-", name) => ("disable", name),
+                ("+", name) => ("require", name),
+                _ => ("require", flag.as_str()),
+            };
+            xml.push_str(&format!("  <feature policy='{policy}' name='{name}'/>\n"));
+        }
+        xml.push_str("</cpu>\n");
+        let file = dir.path().join(format!("{model}.xml"));
+        std::fs::write(&file, &xml).unwrap();
+        let compared = virsh_ok(&[
+            "hypervisor-cpu-compare",
+            "--virttype",
+            "kvm",
+            file.to_str().unwrap(),
+        ]);
+        assert!(
+            compared.contains("identical") || compared.contains("superset"),
+            "{model}: {compared}\n{xml}"
+        );
+    }
+    let comment = text
+        .lines()
+        .find(|line| line.contains("trait:HW_CPU_X86_"))
+        .expect("the flavor trait");
+    let trait_name = comment.split("trait:").nth(1).unwrap().split('=').next().unwrap();
+    let feature = comment.rsplit('(').next().unwrap().trim_end_matches(')');
+    assert_eq!(nova["traits"][feature], trait_name, "Nova's trait for {feature}");
+    let newest = models.last().unwrap();
+    assert!(
+        libvirt_model_features(newest).contains(feature),
+        "{newest} has {feature} by libvirt's cpu_map"
+    );
+}

@@ -385,6 +385,9 @@ pub enum FormatArg {
     /// A Proxmox VE custom CPU model: a cpu-models.conf section (flags,
     /// phys-bits, reported-model), named by --model-name.
     Proxmox,
+    /// OpenStack Nova's [libvirt] fragment of nova.conf: cpu_mode,
+    /// cpu_models (oldest first), cpu_model_extra_flags.
+    Nova,
     /// A KubeVirt VirtualMachine's spec.domain.cpu (model, features) and
     /// the nodeSelector a migration target needs (default baseline: auto).
     Kubevirt,
@@ -402,6 +405,7 @@ impl From<FormatArg> for FlagsFormat {
             FormatArg::Libvirt => FlagsFormat::Libvirt,
             FormatArg::Incus => FlagsFormat::Incus,
             FormatArg::Proxmox => FlagsFormat::Proxmox,
+            FormatArg::Nova => FlagsFormat::Nova,
             FormatArg::Kubevirt => FlagsFormat::Kubevirt,
             FormatArg::Nfd => FlagsFormat::Nfd,
         }

@@ -24,7 +24,7 @@ use qemu::Baseline;
 /// libvirt's cpu_map, where libvirt is installed.
 const LIBVIRT_CPU_MAP: &str = "/usr/share/libvirt/cpu_map";
 
-fn libvirt_model(model: &str) -> String {
+pub(crate) fn libvirt_model(model: &str) -> String {
     let known = std::path::Path::new(LIBVIRT_CPU_MAP)
         .join(format!("x86_{model}.xml"))
         .is_file();

@@ -25,6 +25,8 @@ pub enum FlagsFormat {
     Incus,
     /// A Proxmox VE custom CPU model: a `cpu-models.conf` section.
     Proxmox,
+    /// OpenStack Nova's `[libvirt]` CPU options.
+    Nova,
     /// A KubeVirt VirtualMachine's CPU and the nodeSelector it needs.
     Kubevirt,
     /// A Kubernetes Node Feature Discovery feature file for this machine.
@@ -40,6 +42,7 @@ impl FlagsFormat {
                 | FlagsFormat::Libvirt
                 | FlagsFormat::Incus
                 | FlagsFormat::Proxmox
+                | FlagsFormat::Nova
                 | FlagsFormat::Kubevirt
                 | FlagsFormat::Nfd
         )
@@ -53,6 +56,7 @@ impl FlagsFormat {
             FlagsFormat::Libvirt => "libvirt",
             FlagsFormat::Incus => "incus",
             FlagsFormat::Proxmox => "proxmox",
+            FlagsFormat::Nova => "nova",
             FlagsFormat::Kubevirt => "kubevirt",
             FlagsFormat::Nfd => "nfd",
         }
@@ -255,6 +259,9 @@ impl FlagsOutput {
                     FlagsFormat::Proxmox => {
                         platforms::proxmox_section(&guest, &self.model_name_for(report), report.physical_bits)
                     }
+                    FlagsFormat::Nova => {
+                        platforms::nova_fragment(report, &guest, &qemu_answers::named_models()?)?
+                    }
                     FlagsFormat::Kubevirt => platforms::kubevirt_cpu(&guest)?,
                     FlagsFormat::Nfd => self.nfd(report, &guest)?,
                     _ => render::incus_text(&render::incus_keys(&guest)),
@@ -404,7 +411,7 @@ impl FlagsOutput {
         // NFD and KubeVirt name the model every node runs: the closest, by
         // default (KubeVirt refuses kvm64).
         let default = match self.format {
-            FlagsFormat::Nfd | FlagsFormat::Kubevirt => AUTO,
+            FlagsFormat::Nfd | FlagsFormat::Kubevirt | FlagsFormat::Nova => AUTO,
             _ => DEFAULT_BASELINE,
         };
         let (baseline, why) = match self.baseline.as_deref().unwrap_or(default) {
