@@ -43,7 +43,8 @@ pub struct ClusterApi {
     /// requests share fetches in flight and build no client.
     latest: std::sync::Mutex<Arc<Capabilities>>,
     pub slot: Arc<PolicySlot>,
-    in_flight: SingleFlight<String, Result<Arc<CpuFlagsReport>, ApiError>>,
+    /// Answers being computed, by architecture and group.
+    in_flight: SingleFlight<(String, Option<String>), Result<Arc<CpuFlagsReport>, ApiError>>,
     /// Reads of Incus's member list under way, shared by the requests that
     /// arrive meanwhile.
     incus_reads: SingleFlight<(), Result<Arc<ClusterFile>, String>>,
@@ -159,24 +160,37 @@ impl ClusterApi {
         fetch_deadline + REQUEST_MARGIN
     }
 
-    /// The cluster's common flags for `arch`; requests made while one is
-    /// being computed get its answer.
-    pub async fn cpu_flags(self: &Arc<Self>, arch: &str) -> Result<Arc<CpuFlagsReport>, ApiError> {
-        let (api, owned) = (self.clone(), arch.to_string());
+    /// The common flags of the cluster (or of `group`'s members) for
+    /// `arch`; requests made while one is being computed get its answer.
+    pub async fn cpu_flags(
+        self: &Arc<Self>,
+        arch: &str,
+        group: Option<&str>,
+    ) -> Result<Arc<CpuFlagsReport>, ApiError> {
+        let key = (arch.to_string(), group.map(str::to_string));
+        let (api, owned) = (self.clone(), key.clone());
         self.in_flight
-            .run(arch.to_string(), || {
-                boxed(async move { api.compute_cpu_flags(&owned).await })
+            .run(key, || {
+                boxed(async move { api.compute_cpu_flags(&owned.0, owned.1.as_deref()).await })
             })
             .await
     }
 
-    async fn compute_cpu_flags(&self, arch: &str) -> Result<Arc<CpuFlagsReport>, ApiError> {
+    async fn compute_cpu_flags(
+        &self,
+        arch: &str,
+        group: Option<&str>,
+    ) -> Result<Arc<CpuFlagsReport>, ApiError> {
         // One deadline for all the request's work, reading Incus's member
         // list included; members still unanswered near its end time out
         // alone, so `allow-partial` gets the rest rather than a 504.
         let deadline = Instant::now() + self.deadline();
         let work = async {
             let (cluster, capabilities) = self.members().await?;
+            let cluster = match group {
+                Some(group) => Cow::Owned(cluster.in_group(group).map_err(ApiError::UnknownNode)?),
+                None => cluster,
+            };
             let policy = self.slot.current();
             let silent = silent();
             let members_by = deadline.checked_sub(AFTER_MEMBERS).unwrap_or(deadline);
@@ -195,6 +209,7 @@ impl ClusterApi {
                     for _ in 0..report.policy_failures {
                         self.slot.count_failure();
                     }
+                    report.group = group.map(str::to_string);
                     // Off the async workers: it reads and may write files.
                     let report = tokio::task::spawn_blocking(move || {
                         track(&cache_root, &mut report, now_ms());

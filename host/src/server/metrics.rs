@@ -222,7 +222,7 @@ async fn register_cluster(registry: &mut Registry, cluster: &Arc<ClusterApi>) {
         "1 when the cluster's answer could be computed at this scrape, else 0",
         answered.clone(),
     );
-    let Ok(report) = cluster.cpu_flags(&crate::query::default_arch()).await else {
+    let Ok(report) = cluster.cpu_flags(&crate::query::default_arch(), None).await else {
         return;
     };
     answered.set(1);

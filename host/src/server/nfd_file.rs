@@ -85,7 +85,7 @@ impl NfdFile {
         let request = FlagsRequest::new(None, false, output, Asker::Http)?;
         let report = self
             .cluster
-            .cpu_flags(&request.arch)
+            .cpu_flags(&request.arch, None)
             .await
             .map_err(|e| anyhow::anyhow!("{e:?}"))?;
         let answer = tokio::task::spawn_blocking(move || request.answer(report)).await??;

@@ -4,8 +4,8 @@
 //!
 //! Given a cluster file, it also answers for the whole cluster through its
 //! policy (`cluster::service`): `GET /1.0/cluster/cpu-flags[?arch=…&allow-partial=1]`
-//! (and the CLI's outputs: `&format=qemu|libvirt|incus|list`, `&baseline=…`,
-//! `&level=1`, `&explain=1`) and `GET /1.0/cluster/resources/{node}`. Its policy is swapped live
+//! (and the CLI's outputs: `&format=qemu|libvirt|incus|proxmox|nova|kubevirt|nfd|list`,
+//! `&baseline=…`, `&level=1`, `&explain=1`, `&group=…`) and `GET /1.0/cluster/resources/{node}`. Its policy is swapped live
 //! (`runtime::slot`); `GET /1.0` says which one is active.
 //!
 //! `/1.0/resources` carries an `ETag`: this machine's hardware fingerprint
@@ -205,7 +205,7 @@ struct FlagsQuery {
     #[serde(rename = "allow-partial")]
     allow_partial: Option<String>,
     /// As the CLI's `--format`: json (default, in the Incus envelope), or
-    /// list, qemu, libvirt, incus, proxmox (plain text).
+    /// list, qemu, libvirt, incus, proxmox, nova, kubevirt, nfd (plain text).
     format: Option<FlagsFormat>,
     baseline: Option<String>,
     explain: Option<String>,
@@ -216,6 +216,8 @@ struct FlagsQuery {
     drop_fragile: Option<String>,
     #[serde(rename = "model-name")]
     model_name: Option<String>,
+    /// As the CLI's `--group`: the members of this group alone.
+    group: Option<String>,
 }
 
 /// A query switch: absent, `1`/`true` or `0`/`false`; anything else is
@@ -276,9 +278,9 @@ async fn cluster_cpu_flags(
     let Some(cluster) = state.cluster else {
         return no_cluster();
     };
-    let mut request = match query {
+    let (mut request, group) = match query {
         Ok(Query(query)) => match query.checked() {
-            Ok(request) => request,
+            Ok(request) => (request, query.group),
             Err(why) => return query_error(why),
         },
         Err(rejection) => {
@@ -289,7 +291,7 @@ async fn cluster_cpu_flags(
         }
     };
     request.output.this_node = cluster.this_node();
-    let report = match cluster.cpu_flags(&request.arch).await {
+    let report = match cluster.cpu_flags(&request.arch, group.as_deref()).await {
         Ok(report) => report,
         Err(failure) => return api_error(failure),
     };
