@@ -257,10 +257,18 @@ fn this_nodes_hypervisor_set_is_what_qemu_and_libvirt_say_it_can_give() {
 /// The features a libvirt `<cpu>` requires (an expanded one lists them all),
 /// in nodecache's names; those nodecache cannot name are left out.
 fn required_features(xml: &str, names: &Names) -> BTreeSet<String> {
+    libvirt_required(xml)
+        .iter()
+        .filter_map(|name| names.by_libvirt.get(name).cloned())
+        .collect()
+}
+
+/// The features a libvirt `<cpu>` requires, by libvirt's names.
+fn libvirt_required(xml: &str) -> BTreeSet<String> {
     xml.lines()
         .filter_map(|line| line.trim().strip_prefix("<feature policy='require' name='"))
         .filter_map(|rest| rest.split('\'').next())
-        .filter_map(|name| names.by_libvirt.get(name).cloned())
+        .map(str::to_string)
         .collect()
 }
 
@@ -781,13 +789,7 @@ fn libvirt_model_features(model: &str) -> BTreeSet<String> {
         "libvirt expanding {model}: {}",
         stderr(&output)
     );
-    String::from_utf8(output.stdout)
-        .unwrap()
-        .lines()
-        .filter_map(|line| line.trim().strip_prefix("<feature policy='require' name='"))
-        .filter_map(|rest| rest.split('\'').next())
-        .map(str::to_string)
-        .collect()
+    libvirt_required(&String::from_utf8(output.stdout).unwrap())
 }
 
 /// On this machine: KubeVirt's rule (a model only where libvirt's
@@ -861,14 +863,7 @@ fn a_recorded_three_generation_cluster_gets_a_kubevirt_model_every_node_runs() {
     let names = Names::load();
     let hosts: Vec<BTreeSet<String>> = RECORDED[1..]
         .iter()
-        .map(|(_, file, _)| {
-            offline_baseline(&[fixture(file)])
-                .lines()
-                .filter_map(|line| line.trim().strip_prefix("<feature policy='require' name='"))
-                .filter_map(|rest| rest.split('\'').next())
-                .map(str::to_string)
-                .collect()
-        })
+        .map(|(_, file, _)| libvirt_required(&offline_baseline(&[fixture(file)])))
         .collect();
     let documents: Vec<(&str, String)> = RECORDED[1..]
         .iter()

@@ -6,8 +6,6 @@
 //! next computation starts it again.
 
 use std::fs;
-use std::io::Write;
-use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
@@ -157,24 +155,9 @@ impl Baselines {
 
     /// Replaces the scope's kept baseline, atomically.
     pub fn write(&self, scope: &Scope, kept: &Kept) -> Result<()> {
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&self.dir)
-            .with_context(|| format!("cannot create {}", self.dir.display()))?;
-        crate::private_path::check_private(&self.dir, true)
-            .context("the kept baselines must be this user's alone")?;
-        let mut temp = tempfile::Builder::new()
-            .prefix(".tmp-")
-            .tempfile_in(&self.dir)
-            .with_context(|| format!("cannot create a temporary file in {}", self.dir.display()))?;
-        temp.write_all(&serde_json::to_vec(kept)?)
-            .context("cannot write a baseline")?;
-        let path = self.dir.join(scope.file_name());
-        temp.persist(&path)
-            .map_err(|e| e.error)
-            .with_context(|| format!("cannot replace {}", path.display()))?;
-        Ok(())
+        let bytes = serde_json::to_vec(kept)?;
+        crate::private_path::replace_file(&self.dir, &scope.file_name(), &bytes)
+            .with_context(|| format!("the kept baseline of {}", scope.describe()))
     }
 }
 

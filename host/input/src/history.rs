@@ -13,8 +13,6 @@
 //! fails a run, and nothing in it is deleted.
 
 use std::fs;
-use std::io::Write;
-use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
@@ -187,24 +185,8 @@ impl History {
     }
 
     fn replace(&self, node: &NodeName, bytes: &[u8]) -> Result<()> {
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&self.dir)
-            .with_context(|| format!("cannot create {}", self.dir.display()))?;
-        crate::private_path::check_private(&self.dir, true)
-            .context("the hardware history must be this user's alone")?;
-        let mut temp = tempfile::Builder::new()
-            .prefix(".tmp-")
-            .tempfile_in(&self.dir)
-            .with_context(|| format!("cannot create a temporary file in {}", self.dir.display()))?;
-        temp.write_all(bytes)
-            .with_context(|| format!("cannot write the history of {node}"))?;
-        let path = self.path_of(node);
-        temp.persist(&path)
-            .map_err(|e| e.error)
-            .with_context(|| format!("cannot replace {}", path.display()))?;
-        Ok(())
+        crate::private_path::replace_file(&self.dir, &format!("{node}.json"), bytes)
+            .with_context(|| format!("the hardware history of {node}"))
     }
 }
 

@@ -5,7 +5,8 @@
 //! write there could hand it a forged entry or a poisoned artifact.
 
 use std::fs;
-use std::os::unix::fs::MetadataExt;
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
@@ -48,5 +49,29 @@ pub fn check_metadata(path: &Path, metadata: &fs::Metadata, directory: bool) -> 
             path.display()
         );
     }
+    Ok(())
+}
+
+/// Replaces `dir/name` with `bytes` atomically (a temporary file beside
+/// it, then a rename), making `dir` (mode 0700) when missing and writing
+/// only if it is this user's alone: the history and the kept baselines
+/// are written so, as cache entries are.
+pub fn replace_file(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("cannot create {}", dir.display()))?;
+    check_private(dir, true).context("it must be this user's alone")?;
+    let mut temp = tempfile::Builder::new()
+        .prefix(".tmp-")
+        .tempfile_in(dir)
+        .with_context(|| format!("cannot create a temporary file in {}", dir.display()))?;
+    let path = dir.join(name);
+    temp.write_all(bytes)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    temp.persist(&path)
+        .map_err(|e| e.error)
+        .with_context(|| format!("cannot replace {}", path.display()))?;
     Ok(())
 }

@@ -419,27 +419,7 @@ pub async fn serve(
                     bail!("plain HTTP is only allowed on a loopback address, not {local}");
                 }
                 tracing::info!("serving plain HTTP on {local}");
-                let counted = metrics.clone();
-                accept_loop(
-                    listener,
-                    limits,
-                    metrics.clone(),
-                    stop.clone(),
-                    move |stream, peer, draining| {
-                        let counted = counted.clone();
-                        let logged = app.clone().layer(axum::middleware::from_fn(move |request, next| {
-                            access_log::logged(
-                                counted.clone(),
-                                "insecure-http".to_string(),
-                                peer,
-                                request,
-                                next,
-                            )
-                        }));
-                        serve_http(stream, logged, limits, draining)
-                    },
-                )
-                .await
+                plain_http(listener, app, limits, &metrics, stop.clone(), "insecure-http").await
             }
             Some(tls) => {
                 tracing::info!("serving HTTPS on {local}");
@@ -485,6 +465,19 @@ async fn serve_metrics(
         bail!("--metrics-listen serves plain HTTP: only on a loopback address, not {local}");
     }
     tracing::info!("serving /metrics in plain HTTP on {local}");
+    plain_http(listener, app, limits, metrics, stop, "metrics-listener").await
+}
+
+/// A plain-HTTP listener's loop: each request logged and counted as
+/// `client` (plain HTTP tells no clients apart).
+async fn plain_http(
+    listener: TcpListener,
+    app: Router,
+    limits: ConnectionLimits,
+    metrics: &Arc<Metrics>,
+    stop: impl Future<Output = ()>,
+    client: &'static str,
+) -> Result<()> {
     let counted = metrics.clone();
     accept_loop(
         listener,
@@ -494,13 +487,7 @@ async fn serve_metrics(
         move |stream, peer, draining| {
             let counted = counted.clone();
             let logged = app.clone().layer(axum::middleware::from_fn(move |request, next| {
-                access_log::logged(
-                    counted.clone(),
-                    "metrics-listener".to_string(),
-                    peer,
-                    request,
-                    next,
-                )
+                access_log::logged(counted.clone(), client.to_string(), peer, request, next)
             }));
             serve_http(stream, logged, limits, draining)
         },
