@@ -300,19 +300,7 @@ fn qemu_under_kvm_starts_the_qemu_output_and_libvirt_accepts_the_libvirt_one() {
             baseline,
         ]);
         assert!(xml.contains("check='full'"), "{xml}");
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("cpu.xml");
-        std::fs::write(&file, &xml).unwrap();
-        let compared = virsh_ok(&[
-            "hypervisor-cpu-compare",
-            "--virttype",
-            "kvm",
-            file.to_str().unwrap(),
-        ]);
-        assert!(
-            compared.contains("identical") || compared.contains("superset"),
-            "libvirt on {baseline}: {compared}\n{xml}"
-        );
+        assert_libvirt_accepts(&xml, &format!("libvirt on {baseline}"));
     }
     // The CPUs' own flags as a VM CPU: what nodecache promised before, and
     // what this machine's KVM refuses (here, where the two differ).
@@ -734,19 +722,14 @@ fn the_proxmox_section_reads_as_its_manual_says_and_its_cpu_starts_under_kvm() {
 /// `--format kubevirt`'s YAML, parsed by PyYAML (`python3-yaml`) into JSON.
 fn parse_yaml(text: &str) -> Value {
     // Debian's python3, where python3-yaml is (PATH may lead to a venv first).
-    let mut python = Command::new("/usr/bin/python3")
-        .args([
+    // (scripts/test installs python3-yaml.)
+    let output = crate::util::output_with_stdin(
+        Command::new("/usr/bin/python3").args([
             "-c",
             "import json, sys, yaml; print(json.dumps(yaml.safe_load(sys.stdin)))",
-        ])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("python3 with PyYAML (scripts/test installs python3-yaml)");
-    use std::io::Write;
-    python.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
-    let output = python.wait_with_output().unwrap();
+        ]),
+        text.as_bytes(),
+    );
     assert!(output.status.success(), "PyYAML: {}\n{text}", stderr(&output));
     serde_json::from_slice(&output.stdout).unwrap()
 }
@@ -754,19 +737,47 @@ fn parse_yaml(text: &str) -> Value {
 /// The `<cpu>` KubeVirt's virt-launcher gives libvirt for a VM's
 /// `spec.domain.cpu`: mode custom, the model, each feature with its policy.
 fn virt_launcher_cpu(cpu: &Value) -> String {
-    let mut xml = format!(
-        "<cpu mode='custom' match='exact'>\n  <model fallback='forbid'>{}</model>\n",
-        cpu["model"].as_str().unwrap()
-    );
-    for feature in cpu["features"].as_array().into_iter().flatten() {
-        xml.push_str(&format!(
-            "  <feature policy='{}' name='{}'/>\n",
-            feature["policy"].as_str().unwrap(),
-            feature["name"].as_str().unwrap()
-        ));
+    let features: Vec<(&str, &str)> = cpu["features"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|feature| {
+            (
+                feature["policy"].as_str().unwrap(),
+                feature["name"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    custom_cpu(cpu["model"].as_str().unwrap(), &features)
+}
+
+/// A libvirt `<cpu mode='custom'>` of `model` with these (policy, name)
+/// features.
+fn custom_cpu(model: &str, features: &[(&str, &str)]) -> String {
+    let mut xml = format!("<cpu mode='custom' match='exact'>\n  <model fallback='forbid'>{model}</model>\n");
+    for (policy, name) in features {
+        xml.push_str(&format!("  <feature policy='{policy}' name='{name}'/>\n"));
     }
     xml.push_str("</cpu>\n");
     xml
+}
+
+/// libvirt's `hypervisor-cpu-compare` on this machine's KVM takes `xml`
+/// (the host gives all of it: identical or a superset).
+fn assert_libvirt_accepts(xml: &str, what: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("cpu.xml");
+    std::fs::write(&file, xml).unwrap();
+    let compared = virsh_ok(&[
+        "hypervisor-cpu-compare",
+        "--virttype",
+        "kvm",
+        file.to_str().unwrap(),
+    ]);
+    assert!(
+        compared.contains("identical") || compared.contains("superset"),
+        "{what}: {compared}\n{xml}"
+    );
 }
 
 /// The features libvirt's cpu_map gives `model` (libvirt's names), as its
@@ -839,19 +850,7 @@ fn the_kubevirt_cpu_is_one_libvirt_calls_usable_and_accepts() {
         spec["nodeSelector"][format!("cpu-model.node.kubevirt.io/{model}")],
         "true"
     );
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("cpu.xml");
-    std::fs::write(&file, virt_launcher_cpu(cpu)).unwrap();
-    let compared = virsh_ok(&[
-        "hypervisor-cpu-compare",
-        "--virttype",
-        "kvm",
-        file.to_str().unwrap(),
-    ]);
-    assert!(
-        compared.contains("identical") || compared.contains("superset"),
-        "{compared}"
-    );
+    assert_libvirt_accepts(&virt_launcher_cpu(cpu), "virt-launcher's CPU");
 }
 
 /// Three recorded EPYC-Rome hosts of three QEMU generations: the KubeVirt
@@ -983,30 +982,17 @@ fn the_nova_fragment_is_read_by_novas_options_and_each_model_is_accepted() {
         .map(|flags| flags.split(", ").map(str::to_string).collect())
         .unwrap_or_default();
     assert_eq!(nova["cpu_model_extra_flags"], json!(extra), "{text}");
+    // Nova's spelling: `-flag` disables, `+flag` or a bare flag requires.
+    let features: Vec<(&str, &str)> = extra
+        .iter()
+        .map(|flag| match flag.split_at(1) {
+            ("-", name) => ("disable", name),
+            ("+", name) => ("require", name),
+            _ => ("require", flag.as_str()),
+        })
+        .collect();
     for model in &models {
-        let mut xml =
-            format!("<cpu mode='custom' match='exact'>\n  <model fallback='forbid'>{model}</model>\n");
-        for flag in &extra {
-            let (policy, name) = match flag.split_at(1) {
-                ("-", name) => ("disable", name),
-                ("+", name) => ("require", name),
-                _ => ("require", flag.as_str()),
-            };
-            xml.push_str(&format!("  <feature policy='{policy}' name='{name}'/>\n"));
-        }
-        xml.push_str("</cpu>\n");
-        let file = dir.path().join(format!("{model}.xml"));
-        std::fs::write(&file, &xml).unwrap();
-        let compared = virsh_ok(&[
-            "hypervisor-cpu-compare",
-            "--virttype",
-            "kvm",
-            file.to_str().unwrap(),
-        ]);
-        assert!(
-            compared.contains("identical") || compared.contains("superset"),
-            "{model}: {compared}\n{xml}"
-        );
+        assert_libvirt_accepts(&custom_cpu(model, &features), model);
     }
     let comment = text
         .lines()

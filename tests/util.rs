@@ -388,6 +388,18 @@ pub fn recorded_node(dir: &Path, name: &str, architecture: &str, flags: &[&str])
     path
 }
 
+/// Runs `command` with `input` on its stdin; its whole output.
+pub fn output_with_stdin(command: &mut Command, input: &[u8]) -> std::process::Output {
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{command:?}: {e}"));
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    child.wait_with_output().unwrap()
+}
+
 /// `GET path` over plain HTTP to `http://addr`; returns the JSON body.
 pub fn http_get_json(url: &str, path: &str) -> Value {
     let address = url.trim_start_matches("http://");

@@ -21,6 +21,15 @@ pub const MAX_CHANGES: usize = 32;
 /// A kept baseline is a flag list, a member list and a few changes.
 const MAX_BYTES: u64 = 4 << 20;
 
+/// `cluster` or `group fast`: how an answer's scope is named in `--level`,
+/// `check`'s line and the metrics' `scope` label.
+pub fn scope_name(group: Option<&str>) -> String {
+    match group {
+        Some(group) => format!("group {group}"),
+        None => "cluster".to_string(),
+    }
+}
+
 /// Which answer a baseline is: the whole cluster's, or a group's.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Scope {
@@ -37,12 +46,9 @@ impl Scope {
         }
     }
 
-    /// `cluster` or `group fast`, as a metric's label says it.
+    /// `cluster` or `group fast` ([`scope_name`]), as a metric's label says it.
     pub fn label(&self) -> String {
-        match &self.group {
-            Some(group) => format!("group {group}"),
-            None => "cluster".to_string(),
-        }
+        scope_name(self.group.as_ref().map(NodeName::as_str))
     }
 
     fn file_name(&self) -> String {

@@ -99,13 +99,16 @@ impl HardwareDiff {
             .collect()
     }
 
+    /// `microcode 0xde → 0xf0`, when it changed.
+    pub fn microcode_change(&self) -> Option<String> {
+        let Change { old, new } = self.microcode.as_ref()?;
+        let show = |value: &Option<String>| value.clone().unwrap_or_else(|| "none".into());
+        Some(format!("microcode {} → {}", show(old), show(new)))
+    }
+
     /// One line: `microcode 0xde → 0xf0; lost hle, rtm; 8 → 4 CPUs`.
     pub fn summary(&self) -> String {
-        let mut parts = Vec::new();
-        if let Some(Change { old, new }) = &self.microcode {
-            let show = |value: &Option<String>| value.clone().unwrap_or_else(|| "none".into());
-            parts.push(format!("microcode {} → {}", show(old), show(new)));
-        }
+        let mut parts: Vec<String> = self.microcode_change().into_iter().collect();
         let listed = |names: BTreeSet<&str>| crate::format::capped_list(&names, ", ", 8);
         let (removed, added) = (self.removed_flags(), self.added_flags());
         if !removed.is_empty() {

@@ -29,7 +29,9 @@ pub const MAX_RECORDS: usize = 64;
 /// record always fits.
 pub const MAX_BYTES: usize = 256 << 10;
 
-/// How the new hardware was seen.
+/// How the new hardware was seen. Only a probe or a whole fetch replaces
+/// an entry's hardware: a 304 confirms the cached hardware and a stale
+/// answer serves it, so neither makes a record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Seen {
@@ -37,11 +39,6 @@ pub enum Seen {
     Probe,
     /// A member's document, fetched whole.
     Fetch,
-    /// A member answered 304 to a revalidation: its hardware is the cached one.
-    #[serde(rename = "304")]
-    NotModified,
-    /// An entry served past its freshness.
-    Stale,
 }
 
 impl std::fmt::Display for Seen {
@@ -49,8 +46,6 @@ impl std::fmt::Display for Seen {
         f.write_str(match self {
             Seen::Probe => "probe",
             Seen::Fetch => "fetch",
-            Seen::NotModified => "304",
-            Seen::Stale => "stale",
         })
     }
 }

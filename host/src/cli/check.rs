@@ -39,8 +39,8 @@ pub(super) async fn check(context: &Context, group: Option<&str>, since: &str) -
     let since_ms = crate::util::when::parse_since(since, crate::util::clock::now_ms())
         .map_err(|e| Failure::usage(anyhow::anyhow!("--since {e}")))?;
     let (state, line) = match report(context, group).await {
-        Ok(report) => {
-            let shrinks = shrinks_since(context, &report, since_ms);
+        Ok((report, kept)) => {
+            let shrinks = shrinks_since(context, &report, kept, since_ms);
             judge(&report, &shrinks)
         }
         Err(failure) => (
@@ -51,7 +51,7 @@ pub(super) async fn check(context: &Context, group: Option<&str>, since: &str) -
             ),
         ),
     };
-    let scope = group.map_or_else(|| "cluster".to_string(), |group| format!("group {group}"));
+    let scope = crate::baselines::scope_name(group);
     print(&format!("NODECACHE {} - {scope}: {line}\n", state.word()))?;
     match state {
         State::Ok => Ok(()),
@@ -59,27 +59,39 @@ pub(super) async fn check(context: &Context, group: Option<&str>, since: &str) -
     }
 }
 
-async fn report(context: &Context, group: Option<&str>) -> Result<CpuFlagsReport, Failure> {
+/// The answer, and its scope's kept baseline as this answer left it.
+async fn report(
+    context: &Context,
+    group: Option<&str>,
+) -> Result<(CpuFlagsReport, Option<crate::baselines::Kept>), Failure> {
     let members = context.members(group).await?;
     let policy = context.policy(&members, members.instances()).await?;
     let bar = Bar::for_members(members.file.cluster.members.len());
     let mut report = policy.report(&members, &default_arch(), bar).await?;
     report.group = group.map(str::to_string);
-    crate::cluster::baseline_change::track(&context.cache_root()?, &mut report, crate::util::clock::now_ms());
-    Ok(report)
+    let kept = crate::cluster::baseline_change::track(
+        &context.cache_root()?,
+        &mut report,
+        crate::util::clock::now_ms(),
+    );
+    Ok((report, kept))
 }
 
 /// The changes that took flags from the report's baseline at or after
-/// `since_ms`, as kept for its scope (this run's own, if it saw one).
-fn shrinks_since(context: &Context, report: &CpuFlagsReport, since_ms: u64) -> Vec<String> {
-    let (Some(scope), Ok(root)) = (
-        crate::cluster::baseline_change::scope_of(report),
-        context.cache_root(),
-    ) else {
-        return Vec::new();
+/// `since_ms`, as kept for its scope (this run's own, if it saw one): the
+/// baseline this run kept, else (a partial answer keeps none) as read.
+fn shrinks_since(
+    context: &Context,
+    report: &CpuFlagsReport,
+    kept: Option<crate::baselines::Kept>,
+    since_ms: u64,
+) -> Vec<String> {
+    let read = || {
+        let scope = crate::cluster::baseline_change::scope_of(report)?;
+        crate::baselines::Baselines::new(&context.cache_root().ok()?).read(&scope)
     };
-    let kept = crate::baselines::Baselines::new(&root).read(&scope);
-    kept.map(|kept| kept.changes)
+    kept.or_else(read)
+        .map(|kept| kept.changes)
         .unwrap_or_default()
         .into_iter()
         .filter(|change| change.at_ms >= since_ms && !change.lost.is_empty())

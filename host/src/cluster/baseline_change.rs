@@ -35,11 +35,13 @@ pub fn scope_of(report: &CpuFlagsReport) -> Option<Scope> {
 /// Compares `report`'s common set with the one kept for its scope, keeps
 /// the new one, and puts the change (if any) in `report.changes`. A
 /// partial answer is not a baseline (its set grows by the nodes it lacks)
-/// and is neither compared nor kept.
-pub fn track(cache_root: &std::path::Path, report: &mut CpuFlagsReport, now_ms: u64) {
-    let Some(scope) = scope_of(report) else { return };
+/// and is neither compared nor kept. Returns the scope's kept baseline as
+/// it now stands (`None` for an answer that is not a baseline), so a
+/// caller needs not read it again.
+pub fn track(cache_root: &std::path::Path, report: &mut CpuFlagsReport, now_ms: u64) -> Option<Kept> {
+    let scope = scope_of(report)?;
     if report.partial || report.nodes.iter().all(|node| node.cpu.is_none()) {
-        return;
+        return None;
     }
     let baselines = Baselines::new(cache_root);
     let members: Vec<String> = report
@@ -48,18 +50,16 @@ pub fn track(cache_root: &std::path::Path, report: &mut CpuFlagsReport, now_ms: 
         .filter(|node| node.cpu.is_some())
         .map(|node| node.name.clone())
         .collect();
-    let kept = match baselines.read(&scope) {
-        None => Some(Kept::new(
-            report.flags.clone(),
-            report.level.clone(),
-            members,
-            now_ms,
-        )),
+    let (kept, write) = match baselines.read(&scope) {
+        None => (
+            Kept::new(report.flags.clone(), report.level.clone(), members, now_ms),
+            true,
+        ),
         Some(mut kept) if kept.flags == report.flags => {
             let due = now_ms.saturating_sub(kept.confirmed_at_ms) >= CONFIRM_EVERY_MS;
             kept.members = members;
             kept.confirmed_at_ms = now_ms;
-            due.then_some(kept)
+            (kept, due)
         }
         Some(old) => {
             let change = name_change(&History::new(cache_root), &scope, &old, report, now_ms);
@@ -67,14 +67,13 @@ pub fn track(cache_root: &std::path::Path, report: &mut CpuFlagsReport, now_ms: 
             kept.changes = old.changes;
             kept.push(change.clone());
             report.changes.push(change);
-            Some(kept)
+            (kept, true)
         }
     };
-    if let Some(kept) = kept
-        && let Err(e) = baselines.write(&scope, &kept)
-    {
+    if write && let Err(e) = baselines.write(&scope, &kept) {
         tracing::warn!("cannot keep {}'s baseline: {e:#}", scope.describe());
     }
+    Some(kept)
 }
 
 /// What changed between the kept set and the report's, and which nodes made it.
@@ -170,13 +169,10 @@ fn recent_record(history: &History, node: &str, since_ms: u64, lost: &[String]) 
 /// Why a node changed, in a few words: its microcode when that changed,
 /// else the diff's summary.
 fn reason(record: &Record) -> String {
-    match &record.diff.microcode {
-        Some(Change { old, new }) => {
-            let show = |value: &Option<String>| value.clone().unwrap_or_else(|| "none".into());
-            format!("microcode {} → {}", show(old), show(new))
-        }
-        None => record.diff.summary(),
-    }
+    record
+        .diff
+        .microcode_change()
+        .unwrap_or_else(|| record.diff.summary())
 }
 
 /// `the cluster lost hle, rtm since 2026-12-01 12:00 UTC: node-b (microcode

@@ -238,6 +238,15 @@ impl From<Source> for NodeSource {
 }
 
 impl CpuFlagsReport {
+    /// The CPU vendor of every included node, when they share one: a
+    /// named model is one vendor's.
+    pub fn one_vendor(&self) -> Option<&str> {
+        match self.vendors.len() {
+            1 => self.vendors.keys().next().map(String::as_str),
+            _ => None,
+        }
+    }
+
     /// The report with each x86_64 node's own levels, made once before
     /// the report is shared (for JSON, `--level` and `--explain`; a
     /// thousand nodes' flag sets are not worth making for a plain list).

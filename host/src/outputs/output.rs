@@ -119,11 +119,7 @@ fn auto_baseline(report: &CpuFlagsReport, guest: &[String]) -> Result<(qemu::Bas
     let common: std::collections::BTreeSet<&str> = guest.iter().map(String::as_str).collect();
     let models = qemu_answers::named_models()?;
     let vendors: Vec<&str> = report.vendors.keys().map(String::as_str).collect();
-    let vendor = match vendors.as_slice() {
-        [one] => Some(*one),
-        _ => None,
-    };
-    match qemu::closest(&models, &common, vendor) {
+    match qemu::closest(&models, &common, report.one_vendor()) {
         Some(fit) => {
             let why = qemu::why_chosen(&models, &common, &fit);
             Ok((fit.model, why))
@@ -150,12 +146,19 @@ fn auto_baseline(report: &CpuFlagsReport, guest: &[String]) -> Result<(qemu::Bas
 fn usable_baseline(report: &CpuFlagsReport, guest: &[String]) -> Result<(qemu::Baseline, String)> {
     let common: std::collections::BTreeSet<&str> = guest.iter().map(String::as_str).collect();
     let models = qemu_answers::named_models()?;
-    let vendor = match report.vendors.keys().collect::<Vec<_>>().as_slice() {
-        [one] => one.to_string(),
-        [] => anyhow::bail!("no node reports its CPU vendor, so no named model is known to be usable on all"),
-        many => anyhow::bail!(
+    let vendor = match (report.one_vendor(), report.vendors.len()) {
+        (Some(one), _) => one.to_string(),
+        (None, 0) => {
+            anyhow::bail!("no node reports its CPU vendor, so no named model is known to be usable on all")
+        }
+        (None, _) => anyhow::bail!(
             "a cluster mixing {} has no named model usable on every node",
-            many.iter().map(|v| v.as_str()).collect::<Vec<_>>().join(" and ")
+            report
+                .vendors
+                .keys()
+                .map(String::as_str)
+                .collect::<Vec<_>>()
+                .join(" and ")
         ),
     };
     let whole: Vec<qemu::Baseline> = models
@@ -436,10 +439,7 @@ impl FlagsOutput {
 /// `--level`: the level a guest can be given on the whole cluster, then on
 /// each node (its hypervisor's set, or its host flags standing in).
 fn levels(report: &CpuFlagsReport) -> String {
-    let whole = match &report.group {
-        Some(group) => format!("group {group}"),
-        None => "cluster".to_string(),
-    };
+    let whole = crate::baselines::scope_name(report.group.as_deref());
     let mut text = format!("{whole} {}\n", report.guest_level.as_deref().unwrap_or("-"));
     for node in &report.nodes {
         text.push_str(&format!(

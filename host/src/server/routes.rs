@@ -407,20 +407,25 @@ pub async fn serve(
     let side_app = metrics_router(state.clone());
     let side = async {
         match service.metrics_listener {
-            Some(listener) => serve_metrics(listener, side_app, limits, &metrics, stop.clone()).await,
+            // `--metrics-listen`: `/metrics` alone, within the same limits.
+            Some(listener) => {
+                plain_http(
+                    listener,
+                    side_app,
+                    limits,
+                    &metrics,
+                    stop.clone(),
+                    "metrics-listener",
+                )
+                .await
+            }
             None => Ok(()),
         }
     };
     let app = router(state);
     let main = async {
         match tls {
-            None => {
-                if !local.ip().is_loopback() {
-                    bail!("plain HTTP is only allowed on a loopback address, not {local}");
-                }
-                tracing::info!("serving plain HTTP on {local}");
-                plain_http(listener, app, limits, &metrics, stop.clone(), "insecure-http").await
-            }
+            None => plain_http(listener, app, limits, &metrics, stop.clone(), "insecure-http").await,
             Some(tls) => {
                 tracing::info!("serving HTTPS on {local}");
                 let acceptor = tokio_rustls::TlsAcceptor::from(tls.config.clone());
@@ -451,25 +456,8 @@ pub async fn serve(
     Ok(())
 }
 
-/// `--metrics-listen`: `/metrics` in plain HTTP on a loopback address,
-/// within the same limits, logged as the `metrics-listener` client.
-async fn serve_metrics(
-    listener: TcpListener,
-    app: Router,
-    limits: ConnectionLimits,
-    metrics: &Arc<Metrics>,
-    stop: impl Future<Output = ()>,
-) -> Result<()> {
-    let local = listener.local_addr().context("metrics listener address")?;
-    if !local.ip().is_loopback() {
-        bail!("--metrics-listen serves plain HTTP: only on a loopback address, not {local}");
-    }
-    tracing::info!("serving /metrics in plain HTTP on {local}");
-    plain_http(listener, app, limits, metrics, stop, "metrics-listener").await
-}
-
-/// A plain-HTTP listener's loop: each request logged and counted as
-/// `client` (plain HTTP tells no clients apart).
+/// A plain-HTTP listener's loop, on a loopback address only: each request
+/// logged and counted as `client` (plain HTTP tells no clients apart).
 async fn plain_http(
     listener: TcpListener,
     app: Router,
@@ -478,6 +466,11 @@ async fn plain_http(
     stop: impl Future<Output = ()>,
     client: &'static str,
 ) -> Result<()> {
+    let local = listener.local_addr().context("listener address")?;
+    if !local.ip().is_loopback() {
+        bail!("plain HTTP is only allowed on a loopback address, not {local}");
+    }
+    tracing::info!("serving plain HTTP on {local} ({client})");
     let counted = metrics.clone();
     accept_loop(
         listener,

@@ -16,10 +16,7 @@ const KUBEVIRT_OBSOLETE: &[&str] = &["kvm64", "qemu64"];
 /// model fits.
 pub fn kubevirt_cpu(cpu: &GuestCpu) -> Result<String> {
     // The unversioned name, as KubeVirt's node labeller labels models.
-    let model = cpu
-        .libvirt_model
-        .strip_suffix("-v1")
-        .unwrap_or(&cpu.libvirt_model);
+    let model = super::unversioned(&cpu.libvirt_model);
     if KUBEVIRT_OBSOLETE.contains(&model) {
         bail!(
             "no named CPU model fits every node for KubeVirt, which refuses {model} (its default obsoleteCPUModels): {}",

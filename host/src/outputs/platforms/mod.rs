@@ -13,3 +13,9 @@ pub use kubevirt::kubevirt_cpu;
 pub use nfd::nfd_features;
 pub use nova::nova_fragment;
 pub use proxmox::{check_model_name, proxmox_section};
+
+/// A model by the name the platforms list: QEMU's `X` is its alias of
+/// `X-v1`, and Proxmox, KubeVirt's labeller and Nova name the alias.
+fn unversioned(model: &str) -> &str {
+    model.strip_suffix("-v1").unwrap_or(model)
+}

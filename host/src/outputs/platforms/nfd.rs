@@ -56,10 +56,7 @@ pub fn nfd_features(
         format!("{scope}.level"),
         report.guest_level.as_deref().unwrap_or("none"),
     );
-    label(
-        format!("{scope}.model"),
-        baseline.strip_suffix("-v1").unwrap_or(baseline),
-    );
+    label(format!("{scope}.model"), super::unversioned(baseline));
     let mut text = format!(
         "# nodecache: {node} in {scope}; NFD reads this from /etc/kubernetes/node-feature-discovery/features.d/\n# +expiry-time={expiry}\n",
         node = node.name,
@@ -87,7 +84,7 @@ fn runs_whole<'a>(models: &'a [Baseline], guest: &BTreeSet<&str>, vendor: Option
         .iter()
         .filter(|model| vendor.is_some() && model.vendor.as_deref() == vendor)
         .filter(|model| qemu::fit(model, guest, 0).disabled.is_empty())
-        .map(|model| model.model.strip_suffix("-v1").unwrap_or(&model.model))
+        .map(|model| super::unversioned(&model.model))
         .collect();
     names.sort_unstable();
     names.dedup();

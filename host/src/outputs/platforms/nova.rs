@@ -57,9 +57,9 @@ const NOVA_TRAITS: &[(&str, &str)] = &[
 /// node cannot give (those of the closest model), oldest (fewest features)
 /// first, and a comment on the flavor trait that selects the newest.
 pub fn nova_fragment(report: &CpuFlagsReport, cpu: &GuestCpu, models: &[Baseline]) -> Result<String> {
-    let vendor = match report.vendors.keys().collect::<Vec<_>>().as_slice() {
-        [one] => one.to_string(),
-        _ => bail!(
+    let vendor = match report.one_vendor() {
+        Some(one) => one.to_string(),
+        None => bail!(
             "Nova's cpu_models name models of one CPU vendor: this answer's nodes report {} vendors",
             report.vendors.len()
         ),
@@ -86,7 +86,7 @@ pub fn nova_fragment(report: &CpuFlagsReport, cpu: &GuestCpu, models: &[Baseline
     }
     let names: Vec<&str> = runs
         .iter()
-        .map(|model| model.model.strip_suffix("-v1").unwrap_or(&model.model))
+        .map(|model| super::unversioned(&model.model))
         .collect();
     let extra: Vec<String> = cpu
         .libvirt_disabled

@@ -46,8 +46,7 @@ pub fn proxmox_section(cpu: &GuestCpu, name: &str, physical_bits: Option<u32>) -
     if let Some(bits) = physical_bits {
         text.push_str(&format!("\tphys-bits {bits}\n"));
     }
-    // QEMU's `X` is its alias of `X-v1`: Proxmox lists the unversioned names.
-    let reported = cpu.baseline.strip_suffix("-v1").unwrap_or(&cpu.baseline);
+    let reported = super::unversioned(&cpu.baseline);
     text.push_str(&format!("\treported-model {reported}\n"));
     text
 }
